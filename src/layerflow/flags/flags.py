@@ -1,0 +1,225 @@
+"""Declaring a script's flags: defaults < flags.yml < command line < training_run(flags=)."""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping
+
+from layerflow.flags.parsing import (
+    FlagError,
+    coerce,
+    extract_cli_flags,
+    infer_type,
+    resolve_type,
+    type_name,
+)
+
+FLAGS_ENV = "LAYERFLOW_FLAGS"
+FLAGS_FILE = "flags.yml"
+
+
+@dataclass(frozen=True)
+class Flag:
+    """One flag: its name, default, type and description.
+
+    Use it inside ``lf.flags(...)`` when the type cannot be inferred from the default
+    or when the flag deserves a description.
+
+    Example:
+        >>> FLAGS = lf.flags(lf.flag("learning_rate", 1e-3, description="Adam step"), epochs=10)
+    """
+
+    name: str
+    default: Any
+    type: type
+    description: str = ""
+
+
+def flag(name: str, default: Any = None, type: Any = None, description: str = "") -> Flag:
+    """Declares a flag explicitly (type inferred from ``default`` unless given)."""
+    if not isinstance(name, str) or not name.isidentifier():
+        raise FlagError(f"Flag name {name!r} is not a valid identifier; expected e.g. 'dropout'.")
+    kind = resolve_type(type, name) if type is not None else infer_type(default, name)
+    return Flag(name, coerce(name, default, kind, "default"), kind, description)
+
+
+class Flags(Mapping[str, Any]):
+    """The resolved flag values of a run: ``FLAGS.dropout`` or ``FLAGS["dropout"]``."""
+
+    def __init__(self, declared: Mapping[str, Flag], values: Mapping[str, Any], sources: Mapping[str, str]):
+        self._declared = dict(declared)
+        self._values = dict(values)
+        self._sources = dict(sources)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.__dict__["_values"][name]
+        except KeyError:
+            raise AttributeError(_unknown_message(name, self.__dict__.get("_values", {}), "attribute access")) from None
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in self._values:
+            raise KeyError(_unknown_message(name, self._values, "lookup"))
+        return self._values[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{k}={v!r}" for k, v in self._values.items())
+        return f"Flags({inner})"
+
+    def to_frame(self):
+        """A DataFrame of name, value, default, type, source and description."""
+        import pandas as pd
+
+        return pd.DataFrame(
+            [
+                {
+                    "name": name,
+                    "value": self._values[name],
+                    "default": spec.default,
+                    "type": type_name(spec.type),
+                    "source": self._sources[name],
+                    "description": spec.description,
+                }
+                for name, spec in self._declared.items()
+            ]
+        )
+
+    def as_record(self) -> dict[str, Any]:
+        """The JSON-ready description recorded with a run."""
+        return {
+            "values": dict(self._values),
+            "types": {k: type_name(s.type) for k, s in self._declared.items()},
+            "sources": dict(self._sources),
+        }
+
+
+def _unknown_message(name: str, known: Mapping[str, Any], source: str) -> str:
+    close = difflib.get_close_matches(name, list(known), n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    listing = ", ".join(known) or "(none)"
+    return f"Unknown flag {name!r} ({source}); declared flags are: {listing}.{hint}"
+
+
+def _script_dir() -> Path:
+    main = sys.modules.get("__main__")
+    script = getattr(main, "__file__", None)
+    return Path(script).resolve().parent if script else Path.cwd()
+
+
+def read_flags_file(path: str | Path) -> dict[str, Flag]:
+    """Reads a ``flags.yml``: ``name: default`` or ``name: {default, type, description}``."""
+    import yaml
+
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise FlagError(f"{path} is not valid YAML: {error}") from None
+    if not isinstance(data, dict):
+        raise FlagError(f"{path} must map flag names to defaults; it holds a {type(data).__name__}.")
+    declared = {}
+    for name, entry in data.items():
+        if isinstance(entry, dict):
+            unknown = set(entry) - {"default", "type", "description"}
+            if unknown:
+                raise FlagError(f"{path}: flag {name!r} has unknown keys {sorted(unknown)}; expected default, type, description.")
+            declared[name] = flag(name, entry.get("default"), entry.get("type"), entry.get("description", ""))
+        else:
+            declared[name] = flag(name, entry)
+    return declared
+
+
+def _declare(args: tuple[Any, ...], defaults: Mapping[str, Any]) -> dict[str, Flag]:
+    declared: dict[str, Flag] = {}
+    for item in args:
+        if not isinstance(item, Flag):
+            raise FlagError(f"lf.flags() takes lf.flag(...) objects or name=default pairs; got {item!r}.")
+        declared[item.name] = item
+    for name, default in defaults.items():
+        declared[name] = default if isinstance(default, Flag) else flag(name, default)
+    return declared
+
+
+def _overrides_from_environment() -> list[tuple[str, Mapping[str, Any]]]:
+    raw = os.environ.get(FLAGS_ENV)
+    if not raw:
+        return []
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as error:
+        raise FlagError(f"{FLAGS_ENV} is not valid JSON ({error}); it is set by `layerflow run`.") from None
+    return [("command line", data.get("command_line", {})), ("training_run(flags=)", data.get("call", {}))]
+
+
+def flags(*declared: Flag, file: str | Path | None = None, argv: list[str] | None = None, **defaults: Any) -> Flags:
+    """Declares the script's flags and returns their resolved values.
+
+    Precedence, lowest first: the defaults given here, ``flags.yml`` beside the script,
+    ``--flag name=value`` on the command line (of ``layerflow run`` or of the script run
+    with python), and ``lf.training_run(flags=...)``. Inside a tracked run the resolved
+    flags are recorded with the run.
+
+    Args:
+        *declared: ``lf.flag(...)`` objects for flags with an explicit type or description.
+        file: a flags YAML file to read instead of ``flags.yml`` beside the script.
+        argv: the command line to read ``--flag`` from (default ``sys.argv``; the
+            ``--flag`` items are removed from it so the script's own parser never sees them).
+        **defaults: ``name=default`` pairs; the type is that of the default.
+
+    Raises:
+        FlagError: a flag that is unknown or whose value does not parse to its type.
+
+    Example:
+        >>> FLAGS = lf.flags(dropout=0.4, units=256, optimizer="rmsprop", augment=False)
+        >>> FLAGS.units
+        256
+    """
+    specs = _declare(declared, defaults)
+    sources = {name: "default" for name in specs}
+    yml = Path(file) if file is not None else _script_dir() / FLAGS_FILE
+    if file is not None and not yml.is_file():
+        raise FlagError(f"Flags file {yml} does not exist.")
+    if yml.is_file():
+        for name, spec in read_flags_file(yml).items():
+            if name in specs:
+                spec = Flag(name, coerce(name, spec.default, specs[name].type, str(yml)), specs[name].type,
+                            spec.description or specs[name].description)
+            specs[name] = spec
+            sources[name] = str(yml.name)
+    values = {name: spec.default for name, spec in specs.items()}
+
+    use_sys_argv = argv is None
+    command_line, rest = extract_cli_flags(list(sys.argv[1:] if use_sys_argv else argv))
+    if use_sys_argv:
+        sys.argv[1:] = rest
+    layers = [("command line", command_line), *_overrides_from_environment()]
+    for source, overrides in layers:
+        for name, value in overrides.items():
+            if name not in specs:
+                raise FlagError(_unknown_message(name, specs, source))
+            values[name] = coerce(name, value, specs[name].type, source)
+            sources[name] = source
+
+    resolved = Flags(specs, values, sources)
+    for listener in _listeners:
+        listener(resolved)
+    return resolved
+
+
+_listeners: list[Callable[[Flags], None]] = []
+
+
+def on_flags_resolved(listener: Callable[[Flags], None]) -> None:
+    """Registers a function called with every resolved ``Flags`` (the run recorder uses it)."""
+    _listeners.append(listener)

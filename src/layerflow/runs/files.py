@@ -1,0 +1,95 @@
+"""The run folder contract: file names, atomic JSON writes, tolerant reading."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+RUN_FILE = "run.json"
+METRICS_FILE = "metrics.jsonl"
+OUTPUT_FILE = "output.log"
+SOURCE_DIR = "source"
+PLOTS_DIR = "plots"
+MODEL_DIR = "model"
+DATA_DIR = "data"
+# Written by the script's process while it runs; merged into run.json when it ends.
+FLAGS_FILE = "flags.json"
+EVALUATION_FILE = "evaluation.json"
+PROPERTIES_FILE = "properties.json"
+KERAS_FILE = "keras.json"
+SUMMARY_FILE = "model_summary.txt"
+EXIT_FILE = "exit.json"
+
+
+class CorruptRunFile(ValueError):
+    """A run file that exists but cannot be read as what the contract says it holds."""
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Writes JSON atomically: readers see the old file or the new one, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as stream:
+            json.dump(data, stream, indent=2, default=_json_default, allow_nan=True)
+            stream.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "item"):  # numpy and torch scalars
+        return value.item()
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    return str(value)
+
+
+def read_json(path: Path, default: Any = None) -> Any:
+    """Reads a JSON file; ``default`` when absent; CorruptRunFile when unreadable."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return default
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise CorruptRunFile(f"{path} is not valid JSON ({error.msg} at line {error.lineno}).") from None
+
+
+def append_jsonl(path: Path, record: dict[str, Any]) -> None:
+    """Appends one JSON line and flushes it, so a crash right after keeps it."""
+    line = json.dumps(record, default=_json_default, allow_nan=True)
+    with open(path, "a") as stream:
+        stream.write(line + "\n")
+        stream.flush()
+
+
+def read_metrics(path: Path) -> tuple[list[dict[str, Any]], list[int]]:
+    """Reads ``metrics.jsonl``; returns the good epoch records and the numbers of bad lines."""
+    records: list[dict[str, Any]] = []
+    bad: list[int] = []
+    try:
+        lines = path.read_text().splitlines()
+    except FileNotFoundError:
+        return records, bad
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            bad.append(number)
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+        else:
+            bad.append(number)
+    return records, bad

@@ -1,0 +1,33 @@
+"""Run ids: sortable by start time, never colliding, also between parallel processes."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from datetime import datetime, timezone
+from pathlib import Path
+
+RUN_ID_LENGTH = len("20260101T000000-000000-0000")
+
+
+def new_run_folder(runs_dir: Path) -> tuple[str, Path, datetime]:
+    """Creates a fresh run folder under ``runs_dir``; returns (id, folder, start time).
+
+    The id is the UTC start time to the microsecond plus a random suffix; the folder is
+    created with an exclusive ``mkdir``, so two processes can never take the same id.
+    """
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    while True:
+        start = datetime.now(timezone.utc)
+        run_id = f"{start:%Y%m%dT%H%M%S}-{start:%f}-{secrets.token_hex(2)}"
+        folder = runs_dir / run_id
+        try:
+            os.mkdir(folder)
+        except FileExistsError:
+            continue
+        return run_id, folder, start
+
+
+def looks_like_run_id(name: str) -> bool:
+    """True for folder names made by ``new_run_folder``."""
+    return len(name) == RUN_ID_LENGTH and name[8] == "T" and name[:8].isdigit()

@@ -1,0 +1,214 @@
+"""HTML reports of runs: ``layerflow show`` / ``lf.view_run`` and ``layerflow compare`` / ``lf.compare_runs``."""
+
+from __future__ import annotations
+
+import difflib
+import io
+import os
+import re
+import tempfile
+import webbrowser
+from pathlib import Path
+from typing import Any
+
+from layerflow.runs import files as f
+from layerflow.runs.record import EPOCH_KEYS
+from layerflow.runs.store import RunStore
+
+MAX_OUTPUT_CHARS = 200_000
+MAX_SOURCE_CHARS = 100_000
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def _environment():
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("layerflow.runs", "templates"),
+        autoescape=jinja2.select_autoescape(["html", "j2"]),
+    )
+    env.filters["fmt"] = lambda v: f"{v:.4g}" if isinstance(v, float) else ("—" if v is None else v)
+    return env
+
+
+def clean_console_text(text: str) -> str:
+    """Console output as a reader sees it: colour codes dropped, redraws (\\r, \\b) applied."""
+    lines = []
+    for line in _ANSI.sub("", text).split("\n"):
+        line = line.rstrip("\r").rsplit("\r", 1)[-1]
+        shown: list[str] = []
+        for char in line:
+            if char == "\b":
+                if shown:
+                    shown.pop()
+            else:
+                shown.append(char)
+        lines.append("".join(shown))
+    return "\n".join(lines)
+
+
+def _output(run_dir: Path) -> str:
+    path = run_dir / f.OUTPUT_FILE
+    if not path.is_file():
+        return "(no output recorded)"
+    text = path.read_text(errors="replace")
+    if len(text) > MAX_OUTPUT_CHARS:
+        text = f"... ({len(text) - MAX_OUTPUT_CHARS} earlier characters left out)\n" + text[-MAX_OUTPUT_CHARS:]
+    return clean_console_text(text)
+
+
+def _source_files(run_dir: Path) -> dict[str, str]:
+    root = run_dir / f.SOURCE_DIR
+    sources = {}
+    if root.is_dir():
+        for path in sorted(p for p in root.rglob("*") if p.is_file()):
+            try:
+                text = path.read_text()
+            except (UnicodeDecodeError, OSError):
+                continue
+            sources[path.relative_to(root).as_posix()] = text[:MAX_SOURCE_CHARS]
+    return sources
+
+
+def _epochs(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
+    records, _ = f.read_metrics(run_dir / f.METRICS_FILE)
+    series: dict[str, list[tuple[int, float]]] = {}
+    for line in records:
+        for key, value in line.items():
+            if key not in EPOCH_KEYS and isinstance(value, (int, float)):
+                series.setdefault(key, []).append((line.get("epoch", len(series.get(key, [])) + 1), value))
+    return series
+
+
+def _metrics_svg(runs: list[tuple[str, dict[str, list[tuple[int, float]]]]]) -> str | None:
+    """One panel per metric; training and validation of every run overlaid."""
+    from matplotlib.figure import Figure
+
+    metrics = list(dict.fromkeys(k.removeprefix("val_") for _, series in runs for k in series))
+    if not metrics:
+        return None
+    metrics.sort(key=lambda m: m != "loss")
+    figure = Figure(figsize=(7, 2.4 * len(metrics)), layout="constrained")
+    axes = figure.subplots(len(metrics), 1, sharex=True, squeeze=False)[:, 0]
+    styles = ["-", "--", ":", "-."]
+    for ax, metric in zip(axes, metrics):
+        for i, (label, series) in enumerate(runs):
+            for key, color, split in ((metric, "#1f77b4", "training"), (f"val_{metric}", "#ff7f0e", "validation")):
+                if key in series:
+                    x, y = zip(*series[key])
+                    name = f"{label} {split}" if len(runs) > 1 else split
+                    ax.plot(x, y, styles[i % 4], color=color, marker="o", markersize=3, label=name)
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
+    axes[-1].set_xlabel("epoch")
+    buffer = io.StringIO()
+    figure.savefig(buffer, format="svg")
+    svg = buffer.getvalue()
+    return svg[svg.index("<svg"):]
+
+
+def _deliver(html: str, out: str | os.PathLike[str] | None, name: str, browse: bool) -> Path:
+    if out is not None:
+        path = Path(out)
+        path.parent.mkdir(parents=True, exist_ok=True)
+    else:
+        path = Path(tempfile.mkdtemp(prefix="layerflow-")) / name
+    path.write_text(html)
+    if out is None and browse:
+        try:
+            webbrowser.get()
+        except webbrowser.Error:
+            return path
+        webbrowser.open(path.as_uri())
+    return path
+
+
+def render_run(run: str, runs_dir: str | os.PathLike[str] | None = None) -> str:
+    """The HTML report of one run, as a string."""
+    store = RunStore(runs_dir)
+    record = store.record(run)
+    run_dir = Path(record["path"])
+    summary_path = run_dir / f.SUMMARY_FILE
+    return _environment().get_template("run.html.j2").render(
+        run=record,
+        plot=_metrics_svg([(record["id"], _epochs(run_dir))]),
+        summary=summary_path.read_text() if summary_path.is_file() else None,
+        output=_output(run_dir),
+        sources=list(_source_files(run_dir).items()),
+    )
+
+
+def view_run(
+    run: str = "latest",
+    runs_dir: str | os.PathLike[str] | None = None,
+    out: str | os.PathLike[str] | None = None,
+    browse: bool = True,
+) -> Path:
+    """Writes a self-contained HTML report of a run and opens it in a browser when there is one.
+
+    The report holds the metric curves, flags, evaluation, output, source code and model
+    summary. ``run`` is an id, an id prefix, ``latest`` or ``latest~N``.
+
+    Returns:
+        The path of the HTML file (``out`` if given, else a temporary file).
+
+    Example:
+        >>> lf.view_run("latest", out="report.html")
+    """
+    return _deliver(render_run(run, runs_dir), out, f"run-{run}.html", browse)
+
+
+def _pairs(a: dict[str, Any], b: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    return [(k, a.get(k), b.get(k)) for k in dict.fromkeys([*a, *b])]
+
+
+def _delta(va: Any, vb: Any) -> Any:
+    if isinstance(va, (int, float)) and isinstance(vb, (int, float)) and not isinstance(va, bool):
+        return vb - va
+    return None
+
+
+def render_comparison(run_a: str, run_b: str, runs_dir: str | os.PathLike[str] | None = None) -> str:
+    """The HTML comparison of two runs, as a string."""
+    store = RunStore(runs_dir)
+    a, b = store.record(run_a), store.record(run_b)
+    dir_a, dir_b = Path(a["path"]), Path(b["path"])
+    source_a, source_b = _source_files(dir_a), _source_files(dir_b)
+    differ = difflib.HtmlDiff(wrapcolumn=80)
+    diffs = []
+    for name in sorted(set(source_a) | set(source_b)):
+        text_a, text_b = source_a.get(name, ""), source_b.get(name, "")
+        if text_a != text_b:
+            table = differ.make_table(text_a.splitlines(), text_b.splitlines(), f"A: {name}", f"B: {name}",
+                                      context=True, numlines=3)
+            diffs.append((name, table))
+    tables = [
+        (title, [(k, va, vb, _delta(va, vb)) for k, va, vb in _pairs(a.get(key) or {}, b.get(key) or {})])
+        for title, key in (("Final metrics", "metrics"), ("Evaluation", "evaluation"))
+    ]
+    return _environment().get_template("compare.html.j2").render(
+        a=a, b=b,
+        plot=_metrics_svg([("A", _epochs(dir_a)), ("B", _epochs(dir_b))]),
+        flags=_pairs(a.get("flags") or {}, b.get("flags") or {}),
+        tables=[t for t in tables if t[1]],
+        diffs=diffs,
+    )
+
+
+def compare_runs(
+    run_a: str = "latest~1",
+    run_b: str = "latest",
+    runs_dir: str | os.PathLike[str] | None = None,
+    out: str | os.PathLike[str] | None = None,
+    browse: bool = True,
+) -> Path:
+    """Writes an HTML page comparing two runs side by side and opens it when a browser exists.
+
+    Metric curves are overlaid, differing flags highlighted, metrics and evaluation
+    shown with their difference, and the source snapshots diffed file by file.
+
+    Example:
+        >>> lf.compare_runs("latest~1", "latest", out="compare.html")
+    """
+    return _deliver(render_comparison(run_a, run_b, runs_dir), out, "compare.html", browse)

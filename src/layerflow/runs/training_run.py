@@ -1,0 +1,173 @@
+"""Running a script as a tracked run: ``layerflow run`` and ``lf.training_run``."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from layerflow.flags import FLAGS_ENV
+from layerflow.runs import files as f
+from layerflow.runs.context import RUN_DIR_ENV
+from layerflow.runs.environment import environment
+from layerflow.runs.ids import new_run_folder
+from layerflow.runs.record import read_record
+from layerflow.runs.source import git_state, snapshot_source
+from layerflow.runs.store import RunStore
+
+_INTERRUPT_GRACE_SECONDS = 10
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat()
+
+
+def _echo(chunk: bytes) -> None:
+    buffer = getattr(sys.stdout, "buffer", None)
+    if buffer is not None:
+        buffer.write(chunk)
+        buffer.flush()
+    else:  # notebooks and other text-only streams
+        sys.stdout.write(chunk.decode(errors="replace"))
+        sys.stdout.flush()
+
+
+def _pump_output(process: subprocess.Popen, log_path: Path, echo: bool) -> None:
+    with open(log_path, "ab") as log:
+        fd = process.stdout.fileno()
+        while chunk := os.read(fd, 65536):
+            log.write(chunk)
+            log.flush()
+            if echo:
+                _echo(chunk)
+
+
+def _wait_after_interrupt(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+    try:
+        process.wait(timeout=_INTERRUPT_GRACE_SECONDS)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def _final_status(run_dir: Path, return_code: int, interrupted: bool) -> dict[str, Any]:
+    try:
+        marker = f.read_json(run_dir / f.EXIT_FILE, None) or {}
+    except f.CorruptRunFile:
+        marker = {}
+    if interrupted or return_code == 130:
+        return {"status": "interrupted", "error": marker.get("error", "interrupted (Ctrl-C)")}
+    if return_code < 0:
+        name = signal.Signals(-return_code).name
+        return {"status": "killed", "error": f"killed by {name}"}
+    if return_code == 0:
+        return {"status": "completed", "error": None}
+    return {"status": "failed", "error": marker.get("error") or f"exit code {return_code}"}
+
+
+def training_run(
+    script: str | os.PathLike[str] = "train.py",
+    flags: Mapping[str, Any] | None = None,
+    runs_dir: str | os.PathLike[str] | None = None,
+    args: Sequence[str] = (),
+    command_line_flags: Mapping[str, str] | None = None,
+    properties: Mapping[str, Any] | None = None,
+    echo: bool = True,
+) -> dict[str, Any]:
+    """Runs a Python script as a tracked run and returns its record.
+
+    The script runs in a subprocess (working directory unchanged). Its output goes to
+    the console and to ``output.log`` as it is printed; its folder is snapshotted; its
+    flags, Keras training (per-epoch metrics, evaluation, summary, history plot) and
+    saved model are recorded under ``runs_dir/<run-id>/``. A failing or interrupted
+    script still leaves a complete record with its status.
+
+    Args:
+        script: the Python script to run.
+        flags: flag values overriding everything else (``lf.flags`` checks names and types).
+        runs_dir: the runs folder (default ``$LAYERFLOW_RUNS_DIR`` or ``./runs``).
+        args: further command-line arguments for the script.
+        command_line_flags: ``--flag name=value`` strings, as given to ``layerflow run``.
+        properties: custom properties recorded with the run (e.g. a tuning id).
+        echo: print the script's output to this console too.
+
+    Returns:
+        The run's record (``id``, ``status``, ``flags``, ``metrics``, ``evaluation``, ...).
+
+    Example:
+        >>> run = lf.training_run("train.py", flags={"dropout": 0.3})
+        >>> run["status"], run["evaluation"]["accuracy"]
+    """
+    script_path = Path(script)
+    if not script_path.is_file():
+        raise FileNotFoundError(f"Script {str(script)!r} does not exist (looked in {Path.cwd()}).")
+    if script_path.suffix != ".py":
+        raise ValueError(f"Script {str(script)!r} is not a Python file; expected a .py script.")
+    script_path = script_path.absolute()
+    store = RunStore(runs_dir)
+    run_id, run_dir, start = new_run_folder(store.path)
+
+    record: dict[str, Any] = {
+        "id": run_id,
+        "script": os.path.relpath(script_path) if script_path.is_relative_to(Path.cwd()) else str(script_path),
+        "args": list(args),
+        "start": start.isoformat(),
+        "end": None,
+        "status": "running",
+        "driver_pid": os.getpid(),
+        "host": socket.gethostname(),
+        "cwd": os.getcwd(),
+        "requested_flags": {**(command_line_flags or {}), **(flags or {})},
+        "properties": dict(properties or {}),
+        "environment": environment(),
+    }
+    f.write_json(run_dir / f.RUN_FILE, record)
+    if properties:
+        f.write_json(run_dir / f.PROPERTIES_FILE, dict(properties))
+    record.update(snapshot_source(script_path.parent, run_dir / f.SOURCE_DIR, exclude=[store.path]))
+    record["git"] = git_state(script_path.parent)
+    f.write_json(run_dir / f.RUN_FILE, record)
+    store.index.update([run_dir])
+
+    env = dict(os.environ)
+    env[RUN_DIR_ENV] = str(run_dir)
+    env[FLAGS_ENV] = json.dumps({"command_line": dict(command_line_flags or {}), "call": dict(flags or {})})
+    env["PYTHONUNBUFFERED"] = "1"
+    env.setdefault("KERAS_BACKEND", "torch")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "layerflow.runs.launch", str(script_path), *args],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
+    )
+    interrupted = False
+    try:
+        _pump_output(process, run_dir / f.OUTPUT_FILE, echo)
+        process.wait()
+    except KeyboardInterrupt:
+        interrupted = True
+        _wait_after_interrupt(process)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+    final = read_record(run_dir)
+    final.pop("problems", None)
+    final.update(_final_status(run_dir, process.returncode, interrupted))
+    final.update({"end": _now(), "exit_code": process.returncode})
+    f.write_json(run_dir / f.RUN_FILE, final)
+    store.index.update([run_dir])
+    final["path"] = str(run_dir)
+    if echo:
+        print(f"\nRun {run_id} {final['status']}"
+              + (f": {final['error']}" if final.get("error") else "") + f"  ({run_dir})", file=sys.stderr)
+    if interrupted:
+        raise KeyboardInterrupt
+    return final

@@ -1,0 +1,22 @@
+"""A Keras model summary captured as text."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def model_summary(model: Any, line_length: int = 90) -> str:
+    """Returns ``model.summary()`` as a plain-text string instead of printing it.
+
+    Example:
+        >>> print(lf.model_summary(model))
+    """
+    if not hasattr(model, "summary"):
+        raise TypeError(f"Expected a Keras model with a summary() method; got {type(model).__name__}.")
+    lines: list[str] = []
+
+    def collect(line: str, *args: Any, **kwargs: Any) -> None:
+        lines.append(line)
+
+    model.summary(line_length=line_length, print_fn=collect)
+    return "\n".join(lines).rstrip() + "\n"
