@@ -19,18 +19,22 @@ CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY,
     start TEXT,
     status TEXT,
-    stamp INTEGER NOT NULL,
+    stamp TEXT NOT NULL,
     record TEXT NOT NULL
 )
 """
 
 
-def _stamp(run_dir: Path) -> int:
-    """Changes whenever run.json is rewritten (it is replaced atomically, never edited)."""
-    try:
-        return os.stat(run_dir / f.RUN_FILE).st_mtime_ns
-    except FileNotFoundError:
-        return 0
+def _stamp(run_dir: Path) -> str:
+    """Changes whenever run.json is rewritten or metrics.jsonl is touched."""
+    parts = []
+    for name in (f.RUN_FILE, f.METRICS_FILE):
+        try:
+            stat = os.stat(run_dir / name)
+            parts.append(f"{stat.st_mtime_ns}.{stat.st_size}")
+        except FileNotFoundError:
+            parts.append("-")
+    return ":".join(parts)
 
 
 class RunIndex:

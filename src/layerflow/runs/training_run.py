@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -48,14 +49,37 @@ def _pump_output(process: subprocess.Popen, log_path: Path, echo: bool) -> None:
                 _echo(chunk)
 
 
-def _wait_after_interrupt(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGINT)
-    try:
-        process.wait(timeout=_INTERRUPT_GRACE_SECONDS)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+def _stop_after_interrupt(process: subprocess.Popen) -> None:
+    """After Ctrl-C: let the script see SIGINT (forwarded if the terminal did not), then kill it."""
+
+    def forward() -> None:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+
+    def kill() -> None:
+        if process.poll() is None:
+            process.kill()
+
+    for delay, action in ((1.0, forward), (_INTERRUPT_GRACE_SECONDS, kill)):
+        timer = threading.Timer(delay, action)
+        timer.daemon = True
+        timer.start()
+
+
+def _follow(process: subprocess.Popen, log_path: Path, echo: bool) -> bool:
+    """Copies the script's output until it exits; returns True when interrupted by Ctrl-C."""
+    interrupted = False
+    while True:
+        try:
+            _pump_output(process, log_path, echo)
+            process.wait()
+            return interrupted
+        except KeyboardInterrupt:
+            if interrupted:  # a second Ctrl-C: stop waiting
+                process.kill()
+            else:
+                interrupted = True
+                _stop_after_interrupt(process)
 
 
 def _final_status(run_dir: Path, return_code: int, interrupted: bool) -> dict[str, Any]:
@@ -146,13 +170,8 @@ def training_run(
         [sys.executable, "-m", "layerflow.runs.launch", str(script_path), *args],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
     )
-    interrupted = False
     try:
-        _pump_output(process, run_dir / f.OUTPUT_FILE, echo)
-        process.wait()
-    except KeyboardInterrupt:
-        interrupted = True
-        _wait_after_interrupt(process)
+        interrupted = _follow(process, run_dir / f.OUTPUT_FILE, echo)
     finally:
         if process.poll() is None:
             process.kill()
