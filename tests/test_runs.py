@@ -123,12 +123,15 @@ def test_two_runs_started_in_the_same_second(runs_dir, write_script):
 
 
 def _corrupt_runs(runs_dir, write_script):
-    script = write_script(SIMPLE)
-    first = lf.training_run(script, echo=False)
-    second = lf.training_run(script, echo=False)
+    first = lf.training_run(write_script(SIMPLE), echo=False)
+    # A torn line in metrics.jsonl, as a crash in the middle of a write leaves it.
+    second = lf.training_run(write_script("""
+        import os
+        path = os.path.join(os.environ["LAYERFLOW_RUN_DIR"], "metrics.jsonl")
+        with open(path, "a") as stream:
+            stream.write('{"epoch": 1, "loss": 0.9}\\n{"epoch": 2, "lo\\n{"epoch": 3, "loss": 0.5}\\n')
+    """, name="torn.py"), echo=False)
     (runs_dir / first["id"] / "run.json").write_text('{"id": "broken", ')
-    with open(runs_dir / second["id"] / "metrics.jsonl", "w") as stream:
-        stream.write('{"epoch": 1, "loss": 0.9}\n{"epoch": 2, "lo\n{"epoch": 3, "loss": 0.5}\n')
     return first, second
 
 

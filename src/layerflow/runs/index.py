@@ -11,30 +11,33 @@ from typing import Any, Iterable
 
 from layerflow.runs import files as f
 from layerflow.runs.ids import looks_like_run_id
-from layerflow.runs.record import FINISHED_STATUSES, read_record
+from layerflow.runs.record import FINISHED_STATUSES, flatten_record, read_record
 
 INDEX_FILE = "index.sqlite"
+SCHEMA_VERSION = 2
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY,
     start TEXT,
     status TEXT,
     stamp TEXT NOT NULL,
-    record TEXT NOT NULL
+    record TEXT NOT NULL,
+    row TEXT NOT NULL
 )
 """
 
 
-def _stamp(run_dir: Path) -> str:
-    """Changes whenever run.json is rewritten or metrics.jsonl is touched."""
-    parts = []
-    for name in (f.RUN_FILE, f.METRICS_FILE):
-        try:
-            stat = os.stat(run_dir / name)
-            parts.append(f"{stat.st_mtime_ns}.{stat.st_size}")
-        except FileNotFoundError:
-            parts.append("-")
-    return ":".join(parts)
+def _stamp(run_dir: str | Path) -> str:
+    """Changes whenever run.json is rewritten (the driver replaces it when a run ends).
+
+    Runs still in progress are re-read on every listing whatever their stamp; a finished
+    run's other files are final, and `rebuild` re-reads everything after a hand edit.
+    """
+    try:
+        stat = os.stat(os.path.join(run_dir, f.RUN_FILE))
+    except FileNotFoundError:
+        return "-"
+    return f"{stat.st_mtime_ns}.{stat.st_size}"
 
 
 class RunIndex:
@@ -54,15 +57,22 @@ class RunIndex:
         connection = sqlite3.connect(self.path, timeout=60, isolation_level=None)
         connection.execute("PRAGMA journal_mode=WAL")
         connection.execute("PRAGMA synchronous=NORMAL")
+        if connection.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+            # An index from another layerflow version: it is only a cache, so start it afresh.
+            connection.execute("DROP TABLE IF EXISTS runs")
+            connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         connection.execute(_SCHEMA)
         return connection
 
     def run_dirs(self) -> dict[str, Path]:
         """Every run folder directly under the runs folder, by id."""
+        return {run_id: Path(path) for run_id, path in self._run_paths().items()}
+
+    def _run_paths(self) -> dict[str, str]:
         if not self.runs_dir.is_dir():
             return {}
         with os.scandir(self.runs_dir) as entries:
-            return {e.name: Path(e.path) for e in entries if looks_like_run_id(e.name) and e.is_dir()}
+            return {e.name: e.path for e in entries if looks_like_run_id(e.name) and e.is_dir()}
 
     def update(self, run_dirs: Iterable[Path]) -> None:
         """Re-reads the given run folders into the index."""
@@ -70,34 +80,50 @@ class RunIndex:
         for run_dir in run_dirs:
             record = read_record(run_dir)
             rows.append((record["id"], record.get("start"), record.get("status"), _stamp(run_dir),
-                         json.dumps(record, default=str)))
+                         json.dumps(record, default=str), json.dumps(flatten_record(record), default=str)))
         if not rows:
             return
         with closing(self._connect()) as db:
             db.execute("BEGIN IMMEDIATE")
-            db.executemany("INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?, ?)", rows)
+            db.executemany("INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?, ?, ?)", rows)
             db.execute("COMMIT")
 
-    def records(self) -> list[dict[str, Any]]:
-        """All run records, refreshed from any folder that changed since it was indexed."""
-        dirs = self.run_dirs()
+    def refresh(self) -> None:
+        """Re-reads every run folder that is new, changed or still running; drops vanished ones."""
+        paths = self._run_paths()
         with closing(self._connect()) as db:
             indexed = {row[0]: (row[1], row[2]) for row in db.execute("SELECT id, stamp, status FROM runs")}
         stale = [
-            path for run_id, path in dirs.items()
+            Path(path) for run_id, path in paths.items()
             if run_id not in indexed
             or indexed[run_id][1] not in FINISHED_STATUSES
             or indexed[run_id][0] != _stamp(path)
         ]
-        gone = [run_id for run_id in indexed if run_id not in dirs]
+        gone = [run_id for run_id in indexed if run_id not in paths]
         self.update(stale)
-        with closing(self._connect()) as db:
-            if gone:
+        if gone:
+            with closing(self._connect()) as db:
                 db.execute("BEGIN IMMEDIATE")
                 db.executemany("DELETE FROM runs WHERE id = ?", [(run_id,) for run_id in gone])
                 db.execute("COMMIT")
-            rows = db.execute("SELECT record FROM runs ORDER BY id").fetchall()
-        return [json.loads(row[0]) for row in rows]
+
+    def _select(self, column: str) -> list[dict[str, Any]]:
+        self.refresh()
+        with closing(self._connect()) as db:
+            # One JSON array built by SQLite parses much faster than one json.loads per run.
+            (array,) = db.execute(
+                f"SELECT '[' || coalesce(group_concat({column}, ','), '') || ']' "
+                f"FROM (SELECT {column} FROM runs ORDER BY id)"
+            ).fetchone()
+        return json.loads(array)
+
+    def records(self) -> list[dict[str, Any]]:
+        """All run records, oldest first, refreshed from any folder that changed."""
+        return self._select("record")
+
+    def rows(self) -> list[dict[str, Any]]:
+        """All runs as flat table rows (see ``flatten_record``), oldest first."""
+        return self._select("row")
 
     def rebuild(self) -> int:
         """Drops the index and rebuilds it from the run folders; returns the number of runs."""

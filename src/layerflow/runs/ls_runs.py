@@ -3,26 +3,10 @@
 from __future__ import annotations
 
 import os
-from typing import Any
-
 import pandas as pd
 
+from layerflow.runs.record import BASE_COLUMNS
 from layerflow.runs.store import RunStore
-
-BASE_COLUMNS = ["id", "status", "script", "start", "end"]
-
-
-def flatten_record(record: dict[str, Any]) -> dict[str, Any]:
-    """One table row: ``flag_*``, ``metric_*`` (last epoch), ``eval_*``, ``prop_*`` columns."""
-    row = {column: record.get(column) for column in BASE_COLUMNS}
-    for prefix, key in (("flag_", "flags"), ("metric_", "metrics"), ("eval_", "evaluation"), ("prop_", "properties")):
-        values = record.get(key) or {}
-        if isinstance(values, dict):
-            row.update({f"{prefix}{name}": value for name, value in values.items()})
-    row["epochs"] = record.get("epochs_completed")
-    row["error"] = record.get("error")
-    return row
-
 
 def ls_runs(
     runs_dir: str | os.PathLike[str] | None = None,
@@ -48,8 +32,7 @@ def ls_runs(
     """
     if latest_n is not None and latest_n < 1:
         raise ValueError(f"latest_n={latest_n!r} must be a positive number of runs.")
-    records = RunStore(runs_dir).records()
-    frame = pd.DataFrame([flatten_record(r) for r in records])
+    frame = pd.DataFrame(RunStore(runs_dir).index.rows())
     if frame.empty:
         frame = pd.DataFrame(columns=BASE_COLUMNS)
     frame = frame.sort_values("id", ascending=False, ignore_index=True)

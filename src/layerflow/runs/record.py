@@ -86,3 +86,18 @@ def read_record(run_dir: Path) -> dict[str, Any]:
             record.setdefault("error", "the process running it ended without recording an end (killed?)")
     record["problems"] = problems
     return record
+
+
+BASE_COLUMNS = ["id", "status", "script", "start", "end"]
+
+
+def flatten_record(record: dict[str, Any]) -> dict[str, Any]:
+    """One table row: ``flag_*``, ``metric_*`` (last epoch), ``eval_*``, ``prop_*`` columns."""
+    row = {column: record.get(column) for column in BASE_COLUMNS}
+    for prefix, key in (("flag_", "flags"), ("metric_", "metrics"), ("eval_", "evaluation"), ("prop_", "properties")):
+        values = record.get(key) or {}
+        if isinstance(values, dict):
+            row.update({f"{prefix}{name}": value for name, value in values.items()})
+    row["epochs"] = record.get("epochs_completed")
+    row["error"] = record.get("error")
+    return row

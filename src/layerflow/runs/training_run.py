@@ -67,19 +67,30 @@ def _stop_after_interrupt(process: subprocess.Popen) -> None:
 
 
 def _follow(process: subprocess.Popen, log_path: Path, echo: bool) -> bool:
-    """Copies the script's output until it exits; returns True when interrupted by Ctrl-C."""
-    interrupted = False
-    while True:
-        try:
-            _pump_output(process, log_path, echo)
-            process.wait()
-            return interrupted
-        except KeyboardInterrupt:
-            if interrupted:  # a second Ctrl-C: stop waiting
-                process.kill()
-            else:
-                interrupted = True
-                _stop_after_interrupt(process)
+    """Copies the script's output until it exits; returns True when interrupted by Ctrl-C.
+
+    Ctrl-C is handled by a signal handler rather than as KeyboardInterrupt, so that no
+    output chunk is lost between reading and logging it while the script shuts down.
+    """
+    interrupted = threading.Event()
+
+    def on_interrupt(signum, frame):
+        if interrupted.is_set():  # a second Ctrl-C: stop waiting
+            process.kill()
+        else:
+            interrupted.set()
+            _stop_after_interrupt(process)
+
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        _pump_output(process, log_path, echo)
+        process.wait()
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+    return interrupted.is_set()
 
 
 def _final_status(run_dir: Path, return_code: int, interrupted: bool) -> dict[str, Any]:
