@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
-import pandas as pd
+if TYPE_CHECKING:
+    import pandas as pd
 
 VALIDATION_PREFIX = "val_"
 
@@ -46,6 +47,8 @@ def history_frame(history: Any) -> pd.DataFrame:
         >>> history = model.fit(x, y, epochs=3, validation_split=0.2)
         >>> lf.history_frame(history).query("metric == 'accuracy'")
     """
+    import pandas as pd
+
     metrics, epochs = _history_dict(history)
     rows = []
     for key, values in metrics.items():

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
-import pandas as pd
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 from layerflow.runs.record import BASE_COLUMNS
 from layerflow.runs.store import RunStore
@@ -32,6 +35,8 @@ def ls_runs(
     """
     if latest_n is not None and latest_n < 1:
         raise ValueError(f"latest_n={latest_n!r} must be a positive number of runs.")
+    import pandas as pd
+
     frame = pd.DataFrame(RunStore(runs_dir).index.rows())
     if frame.empty:
         frame = pd.DataFrame(columns=BASE_COLUMNS)
