@@ -46,12 +46,12 @@ def keras_model(kind: str, layout: str):
     else:
         shape = (1, 28, 28) if layout == "channels_first" else (28, 28, 1)
         layers = [keras.Input(shape),
-                  keras.layers.Conv2D(32, 3, activation="relu", data_format=layout),
+                  keras.layers.Conv2D(32, 3, padding="same", activation="relu", data_format=layout),
                   keras.layers.MaxPooling2D(2, data_format=layout),
-                  keras.layers.Conv2D(64, 3, activation="relu", data_format=layout),
+                  keras.layers.Conv2D(64, 3, padding="same", activation="relu", data_format=layout),
                   keras.layers.MaxPooling2D(2, data_format=layout),
-                  keras.layers.Flatten(), keras.layers.Dropout(0.4),
-                  keras.layers.Dense(128, activation="relu"), keras.layers.Dropout(0.4)]
+                  keras.layers.Flatten(), keras.layers.Dropout(0.3),
+                  keras.layers.Dense(128, activation="relu"), keras.layers.Dropout(0.3)]
     model = keras.Sequential(layers + [keras.layers.Dense(10, activation="softmax")])
     model.compile(loss="sparse_categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
     return model
@@ -93,9 +93,10 @@ def run_torch_loop(kind: str, samples: int, epochs: int) -> list[float]:
         model = nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Dropout(0.3), nn.Linear(256, 128), nn.ReLU(),
                               nn.Dropout(0.3), nn.Linear(128, 10))
     else:
-        model = nn.Sequential(nn.Conv2d(1, 32, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(32, 64, 3), nn.ReLU(),
-                              nn.MaxPool2d(2), nn.Flatten(), nn.Dropout(0.4), nn.Linear(1600, 128), nn.ReLU(),
-                              nn.Dropout(0.4), nn.Linear(128, 10))
+        model = nn.Sequential(nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                              nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                              nn.Dropout(0.3), nn.Linear(64 * 7 * 7, 128), nn.ReLU(), nn.Dropout(0.3),
+                              nn.Linear(128, 10))
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     loss_fn = nn.CrossEntropyLoss()
     times = []

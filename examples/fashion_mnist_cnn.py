@@ -13,8 +13,8 @@ FLAGS = lf.flags(
     lf.flag("filters1", 32, description="filters of the first convolution"),
     lf.flag("filters2", 64, description="filters of the second convolution"),
     lf.flag("dense_units", 128, description="units of the dense layer"),
-    lf.flag("dropout", 0.4, description="dropout rate before the classifier"),
-    lf.flag("epochs", 15, description="training epochs"),
+    lf.flag("dropout", 0.3, description="dropout rate before the classifier"),
+    lf.flag("epochs", 20, description="training epochs"),
     lf.flag("batch_size", 128, description="samples per gradient step"),
     lf.flag("learning_rate", 1e-3, description="Adam learning rate"),
     lf.flag("subset", 0, description="train on the first N samples only (0 = all)"),
@@ -32,9 +32,9 @@ x_test = x_test[:, None, :, :].astype(np.float32) / 255.0
 model = keras.Sequential(
     [
         keras.Input(shape=(1, 28, 28)),
-        keras.layers.Conv2D(FLAGS.filters1, 3, activation="relu", data_format="channels_first"),
+        keras.layers.Conv2D(FLAGS.filters1, 3, padding="same", activation="relu", data_format="channels_first"),
         keras.layers.MaxPooling2D(2, data_format="channels_first"),
-        keras.layers.Conv2D(FLAGS.filters2, 3, activation="relu", data_format="channels_first"),
+        keras.layers.Conv2D(FLAGS.filters2, 3, padding="same", activation="relu", data_format="channels_first"),
         keras.layers.MaxPooling2D(2, data_format="channels_first"),
         keras.layers.Flatten(),
         keras.layers.Dropout(FLAGS.dropout),
