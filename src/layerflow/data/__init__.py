@@ -1,0 +1,30 @@
+"""Streaming datasets (the tfdatasets part): read lazily, transform, feed Keras in batches.
+
+Example:
+    >>> ds = lf.data.csv_dataset("big.csv", batch_size=4096)
+    >>> model.fit(ds.prepare(y="label"), epochs=2)
+"""
+
+from layerflow.data.dataset import Dataset
+from layerflow.data.readers import (
+    CsvFormatError,
+    csv_dataset,
+    file_list_dataset,
+    from_arrays,
+    from_frame,
+    list_files,
+    parquet_dataset,
+    text_line_dataset,
+)
+
+__all__ = [
+    "CsvFormatError",
+    "Dataset",
+    "csv_dataset",
+    "file_list_dataset",
+    "from_arrays",
+    "from_frame",
+    "list_files",
+    "parquet_dataset",
+    "text_line_dataset",
+]

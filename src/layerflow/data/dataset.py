@@ -1,0 +1,399 @@
+"""A lazy, streaming dataset: a pipeline of transformations over blocks of columns.
+
+Data flows as *chunks*: dicts of equal-length numpy arrays, one per column. Before
+``batch()`` the elements of a dataset are rows and chunks are arbitrary blocks of them
+(as the reader produced them); after ``batch()`` every chunk is one batch; after
+``prepare()`` every element is a ``(features, label)`` pair ready for Keras. Nothing is
+read until the dataset is iterated, and each iteration (each Keras epoch) starts afresh.
+"""
+
+from __future__ import annotations
+
+import itertools
+import queue
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+import numpy as np
+
+from layerflow.data.keras_feeding import KerasFeeding
+
+Chunk = dict[str, np.ndarray]
+ROWS, BATCHES, PREPARED = "rows", "batches", "prepared"
+
+
+def chunk_length(chunk: Chunk) -> int:
+    return len(next(iter(chunk.values()))) if chunk else 0
+
+
+def slice_chunk(chunk: Chunk, start: int, stop: int | None = None) -> Chunk:
+    return {name: values[start:stop] for name, values in chunk.items()}
+
+
+def concat_chunks(chunks: Sequence[Chunk]) -> Chunk:
+    if len(chunks) == 1:
+        return chunks[0]
+    return {name: np.concatenate([c[name] for c in chunks]) for name in chunks[0]}
+
+
+def _rows_of(chunk: Chunk) -> Iterator[dict[str, Any]]:
+    names = list(chunk)
+    for values in zip(*(chunk[n] for n in names)):
+        yield dict(zip(names, values))
+
+
+def _chunk_of_rows(rows: list[dict[str, Any]]) -> Chunk:
+    return {name: np.asarray([row[name] for row in rows]) for name in rows[0]}
+
+
+class Dataset(KerasFeeding):
+    """A streamed dataset; build one with ``lf.data.csv_dataset``, ``from_frame``, ...
+
+    Transformations return new datasets and read nothing. A dataset is accepted by
+    Keras ``fit``/``evaluate``/``predict`` once its elements are ``(features, label)``
+    pairs (``prepare()``) or feature batches.
+
+    Example:
+        >>> ds = lf.data.csv_dataset("data/*.csv").shuffle(10_000, seed=1).batch(256)
+        >>> model.fit(ds.prepare(y="label"), epochs=5)
+    """
+
+    def __init__(self, make_chunks: Callable[[], Iterable[Any]], kind: str = ROWS, columns: list[str] | None = None):
+        self._make_chunks = make_chunks
+        self.kind = kind
+        self._columns = columns
+
+    # -- reading -------------------------------------------------------------------------
+    def chunks(self) -> Iterator[Any]:
+        """Iterates the raw chunks (blocks of rows, batches, or (x, y) pairs)."""
+        return iter(self._make_chunks())
+
+    def __iter__(self) -> Iterator[Any]:
+        """Rows (dicts) before ``batch()``, batches after it, (x, y) pairs after ``prepare()``."""
+        if self.kind == ROWS:
+            return (row for chunk in self.chunks() for row in _rows_of(chunk))
+        return self.chunks()
+
+    @property
+    def columns(self) -> list[str]:
+        """Column names (read from the first chunk when the source did not declare them)."""
+        if self._columns is None:
+            first = next(self.chunks(), None)
+            self._columns = list(first) if isinstance(first, dict) else []
+        return list(self._columns)
+
+    def _derive(self, make_chunks: Callable[[], Iterable[Any]], kind: str | None = None,
+                columns: list[str] | None = None) -> "Dataset":
+        return Dataset(make_chunks, kind or self.kind, columns if columns is not None else self._columns)
+
+    def to_frame(self, max_rows: int | None = None):
+        """Reads the rows (or batches, concatenated) into a pandas DataFrame."""
+        import pandas as pd
+
+        if self.kind == PREPARED:
+            raise TypeError("to_frame() reads rows or batches; call it before prepare().")
+        taken, total = [], 0
+        for chunk in self.chunks():
+            taken.append(chunk)
+            total += chunk_length(chunk)
+            if max_rows is not None and total >= max_rows:
+                break
+        if not taken:
+            return pd.DataFrame(columns=self._columns or [])
+        frame = concat_chunks(taken)
+        frame = {k: (list(v) if v.ndim > 1 else v) for k, v in frame.items()}
+        return pd.DataFrame(frame).head(max_rows) if max_rows is not None else pd.DataFrame(frame)
+
+    # -- transformations -------------------------------------------------------------------
+    def map(self, fn: Callable[[Any], Any], num_parallel_calls: int = 1) -> "Dataset":
+        """Applies ``fn`` to every element (a row dict, a batch dict, or an (x, y) pair).
+
+        On rows this calls Python once per row: map after ``batch()`` for speed.
+        ``num_parallel_calls`` > 1 runs ``fn`` on that many threads, keeping the order.
+        """
+        if num_parallel_calls < 1:
+            raise ValueError(f"num_parallel_calls={num_parallel_calls!r} must be at least 1.")
+        source, kind = self, self.kind
+
+        def apply(chunk):
+            if kind == ROWS:
+                rows = [fn(row) for row in _rows_of(chunk)]
+                return _chunk_of_rows(rows) if rows else chunk
+            return fn(chunk)
+
+        def make():
+            if num_parallel_calls == 1:
+                return (apply(chunk) for chunk in source.chunks())
+            return _ordered_parallel_map(apply, source.chunks(), num_parallel_calls)
+
+        return self._derive(make, columns=None)
+
+    def filter(self, predicate: Callable[[Any], Any]) -> "Dataset":
+        """Keeps the elements for which ``predicate(element)`` is true (a row, or a whole batch)."""
+        source, kind = self, self.kind
+
+        def make():
+            for chunk in source.chunks():
+                if kind == ROWS:
+                    mask = np.fromiter((bool(predicate(row)) for row in _rows_of(chunk)), bool, chunk_length(chunk))
+                    if mask.any():
+                        yield {k: v[mask] for k, v in chunk.items()}
+                elif predicate(chunk):
+                    yield chunk
+
+        return self._derive(make)
+
+    def batch(self, batch_size: int, drop_remainder: bool = False) -> "Dataset":
+        """Groups rows into batches of ``batch_size`` (dicts of arrays)."""
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size={batch_size!r} must be a positive integer.")
+        if self.kind != ROWS:
+            raise TypeError("batch() groups rows; this dataset is already batched.")
+        source = self
+
+        def make():
+            pending: list[Chunk] = []
+            count = 0
+            for chunk in source.chunks():
+                pending.append(chunk)
+                count += chunk_length(chunk)
+                if count >= batch_size:
+                    block = concat_chunks(pending)
+                    n_full = count // batch_size * batch_size
+                    for start in range(0, n_full, batch_size):
+                        yield slice_chunk(block, start, start + batch_size)
+                    rest = slice_chunk(block, n_full)
+                    pending, count = ([rest] if chunk_length(rest) else []), count - n_full
+            if count and not drop_remainder:
+                yield concat_chunks(pending)
+
+        return self._derive(make, kind=BATCHES)
+
+    def unbatch(self) -> "Dataset":
+        """Turns batches back into rows."""
+        if self.kind != BATCHES:
+            raise TypeError("unbatch() needs a batched dataset (of dicts).")
+        return self._derive(self.chunks, kind=ROWS)
+
+    def shuffle(self, buffer_size: int, seed: int | None = None, reshuffle_each_iteration: bool = True) -> "Dataset":
+        """Shuffles elements through a buffer of ``buffer_size`` (seeded when ``seed`` is given).
+
+        Each element leaving the buffer is drawn at random from the buffer and the newly
+        read elements, as in tf.data; memory stays bounded by the buffer.
+        """
+        if not isinstance(buffer_size, int) or buffer_size < 1:
+            raise ValueError(f"buffer_size={buffer_size!r} must be a positive integer.")
+        source, kind = self, self.kind
+        epoch = itertools.count()
+
+        def make():
+            rng = np.random.default_rng(None if seed is None else seed + (next(epoch) if reshuffle_each_iteration else 0))
+            if kind != ROWS:
+                yield from _shuffle_elements(source.chunks(), buffer_size, rng)
+                return
+            buffer: Chunk | None = None
+            for chunk in source.chunks():
+                block = chunk if buffer is None else concat_chunks([buffer, chunk])
+                n = chunk_length(block)
+                order = rng.permutation(n)
+                if n > buffer_size:
+                    out, keep = order[: n - buffer_size], order[n - buffer_size:]
+                    yield {k: v[out] for k, v in block.items()}
+                    buffer = {k: v[keep] for k, v in block.items()}
+                else:
+                    buffer = {k: v[order] for k, v in block.items()}
+            if buffer is not None and chunk_length(buffer):
+                order = rng.permutation(chunk_length(buffer))
+                yield {k: v[order] for k, v in buffer.items()}
+
+        return self._derive(make)
+
+    def repeat(self, count: int | None = None) -> "Dataset":
+        """Repeats the dataset ``count`` times (forever when None)."""
+        if count is not None and (not isinstance(count, int) or count < 0):
+            raise ValueError(f"count={count!r} must be a non-negative integer or None.")
+        source = self
+
+        def make():
+            passes = itertools.count() if count is None else range(count)
+            for _ in passes:
+                yield from source.chunks()
+
+        return self._derive(make)
+
+    def take(self, count: int) -> "Dataset":
+        """The first ``count`` elements (rows, or batches after ``batch()``)."""
+        return self._window(count, take=True)
+
+    def skip(self, count: int) -> "Dataset":
+        """All but the first ``count`` elements."""
+        return self._window(count, take=False)
+
+    def _window(self, count: int, take: bool) -> "Dataset":
+        if not isinstance(count, int) or count < 0:
+            raise ValueError(f"count={count!r} must be a non-negative integer.")
+        source, kind = self, self.kind
+
+        def make():
+            seen = 0
+            for chunk in source.chunks():
+                size = chunk_length(chunk) if kind == ROWS else 1
+                if take:
+                    if seen >= count:
+                        return
+                    if seen + size > count:
+                        chunk = slice_chunk(chunk, 0, count - seen)
+                    seen += size
+                    yield chunk
+                else:
+                    if seen >= count:
+                        yield chunk
+                    elif seen + size > count:
+                        yield slice_chunk(chunk, count - seen)
+                    seen += size
+
+        return self._derive(make)
+
+    def prefetch(self, buffer_size: int = 2) -> "Dataset":
+        """Reads ahead on a background thread, keeping up to ``buffer_size`` chunks ready."""
+        if not isinstance(buffer_size, int) or buffer_size < 1:
+            raise ValueError(f"buffer_size={buffer_size!r} must be a positive integer.")
+        source = self
+        return self._derive(lambda: _background(source.chunks, buffer_size))
+
+    def interleave(self, fn: Callable[[Any], "Dataset"], cycle_length: int = 2, block_length: int = 1) -> "Dataset":
+        """Maps each element (e.g. a file name) to a dataset and mixes their chunks round-robin."""
+        if cycle_length < 1 or block_length < 1:
+            raise ValueError("cycle_length and block_length must be at least 1.")
+        source = self
+
+        def make():
+            sources = iter(source)
+            active: list[Iterator[Any]] = []
+            while True:
+                while len(active) < cycle_length:
+                    element = next(sources, None)
+                    if element is None:
+                        break
+                    active.append(fn(element).chunks())
+                if not active:
+                    return
+                for iterator in list(active):
+                    for _ in range(block_length):
+                        chunk = next(iterator, None)
+                        if chunk is None:
+                            active.remove(iterator)
+                            break
+                        yield chunk
+
+        return Dataset(make, ROWS)
+
+    def prepare(self, x: str | Sequence[str] | None = None, y: str | Sequence[str] | None = None,
+                batch_size: int | None = None) -> "Dataset":
+        """Splits each batch into ``(features, label)`` for Keras.
+
+        Args:
+            x: a column name (its array is the input), a list of names (a dict of arrays,
+                for a functional model with named inputs), or None for all but ``y``.
+            y: the label column(s); None for unlabelled data (predict).
+            batch_size: batch the rows first (when the dataset is not batched yet).
+        """
+        dataset = self
+        if dataset.kind == ROWS:
+            if batch_size is None:
+                raise TypeError("prepare() needs batches: call batch(n) first or pass batch_size=.")
+            dataset = dataset.batch(batch_size)
+        elif dataset.kind == PREPARED:
+            raise TypeError("This dataset is already prepared.")
+        labels = [y] if isinstance(y, str) else list(y or [])
+
+        def split(batch: Chunk):
+            missing = [c for c in ([x] if isinstance(x, str) else list(x or [])) + labels if c not in batch]
+            if missing:
+                raise KeyError(f"Columns {missing} are not in the data; it has {sorted(batch)}.")
+            if isinstance(x, str):
+                features: Any = batch[x]
+            else:
+                names = list(x) if x is not None else [c for c in batch if c not in labels]
+                features = {name: batch[name] for name in names}
+            if not labels:
+                return (features,)
+            label = batch[labels[0]] if len(labels) == 1 else {name: batch[name] for name in labels}
+            return features, label
+
+        return Dataset(lambda: (split(batch) for batch in dataset.chunks()), PREPARED)
+
+    def _keras_elements(self) -> Iterator[Any]:
+        if self.kind == ROWS:
+            raise TypeError("Keras trains on batches: call .batch(n) and .prepare(x=..., y=...) first.")
+        # a batch of features alone (for predict), or an (x, y[, sample_weight]) tuple
+        return (element if isinstance(element, tuple) else (element,) for element in self.chunks())
+
+    def __repr__(self) -> str:
+        return f"<lf.data.Dataset of {self.kind}{', columns ' + str(self._columns) if self._columns else ''}>"
+
+
+def _shuffle_elements(elements: Iterator[Any], buffer_size: int, rng: np.random.Generator) -> Iterator[Any]:
+    buffer: list[Any] = []
+    for element in elements:
+        if len(buffer) < buffer_size:
+            buffer.append(element)
+            continue
+        index = int(rng.integers(buffer_size))
+        yield buffer[index]
+        buffer[index] = element
+    order = rng.permutation(len(buffer))
+    for index in order:
+        yield buffer[index]
+
+
+def _ordered_parallel_map(fn: Callable[[Any], Any], items: Iterator[Any], workers: int) -> Iterator[Any]:
+    with ThreadPoolExecutor(workers) as pool:
+        pending: queue.SimpleQueue = queue.SimpleQueue()
+        in_flight = 0
+        for item in items:
+            pending.put(pool.submit(fn, item))
+            in_flight += 1
+            if in_flight >= 2 * workers:
+                yield pending.get().result()
+                in_flight -= 1
+        while in_flight:
+            yield pending.get().result()
+            in_flight -= 1
+
+
+_END = object()
+
+
+def _background(make: Callable[[], Iterator[Any]], size: int) -> Iterator[Any]:
+    buffer: queue.Queue = queue.Queue(maxsize=size)
+    stop = threading.Event()
+
+    def produce():
+        try:
+            for item in make():
+                while not stop.is_set():
+                    try:
+                        buffer.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            buffer.put(_END)
+        except BaseException as error:  # noqa: BLE001 - handed to the consumer
+            buffer.put(error)
+
+    thread = threading.Thread(target=produce, daemon=True, name="layerflow-prefetch")
+    thread.start()
+    try:
+        while True:
+            item = buffer.get()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
