@@ -37,30 +37,57 @@ __all__ = [
     "FlagError",
     "Flags",
     "RunNotFoundError",
+    "all_nominal",
+    "all_numeric",
     "backend_info",
     "compare_runs",
+    "data",
     "datasets",
+    "feature_spec",
+    "features",
     "flag",
     "flags",
     "history_frame",
     "keras",
+    "load_feature_spec",
     "ls_runs",
+    "matches",
     "model_summary",
     "plot_history",
     "run_properties",
+    "starts_with",
     "training_run",
     "view_run",
     "write_run_data",
 ]
 
 
+# Imported on first use: they bring Keras (and torch behind it), which commands that never
+# train (listing runs, serving) should not pay for.
+_LAZY = {
+    "data": ("layerflow.data", None),
+    "features": ("layerflow.features", None),
+    "feature_spec": ("layerflow.features", "feature_spec"),
+    "load_feature_spec": ("layerflow.features", "load_feature_spec"),
+    "all_numeric": ("layerflow.features", "all_numeric"),
+    "all_nominal": ("layerflow.features", "all_nominal"),
+    "starts_with": ("layerflow.features", "starts_with"),
+    "matches": ("layerflow.features", "matches"),
+}
+
+
 def __getattr__(name: str) -> Any:
-    # Keras (and torch behind it) is imported on first use, so that commands which never
-    # train (listing runs, serving) start fast.
     if name == "keras":
         from layerflow.backend import load_keras
 
-        module = load_keras()
-        globals()["keras"] = module
-        return module
-    raise AttributeError(f"module 'layerflow' has no attribute {name!r}")
+        value = load_keras()
+    elif name in _LAZY:
+        import importlib
+
+        module_name, attribute = _LAZY[name]
+        module = importlib.import_module(module_name)
+        value = module if attribute is None else getattr(module, attribute)
+    else:
+        raise AttributeError(f"module 'layerflow' has no attribute {name!r}")
+    globals()[name] = value
+    return value
