@@ -76,6 +76,15 @@ def record_batch_to_chunk(batch) -> Chunk:
     return chunk
 
 
+def _find_line(path: str, text: str) -> int | None:
+    """The 1-based number of the first line of ``path`` equal to ``text`` (only on the error path)."""
+    with open(path, encoding="utf-8", errors="replace") as stream:
+        for number, line in enumerate(stream, start=1):
+            if line.rstrip("\r\n") == text:
+                return number
+    return None
+
+
 class _RowCounter:
     def __init__(self) -> None:
         self.skipped = 0
@@ -111,7 +120,9 @@ def _read_csv_file(path: str, options: dict[str, Any], skip_malformed: bool, sta
     except pa.ArrowInvalid as error:
         if counter.first_bad is not None:
             number, text = counter.first_bad
-            line = f"line {number + header_lines}" if number is not None else "a line"
+            # pyarrow knows the row number only when parsing on one thread; else look it up
+            line_number = number + header_lines if number is not None else _find_line(path, text)
+            line = f"line {line_number}" if line_number is not None else "a line"
             raise CsvFormatError(
                 f"{path}, {line}: malformed row {text[:200]!r} ({error}). "
                 "Fix the row, or pass skip_malformed=True to skip and count such rows."
