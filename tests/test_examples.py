@@ -39,3 +39,15 @@ def test_cnn_example_runs_plainly_with_command_line_flags(tmp_path):
     assert accuracy > 0.5  # chance is 0.1
     assert (tmp_path / "fashion_mnist_cnn.keras").exists()
     assert not (tmp_path / "runs").exists()  # a plain run records nothing
+
+
+def test_tabular_examples_stream_and_use_feature_specs(runs_dir, tmp_path):
+    record = lf.training_run(EXAMPLES / "breast_cancer_feature_spec.py", flags={"epochs": 5}, echo=False)
+    assert record["status"] == "completed", record.get("error")
+    assert record["evaluation"]["accuracy"] > 0.8  # the majority class is 0.63
+    spec = json.loads((Path(record["path"]) / "data" / "feature_spec.json").read_text())
+    assert len(spec["numeric"]) == 30 and spec["label"] == ["target"]
+    done = subprocess.run([sys.executable, str(EXAMPLES / "iris_categorical.py"), "--flag", "epochs=20"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert float(re.search(r"test accuracy ([0-9.]+)", done.stdout).group(1)) > 0.6  # chance is 0.33
