@@ -43,6 +43,7 @@ __all__ = [
     "compare_runs",
     "data",
     "datasets",
+    "export_model",
     "feature_spec",
     "features",
     "flag",
@@ -73,6 +74,7 @@ _LAZY = {
     "all_nominal": ("layerflow.features", "all_nominal"),
     "starts_with": ("layerflow.features", "starts_with"),
     "matches": ("layerflow.features", "matches"),
+    "export_model": ("layerflow.deploy", "export_model"),
 }
 
 

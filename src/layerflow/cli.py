@@ -192,6 +192,25 @@ def compare(
     console.print(f"Comparison: {path}")
 
 
+@app.command("export")
+def export_command(
+    source: str = typer.Argument(..., help="A run (id, latest, latest~N) or a saved .keras model file."),
+    out: Path = typer.Option(..., "--out", help="Model base directory; the bundle goes to OUT/NAME/VERSION."),
+    name: Optional[str] = typer.Option(None, "--name", help="Model name (default: the saved model's file name)."),
+    version: Optional[int] = typer.Option(None, "--version", help="Version number (default: the next free one)."),
+    runs_dir: Optional[Path] = RunsDirOption,
+) -> None:
+    """Export a model to an ONNX bundle (model.onnx, signature.json, lineage.json)."""
+    from layerflow.deploy import BundleError
+    from layerflow.deploy.from_run import export_source
+
+    try:
+        folder = export_source(source, out, name=name, version=version, runs_dir=runs_dir)
+    except (BundleError, *_user_errors()) as error:
+        _fail(str(error))
+    console.print(f"Exported to {folder}")
+
+
 @app.command()
 def info() -> None:
     """Show the Keras backend, library versions and devices."""
