@@ -212,6 +212,23 @@ def export_command(
 
 
 @app.command()
+def serve(
+    model_dir: Path = typer.Argument(..., help="Model base directory (MODEL_DIR/NAME/VERSION bundles)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (loopback unless told otherwise)."),
+    port: int = typer.Option(8501, "--port", help="TCP port."),
+    token: Optional[str] = typer.Option(None, "--token", help="Require 'Authorization: Bearer TOKEN' (not on health)."),
+) -> None:
+    """Serve every exported model under MODEL_DIR over REST (TF Serving and KServe v2 protocols)."""
+    try:
+        from layerflow.deploy.server import serve as run_server
+    except ImportError as error:
+        _fail(f"Serving needs the serve extra: pip install 'layerflow[serve]' ({error}).")
+    if not model_dir.is_dir():
+        _fail(f"Model directory {model_dir} does not exist; export a model first: layerflow export RUN --out {model_dir}")
+    run_server(str(model_dir), host=host, port=port, token=token)
+
+
+@app.command()
 def info() -> None:
     """Show the Keras backend, library versions and devices."""
     from layerflow.backend import backend_info

@@ -1,0 +1,122 @@
+"""The models a server serves: every bundle under a base directory, reloaded as versions appear."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from layerflow.deploy.bundle import read_bundle, versions
+
+_DTYPES = {"float32": np.float32, "float64": np.float64, "int32": np.int32, "int64": np.int64, "bool": np.bool_}
+
+
+class ModelNotFound(LookupError):
+    """An unknown model name or version."""
+
+
+class BadInput(ValueError):
+    """Inputs that do not fit the model's signature."""
+
+
+@dataclass
+class LoadedModel:
+    name: str
+    version: int
+    signature: dict[str, Any]
+    lineage: dict[str, Any]
+    session: Any
+
+    @property
+    def input_specs(self) -> list[dict[str, Any]]:
+        return self.signature["inputs"]
+
+    @property
+    def output_names(self) -> list[str]:
+        return [o["name"] for o in self.signature["outputs"]]
+
+    def check(self, inputs: dict[str, Any]) -> dict[str, np.ndarray]:
+        """Converts request values to arrays of the signature's dtypes and shapes, or raises BadInput."""
+        names = [s["name"] for s in self.input_specs]
+        unknown = sorted(set(inputs) - set(names))
+        missing = [n for n in names if n not in inputs]
+        if unknown or missing:
+            raise BadInput(f"Inputs {missing} are missing and {unknown} unknown; the model takes {names}."
+                           if unknown and missing else f"Input(s) {missing or unknown} "
+                           f"{'missing' if missing else 'unknown'}; the model takes {names}.")
+        feed = {}
+        for spec in self.input_specs:
+            name, dtype = spec["name"], _DTYPES.get(spec["dtype"])
+            try:
+                array = np.asarray(inputs[name], dtype=dtype)
+            except (ValueError, TypeError):
+                raise BadInput(f"Input {name!r} is not a rectangular array of {spec['dtype']} values.") from None
+            if array.dtype.kind == "f" and not np.isfinite(array).all():
+                raise BadInput(f"Input {name!r} holds NaN or infinite values; send finite numbers.")
+            expected = spec["shape"]
+            if array.ndim != len(expected) or any(e is not None and e != a for e, a in zip(expected, array.shape)):
+                shown = ["batch" if e is None else e for e in expected]
+                raise BadInput(f"Input {name!r} has shape {list(array.shape)}; the model expects {shown}.")
+            feed[name] = array
+        return feed
+
+    def predict(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return dict(zip(self.output_names, self.session.run(None, feed)))
+
+
+class ModelRepository:
+    """Serves ``base/<name>/<version>/`` bundles; a version dropped in is picked up within ``poll_seconds``."""
+
+    def __init__(self, base: str | Path, poll_seconds: float = 1.0, session_options: Any = None):
+        self.base = Path(base)
+        if not self.base.is_dir():
+            raise FileNotFoundError(f"Model base directory {self.base} does not exist.")
+        self.poll_seconds = poll_seconds
+        self.session_options = session_options
+        self._loaded: dict[tuple[str, int], LoadedModel] = {}
+        self._versions: dict[str, list[int]] = {}
+        self._scanned = 0.0
+        self._lock = threading.Lock()
+        self.refresh(force=True)
+
+    def refresh(self, force: bool = False) -> None:
+        """Re-reads which models and versions exist (at most once per ``poll_seconds``)."""
+        now = time.monotonic()
+        if not force and now - self._scanned < self.poll_seconds:
+            return
+        found = {p.name: versions(p) for p in sorted(self.base.iterdir()) if p.is_dir()}
+        with self._lock:
+            self._versions = {name: v for name, v in found.items() if v}
+            self._loaded = {key: m for key, m in self._loaded.items() if key[1] in self._versions.get(key[0], [])}
+            self._scanned = now
+
+    def models(self) -> dict[str, list[int]]:
+        self.refresh()
+        return dict(self._versions)
+
+    def versions_of(self, name: str) -> list[int]:
+        found = self.models().get(name)
+        if not found:
+            raise ModelNotFound(f"Model {name!r} is not served here; models: {sorted(self._versions) or 'none'}.")
+        return found
+
+    def get(self, name: str, version: int | None = None) -> LoadedModel:
+        """The model ``name`` at ``version`` (the latest when None), loaded once."""
+        available = self.versions_of(name)
+        chosen = available[-1] if version is None else version
+        if chosen not in available:
+            raise ModelNotFound(f"Model {name!r} has no version {version}; versions: {available}.")
+        key = (name, chosen)
+        with self._lock:
+            if key not in self._loaded:
+                import onnxruntime as ort
+
+                bundle = read_bundle(self.base / name / str(chosen))
+                session = ort.InferenceSession(bundle["model"], sess_options=self.session_options,
+                                               providers=["CPUExecutionProvider"])
+                self._loaded[key] = LoadedModel(name, chosen, bundle["signature"], bundle["lineage"], session)
+            return self._loaded[key]

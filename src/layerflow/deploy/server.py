@@ -1,0 +1,214 @@
+"""The REST server: TF Serving's and KServe v2's protocols over onnxruntime (no Keras, no torch).
+
+Run it with ``layerflow serve DIR`` or build the app with ``create_app(DIR)``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import numpy as np
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from layerflow.deploy.repository import BadInput, LoadedModel, ModelNotFound, ModelRepository
+
+MAX_BODY_BYTES = 32 * 1024 * 1024
+_TFS_PATH = re.compile(r"^(?P<name>[^/:]+)(?:/versions/(?P<version>[^/:]+))?(?::(?P<verb>[a-z]+)|/(?P<meta>metadata))?$")
+_V2_TYPES = {"float32": "FP32", "float64": "FP64", "int32": "INT32", "int64": "INT64", "bool": "BOOL"}
+
+
+class HttpError(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+def _json_error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+async def _body(request: Request) -> Any:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise HttpError(413, f"Request body of {declared} bytes exceeds the limit of {MAX_BODY_BYTES} bytes.")
+    raw = b""
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > MAX_BODY_BYTES:
+            raise HttpError(413, f"Request body exceeds the limit of {MAX_BODY_BYTES} bytes.")
+    try:
+        return json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise HttpError(400, f"The request body is not valid JSON ({error}).") from None
+
+
+def _version(text: str | None) -> int | None:
+    if text is None:
+        return None
+    if not text.isdigit():
+        raise HttpError(400, f"Version {text!r} is not a positive integer.")
+    return int(text)
+
+
+def _rows_to_columns(model: LoadedModel, instances: Any) -> dict[str, Any]:
+    if not isinstance(instances, list) or not instances:
+        raise BadInput("'instances' must be a non-empty list with one entry per row.")
+    names = [s["name"] for s in model.input_specs]
+    if all(isinstance(row, dict) for row in instances):
+        return {name: [row.get(name) for row in instances] for name in {k for row in instances for k in row}}
+    if len(names) != 1:
+        raise BadInput(f"The model takes inputs {names}: each instance must be an object naming them.")
+    return {names[0]: instances}
+
+
+def _predict_tfs(model: LoadedModel, body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict) or ("instances" in body) == ("inputs" in body):
+        raise BadInput("The request must be a JSON object with either 'instances' (rows) or 'inputs' (columns).")
+    names = [s["name"] for s in model.input_specs]
+    if "instances" in body:
+        columns = _rows_to_columns(model, body["instances"])
+    else:
+        inputs = body["inputs"]
+        columns = inputs if isinstance(inputs, dict) else {names[0]: inputs} if len(names) == 1 else None
+        if columns is None:
+            raise BadInput(f"The model takes inputs {names}: 'inputs' must be an object naming them.")
+    outputs = model.predict(model.check(columns))
+    if "instances" in body:
+        if len(outputs) == 1:
+            return {"predictions": next(iter(outputs.values())).tolist()}
+        n = len(next(iter(outputs.values())))
+        return {"predictions": [{k: v[i].tolist() for k, v in outputs.items()} for i in range(n)]}
+    if len(outputs) == 1:
+        return {"outputs": next(iter(outputs.values())).tolist()}
+    return {"outputs": {k: v.tolist() for k, v in outputs.items()}}
+
+
+def _status(repository: ModelRepository, name: str, version: int | None) -> dict[str, Any]:
+    chosen = [version] if version is not None else repository.versions_of(name)
+    if version is not None:
+        repository.get(name, version)
+    return {"model_version_status": [{"version": str(v), "state": "AVAILABLE",
+                                      "status": {"error_code": "OK", "error_message": ""}} for v in chosen]}
+
+
+def _v2_metadata(model: LoadedModel, repository: ModelRepository) -> dict[str, Any]:
+    def tensor(spec):
+        return {"name": spec["name"], "datatype": _V2_TYPES.get(spec["dtype"], spec["dtype"]),
+                "shape": [-1 if d is None else d for d in spec["shape"]]}
+
+    return {"name": model.name, "versions": [str(v) for v in repository.versions_of(model.name)],
+            "platform": "onnxruntime_onnx", "inputs": [tensor(s) for s in model.input_specs],
+            "outputs": [tensor(s) for s in model.signature["outputs"]]}
+
+
+def _infer_v2(model: LoadedModel, body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict) or not isinstance(body.get("inputs"), list):
+        raise BadInput("The request must be a JSON object with an 'inputs' list (KServe v2 inference request).")
+    columns = {}
+    for item in body["inputs"]:
+        if not isinstance(item, dict) or not {"name", "shape", "data"} <= set(item):
+            raise BadInput("Each input needs 'name', 'shape', 'datatype' and 'data'.")
+        try:
+            columns[item["name"]] = np.asarray(item["data"]).reshape(item["shape"])
+        except (ValueError, TypeError):
+            raise BadInput(f"Input {item['name']!r}: its data does not fill the shape {item['shape']}.") from None
+    outputs = model.predict(model.check(columns))
+    wanted = {o["name"] for o in body.get("outputs") or []} or set(outputs)
+    response = [{"name": name, "datatype": _V2_TYPES.get(str(v.dtype), str(v.dtype)), "shape": list(v.shape),
+                 "data": v.ravel().tolist()} for name, v in outputs.items() if name in wanted]
+    result = {"model_name": model.name, "model_version": str(model.version), "outputs": response}
+    if "id" in body:
+        result["id"] = body["id"]
+    return result
+
+
+def create_app(base_dir: str, token: str | None = None, poll_seconds: float = 1.0,
+               session_options: Any = None) -> Starlette:
+    """The ASGI app serving every model under ``base_dir`` (TF Serving layout)."""
+    repository = ModelRepository(base_dir, poll_seconds, session_options)
+
+    async def tfs(request: Request) -> Response:
+        match = _TFS_PATH.match(request.path_params["rest"])
+        if not match:
+            raise HttpError(404, f"Unknown path {request.url.path}.")
+        name, version = match["name"], _version(match["version"])
+        if request.method == "GET" and not match["verb"]:
+            if match["meta"]:
+                model = repository.get(name, version)
+                return JSONResponse({"model_spec": {"name": name, "version": str(model.version)},
+                                     "metadata": {"signature_def": model.signature, "lineage": model.lineage}})
+            return JSONResponse(_status(repository, name, version))
+        if request.method == "POST" and match["verb"] in ("predict", "classify", "regress"):
+            model = repository.get(name, version)
+            return JSONResponse(_predict_tfs(model, await _body(request)))
+        raise HttpError(405 if match["verb"] in (None, "predict") else 404, f"{request.method} {request.url.path} is not supported.")
+
+    async def v2_model(request: Request) -> Response:
+        name, version = request.path_params["name"], _version(request.path_params.get("version"))
+        model = repository.get(name, version)
+        if request.url.path.endswith("/ready"):
+            return JSONResponse({"name": name, "ready": True})
+        if request.url.path.endswith("/infer"):
+            return JSONResponse(_infer_v2(model, await _body(request)))
+        return JSONResponse(_v2_metadata(model, repository))
+
+    async def health(request: Request) -> Response:
+        return JSONResponse({"live": True} if request.url.path.endswith("live") else {"ready": True})
+
+    async def server_metadata(request: Request) -> Response:
+        return JSONResponse({"name": "layerflow", "version": "1", "extensions": [],
+                             "models": {n: [str(v) for v in vs] for n, vs in repository.models().items()}})
+
+    routes = [
+        Route("/v2/health/live", health), Route("/v2/health/ready", health), Route("/v2", server_metadata),
+        Route("/v2/models/{name}", v2_model), Route("/v2/models/{name}/ready", v2_model),
+        Route("/v2/models/{name}/versions/{version}", v2_model),
+        Route("/v2/models/{name}/versions/{version}/ready", v2_model),
+        Route("/v2/models/{name}/infer", v2_model, methods=["POST"]),
+        Route("/v2/models/{name}/versions/{version}/infer", v2_model, methods=["POST"]),
+        Route("/v1/models/{rest:path}", tfs, methods=["GET", "POST"]),
+    ]
+
+    async def errors(request: Request, error: Exception) -> Response:
+        if isinstance(error, HttpError):
+            return _json_error(error.status, error.message)
+        if isinstance(error, ModelNotFound):
+            return _json_error(404, str(error))
+        if isinstance(error, BadInput):
+            return _json_error(400, str(error))
+        return _json_error(500, f"{type(error).__name__}: {error}")
+
+    app = Starlette(routes=routes, exception_handlers={Exception: errors, HttpError: errors, ModelNotFound: errors,
+                                                       BadInput: errors},
+                    middleware=[Middleware(_BearerToken, token=token)] if token else [])
+    app.state.repository = repository
+    return app
+
+
+class _BearerToken:
+    """Requires ``Authorization: Bearer <token>`` on every route but health."""
+
+    def __init__(self, app, token: str):
+        self.app, self.expected = app, f"Bearer {token}".encode()
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and not scope["path"].startswith("/v2/health"):
+            headers = dict(scope.get("headers") or [])
+            if headers.get(b"authorization") != self.expected:
+                response = _json_error(401, "Missing or wrong bearer token: send 'Authorization: Bearer <token>'.")
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def serve(base_dir: str, host: str = "127.0.0.1", port: int = 8501, token: str | None = None) -> None:
+    """Serves every model under ``base_dir`` until interrupted (loopback unless ``host`` says otherwise)."""
+    import uvicorn
+
+    uvicorn.run(create_app(base_dir, token=token), host=host, port=port, log_level="info")

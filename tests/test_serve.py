@@ -1,0 +1,139 @@
+"""The REST server as a real process on a loopback port: protocols, hot reload, tokens, bad requests."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import numpy as np
+import pytest
+
+import layerflow as lf
+from layerflow import keras
+
+TOKEN = "s3cret"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    base = tmp_path_factory.mktemp("models")
+    keras.utils.set_random_seed(0)
+    mlp = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="relu"),
+                            keras.layers.Dense(3, activation="softmax")])
+    lf.export_model(mlp, base, name="mlp", class_labels=["a", "b", "c"])
+    return base, mlp
+
+
+@pytest.fixture(scope="module")
+def server(models):
+    base, _ = models
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "layerflow.cli", "serve", str(base), "--port", str(port),
+                                "--token", TOKEN], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            if httpx.get(f"{url}/v2/health/live", timeout=1).status_code == 200:
+                break
+        except httpx.TransportError:
+            time.sleep(0.2)
+    else:
+        process.kill()
+        raise AssertionError(process.stdout.read().decode())
+    client = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
+    yield client
+    client.close()
+    process.terminate()
+    process.wait(timeout=30)
+
+
+def test_server_process_imports_neither_keras_nor_torch(models):
+    code = ("import sys; from layerflow.deploy.server import create_app; app = create_app(sys.argv[1]); "
+            "app.state.repository.get('mlp'); bad = [m for m in ('keras', 'torch', 'jax') if m in sys.modules]; "
+            "print(bad); sys.exit(1 if bad else 0)")
+    done = subprocess.run([sys.executable, "-c", code, str(models[0])], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_tf_serving_protocol(server, models):
+    _, mlp = models
+    x = np.random.default_rng(1).normal(size=(3, 4)).astype("float32")
+    expected = mlp.predict(x, verbose=0)
+    status = server.get("/v1/models/mlp").json()
+    assert status["model_version_status"][0] == {"version": "1", "state": "AVAILABLE",
+                                                 "status": {"error_code": "OK", "error_message": ""}}
+    metadata = server.get("/v1/models/mlp/metadata").json()
+    assert metadata["metadata"]["signature_def"]["class_labels"] == ["a", "b", "c"]
+    rows = server.post("/v1/models/mlp:predict", json={"instances": x.tolist()})
+    assert rows.status_code == 200
+    np.testing.assert_allclose(rows.json()["predictions"], expected, atol=1e-5)
+    columns = server.post("/v1/models/mlp/versions/1:predict", json={"inputs": x.tolist()})
+    np.testing.assert_allclose(columns.json()["outputs"], expected, atol=1e-5)
+
+
+def test_kserve_v2_protocol(server, models):
+    _, mlp = models
+    assert server.get("/v2/health/ready").json() == {"ready": True}
+    meta = server.get("/v2/models/mlp").json()
+    assert meta["inputs"][0]["datatype"] == "FP32" and meta["inputs"][0]["shape"] == [-1, 4]
+    assert server.get("/v2/models/mlp/ready").json()["ready"] is True
+    x = np.random.default_rng(2).normal(size=(2, 4)).astype("float32")
+    name = meta["inputs"][0]["name"]
+    reply = server.post("/v2/models/mlp/infer", json={"id": "r1", "inputs": [
+        {"name": name, "shape": [2, 4], "datatype": "FP32", "data": x.ravel().tolist()}]}).json()
+    assert reply["id"] == "r1" and reply["model_version"] == "1"
+    output = reply["outputs"][0]
+    np.testing.assert_allclose(np.reshape(output["data"], output["shape"]), mlp.predict(x, verbose=0), atol=1e-5)
+
+
+@pytest.mark.parametrize("path, body, status, message", [
+    ("/v1/models/mlp:predict", {"instances": [[1.0, 2.0]]}, 400, "has shape [1, 2]; the model expects ['batch', 4]"),
+    ("/v1/models/mlp:predict", {"instances": [["a", "b", "c", "d"]]}, 400, "not a rectangular array of float32"),
+    ("/v1/models/mlp:predict", {"rows": []}, 400, "either 'instances' (rows) or 'inputs'"),
+    ("/v1/models/mlp:predict", {"inputs": {"wrong": [[1, 2, 3, 4]]}}, 400, "missing and ['wrong'] unknown"),
+    ("/v1/models/nope:predict", {"instances": [[1, 2, 3, 4]]}, 404, "Model 'nope' is not served"),
+    ("/v1/models/mlp/versions/9:predict", {"instances": [[1, 2, 3, 4]]}, 404, "has no version 9"),
+    ("/v2/models/mlp/infer", {"inputs": [{"name": "x", "shape": [1, 4], "data": [1, 2]}]}, 400, "does not fill"),
+])
+def test_bad_requests_get_4xx_and_the_server_keeps_serving(server, path, body, status, message):
+    reply = server.post(path, json=body)
+    assert reply.status_code == status and message in reply.json()["error"]
+    assert server.post("/v1/models/mlp:predict", json={"instances": [[0, 0, 0, 0]]}).status_code == 200
+
+
+def test_non_json_nan_huge_bodies_and_tokens(server):
+    reply = server.post("/v1/models/mlp:predict", content=b"{not json", headers={"Content-Type": "application/json"})
+    assert reply.status_code == 400 and "not valid JSON" in reply.json()["error"]
+    reply = server.post("/v1/models/mlp:predict", content=b'{"instances": [[NaN, 1, 2, 3]]}')
+    assert reply.status_code == 400 and "NaN or infinite" in reply.json()["error"]
+    huge = b'{"instances": [' + b"[0,0,0,0]," * 12_000_000 + b"[0,0,0,0]]}"
+    reply = server.post("/v1/models/mlp:predict", content=huge)
+    assert reply.status_code == 413 and "exceeds the limit" in reply.json()["error"]
+    anonymous = httpx.post(f"{server.base_url}/v1/models/mlp:predict", json={"instances": [[0, 0, 0, 0]]})
+    assert anonymous.status_code == 401 and "bearer token" in anonymous.json()["error"]
+    assert httpx.get(f"{server.base_url}/v2/health/live").status_code == 200  # health needs no token
+    assert server.post("/v1/models/mlp:predict", json={"instances": [[0, 0, 0, 0]]}).status_code == 200
+
+
+def test_new_version_is_picked_up_without_restart(server, models):
+    base, _ = models
+    other = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    lf.export_model(other, base, name="mlp")
+    deadline = time.time() + 10
+    while time.time() < deadline and len(server.get("/v1/models/mlp").json()["model_version_status"]) < 2:
+        time.sleep(0.2)
+    assert [s["version"] for s in server.get("/v1/models/mlp").json()["model_version_status"]] == ["1", "2"]
+    latest = server.post("/v1/models/mlp:predict", json={"instances": [[0, 0, 0, 1]]}).json()
+    assert len(latest["predictions"][0]) == 2  # the new version answers by default
+    first = server.post("/v1/models/mlp/versions/1:predict", json={"instances": [[0, 0, 0, 1]]}).json()
+    assert len(first["predictions"][0]) == 3
