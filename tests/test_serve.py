@@ -137,3 +137,27 @@ def test_new_version_is_picked_up_without_restart(server, models):
     assert len(latest["predictions"][0]) == 2  # the new version answers by default
     first = server.post("/v1/models/mlp/versions/1:predict", json={"instances": [[0, 0, 0, 1]]}).json()
     assert len(first["predictions"][0]) == 3
+
+
+def test_predict_is_the_same_call_for_a_folder_and_a_url(server, models, tmp_path):
+    base, mlp = models
+    x = np.random.default_rng(3).normal(size=(2, 4)).astype("float32")
+    local = lf.predict(base, x, name="mlp", version=1)
+    remote = lf.predict(str(server.base_url), x, name="mlp", version=1, token=TOKEN)
+    np.testing.assert_allclose(local, mlp.predict(x, verbose=0), atol=1e-5)
+    np.testing.assert_allclose(remote, local, atol=1e-6)
+    (tmp_path / "in.json").write_text(json.dumps({"instances": x.tolist()}))
+    done = subprocess.run([sys.executable, "-m", "layerflow.cli", "predict", str(base / "mlp" / "1"),
+                           "--input", str(tmp_path / "in.json")], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    np.testing.assert_allclose(json.loads(done.stdout), local, atol=1e-6)
+    with pytest.raises(lf.deploy.BundleError, match="answered 401"):
+        lf.predict(str(server.base_url), x, name="mlp")
+    with pytest.raises(lf.deploy.BundleError, match="has no version 5"):
+        lf.predict(base, x, name="mlp", version=5)
+    with pytest.raises(lf.deploy.BundleError, match="Cannot reach"):
+        lf.predict("http://127.0.0.1:9", x, name="mlp", timeout=5)
+    (tmp_path / "bad.json").write_text("{oops")
+    done = subprocess.run([sys.executable, "-m", "layerflow.cli", "predict", str(base), "--input",
+                           str(tmp_path / "bad.json")], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "Cannot read the inputs" in done.stderr

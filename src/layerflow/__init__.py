@@ -55,6 +55,7 @@ __all__ = [
     "matches",
     "model_summary",
     "plot_history",
+    "predict",
     "run_properties",
     "starts_with",
     "training_run",
@@ -67,6 +68,7 @@ __all__ = [
 # train (listing runs, serving) should not pay for.
 _LAZY = {
     "data": ("layerflow.data", None),
+    "deploy": ("layerflow.deploy", None),
     "features": ("layerflow.features", None),
     "feature_spec": ("layerflow.features", "feature_spec"),
     "load_feature_spec": ("layerflow.features", "load_feature_spec"),
@@ -75,6 +77,7 @@ _LAZY = {
     "starts_with": ("layerflow.features", "starts_with"),
     "matches": ("layerflow.features", "matches"),
     "export_model": ("layerflow.deploy", "export_model"),
+    "predict": ("layerflow.deploy", "predict"),
 }
 
 

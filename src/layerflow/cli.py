@@ -229,6 +229,31 @@ def serve(
 
 
 @app.command()
+def predict(
+    target: str = typer.Argument(..., help="A bundle folder, a model base directory or a server URL."),
+    input_file: Path = typer.Option(..., "--input", help="JSON file: {\"inputs\": ...} or {\"instances\": ...} or an array."),
+    name: Optional[str] = typer.Option(None, "--name", help="Model name (needed with several models or a URL)."),
+    version: Optional[int] = typer.Option(None, "--version", help="Version (default: the latest)."),
+    token: Optional[str] = typer.Option(None, "--token", help="Bearer token of the server."),
+) -> None:
+    """Predict with an exported model, local or served; prints the outputs as JSON."""
+    from layerflow.deploy import BundleError
+    from layerflow.deploy import predict as run_predict
+
+    try:
+        data = json.loads(input_file.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        _fail(f"Cannot read the inputs from {input_file}: {error}")
+    if isinstance(data, dict) and ("inputs" in data or "instances" in data):
+        data = data.get("inputs", data.get("instances"))
+    try:
+        outputs = run_predict(target, data, name=name, version=version, token=token)
+    except (BundleError, *_user_errors()) as error:
+        _fail(str(error))
+    print(json.dumps(outputs))
+
+
+@app.command()
 def info() -> None:
     """Show the Keras backend, library versions and devices."""
     from layerflow.backend import backend_info

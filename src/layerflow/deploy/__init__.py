@@ -2,5 +2,6 @@
 
 from layerflow.deploy.bundle import BundleError, read_bundle, versions
 from layerflow.deploy.export import EXPORTERS, export_model, onnx_predict
+from layerflow.deploy.predict import predict
 
-__all__ = ["EXPORTERS", "BundleError", "export_model", "onnx_predict", "read_bundle", "versions"]
+__all__ = ["EXPORTERS", "BundleError", "export_model", "onnx_predict", "predict", "read_bundle", "versions"]
