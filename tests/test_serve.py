@@ -33,12 +33,10 @@ def models(tmp_path_factory):
     return base, mlp
 
 
-@pytest.fixture(scope="module")
-def server(models):
-    base, _ = models
+def start_server(base, *options):
     port = free_port()
     process = subprocess.Popen([sys.executable, "-m", "layerflow.cli", "serve", str(base), "--port", str(port),
-                                "--token", TOKEN], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                                *options], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 60
     while time.time() < deadline:
@@ -50,6 +48,12 @@ def server(models):
     else:
         process.kill()
         raise AssertionError(process.stdout.read().decode())
+    return process, url
+
+
+@pytest.fixture(scope="module")
+def server(models):
+    process, url = start_server(models[0], "--token", TOKEN)
     client = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
     yield client
     client.close()
@@ -161,3 +165,55 @@ def test_predict_is_the_same_call_for_a_folder_and_a_url(server, models, tmp_pat
     done = subprocess.run([sys.executable, "-m", "layerflow.cli", "predict", str(base), "--input",
                            str(tmp_path / "bad.json")], capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "Cannot read the inputs" in done.stderr
+
+
+def test_tritonclient_speaks_to_the_v2_endpoints(server, models):
+    import tritonclient.http as triton
+
+    _, mlp = models
+    client = triton.InferenceServerClient(url=str(server.base_url).removeprefix("http://"))
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    assert client.is_server_live() and client.is_model_ready("mlp", headers=headers)
+    metadata = client.get_model_metadata("mlp", model_version="1", headers=headers)
+    x = np.random.default_rng(4).normal(size=(3, 4)).astype("float32")
+    request = triton.InferInput(metadata["inputs"][0]["name"], list(x.shape), "FP32")
+    request.set_data_from_numpy(x, binary_data=False)
+    result = client.infer("mlp", [request], model_version="1", headers=headers,
+                          outputs=[triton.InferRequestedOutput(metadata["outputs"][0]["name"], binary_data=False)])
+    np.testing.assert_allclose(result.as_numpy(metadata["outputs"][0]["name"]), mlp.predict(x, verbose=0), atol=1e-5)
+
+
+def test_metrics_and_openapi(server):
+    server.post("/v1/models/mlp:predict", json={"instances": [[0, 0, 0, 0]]})
+    text = server.get("/metrics").text
+    assert 'layerflow_requests_total{protocol="tf_serving",status="200"}' in text
+    assert "layerflow_inference_seconds_bucket" in text
+    document = server.get("/openapi.json").json()
+    assert document["openapi"].startswith("3.") and "/v2/models/{name}/infer" in document["paths"]
+
+
+def test_dynamic_batching_merges_concurrent_requests(models):
+    import asyncio
+
+    base, mlp = models
+    process, url = start_server(base, "--max-batch-size", "32", "--batch-delay-ms", "20")
+    try:
+        rows = np.random.default_rng(5).normal(size=(24, 4)).astype("float32")
+
+        async def fire():
+            async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+                replies = await asyncio.gather(*(client.post("/v1/models/mlp/versions/1:predict",
+                                                             json={"instances": [row.tolist()]}) for row in rows))
+            return [r.json()["predictions"][0] for r in replies]
+
+        predictions = asyncio.run(fire())
+        np.testing.assert_allclose(predictions, mlp.predict(rows, verbose=0), atol=1e-5)
+        metrics = httpx.get(f"{url}/metrics").text
+        count = float(next(line.split()[-1] for line in metrics.splitlines()
+                           if line.startswith('layerflow_batch_rows_count{model="mlp"}')))
+        assert count < 24  # fewer onnxruntime calls than requests: they were batched
+        bad = httpx.post(f"{url}/v1/models/mlp/versions/1:predict", json={"instances": [[1, 2]]})
+        assert bad.status_code == 400
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

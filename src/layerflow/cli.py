@@ -217,6 +217,11 @@ def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (loopback unless told otherwise)."),
     port: int = typer.Option(8501, "--port", help="TCP port."),
     token: Optional[str] = typer.Option(None, "--token", help="Require 'Authorization: Bearer TOKEN' (not on health)."),
+    max_batch_size: int = typer.Option(0, "--max-batch-size", help="Batch concurrent requests up to N rows (0: off)."),
+    batch_delay_ms: float = typer.Option(2.0, "--batch-delay-ms", help="Longest wait for a batch to fill."),
+    intra_op_threads: int = typer.Option(0, "--intra-op-threads", help="onnxruntime threads per call (0: default)."),
+    inter_op_threads: int = typer.Option(0, "--inter-op-threads", help="onnxruntime threads across nodes (0: default)."),
+    access_log: bool = typer.Option(False, "--access-log", help="Log every request."),
 ) -> None:
     """Serve every exported model under MODEL_DIR over REST (TF Serving and KServe v2 protocols)."""
     try:
@@ -225,7 +230,11 @@ def serve(
         _fail(f"Serving needs the serve extra: pip install 'layerflow[serve]' ({error}).")
     if not model_dir.is_dir():
         _fail(f"Model directory {model_dir} does not exist; export a model first: layerflow export RUN --out {model_dir}")
-    run_server(str(model_dir), host=host, port=port, token=token)
+    if max_batch_size < 0 or batch_delay_ms < 0:
+        _fail("--max-batch-size and --batch-delay-ms must not be negative.")
+    run_server(str(model_dir), host=host, port=port, token=token, max_batch_size=max_batch_size,
+               batch_delay_ms=batch_delay_ms, intra_op_threads=intra_op_threads,
+               inter_op_threads=inter_op_threads, access_log=access_log)
 
 
 @app.command()

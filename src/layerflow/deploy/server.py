@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from typing import Any
 
+import anyio
 import numpy as np
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -16,6 +18,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from layerflow.deploy.batching import Batcher
+from layerflow.deploy.openapi import openapi_document
 from layerflow.deploy.repository import BadInput, LoadedModel, ModelNotFound, ModelRepository
 
 MAX_BODY_BYTES = 32 * 1024 * 1024
@@ -67,7 +71,7 @@ def _rows_to_columns(model: LoadedModel, instances: Any) -> dict[str, Any]:
     return {names[0]: instances}
 
 
-def _predict_tfs(model: LoadedModel, body: Any) -> dict[str, Any]:
+def _tfs_feed(model: LoadedModel, body: Any) -> dict[str, np.ndarray]:
     if not isinstance(body, dict) or ("instances" in body) == ("inputs" in body):
         raise BadInput("The request must be a JSON object with either 'instances' (rows) or 'inputs' (columns).")
     names = [s["name"] for s in model.input_specs]
@@ -78,7 +82,10 @@ def _predict_tfs(model: LoadedModel, body: Any) -> dict[str, Any]:
         columns = inputs if isinstance(inputs, dict) else {names[0]: inputs} if len(names) == 1 else None
         if columns is None:
             raise BadInput(f"The model takes inputs {names}: 'inputs' must be an object naming them.")
-    outputs = model.predict(model.check(columns))
+    return model.check(columns)
+
+
+def _tfs_response(body: dict[str, Any], outputs: dict[str, np.ndarray]) -> dict[str, Any]:
     if "instances" in body:
         if len(outputs) == 1:
             return {"predictions": next(iter(outputs.values())).tolist()}
@@ -107,7 +114,7 @@ def _v2_metadata(model: LoadedModel, repository: ModelRepository) -> dict[str, A
             "outputs": [tensor(s) for s in model.signature["outputs"]]}
 
 
-def _infer_v2(model: LoadedModel, body: Any) -> dict[str, Any]:
+def _v2_feed(model: LoadedModel, body: Any) -> dict[str, np.ndarray]:
     if not isinstance(body, dict) or not isinstance(body.get("inputs"), list):
         raise BadInput("The request must be a JSON object with an 'inputs' list (KServe v2 inference request).")
     columns = {}
@@ -118,7 +125,10 @@ def _infer_v2(model: LoadedModel, body: Any) -> dict[str, Any]:
             columns[item["name"]] = np.asarray(item["data"]).reshape(item["shape"])
         except (ValueError, TypeError):
             raise BadInput(f"Input {item['name']!r}: its data does not fill the shape {item['shape']}.") from None
-    outputs = model.predict(model.check(columns))
+    return model.check(columns)
+
+
+def _v2_response(model: LoadedModel, body: dict[str, Any], outputs: dict[str, np.ndarray]) -> dict[str, Any]:
     wanted = {o["name"] for o in body.get("outputs") or []} or set(outputs)
     response = [{"name": name, "datatype": _V2_TYPES.get(str(v.dtype), str(v.dtype)), "shape": list(v.shape),
                  "data": v.ravel().tolist()} for name, v in outputs.items() if name in wanted]
@@ -128,10 +138,45 @@ def _infer_v2(model: LoadedModel, body: Any) -> dict[str, Any]:
     return result
 
 
-def create_app(base_dir: str, token: str | None = None, poll_seconds: float = 1.0,
-               session_options: Any = None) -> Starlette:
-    """The ASGI app serving every model under ``base_dir`` (TF Serving layout)."""
-    repository = ModelRepository(base_dir, poll_seconds, session_options)
+def session_options(intra_op_threads: int = 0, inter_op_threads: int = 0, parallel: bool = False):
+    """onnxruntime session options (0 threads: onnxruntime's default, one per core)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = intra_op_threads
+    options.inter_op_num_threads = inter_op_threads
+    options.execution_mode = ort.ExecutionMode.ORT_PARALLEL if parallel else ort.ExecutionMode.ORT_SEQUENTIAL
+    return options
+
+
+def create_app(base_dir: str, token: str | None = None, poll_seconds: float = 1.0, options: Any = None,
+               max_batch_size: int = 0, batch_delay_ms: float = 2.0) -> Starlette:
+    """The ASGI app serving every model under ``base_dir`` (TF Serving layout).
+
+    Args:
+        base_dir: the model base directory (``<name>/<version>/`` bundles).
+        token: when given, every route but health needs ``Authorization: Bearer <token>``.
+        poll_seconds: how often the directory is re-read for new or removed versions.
+        options: ``onnxruntime.SessionOptions`` (see ``session_options``).
+        max_batch_size: above 0, concurrent requests are batched up to this many rows.
+        batch_delay_ms: how long a request may wait for others to batch with.
+    """
+    repository = ModelRepository(base_dir, poll_seconds, options)
+    metrics = ServerMetrics()
+    batchers: dict[tuple[str, int], Batcher] = {}
+
+    async def infer(model: LoadedModel, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        start = time.perf_counter()
+        if max_batch_size > 0:
+            key = (model.name, model.version)
+            if key not in batchers:
+                observe = metrics.batch_rows.labels(model.name).observe
+                batchers[key] = Batcher(model.predict, max_batch_size, batch_delay_ms / 1000, observe)
+            outputs = await batchers[key].predict(feed)
+        else:
+            outputs = await anyio.to_thread.run_sync(model.predict, feed)
+        metrics.inference_seconds.labels(model.name).observe(time.perf_counter() - start)
+        return outputs
 
     async def tfs(request: Request) -> Response:
         match = _TFS_PATH.match(request.path_params["rest"])
@@ -146,7 +191,8 @@ def create_app(base_dir: str, token: str | None = None, poll_seconds: float = 1.
             return JSONResponse(_status(repository, name, version))
         if request.method == "POST" and match["verb"] in ("predict", "classify", "regress"):
             model = repository.get(name, version)
-            return JSONResponse(_predict_tfs(model, await _body(request)))
+            body = await _body(request)
+            return JSONResponse(_tfs_response(body, await infer(model, _tfs_feed(model, body))))
         raise HttpError(405 if match["verb"] in (None, "predict") else 404, f"{request.method} {request.url.path} is not supported.")
 
     async def v2_model(request: Request) -> Response:
@@ -155,7 +201,8 @@ def create_app(base_dir: str, token: str | None = None, poll_seconds: float = 1.
         if request.url.path.endswith("/ready"):
             return JSONResponse({"name": name, "ready": True})
         if request.url.path.endswith("/infer"):
-            return JSONResponse(_infer_v2(model, await _body(request)))
+            body = await _body(request)
+            return JSONResponse(_v2_response(model, body, await infer(model, _v2_feed(model, body))))
         return JSONResponse(_v2_metadata(model, repository))
 
     async def health(request: Request) -> Response:
@@ -165,7 +212,14 @@ def create_app(base_dir: str, token: str | None = None, poll_seconds: float = 1.
         return JSONResponse({"name": "layerflow", "version": "1", "extensions": [],
                              "models": {n: [str(v) for v in vs] for n, vs in repository.models().items()}})
 
+    async def metrics_endpoint(request: Request) -> Response:
+        return Response(metrics.render(), media_type="text/plain; version=0.0.4")
+
+    async def openapi(request: Request) -> Response:
+        return JSONResponse(openapi_document())
+
     routes = [
+        Route("/metrics", metrics_endpoint), Route("/openapi.json", openapi),
         Route("/v2/health/live", health), Route("/v2/health/ready", health), Route("/v2", server_metadata),
         Route("/v2/models/{name}", v2_model), Route("/v2/models/{name}/ready", v2_model),
         Route("/v2/models/{name}/versions/{version}", v2_model),
@@ -186,9 +240,58 @@ def create_app(base_dir: str, token: str | None = None, poll_seconds: float = 1.
 
     app = Starlette(routes=routes, exception_handlers={Exception: errors, HttpError: errors, ModelNotFound: errors,
                                                        BadInput: errors},
-                    middleware=[Middleware(_BearerToken, token=token)] if token else [])
+                    middleware=[Middleware(_Measure, metrics=metrics),
+                                *([Middleware(_BearerToken, token=token)] if token else [])])
     app.state.repository = repository
     return app
+
+
+class ServerMetrics:
+    """Prometheus metrics of one server (its own registry, served at /metrics)."""
+
+    def __init__(self) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Histogram
+
+        self.registry = CollectorRegistry()
+        self.requests = Counter("layerflow_requests", "HTTP requests answered", ["protocol", "status"],
+                                registry=self.registry)
+        self.request_seconds = Histogram("layerflow_request_seconds", "Time to answer a request", ["protocol"],
+                                         registry=self.registry, buckets=(.001, .002, .005, .01, .025, .05, .1, .25, 1))
+        self.inference_seconds = Histogram("layerflow_inference_seconds", "Time in the model (with batching wait)",
+                                           ["model"], registry=self.registry,
+                                           buckets=(.0005, .001, .002, .005, .01, .025, .05, .1, 1))
+        self.batch_rows = Histogram("layerflow_batch_rows", "Rows per batched onnxruntime call", ["model"],
+                                    registry=self.registry, buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256))
+
+    def render(self) -> bytes:
+        from prometheus_client import generate_latest
+
+        return generate_latest(self.registry)
+
+
+class _Measure:
+    """Counts and times every request by protocol and status."""
+
+    def __init__(self, app, metrics: ServerMetrics):
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        path = scope["path"]
+        protocol = "tf_serving" if path.startswith("/v1/") else "kserve_v2" if path.startswith("/v2") else "other"
+        start, status = time.perf_counter(), {"code": 500}
+
+        async def record(message):
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, record)
+        finally:
+            self.metrics.requests.labels(protocol, str(status["code"])).inc()
+            self.metrics.request_seconds.labels(protocol).observe(time.perf_counter() - start)
 
 
 class _BearerToken:
@@ -207,8 +310,12 @@ class _BearerToken:
         await self.app(scope, receive, send)
 
 
-def serve(base_dir: str, host: str = "127.0.0.1", port: int = 8501, token: str | None = None) -> None:
+def serve(base_dir: str, host: str = "127.0.0.1", port: int = 8501, token: str | None = None,
+          max_batch_size: int = 0, batch_delay_ms: float = 2.0, intra_op_threads: int = 0,
+          inter_op_threads: int = 0, access_log: bool = False) -> None:
     """Serves every model under ``base_dir`` until interrupted (loopback unless ``host`` says otherwise)."""
     import uvicorn
 
-    uvicorn.run(create_app(base_dir, token=token), host=host, port=port, log_level="info")
+    app = create_app(base_dir, token=token, options=session_options(intra_op_threads, inter_op_threads),
+                     max_batch_size=max_batch_size, batch_delay_ms=batch_delay_ms)
+    uvicorn.run(app, host=host, port=port, log_level="info", access_log=access_log)
