@@ -6,7 +6,7 @@ from typing import Any
 
 _ERROR = {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]}
 _NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
-_VERSION = {"name": "version", "in": "path", "required": True, "schema": {"type": "string"}}
+_VERSION = {"name": "version", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1}}
 _TFS_REQUEST = {
     "type": "object",
     "description": "Either 'instances' (one entry per row) or 'inputs' (one array per input, rows first).",

@@ -13,6 +13,7 @@ from typing import Any
 import anyio
 import numpy as np
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -236,10 +237,12 @@ def create_app(base_dir: str, token: str | None = None, poll_seconds: float = 1.
             return _json_error(404, str(error))
         if isinstance(error, BadInput):
             return _json_error(400, str(error))
+        if isinstance(error, StarletteHTTPException):  # no route matched, or a method not allowed
+            return _json_error(error.status_code, f"{error.detail}: {request.method} {request.url.path}")
         return _json_error(500, f"{type(error).__name__}: {error}")
 
     app = Starlette(routes=routes, exception_handlers={Exception: errors, HttpError: errors, ModelNotFound: errors,
-                                                       BadInput: errors},
+                                                       BadInput: errors, StarletteHTTPException: errors},
                     middleware=[Middleware(_Measure, metrics=metrics),
                                 *([Middleware(_BearerToken, token=token)] if token else [])])
     app.state.repository = repository
