@@ -198,17 +198,31 @@ def export_command(
     out: Path = typer.Option(..., "--out", help="Model base directory; the bundle goes to OUT/NAME/VERSION."),
     name: Optional[str] = typer.Option(None, "--name", help="Model name (default: the saved model's file name)."),
     version: Optional[int] = typer.Option(None, "--version", help="Version number (default: the next free one)."),
+    format: str = typer.Option("onnx", "--format", help="onnx: a bundle for serving; web: a static page (OUT/index.html)."),
+    sample: Optional[Path] = typer.Option(None, "--sample", help="With --format web: JSON inputs the page predicts on load."),
     runs_dir: Optional[Path] = RunsDirOption,
 ) -> None:
-    """Export a model to an ONNX bundle (model.onnx, signature.json, lineage.json)."""
+    """Export a model to an ONNX bundle (model.onnx, signature.json, lineage.json) or a web page."""
+    import tempfile
+
     from layerflow.deploy import BundleError
     from layerflow.deploy.from_run import export_source
 
+    if format not in ("onnx", "web"):
+        _fail(f"--format {format!r} is not known; expected onnx or web.")
     try:
-        folder = export_source(source, out, name=name, version=version, runs_dir=runs_dir)
-    except (BundleError, *_user_errors()) as error:
+        if format == "onnx":
+            console.print(f"Exported to {export_source(source, out, name=name, version=version, runs_dir=runs_dir)}")
+            return
+        from layerflow.deploy.web import build_web_page
+
+        inputs = json.loads(sample.read_text()) if sample else None
+        with tempfile.TemporaryDirectory() as staging:
+            bundle = export_source(source, staging, name=name, version=version, runs_dir=runs_dir)
+            page = build_web_page(bundle, out, sample=inputs)
+    except (BundleError, json.JSONDecodeError, OSError, *_user_errors()) as error:
         _fail(str(error))
-    console.print(f"Exported to {folder}")
+    console.print(f"Web page: {page} (serve the folder over HTTP, e.g. python -m http.server -d {out})")
 
 
 @app.command()

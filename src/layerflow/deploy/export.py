@@ -44,6 +44,25 @@ def _export_keras(model: Any, target: Path) -> None:
         structure = model.inputs[0] if len(model.inputs) == 1 else getattr(model, "_inputs_struct", model.inputs)
         model(keras.tree.map_structure(zeros, structure), training=False)
     model.export(str(target), format="onnx", verbose=False)
+    names = list(getattr(model, "output_names", None) or [])
+    _rename_outputs(target, names)
+
+
+def _rename_outputs(path: Path, names: list[str]) -> None:
+    """Gives the ONNX outputs the model's output names (the tracer numbers them: '23')."""
+    import onnx
+
+    graph_model = onnx.load(str(path))
+    outputs = graph_model.graph.output
+    if len(names) != len(outputs) or len(set(names)) != len(names):
+        names = ["output"] if len(outputs) == 1 else [f"output_{i}" for i in range(len(outputs))]
+    renames = {output.name: new for output, new in zip(outputs, names)}
+    for node in graph_model.graph.node:
+        node.output[:] = [renames.get(name, name) for name in node.output]
+        node.input[:] = [renames.get(name, name) for name in node.input]
+    for output in outputs:
+        output.name = renames[output.name]
+    onnx.save(graph_model, str(path))
 
 
 # (can this exporter handle the model?, write the ONNX file)

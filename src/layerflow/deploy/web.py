@@ -1,0 +1,65 @@
+"""A static web page that runs an exported model in the browser with onnxruntime-web.
+
+onnxruntime-web is installed from npm when the page is built (kept in a user cache) and
+copied next to the page, so viewing it fetches nothing from any CDN.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from layerflow.deploy.bundle import MODEL_FILE, SIGNATURE_FILE, BundleError, read_bundle
+
+ORT_WEB_VERSION = "1.23.2"
+RUNTIME_FILES = ("ort.wasm.min.js", "ort-wasm-simd-threaded.wasm", "ort-wasm-simd-threaded.mjs")
+
+
+def _runtime_dir() -> Path:
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "layerflow" / f"onnxruntime-web-{ORT_WEB_VERSION}"
+    dist = base / "node_modules" / "onnxruntime-web" / "dist"
+    if all((dist / name).is_file() for name in RUNTIME_FILES):
+        return dist
+    npm = shutil.which("npm")
+    if npm is None:
+        raise BundleError("Building the web page needs npm (Node.js) to install onnxruntime-web; install Node.js.")
+    base.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run([npm, "install", "--no-save", "--no-audit", "--no-fund", "--prefix", str(base),
+                           f"onnxruntime-web@{ORT_WEB_VERSION}"], capture_output=True, text=True, timeout=600)
+    if done.returncode != 0 or not all((dist / name).is_file() for name in RUNTIME_FILES):
+        raise BundleError(f"npm could not install onnxruntime-web@{ORT_WEB_VERSION}:\n{done.stderr[-2000:]}")
+    return dist
+
+
+def build_web_page(bundle_dir: str | os.PathLike[str], out: str | os.PathLike[str], title: str | None = None,
+                   sample: Any = None) -> Path:
+    """Writes ``out/index.html`` with the model, its signature and the onnxruntime-web runtime.
+
+    Args:
+        bundle_dir: an export bundle (``<base>/<name>/<version>``).
+        out: the folder of the page; serve it over HTTP (browsers refuse WebAssembly from file://).
+        title: the page's heading (default: the model's name).
+        sample: inputs to show and predict when the page opens (JSON-serialisable).
+
+    Returns:
+        The path of ``index.html``.
+    """
+    bundle = read_bundle(Path(bundle_dir))
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    runtime = _runtime_dir()
+    for name in RUNTIME_FILES:
+        shutil.copy2(runtime / name, out / name)
+    shutil.copy2(bundle["model"], out / MODEL_FILE)
+    shutil.copy2(Path(bundle["path"]) / SIGNATURE_FILE, out / SIGNATURE_FILE)
+    if sample is not None:
+        (out / "sample.json").write_text(json.dumps(sample))
+    name = title or Path(bundle["path"]).parent.name
+    page = resources.files("layerflow.deploy").joinpath("web_template/index.html").read_text()
+    (out / "index.html").write_text(page.replace("{{TITLE}}", name.replace("<", "&lt;")))
+    return out / "index.html"
