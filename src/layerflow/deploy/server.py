@@ -10,13 +10,13 @@ import re
 import time
 from typing import Any
 
-import anyio
 import numpy as np
+import orjson
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from layerflow.deploy.batching import Batcher
@@ -34,6 +34,15 @@ class HttpError(Exception):
         self.status, self.message = status, message
 
 
+class JSONResponse(Response):
+    """JSON written by orjson (several times faster than the standard library on number arrays)."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
 def _json_error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
@@ -47,6 +56,10 @@ async def _body(request: Request) -> Any:
         raw += chunk
         if len(raw) > MAX_BODY_BYTES:
             raise HttpError(413, f"Request body exceeds the limit of {MAX_BODY_BYTES} bytes.")
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        pass  # the standard parser also reads NaN and Infinity, which the input check then names
     try:
         return json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
@@ -175,7 +188,9 @@ def create_app(base_dir: str, token: str | None = None, poll_seconds: float = 1.
                 batchers[key] = Batcher(model.predict, max_batch_size, batch_delay_ms / 1000, observe)
             outputs = await batchers[key].predict(feed)
         else:
-            outputs = await anyio.to_thread.run_sync(model.predict, feed)
+            # onnxruntime is called on the event loop: for the small models served here a hop to a
+            # worker thread cost more than the call (1,540 vs 930 single-row req/s measured).
+            outputs = model.predict(feed)
         metrics.inference_seconds.labels(model.name).observe(time.perf_counter() - start)
         return outputs
 

@@ -1,0 +1,203 @@
+"""Serving under load on loopback, side by side in one run (wrk, 32 connections).
+
+For the Fashion-MNIST MLP and CNN, single-row and 32-row requests:
+  layerflow serve, batching off and on;
+  the same server stack answering an empty endpoint (the HTTP limit of this machine);
+  MLflow's model server on the same ONNX model (when an MLflow environment is given);
+and onnxruntime called in-process (the inference limit). Reports req/s and p50/p99.
+
+    .venv/bin/python bench/serve_load.py [--seconds 10] [--mlflow-python /path/to/venv/bin/python]
+
+Writes bench/results/serve_load.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+
+RESULTS = Path(__file__).parent / "results" / "serve_load.json"
+CONNECTIONS = 32
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until_up(url: str, process: subprocess.Popen, timeout: float = 120) -> None:
+    import urllib.request
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited: {process.stdout.read().decode()[-2000:]}")
+        try:
+            urllib.request.urlopen(url, timeout=1)
+            return
+        except Exception:  # noqa: BLE001 - not up yet
+            time.sleep(0.3)
+    raise RuntimeError(f"{url} did not come up")
+
+
+def wrk(url: str, body: str, seconds: int, work: Path) -> dict:
+    script = work / "post.lua"
+    (work / "body.json").write_text(body)
+    script.write_text(textwrap.dedent(f"""
+        wrk.method = "POST"
+        wrk.headers["Content-Type"] = "application/json"
+        local f = io.open("{work / 'body.json'}", "r"); wrk.body = f:read("*a"); f:close()
+    """))
+    done = subprocess.run(["wrk", "-t2", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency", "-s", str(script), url],
+                          capture_output=True, text=True)
+    text = done.stdout
+
+    def latency(label: str) -> float:
+        match = re.search(rf"^\s+{label}%\s+([\d.]+)(us|ms|s)", text, re.M)
+        value, unit = float(match.group(1)), match.group(2)
+        return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    return {"requests_per_s": float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1)),
+            "p50_ms": latency("50"), "p99_ms": latency("99"), "non_2xx": int(errors.group(1)) if errors else 0}
+
+
+def build_models(base: Path) -> dict:
+    import layerflow as lf
+    from layerflow import keras
+
+    keras.utils.set_random_seed(0)
+    mlp = keras.Sequential([keras.Input((784,)), keras.layers.Dense(256, activation="relu"),
+                            keras.layers.Dense(128, activation="relu"), keras.layers.Dense(10, activation="softmax")])
+    cnn = keras.Sequential([keras.Input((1, 28, 28)),
+                            keras.layers.Conv2D(32, 3, padding="same", activation="relu", data_format="channels_first"),
+                            keras.layers.MaxPooling2D(2, data_format="channels_first"),
+                            keras.layers.Conv2D(64, 3, padding="same", activation="relu", data_format="channels_first"),
+                            keras.layers.MaxPooling2D(2, data_format="channels_first"),
+                            keras.layers.Flatten(), keras.layers.Dense(128, activation="relu"),
+                            keras.layers.Dense(10, activation="softmax")])
+    return {"mlp": (lf.export_model(mlp, base, name="mlp"), (784,)),
+            "cnn": (lf.export_model(cnn, base, name="cnn"), (1, 28, 28))}
+
+
+EMPTY_APP = """
+import sys, uvicorn
+from starlette.applications import Starlette
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+async def empty(request):
+    return JSONResponse({"predictions": []})
+app = Starlette(routes=[Route("/v1/models/{rest:path}", empty, methods=["GET", "POST"])])
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", access_log=False)
+"""
+
+MLFLOW_SAVE = """
+import sys, onnx, mlflow.onnx
+mlflow.onnx.save_model(onnx.load(sys.argv[1]), sys.argv[2])
+"""
+
+
+def in_process(bundle: Path, shape: tuple, rows: int, seconds: float = 3.0) -> float:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    session = ort.InferenceSession(str(bundle / "model.onnx"), options, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    x = np.random.default_rng(0).random((rows, *shape)).astype(np.float32)
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        session.run(None, {name: x})
+        count += rows
+    return count / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--mlflow-python", help="python of an environment with mlflow installed")
+    args = parser.parse_args()
+    rows_out = []
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        models = build_models(work / "models")
+        servers = {
+            "layerflow": ["-m", "layerflow.cli", "serve", str(work / "models")],
+            "layerflow+batching": ["-m", "layerflow.cli", "serve", str(work / "models"), "--max-batch-size", "64",
+                                   "--batch-delay-ms", "2"],
+            "empty endpoint": ["-c", EMPTY_APP],
+        }
+        for label, command in servers.items():
+            port = free_port()
+            process = subprocess.Popen([sys.executable, *command, *(["--port", str(port)] if label != "empty endpoint"
+                                                                      else [str(port)])],
+                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            try:
+                wait_until_up(f"http://127.0.0.1:{port}/v1/models/mlp", process)
+                for model, (bundle, shape) in models.items():
+                    for rows in (1, 32):
+                        body = json.dumps({"instances": np.random.default_rng(1).random((rows, *shape)).round(4).tolist()})
+                        url = f"http://127.0.0.1:{port}/v1/models/{model}:predict"
+                        result = wrk(url, body, args.seconds, work)
+                        result.update(server=label, model=model, rows=rows)
+                        rows_out.append(result)
+                        print(f"{label:20} {model} rows={rows:2}  {result['requests_per_s']:9,.0f} req/s  "
+                              f"p50 {result['p50_ms']:6.2f} ms  p99 {result['p99_ms']:6.2f} ms  non-2xx {result['non_2xx']}",
+                              flush=True)
+            finally:
+                process.terminate()
+                process.wait(timeout=30)
+        if args.mlflow_python:
+            for model, (bundle, shape) in models.items():
+                target = work / f"mlflow-{model}"
+                subprocess.run([args.mlflow_python, "-c", MLFLOW_SAVE, str(bundle / "model.onnx"), str(target)],
+                               check=True, capture_output=True)
+                port = free_port()
+                mlflow_bin = str(Path(args.mlflow_python).parent / "mlflow")
+                process = subprocess.Popen([mlflow_bin, "models", "serve", "-m", str(target), "-p", str(port),
+                                            "--env-manager", "local", "-h", "127.0.0.1"],
+                                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                try:
+                    wait_until_up(f"http://127.0.0.1:{port}/ping", process)
+                    for rows in (1, 32):
+                        x = np.random.default_rng(1).random((rows, *shape)).round(4)
+                        body = json.dumps({"inputs": x.tolist()})
+                        result = wrk(f"http://127.0.0.1:{port}/invocations", body, args.seconds, work)
+                        result.update(server="mlflow", model=model, rows=rows)
+                        rows_out.append(result)
+                        print(f"{'mlflow':20} {model} rows={rows:2}  {result['requests_per_s']:9,.0f} req/s  "
+                              f"p50 {result['p50_ms']:6.2f} ms  p99 {result['p99_ms']:6.2f} ms  non-2xx {result['non_2xx']}",
+                              flush=True)
+                finally:
+                    process.terminate()
+                    process.wait(timeout=30)
+        inference = {f"{model}_rows{rows}": in_process(bundle, shape, rows)
+                     for model, (bundle, shape) in models.items() for rows in (1, 32)}
+    print("\nonnxruntime in-process, 1 thread (predictions/s):", {k: round(v) for k, v in inference.items()})
+    rate = {(r["server"], r["model"], r["rows"]): r["requests_per_s"] for r in rows_out}
+    for model in ("mlp", "cnn"):
+        for rows in (1, 32):
+            ours, empty = rate[("layerflow", model, rows)], rate[("empty endpoint", model, rows)]
+            line = f"{model} rows={rows:2}: layerflow/empty endpoint = {ours / empty:.2f}"
+            if ("mlflow", model, rows) in rate:
+                line += f", layerflow/mlflow = {ours / rate[('mlflow', model, rows)]:.1f}x"
+            print(line)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps({"connections": CONNECTIONS, "seconds": args.seconds, "load": rows_out,
+                                   "in_process_predictions_per_s": inference}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
