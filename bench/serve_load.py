@@ -60,7 +60,8 @@ def wrk(url: str, body: str, seconds: int, work: Path) -> dict:
         wrk.headers["Content-Type"] = "application/json"
         local f = io.open("{work / 'body.json'}", "r"); wrk.body = f:read("*a"); f:close()
     """))
-    done = subprocess.run(["wrk", "-t2", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency", "-s", str(script), url],
+    done = subprocess.run(["wrk", "-t2", f"-c{CONNECTIONS}", f"-d{seconds}s", "--timeout", "10s", "--latency",
+                           "-s", str(script), url],
                           capture_output=True, text=True)
     text = done.stdout
 
@@ -70,8 +71,10 @@ def wrk(url: str, body: str, seconds: int, work: Path) -> dict:
         return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
 
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    timeouts = re.search(r"timeout (\d+)", text)
     return {"requests_per_s": float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1)),
-            "p50_ms": latency("50"), "p99_ms": latency("99"), "non_2xx": int(errors.group(1)) if errors else 0}
+            "p50_ms": latency("50"), "p99_ms": latency("99"), "non_2xx": int(errors.group(1)) if errors else 0,
+            "timeouts": int(timeouts.group(1)) if timeouts else 0}
 
 
 def build_models(base: Path) -> dict:
@@ -166,9 +169,10 @@ def main() -> None:
                                check=True, capture_output=True)
                 port = free_port()
                 mlflow_bin = str(Path(args.mlflow_python).parent / "mlflow")
+                env = {**os.environ, "PATH": f"{Path(args.mlflow_python).parent}{os.pathsep}{os.environ['PATH']}"}
                 process = subprocess.Popen([mlflow_bin, "models", "serve", "-m", str(target), "-p", str(port),
                                             "--env-manager", "local", "-h", "127.0.0.1"],
-                                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
                 try:
                     wait_until_up(f"http://127.0.0.1:{port}/ping", process)
                     for rows in (1, 32):
@@ -191,7 +195,7 @@ def main() -> None:
         for rows in (1, 32):
             ours, empty = rate[("layerflow", model, rows)], rate[("empty endpoint", model, rows)]
             line = f"{model} rows={rows:2}: layerflow/empty endpoint = {ours / empty:.2f}"
-            if ("mlflow", model, rows) in rate:
+            if rate.get(("mlflow", model, rows)):
                 line += f", layerflow/mlflow = {ours / rate[('mlflow', model, rows)]:.1f}x"
             print(line)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

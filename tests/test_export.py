@@ -126,3 +126,30 @@ def test_cli_exports_the_model_a_run_saved(runs_dir, write_script, tmp_path):
     (tmp_path / "notes.txt").write_text("x")
     done = layerflow_cli("export", str(tmp_path / "notes.txt"), "--out", str(tmp_path / "m"), cwd=runs_dir.parent)
     assert done.returncode == 2 and "not a saved Keras model" in done.stderr
+
+
+def test_a_model_trained_on_jax_exports_too(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    train = (
+        "import sys, numpy as np\n"
+        "import layerflow as lf\n"
+        "from layerflow import keras\n"
+        "assert keras.backend.backend() == 'jax'\n"
+        "keras.utils.set_random_seed(0)\n"
+        "m = keras.Sequential([keras.Input((5,)), keras.layers.Dense(4, activation='relu'), keras.layers.Dense(2)])\n"
+        "m.compile(loss='mse', optimizer='adam')\n"
+        "x = np.random.default_rng(0).normal(size=(16, 5)).astype('float32')\n"
+        "m.fit(x, np.ones((16, 2)), epochs=3, verbose=0)\n"
+        "m.save(sys.argv[1]); np.save(sys.argv[2], x[:4]); np.save(sys.argv[3], m.predict(x[:4], verbose=0))\n"
+    )
+    paths = [tmp_path / "jax_model.keras", tmp_path / "x.npy", tmp_path / "y.npy"]
+    done = subprocess.run([sys.executable, "-c", train, *map(str, paths)], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "KERAS_BACKEND": "jax"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    done = layerflow_cli("export", str(paths[0]), "--out", str(tmp_path / "models"), cwd=tmp_path)  # torch side
+    assert done.returncode == 0, done.stderr
+    (predicted,) = onnx_predict(tmp_path / "models" / "jax_model" / "1", np.load(paths[1]))
+    np.testing.assert_allclose(predicted, np.load(paths[2]), atol=1e-5)
