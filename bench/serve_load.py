@@ -77,6 +77,12 @@ def wrk(url: str, body: str, seconds: int, work: Path) -> dict:
             "timeouts": int(timeouts.group(1)) if timeouts else 0}
 
 
+def report(result: dict) -> None:
+    print(f"{result['server']:20} {result['model']} rows={result['rows']:2}  {result['requests_per_s']:9,.0f} req/s  "
+          f"p50 {result['p50_ms']:6.2f} ms  p99 {result['p99_ms']:6.2f} ms  non-2xx {result['non_2xx']}  "
+          f"timeouts {result['timeouts']}", flush=True)
+
+
 def build_models(base: Path) -> dict:
     import layerflow as lf
     from layerflow import keras
@@ -156,9 +162,7 @@ def main() -> None:
                         result = wrk(url, body, args.seconds, work)
                         result.update(server=label, model=model, rows=rows)
                         rows_out.append(result)
-                        print(f"{label:20} {model} rows={rows:2}  {result['requests_per_s']:9,.0f} req/s  "
-                              f"p50 {result['p50_ms']:6.2f} ms  p99 {result['p99_ms']:6.2f} ms  non-2xx {result['non_2xx']}",
-                              flush=True)
+                        report(result)
             finally:
                 process.terminate()
                 process.wait(timeout=30)
@@ -181,9 +185,7 @@ def main() -> None:
                         result = wrk(f"http://127.0.0.1:{port}/invocations", body, args.seconds, work)
                         result.update(server="mlflow", model=model, rows=rows)
                         rows_out.append(result)
-                        print(f"{'mlflow':20} {model} rows={rows:2}  {result['requests_per_s']:9,.0f} req/s  "
-                              f"p50 {result['p50_ms']:6.2f} ms  p99 {result['p99_ms']:6.2f} ms  non-2xx {result['non_2xx']}",
-                              flush=True)
+                        report(result)
                 finally:
                     process.terminate()
                     process.wait(timeout=30)

@@ -10,7 +10,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from layerflow.deploy.bundle import BundleError, read_bundle, versions
+from layerflow.deploy.bundle import BundleError, versions
 
 
 def _local_bundle(target: Path, name: str | None, version: int | None) -> Path:
@@ -87,7 +87,3 @@ def predict(target: str | Path, inputs: Any, name: str | None = None, version: i
     outputs = {k: v.tolist() for k, v in model.predict(model.check(columns)).items()}
     return next(iter(outputs.values())) if len(outputs) == 1 else outputs
 
-
-def read_bundle_signature(folder: str | Path) -> dict[str, Any]:
-    """The signature of a bundle folder (inputs, outputs, class labels, preprocessing)."""
-    return read_bundle(Path(folder))["signature"]
