@@ -32,6 +32,7 @@ def plot_history(
     """
     import pandas as pd
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     frame = history if isinstance(history, pd.DataFrame) else history_frame(history)
     available = sorted(dict.fromkeys(frame["metric"]), key=lambda m: m != "loss")
@@ -54,6 +55,8 @@ def plot_history(
     epochs = frame["epoch"]
     if len(epochs) and epochs.max() <= 20:
         axes[-1].set_xticks(range(1, int(epochs.max()) + 1))
+    else:
+        axes[-1].xaxis.set_major_locator(MaxNLocator(integer=True))
     if path is not None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -83,6 +83,7 @@ def _epochs(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
 def _metrics_svg(runs: list[tuple[str, dict[str, list[tuple[int, float]]]]]) -> str | None:
     """One panel per metric; training and validation of every run overlaid."""
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     metrics = list(dict.fromkeys(k.removeprefix("val_") for _, series in runs for k in series))
     if not metrics:
@@ -102,6 +103,7 @@ def _metrics_svg(runs: list[tuple[str, dict[str, list[tuple[int, float]]]]]) -> 
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
     axes[-1].set_xlabel("epoch")
+    axes[-1].xaxis.set_major_locator(MaxNLocator(integer=True))
     buffer = io.StringIO()
     figure.savefig(buffer, format="svg")
     svg = buffer.getvalue()
