@@ -136,21 +136,17 @@ def export_model(
 
 
 def onnx_predict(bundle_dir: str | os.PathLike[str], inputs: Mapping[str, np.ndarray] | np.ndarray) -> list[np.ndarray]:
-    """Runs an exported bundle with onnxruntime on named inputs (or one array for one input)."""
-    import onnxruntime as ort
+    """Runs an exported bundle with onnxruntime on named inputs (or one array for one input).
 
-    from layerflow.deploy.bundle import read_bundle
+    Values are only converted to the signature's dtypes: no shape or NaN checks, unlike the server.
+    """
+    from layerflow.deploy.repository import load_model
 
-    bundle = read_bundle(Path(bundle_dir))
-    session = ort.InferenceSession(bundle["model"], providers=["CPUExecutionProvider"])
-    specs = bundle["signature"]["inputs"]
-    if not isinstance(inputs, Mapping):
-        if len(specs) != 1:
-            raise BundleError(f"The model takes {len(specs)} inputs {[s['name'] for s in specs]}; pass a dict.")
-        inputs = {specs[0]["name"]: inputs}
+    model = load_model(bundle_dir)
+    named = model.named(dict(inputs) if isinstance(inputs, Mapping) else inputs)
     feed = {}
-    for spec in specs:
-        if spec["name"] not in inputs:
-            raise BundleError(f"Input {spec['name']!r} is missing; the model takes {[s['name'] for s in specs]}.")
-        feed[spec["name"]] = np.asarray(inputs[spec["name"]], dtype=spec["dtype"])
-    return session.run(None, feed)
+    for spec in model.input_specs:
+        if spec["name"] not in named:
+            raise BundleError(f"Input {spec['name']!r} is missing; the model takes {[s['name'] for s in model.input_specs]}.")
+        feed[spec["name"]] = np.asarray(named[spec["name"]], dtype=spec["dtype"])
+    return list(model.predict(feed).values())

@@ -74,16 +74,9 @@ def predict(target: str | Path, inputs: Any, name: str | None = None, version: i
     folder = Path(text)
     if not folder.is_dir():
         raise BundleError(f"{text} is neither a folder of exported models nor an http(s) URL.")
-    from layerflow.deploy.repository import ModelRepository
+    from layerflow.deploy.repository import load_model
 
-    bundle = _local_bundle(folder, name, version)
-    repository = ModelRepository(bundle.parent.parent, poll_seconds=0)
-    model = repository.get(bundle.parent.name, int(bundle.name))
-    specs = model.input_specs
-    if not isinstance(columns, dict):
-        if len(specs) != 1:
-            raise BundleError(f"The model takes inputs {[s['name'] for s in specs]}; pass a dict.")
-        columns = {specs[0]["name"]: columns}
-    outputs = {k: v.tolist() for k, v in model.predict(model.check(columns)).items()}
+    model = load_model(_local_bundle(folder, name, version))
+    outputs = {k: v.tolist() for k, v in model.predict(model.check(model.named(columns))).items()}
     return next(iter(outputs.values())) if len(outputs) == 1 else outputs
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from layerflow.deploy.bundle import read_bundle, versions
+from layerflow.deploy.bundle import BundleError, read_bundle, versions
 
 _DTYPES = {"float32": np.float32, "float64": np.float64, "int32": np.int32, "int64": np.int64, "bool": np.bool_}
 
@@ -64,8 +64,28 @@ class LoadedModel:
             feed[name] = array
         return feed
 
+    def named(self, inputs: Any) -> dict[str, Any]:
+        """Inputs as a dict by input name: one array is accepted for a single-input model."""
+        if isinstance(inputs, dict):
+            return inputs
+        names = [s["name"] for s in self.input_specs]
+        if len(names) != 1:
+            raise BundleError(f"The model takes {len(names)} inputs {names}; pass a dict of them.")
+        return {names[0]: inputs}
+
     def predict(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return dict(zip(self.output_names, self.session.run(None, feed)))
+
+
+def load_model(folder: str | Path, session_options: Any = None) -> LoadedModel:
+    """Loads one bundle version folder (``<base>/<name>/<version>``) into an onnxruntime session."""
+    import onnxruntime as ort
+
+    folder = Path(folder)
+    bundle = read_bundle(folder)
+    session = ort.InferenceSession(bundle["model"], sess_options=session_options, providers=["CPUExecutionProvider"])
+    version = int(folder.name) if folder.name.isdigit() else 0
+    return LoadedModel(folder.parent.name, version, bundle["signature"], bundle["lineage"], session)
 
 
 class ModelRepository:
@@ -113,10 +133,5 @@ class ModelRepository:
         key = (name, chosen)
         with self._lock:
             if key not in self._loaded:
-                import onnxruntime as ort
-
-                bundle = read_bundle(self.base / name / str(chosen))
-                session = ort.InferenceSession(bundle["model"], sess_options=self.session_options,
-                                               providers=["CPUExecutionProvider"])
-                self._loaded[key] = LoadedModel(name, chosen, bundle["signature"], bundle["lineage"], session)
+                self._loaded[key] = load_model(self.base / name / str(chosen), self.session_options)
             return self._loaded[key]
