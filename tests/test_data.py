@@ -112,6 +112,7 @@ def test_transformations(frame):
     assert np.allclose(np.concatenate([b["a"] for b in doubled]), frame["a"] * 2, atol=1e-5)
     row_mapped = ds.take(5).map(lambda row: {"s": row["b"] + 1}).to_frame()
     assert row_mapped["s"].tolist() == (frame["b"][:5] + 1).tolist()
+    assert ds.map(lambda row: {"s": row["b"]}).columns == ["s"]  # not the source's columns
     assert len(ds.prefetch(2).to_frame()) == 1000
     assert len(ds.batch(100).unbatch().to_frame()) == 1000
 

@@ -127,7 +127,7 @@ class Dataset(KerasFeeding):
                 return (apply(chunk) for chunk in source.chunks())
             return _ordered_parallel_map(apply, source.chunks(), num_parallel_calls)
 
-        return self._derive(make, columns=None)
+        return Dataset(make, self.kind)  # fn may change the columns: they are read from the first chunk
 
     def filter(self, predicate: Callable[[Any], Any]) -> "Dataset":
         """Keeps the elements for which ``predicate(element)`` is true (a row, or a whole batch)."""

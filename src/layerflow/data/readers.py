@@ -91,8 +91,8 @@ class _RowCounter:
         self.first_bad: tuple[int | None, str] | None = None
 
 
-def _read_csv_file(path: str, options: dict[str, Any], skip_malformed: bool, stats: dict[str, int],
-                   columns: list[str] | None) -> Iterator[Chunk]:
+def _read_csv_file(path: str, options: dict[str, Any], skip_malformed: bool,
+                   stats: dict[str, int]) -> Iterator[Chunk]:
     import pyarrow as pa
     import pyarrow.csv as pcsv
 
@@ -146,7 +146,7 @@ class CsvDataset(Dataset):
         def make():
             self.stats.update(malformed_rows_skipped=0, empty_files=0)
             for path in files:
-                yield from _read_csv_file(path, options, skip_malformed, self.stats, columns)
+                yield from _read_csv_file(path, options, skip_malformed, self.stats)
 
         super().__init__(make, ROWS, columns)
 
