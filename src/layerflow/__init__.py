@@ -22,6 +22,7 @@ from layerflow.plots import plot_history  # noqa: E402
 from layerflow.runs import (  # noqa: E402
     RunNotFoundError,
     compare_runs,
+    log_metrics,
     ls_runs,
     run_properties,
     training_run,
@@ -51,6 +52,7 @@ __all__ = [
     "history_frame",
     "keras",
     "load_feature_spec",
+    "log_metrics",
     "ls_runs",
     "matches",
     "model_summary",
@@ -59,6 +61,8 @@ __all__ = [
     "run_properties",
     "starts_with",
     "training_run",
+    "tuning",
+    "tuning_run",
     "view_run",
     "write_run_data",
 ]
@@ -78,6 +82,8 @@ _LAZY = {
     "matches": ("layerflow.features", "matches"),
     "export_model": ("layerflow.deploy", "export_model"),
     "predict": ("layerflow.deploy", "predict"),
+    "tuning": ("layerflow.tuning", None),
+    "tuning_run": ("layerflow.tuning", "tuning_run"),
 }
 
 

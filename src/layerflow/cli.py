@@ -287,6 +287,9 @@ def info() -> None:
         _fail(str(error))
 
 
+import layerflow.cli_tuning  # noqa: E402,F401 - registers `tune` and `cloud` on the app
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

@@ -1,20 +1,22 @@
 """Tracked training runs: run a script, record everything, list, show and compare runs."""
 
-from layerflow.runs.context import current_run_dir, is_tracked, run_properties, write_run_data
+from layerflow.runs.context import current_run_dir, is_tracked, log_metrics, run_properties, write_run_data
 from layerflow.runs.index import RunIndex
 from layerflow.runs.ls_runs import ls_runs
 from layerflow.runs.record import read_record
 from layerflow.runs.report import compare_runs, view_run
 from layerflow.runs.store import RunNotFoundError, RunStore, runs_dir
-from layerflow.runs.training_run import training_run
+from layerflow.runs.training_run import RunControl, training_run
 
 __all__ = [
     "RunIndex",
+    "RunControl",
     "RunNotFoundError",
     "RunStore",
     "compare_runs",
     "current_run_dir",
     "is_tracked",
+    "log_metrics",
     "ls_runs",
     "read_record",
     "run_properties",

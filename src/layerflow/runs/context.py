@@ -75,6 +75,33 @@ def run_properties(**properties: Any) -> None:
         update_json(f.PROPERTIES_FILE, properties)
 
 
+_logged_epochs = 0
+
+
+def log_metrics(epoch: int | None = None, **metrics: float) -> None:
+    """Appends one epoch's metrics to the current run's ``metrics.jsonl``.
+
+    Keras training is recorded without it; use it for any other training loop (plain
+    torch, scikit-learn, ...), so that listing, comparing and the tuner's early stopping
+    see its metrics. ``epoch`` counts from 1 and defaults to the previous one plus one.
+
+    Example:
+        >>> for epoch in range(1, 11):
+        ...     lf.log_metrics(epoch, loss=train_loss, val_accuracy=accuracy)
+    """
+    global _logged_epochs
+    for name, value in metrics.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) and not hasattr(value, "item"):
+            raise TypeError(f"Metric {name!r} is a {type(value).__name__}; expected a number.")
+    if epoch is not None and (isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 1):
+        raise ValueError(f"epoch must be a whole number from 1; got {epoch!r}.")
+    _logged_epochs = epoch if epoch is not None else _logged_epochs + 1
+    run_dir = _run_dir_or_warn("lf.log_metrics")
+    if run_dir is not None:
+        values = {name: float(value) for name, value in metrics.items()}
+        f.append_jsonl(run_dir / f.METRICS_FILE, {"epoch": _logged_epochs, **values})
+
+
 def write_run_data(name: str, obj: Any) -> Path | None:
     """Stores an object in the current run's ``data/`` folder and returns the file written.
 

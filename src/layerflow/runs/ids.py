@@ -10,13 +10,23 @@ from pathlib import Path
 RUN_ID_LENGTH = len("20260101T000000-000000-0000")
 
 
-def new_run_folder(runs_dir: Path) -> tuple[str, Path, datetime]:
+def new_run_folder(runs_dir: Path, run_id: str | None = None) -> tuple[str, Path, datetime]:
     """Creates a fresh run folder under ``runs_dir``; returns (id, folder, start time).
 
     The id is the UTC start time to the microsecond plus a random suffix; the folder is
     created with an exclusive ``mkdir``, so two processes can never take the same id.
+    A given ``run_id`` (a run made elsewhere, filed here under its own id) must be free.
     """
     runs_dir.mkdir(parents=True, exist_ok=True)
+    if run_id is not None:
+        if not looks_like_run_id(run_id):
+            raise ValueError(f"{run_id!r} is not a run id; expected one like '20260101T000000-000000-0a1b'.")
+        folder = runs_dir / run_id
+        try:
+            os.mkdir(folder)
+        except FileExistsError:
+            raise FileExistsError(f"Run {run_id} already exists in {runs_dir}.") from None
+        return run_id, folder, datetime.now(timezone.utc)
     while True:
         start = datetime.now(timezone.utc)
         run_id = f"{start:%Y%m%dT%H%M%S}-{start:%f}-{secrets.token_hex(2)}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import time
 from contextlib import closing
 from pathlib import Path
 from typing import Any, Iterable
@@ -40,6 +41,19 @@ def _stamp(run_dir: str | Path) -> str:
     return f"{stat.st_mtime_ns}.{stat.st_size}"
 
 
+def _use_wal(connection: sqlite3.Connection) -> None:
+    """Switches to the WAL journal; SQLite answers "locked" without waiting when two
+    connections do it at once on a new file, so that case is retried."""
+    for attempt in range(200):
+        try:
+            connection.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or attempt == 199:
+                raise
+            time.sleep(0.05)
+
+
 class RunIndex:
     """Reads and refreshes ``index.sqlite`` under a runs folder.
 
@@ -55,7 +69,7 @@ class RunIndex:
     def _connect(self) -> sqlite3.Connection:
         self.runs_dir.mkdir(parents=True, exist_ok=True)
         connection = sqlite3.connect(self.path, timeout=60, isolation_level=None)
-        connection.execute("PRAGMA journal_mode=WAL")
+        _use_wal(connection)
         connection.execute("PRAGMA synchronous=NORMAL")
         if connection.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
             # An index from another layerflow version: it is only a cache, so start it afresh.

@@ -9,7 +9,7 @@ from typing import Any
 
 from layerflow.runs import files as f
 
-FINISHED_STATUSES = ("completed", "failed", "interrupted", "killed", "unfinished")
+FINISHED_STATUSES = ("completed", "failed", "stopped", "interrupted", "killed", "unfinished")
 # Keys of a metrics.jsonl line that are bookkeeping, not metrics.
 EPOCH_KEYS = ("epoch", "time", "fit")
 
@@ -78,7 +78,9 @@ def read_record(run_dir: Path) -> dict[str, Any]:
     record["epochs_completed"] = len(epochs)
 
     exit_marker = load(f.EXIT_FILE, None)
-    if record.get("status") == "running":
+    if record.get("status") == "running" and record.get("remote"):
+        pass  # runs on a cluster: its state is known there (``layerflow cloud collect`` files it)
+    elif record.get("status") == "running":
         if isinstance(exit_marker, dict) and not process_alive(record.get("driver_pid"), record.get("host")):
             record.update({k: v for k, v in exit_marker.items() if k in ("status", "error", "end")})
         elif not process_alive(record.get("driver_pid"), record.get("host")):

@@ -93,11 +93,60 @@ def _follow(process: subprocess.Popen, log_path: Path, echo: bool) -> bool:
     return interrupted.is_set()
 
 
-def _final_status(run_dir: Path, return_code: int, interrupted: bool) -> dict[str, Any]:
+class RunControl:
+    """A handle to a run started by ``training_run`` that another thread can stop.
+
+    The tuner uses it to stop a poor trial early (status ``stopped``) or to stop every
+    running trial on Ctrl-C (status ``interrupted``). The script gets SIGINT, then is
+    killed if it has not ended after a grace period; its output and metrics are kept.
+
+    Example:
+        >>> control = RunControl()
+        >>> threading.Thread(target=lf.training_run, args=("train.py",), kwargs={"control": control}).start()
+        >>> control.started.wait(); control.stop(reason="enough")
+    """
+
+    def __init__(self) -> None:
+        self.started = threading.Event()
+        self.run_id: str | None = None
+        self.run_dir: Path | None = None
+        self.status: str | None = None
+        self.reason: str | None = None
+        self._stop = threading.Event()
+
+    def stop(self, status: str = "stopped", reason: str = "stopped early") -> None:
+        """Asks the run to stop; it is recorded with ``status`` and ``reason``."""
+        if status not in ("stopped", "interrupted"):
+            raise ValueError(f"A stopped run's status is 'stopped' or 'interrupted', not {status!r}.")
+        if not self._stop.is_set():
+            self.status, self.reason = status, reason
+            self._stop.set()
+
+    @property
+    def stop_requested(self) -> bool:
+        return self._stop.is_set()
+
+    def _watch(self, process: subprocess.Popen) -> None:
+        def wait_and_stop() -> None:
+            self._stop.wait()
+            if process.poll() is None:
+                process.send_signal(signal.SIGINT)
+                try:
+                    process.wait(_INTERRUPT_GRACE_SECONDS)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+
+        threading.Thread(target=wait_and_stop, daemon=True, name=f"stop-{self.run_id}").start()
+
+
+def _final_status(run_dir: Path, return_code: int, interrupted: bool,
+                  control: RunControl | None = None) -> dict[str, Any]:
     try:
         marker = f.read_json(run_dir / f.EXIT_FILE, None) or {}
     except f.CorruptRunFile:
         marker = {}
+    if control is not None and control.stop_requested:
+        return {"status": control.status, "error": control.reason}
     if interrupted or return_code == 130:
         return {"status": "interrupted", "error": marker.get("error", "interrupted (Ctrl-C)")}
     if return_code < 0:
@@ -116,6 +165,8 @@ def training_run(
     command_line_flags: Mapping[str, str] | None = None,
     properties: Mapping[str, Any] | None = None,
     echo: bool = True,
+    run_id: str | None = None,
+    control: RunControl | None = None,
 ) -> dict[str, Any]:
     """Runs a Python script as a tracked run and returns its record.
 
@@ -133,6 +184,8 @@ def training_run(
         command_line_flags: ``--flag name=value`` strings, as given to ``layerflow run``.
         properties: custom properties recorded with the run (e.g. a tuning id).
         echo: print the script's output to this console too.
+        run_id: the id to record the run under (default: a new one); it must be free.
+        control: a ``RunControl`` through which another thread can stop the run.
 
     Returns:
         The run's record (``id``, ``status``, ``flags``, ``metrics``, ``evaluation``, ...).
@@ -148,7 +201,7 @@ def training_run(
         raise ValueError(f"Script {str(script)!r} is not a Python file; expected a .py script.")
     script_path = script_path.absolute()
     store = RunStore(runs_dir)
-    run_id, run_dir, start = new_run_folder(store.path)
+    run_id, run_dir, start = new_run_folder(store.path, run_id)
 
     record: dict[str, Any] = {
         "id": run_id,
@@ -181,6 +234,10 @@ def training_run(
         [sys.executable, "-m", "layerflow.runs.launch", str(script_path), *args],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
     )
+    if control is not None:
+        control.run_id, control.run_dir = run_id, run_dir
+        control._watch(process)
+        control.started.set()
     try:
         interrupted = _follow(process, run_dir / f.OUTPUT_FILE, echo)
     finally:
@@ -190,7 +247,7 @@ def training_run(
 
     final = read_record(run_dir)
     final.pop("problems", None)
-    final.update(_final_status(run_dir, process.returncode, interrupted))
+    final.update(_final_status(run_dir, process.returncode, interrupted, control))
     final.update({"end": _now(), "exit_code": process.returncode})
     f.write_json(run_dir / f.RUN_FILE, final)
     store.index.update([run_dir])

@@ -1,0 +1,176 @@
+"""The search space of a tuning run: a grid of flag values, or ranges to draw from."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+
+class TuningError(ValueError):
+    """A search space, sample size or trial count that cannot be used."""
+
+
+@dataclass(frozen=True)
+class Range:
+    """A range of flag values for random search; made by ``uniform``, ``loguniform``, ``randint``, ``choice``."""
+
+    kind: str
+    low: float | int | None = None
+    high: float | int | None = None
+    options: tuple[Any, ...] = ()
+
+    def draw(self, rng: random.Random) -> Any:
+        if self.kind == "uniform":
+            return rng.uniform(self.low, self.high)
+        if self.kind == "loguniform":
+            return math.exp(rng.uniform(math.log(self.low), math.log(self.high)))
+        if self.kind == "int":
+            return rng.randint(self.low, self.high)
+        return rng.choice(self.options)
+
+    def __repr__(self) -> str:
+        if self.kind == "choice":
+            return f"choice({list(self.options)!r})"
+        name = {"int": "randint"}.get(self.kind, self.kind)
+        return f"{name}({self.low!r}, {self.high!r})"
+
+
+def _bounds(kind: str, low: Any, high: Any) -> tuple[float, float]:
+    for name, value in (("low", low), ("high", high)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise TuningError(f"{kind}({low!r}, {high!r}): {name} must be a finite number.")
+    if not low < high:
+        raise TuningError(f"{kind}({low!r}, {high!r}): low must be below high.")
+    return low, high
+
+
+def uniform(low: float, high: float) -> Range:
+    """Values spread evenly between ``low`` and ``high`` (e.g. a dropout rate)."""
+    return Range("uniform", *map(float, _bounds("uniform", low, high)))
+
+
+def loguniform(low: float, high: float) -> Range:
+    """Values spread evenly in log space between ``low`` and ``high`` (e.g. a learning rate)."""
+    low, high = _bounds("loguniform", low, high)
+    if low <= 0:
+        raise TuningError(f"loguniform({low!r}, {high!r}): both bounds must be above 0.")
+    return Range("loguniform", float(low), float(high))
+
+
+def randint(low: int, high: int) -> Range:
+    """Whole numbers from ``low`` to ``high``, both included (e.g. a layer size)."""
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (low, high)):
+        raise TuningError(f"randint({low!r}, {high!r}): bounds must be whole numbers.")
+    _bounds("randint", low, high)
+    return Range("int", low, high)
+
+
+def choice(options: Sequence[Any]) -> Range:
+    """One of ``options``, each as likely."""
+    options = tuple(options)
+    if not options:
+        raise TuningError("choice([]) has no options; give at least one value.")
+    return Range("choice", options=options)
+
+
+def parse_grid_option(text: str) -> tuple[str, list[str]]:
+    """``dropout=0.2,0.3`` (from ``--grid``) -> ("dropout", ["0.2", "0.3"])."""
+    name, sep, values = text.partition("=")
+    name = name.strip()
+    if not sep or not name.isidentifier():
+        raise TuningError(f"--grid {text!r} is malformed; expected --grid name=v1,v2,..., e.g. --grid dropout=0.2,0.3.")
+    options = [v.strip() for v in values.split(",") if v.strip()]
+    if not options:
+        raise TuningError(f"--grid {text!r} gives flag {name!r} no values; expected --grid {name}=v1,v2,...")
+    return name, options
+
+
+_RANGE_KINDS = {"uniform": uniform, "loguniform": loguniform, "int": randint, "randint": randint, "choice": choice}
+
+
+def parse_range_option(text: str) -> tuple[str, Range]:
+    """``lr=loguniform:1e-4,1e-1`` (from ``--range``) -> ("lr", loguniform(1e-4, 1e-1)).
+
+    Kinds: ``uniform:LOW,HIGH``, ``loguniform:LOW,HIGH``, ``int:LOW,HIGH``, ``choice:A,B,...``.
+    """
+    name, sep, spec = text.partition("=")
+    kind, colon, values = spec.partition(":")
+    name, kind = name.strip(), kind.strip()
+    example = "e.g. --range learning_rate=loguniform:1e-4,1e-1 or --range units=int:64,512"
+    if not sep or not name.isidentifier() or not colon or kind not in _RANGE_KINDS:
+        raise TuningError(f"--range {text!r} is malformed; expected name=KIND:VALUES with KIND one of "
+                          f"uniform, loguniform, int, choice ({example}).")
+    parts = [v.strip() for v in values.split(",") if v.strip()]
+    if kind == "choice":
+        return name, choice(parts)
+    if len(parts) != 2:
+        raise TuningError(f"--range {text!r}: {kind} takes two bounds LOW,HIGH ({example}).")
+    try:
+        bounds = [int(p) for p in parts] if kind in ("int", "randint") else [float(p) for p in parts]
+    except ValueError:
+        raise TuningError(f"--range {text!r}: bounds {parts} are not numbers ({example}).") from None
+    return name, _RANGE_KINDS[kind](*bounds)
+
+
+def _as_options(name: str, value: Any) -> list[Any] | Range:
+    if isinstance(value, Range):
+        return value
+    if isinstance(value, (list, tuple)):
+        if not value:
+            raise TuningError(f"Empty grid: flag {name!r} has no values; give at least one, e.g. [0.2, 0.3].")
+        return list(value)
+    if isinstance(value, (set, dict)) or hasattr(value, "__next__"):
+        raise TuningError(f"Flag {name!r}: give its values as a list, not a {type(value).__name__}.")
+    return [value]
+
+
+def trial_flags(
+    space: Mapping[str, Any],
+    sample: float | None = None,
+    trials: int | None = None,
+    seed: int | None = None,
+) -> list[dict[str, Any]]:
+    """The flag values of every trial.
+
+    A space of lists is a grid: every combination runs, or a seeded random ``sample``
+    (a fraction in (0, 1]) or ``trials`` of them. A space holding a ``Range`` is a random
+    search: ``trials`` draws, lists drawn from as choices. A single value is fixed.
+
+    Example:
+        >>> trial_flags({"dropout": [0.2, 0.4], "units": [64, 128]}, sample=0.5, seed=1)
+        [{'dropout': 0.2, 'units': 128}, {'dropout': 0.4, 'units': 64}]
+    """
+    if not space:
+        raise TuningError("Empty grid: no flags to tune; give at least one, e.g. --grid dropout=0.2,0.3.")
+    if sample is not None and trials is not None:
+        raise TuningError("Give either a sample fraction or a number of trials, not both.")
+    if sample is not None and (isinstance(sample, bool) or not isinstance(sample, (int, float)) or not 0 < sample <= 1):
+        raise TuningError(f"Sample fraction {sample!r} is outside (0, 1]; e.g. 0.5 runs half of the grid.")
+    if trials is not None and (isinstance(trials, bool) or not isinstance(trials, int) or trials < 1):
+        raise TuningError(f"Number of trials {trials!r} must be a whole number of at least 1.")
+    options = {name: _as_options(name, value) for name, value in space.items()}
+    rng = random.Random(seed)
+
+    if any(isinstance(o, Range) for o in options.values()):
+        if trials is None:
+            raise TuningError("A random search (a flag given as a range) needs a number of trials, e.g. --trials 20.")
+        return [
+            {name: o.draw(rng) if isinstance(o, Range) else rng.choice(o) for name, o in options.items()}
+            for _ in range(trials)
+        ]
+
+    names = list(options)
+    grid = [dict(zip(names, values)) for values in itertools.product(*options.values())]
+    if sample is not None:
+        count = max(1, round(len(grid) * sample))
+    elif trials is not None:
+        if trials > len(grid):
+            raise TuningError(f"{trials} trials asked of a grid of {len(grid)} combinations; "
+                              f"ask for at most {len(grid)} (or drop --trials to run them all).")
+        count = trials
+    else:
+        return grid
+    return [grid[i] for i in sorted(rng.sample(range(len(grid)), count))]

@@ -1,0 +1,287 @@
+"""Hyperparameter tuning over flags: ``layerflow tune`` and ``lf.tuning_run``."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import secrets
+import sys
+import threading
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from layerflow.flags.declared import declared_flags
+from layerflow.flags.flags import _unknown_message
+from layerflow.flags.parsing import FlagError, coerce
+from layerflow.runs.record import flatten_record, read_record
+from layerflow.runs.store import RunStore
+from layerflow.tuning.asha import Asha
+from layerflow.tuning.space import Range, TuningError, trial_flags
+from layerflow.tuning.trial import Transport, Trial
+
+# Summary order when no metric is named: the first of these that the trials recorded.
+_DEFAULT_METRICS = (("eval_accuracy", "max"), ("metric_val_accuracy", "max"), ("eval_loss", "min"),
+                    ("metric_val_loss", "min"), ("metric_accuracy", "max"), ("metric_loss", "min"))
+
+
+def infer_mode(metric: str) -> str:
+    """``min`` for losses and errors, ``max`` for everything else (accuracy, AUC, ...)."""
+    name = metric.lower()
+    return "min" if any(word in name for word in ("loss", "error", "mse", "mae", "rmse")) else "max"
+
+
+def metric_column(metric: str) -> str:
+    """The ``ls_runs`` column of a metric name: ``val_loss`` -> ``metric_val_loss``; ``eval_*`` kept."""
+    return metric if metric.startswith(("eval_", "metric_")) else f"metric_{metric}"
+
+
+def _new_tuning_id() -> str:
+    return f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{secrets.token_hex(2)}"
+
+
+def _typed_space(script: Path, space: Mapping[str, Any]) -> dict[str, Any]:
+    """Grid values converted to the script's declared flag types; unknown flags and ill-typed ranges refused."""
+    declared = declared_flags(script)
+    if declared is None:
+        return dict(space)
+    typed: dict[str, Any] = {}
+    for name, value in space.items():
+        if name not in declared:
+            raise FlagError(_unknown_message(name, declared, f"tuning space of {script.name}"))
+        spec = declared[name]
+        if spec is None:
+            typed[name] = value
+        elif isinstance(value, Range) and value.kind == "choice":
+            typed[name] = Range("choice", options=tuple(coerce(name, v, spec.type, "tuning range") for v in value.options))
+        elif isinstance(value, Range):
+            allowed = {float: ("uniform", "loguniform", "int"), int: ("int",)}.get(spec.type, ())
+            if value.kind not in allowed:
+                expected = {int: "int:LOW,HIGH or choice:A,B", float: "a numeric range"}.get(spec.type, "choice:A,B")
+                raise FlagError(f"Flag {name!r} is a {spec.type.__name__}; the range {value!r} does not fit it "
+                                f"(expected {expected}).")
+            typed[name] = value
+        else:
+            values = value if isinstance(value, (list, tuple)) else [value]
+            typed[name] = [coerce(name, v, spec.type, "tuning grid") for v in values]
+    return typed
+
+
+def _transport(address: str | None, script: Path, runs_dir: Path, args: Sequence[str],
+               command_line_flags: Mapping[str, str], cpus: float, gpus: float,
+               requirements: str | os.PathLike[str] | None, echo: bool) -> Transport:
+    if address is None:
+        if requirements is not None or gpus:
+            raise TuningError("--requirements and --gpus apply to trials on Ray; add --address (or --address local).")
+        from layerflow.tuning.local import LocalProcesses
+
+        return LocalProcesses(script, runs_dir, args, command_line_flags)
+    from layerflow.tuning.ray_jobs import RayJobs
+
+    return RayJobs(address, script, runs_dir, args=args, command_line_flags=command_line_flags,
+                   cpus=cpus, gpus=gpus, requirements=requirements, echo_trial_output=False, verbose=echo)
+
+
+def tuning_run(
+    script: str | os.PathLike[str] = "train.py",
+    flags: Mapping[str, Any] | None = None,
+    sample: float | None = None,
+    trials: int | None = None,
+    seed: int | None = None,
+    parallel: int = 1,
+    metric: str | None = None,
+    mode: str | None = None,
+    early_stopping: bool | Asha = False,
+    address: str | None = None,
+    cpus: float = 1,
+    gpus: float = 0,
+    requirements: str | os.PathLike[str] | None = None,
+    runs_dir: str | os.PathLike[str] | None = None,
+    fixed_flags: Mapping[str, Any] | None = None,
+    args: Sequence[str] = (),
+    echo: bool = True,
+):
+    """Runs a script once per combination of flag values, each as a tracked run; returns a summary.
+
+    Every trial is a tracked run with the properties ``tuning_id`` and ``trial``. Trials run
+    ``parallel`` at a time in local processes, or on a Ray cluster given by ``address``
+    (a job-submission address such as ``http://head:8265``, or ``"local"`` to start one
+    here). A failing trial is recorded as failed and the others go on; Ctrl-C stops the
+    running trials (recorded as interrupted), keeps the finished ones and starts no more.
+
+    Args:
+        script: the training script.
+        flags: the search space: ``{"dropout": [0.2, 0.3], "units": [64, 128]}`` is a grid;
+            ``lf.tuning.uniform``, ``loguniform``, ``randint`` and ``choice`` make a random search.
+        sample: run a seeded random fraction (0, 1] of the grid.
+        trials: run this many combinations (a grid) or draws (a random search).
+        seed: the seed of the sample or the draws.
+        parallel: trials running at once.
+        metric: the metric that orders the summary and drives early stopping: a per-epoch
+            metric (``val_accuracy``) or an evaluation one (``eval_accuracy``).
+        mode: ``max`` or ``min`` (default: ``min`` for losses and errors, else ``max``).
+        early_stopping: True for ASHA with its defaults, or an ``Asha(...)`` to tune it;
+            stopped trials are recorded with status ``stopped``.
+        address: run the trials on Ray: a job-submission address or ``"local"``.
+        cpus, gpus: resources each trial takes on Ray.
+        requirements: a pip requirements file installed for the trials on Ray.
+        runs_dir: the runs folder (default ``$LAYERFLOW_RUNS_DIR`` or ``./runs``).
+        fixed_flags: flag values shared by every trial.
+        args: further command-line arguments for the script.
+        echo: print a line per finished trial and the summary.
+
+    Returns:
+        A pandas DataFrame, one row per trial that ran, best first, with ``attrs["tuning_id"]``.
+
+    Example:
+        >>> results = lf.tuning_run("train.py", flags={"dropout": [0.2, 0.3, 0.4], "units": [128, 256]},
+        ...                         sample=0.5, parallel=2, metric="val_accuracy")
+        >>> results.iloc[0]["id"]
+    """
+    script_path = Path(script)
+    if not script_path.is_file():
+        raise FileNotFoundError(f"Script {str(script)!r} does not exist (looked in {Path.cwd()}).")
+    if script_path.suffix != ".py":
+        raise ValueError(f"Script {str(script)!r} is not a Python file; expected a .py script.")
+    if isinstance(parallel, bool) or not isinstance(parallel, int) or parallel < 1:
+        raise TuningError(f"parallel={parallel!r}: expected a whole number of trials at once, at least 1.")
+    if mode is not None and mode not in ("min", "max"):
+        raise TuningError(f"mode {mode!r} must be 'min' or 'max'.")
+    scheduler = _scheduler(early_stopping, metric, mode)
+    space = _typed_space(script_path, flags or {})
+    fixed = {name: values[0] for name, values in _typed_space(script_path, {k: [v] for k, v in (fixed_flags or {}).items()}).items()}
+    overlap = set(fixed) & set(space)
+    if overlap:
+        raise TuningError(f"Flags {sorted(overlap)} are both tuned and fixed; give each either way, not both.")
+    combos = trial_flags(space, sample=sample, trials=trials, seed=seed)
+    plan = [Trial(number, {**fixed, **values}) for number, values in enumerate(combos, start=1)]
+
+    store = RunStore(runs_dir)
+    transport = _transport(address, script_path.absolute(), store.path, args, {}, cpus, gpus, requirements, echo)
+    tuning_id = _new_tuning_id()
+    if echo:
+        where = f"Ray at {address}" if address else "local processes"
+        print(f"Tuning {tuning_id}: {len(plan)} trials of {script_path.name}, {parallel} at a time on {where}"
+              + (f", {scheduler!r}" if scheduler else ""), file=sys.stderr)
+    try:
+        _run_all(plan, transport, tuning_id, parallel, scheduler, echo)
+    except KeyboardInterrupt:
+        summary = _summary(plan, store, metric, mode, tuning_id)
+        if echo:
+            _print_summary(summary, plan, interrupted=True)
+        raise
+    finally:
+        transport.close()
+    summary = _summary(plan, store, metric, mode, tuning_id)
+    if echo:
+        _print_summary(summary, plan, interrupted=False)
+    return summary
+
+
+def _scheduler(early_stopping: bool | Asha, metric: str | None, mode: str | None) -> Asha | None:
+    if isinstance(early_stopping, Asha):
+        return early_stopping
+    if not early_stopping:
+        return None
+    if metric is None:
+        raise TuningError("Early stopping needs the metric to watch, e.g. --metric val_loss.")
+    if metric.startswith("eval_"):
+        raise TuningError(f"Early stopping watches a per-epoch metric; {metric!r} is only known at the end "
+                          f"(use e.g. {metric[len('eval_'):]!r} or 'val_{metric[len('eval_'):]}').")
+    return Asha(metric.removeprefix("metric_"), mode or infer_mode(metric))
+
+
+def _run_all(plan: list[Trial], transport: Transport, tuning_id: str, parallel: int,
+             scheduler: Asha | None, echo: bool) -> None:
+    cancelled = threading.Event()
+    print_lock = threading.Lock()
+
+    def on_epoch(trial: Trial, epoch: Mapping[str, Any]) -> str | None:
+        if scheduler is None or cancelled.is_set():
+            return None
+        value, number = epoch.get(scheduler.metric), epoch.get("epoch")
+        if not isinstance(value, (int, float)) or not isinstance(number, int):
+            return None
+        if scheduler.report(str(trial.number), number, value):
+            return f"stopped early by ASHA at epoch {number}: {scheduler.metric}={value:.4g} below the rung's cutoff"
+        return None
+
+    def run_trial(trial: Trial) -> None:
+        if cancelled.is_set():
+            return
+        trial.status = "running"
+        properties = {"tuning_id": tuning_id, "trial": trial.number}
+        try:
+            record = transport.run(trial, properties, on_epoch)
+        except Exception as error:  # noqa: BLE001 - one trial's failure must not end the others
+            trial.status, trial.error = "failed", f"{type(error).__name__}: {error}"
+        else:
+            trial.run_id, trial.status, trial.error = record["id"], record["status"], record.get("error")
+        if echo:
+            with print_lock:
+                done = sum(t.status not in ("pending", "running") for t in plan)
+                flags = " ".join(f"{k}={_short(v)}" for k, v in trial.flags.items())
+                print(f"[{done}/{len(plan)}] trial {trial.number} {trial.status}  {flags}  ({trial.run_id})"
+                      + (f": {trial.error}" if trial.error and trial.status != "completed" else ""), file=sys.stderr)
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="trial") as pool:
+        futures = [pool.submit(run_trial, trial) for trial in plan]
+        try:
+            pending = set(futures)
+            while pending:
+                _, pending = concurrent.futures.wait(pending, timeout=0.5)
+        except KeyboardInterrupt:
+            cancelled.set()
+            for future in futures:
+                future.cancel()
+            for trial in plan:
+                if trial.status == "running":
+                    transport.stop(trial, "interrupted", "interrupted (Ctrl-C during tuning)")
+            concurrent.futures.wait(futures)
+            raise
+
+
+def _short(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _summary(plan: list[Trial], store: RunStore, metric: str | None, mode: str | None, tuning_id: str):
+    import pandas as pd
+
+    rows = []
+    for trial in plan:
+        if trial.run_id is None:
+            continue
+        record = read_record(store.path / trial.run_id)
+        row = flatten_record(record)
+        rows.append({"trial": trial.number, **row})
+    frame = pd.DataFrame(rows)
+    column = metric_column(metric) if metric else None
+    if column is None:
+        for candidate, default_mode in _DEFAULT_METRICS:
+            if candidate in frame.columns and frame[candidate].notna().any():
+                column, mode = candidate, mode or default_mode
+                break
+    mode = mode or (infer_mode(column) if column else None)
+    if column is not None and column in frame.columns:
+        frame = frame.sort_values(column, ascending=(mode == "min"), na_position="last", kind="stable")
+    frame = frame.reset_index(drop=True)
+    frame.attrs.update({"tuning_id": tuning_id, "metric": column, "mode": mode})
+    return frame
+
+
+def _print_summary(frame, plan: list[Trial], interrupted: bool) -> None:
+    not_run = sum(t.run_id is None for t in plan)
+    if frame.empty:
+        print("No trial ran.", file=sys.stderr)
+        return
+    flags = [c for c in frame.columns if c.startswith("flag_")]
+    metric = frame.attrs.get("metric")
+    columns = ["trial", "id", "status", *flags, *([metric] if metric in frame.columns else []), "epochs"]
+    shown = frame[columns].rename(columns={"epochs": "epochs_run"}).rename(columns=lambda c: c.removeprefix("flag_"))
+    title = f"Tuning {frame.attrs['tuning_id']}" + (f", ordered by {metric} ({frame.attrs['mode']})" if metric else "")
+    print(f"\n{title}\n{shown.to_string(index=False, float_format=lambda v: f'{v:.4g}')}")
+    if not_run:
+        print(f"{not_run} trial(s) did not start" + (" (interrupted)." if interrupted else "."), file=sys.stderr)
+    if metric and metric not in frame.columns:
+        print(f"No trial recorded {metric!r}; rows are in trial order.", file=sys.stderr)
