@@ -295,5 +295,7 @@ def main() -> None:
     app()
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # python -m layerflow.cli: run the imported module's app, which has every command
+    from layerflow.cli import main as _main
+
+    sys.exit(_main())

@@ -64,14 +64,40 @@ def normalise_address(address: str | None) -> str:
     return address if "://" in address else f"http://{address}"
 
 
-def check_reachable(address: str, timeout: float = _CONNECT_TIMEOUT_SECONDS) -> None:
-    """Fails within ``timeout`` seconds, with what to check, when no job server answers at ``address``."""
+def auth_token() -> str | None:
+    """The Ray cluster token from ``$RAY_AUTH_TOKEN``, ``$RAY_AUTH_TOKEN_PATH`` or ``~/.ray/auth_token``."""
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        return os.environ["RAY_AUTH_TOKEN"].strip()
+    path = Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token")
     try:
-        with urllib.request.urlopen(f"{address}/api/version", timeout=timeout) as response:
-            body = json.loads(response.read() or b"{}")
+        return path.read_text().strip() or None
+    except OSError:
+        return None
+
+
+def check_reachable(address: str, timeout: float = _CONNECT_TIMEOUT_SECONDS) -> dict[str, str]:
+    """Fails within ``timeout`` seconds, with what to check, when no job server answers at ``address``.
+
+    Returns the headers the cluster needs: its bearer token when it has token authentication.
+    """
+    headers: dict[str, str] = {}
+    token = auth_token()
+    try:
+        try:
+            with urllib.request.urlopen(f"{address}/api/version", timeout=timeout) as response:
+                body = json.loads(response.read() or b"{}")
+        except urllib.error.HTTPError as error:
+            if error.code != 401 or token is None:
+                raise
+            headers = {"Authorization": f"Bearer {token}"}
+            request = urllib.request.Request(f"{address}/api/version", headers=headers)
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                body = json.loads(response.read() or b"{}")
     except urllib.error.HTTPError as error:
         if error.code in (401, 403):
-            return  # a cluster with token authentication: Ray's job client sends the token
+            raise ClusterError(f"The Ray cluster at {address} requires an authentication token"
+                               + (" and refused this one" if token else "") + "; set RAY_AUTH_TOKEN (or "
+                               "RAY_AUTH_TOKEN_PATH) to the cluster's token, as `ray get-auth-token` prints it.") from None
         raise ClusterError(f"{address} answered {error.code} {error.reason}; expected a Ray cluster's "
                            "job-submission (dashboard) address, e.g. http://head:8265.") from None
     except (urllib.error.URLError, OSError, ValueError) as error:
@@ -82,24 +108,25 @@ def check_reachable(address: str, timeout: float = _CONNECT_TIMEOUT_SECONDS) -> 
         ) from None
     if "ray_version" not in body:
         raise ClusterError(f"{address} answered, but not as a Ray job server (no ray_version in /api/version).")
+    return headers
 
 
 class RayCluster:
     """A connection to a Ray cluster's job server; ``RayCluster.connect("local")`` starts one here."""
 
-    def __init__(self, address: str, started_here: bool = False, python: str = "python"):
+    def __init__(self, address: str, headers: dict[str, str] | None = None, started_here: bool = False,
+                 python: str = "python"):
         self.address = address
         self.started_here = started_here
         self.python = python
-        self.client = _import_job_client()(address)
+        self.client = _import_job_client()(address, headers=headers or None)
 
     @classmethod
     def connect(cls, address: str | None) -> "RayCluster":
         if address == "local":
             return cls._start_local()
         address = normalise_address(address)
-        check_reachable(address)
-        return cls(address)
+        return cls(address, check_reachable(address))
 
     @classmethod
     def _start_local(cls) -> "RayCluster":
@@ -112,7 +139,7 @@ class RayCluster:
         deadline = time.monotonic() + 60
         while True:
             try:
-                check_reachable(address, timeout=2)
+                headers = check_reachable(address, timeout=2)
                 break
             except ClusterError:
                 if time.monotonic() > deadline:
@@ -120,7 +147,7 @@ class RayCluster:
                     raise
                 time.sleep(0.5)
         # The cluster runs from this Python, so jobs use it too (whatever PATH says).
-        return cls(address, started_here=True, python=sys.executable)
+        return cls(address, headers, started_here=True, python=sys.executable)
 
     def close(self) -> None:
         if self.started_here:
