@@ -245,3 +245,15 @@ def test_log_metrics_checks_its_input(runs_dir):
         lf.log_metrics(1, loss="low")
     with pytest.raises(ValueError, match="epoch must be a whole number"):
         lf.log_metrics(0, loss=1.0)
+
+
+def test_parallel_local_trials_share_the_cores(monkeypatch):
+    from layerflow.tuning.local import _THREAD_VARIABLES, thread_limits
+
+    for name in _THREAD_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    assert thread_limits(1) == {}
+    assert thread_limits(2) == {name: str(max(1, os.cpu_count() // 2)) for name in _THREAD_VARIABLES}
+    assert thread_limits(64)["OMP_NUM_THREADS"] == "1"
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")  # the user's choice wins
+    assert thread_limits(2) == {}

@@ -41,6 +41,7 @@ __all__ = [
     "all_nominal",
     "all_numeric",
     "backend_info",
+    "cloud",
     "compare_runs",
     "data",
     "datasets",
@@ -83,6 +84,7 @@ _LAZY = {
     "export_model": ("layerflow.deploy", "export_model"),
     "predict": ("layerflow.deploy", "predict"),
     "tuning": ("layerflow.tuning", None),
+    "cloud": ("layerflow.cloud", None),
     "tuning_run": ("layerflow.tuning", "tuning_run"),
 }
 

@@ -167,6 +167,7 @@ def training_run(
     echo: bool = True,
     run_id: str | None = None,
     control: RunControl | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Runs a Python script as a tracked run and returns its record.
 
@@ -186,6 +187,7 @@ def training_run(
         echo: print the script's output to this console too.
         run_id: the id to record the run under (default: a new one); it must be free.
         control: a ``RunControl`` through which another thread can stop the run.
+        env: environment variables set for the script (on top of this process's).
 
     Returns:
         The run's record (``id``, ``status``, ``flags``, ``metrics``, ``evaluation``, ...).
@@ -225,7 +227,7 @@ def training_run(
     f.write_json(run_dir / f.RUN_FILE, record)
     store.index.update([run_dir])
 
-    env = dict(os.environ)
+    env = {**os.environ, **(env or {})}
     env[RUN_DIR_ENV] = str(run_dir)
     env[FLAGS_ENV] = json.dumps({"command_line": dict(command_line_flags or {}), "call": dict(flags or {})})
     env["PYTHONUNBUFFERED"] = "1"

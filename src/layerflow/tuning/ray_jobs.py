@@ -26,6 +26,7 @@ from typing import Any, Callable, Mapping, Sequence
 from layerflow.runs import files as f
 from layerflow.runs.archive import unpack_run
 from layerflow.runs.ids import new_run_folder
+from layerflow.runs.index import INDEX_FILE
 from layerflow.runs.record import read_record
 from layerflow.runs.store import RunStore
 from layerflow.tuning.job_log import JobLogDecoder
@@ -158,13 +159,15 @@ class RayCluster:
     def submit(self, script: Path, run_id: str, flags: Mapping[str, Any], properties: Mapping[str, Any],
                args: Sequence[str] = (), command_line_flags: Mapping[str, str] | None = None,
                cpus: float = 1, gpus: float = 0, requirements: Sequence[str] | None = None,
-               exclude: Sequence[str] = ()) -> str:
+               exclude: Sequence[str] = (), env_vars: Mapping[str, str] | None = None) -> str:
         """Submits one tracked run of ``script`` (its folder is the job's working dir); returns the job id."""
         payload = {"script": script.name, "run_id": run_id, "flags": dict(flags), "properties": dict(properties),
                    "args": list(args), "command_line_flags": dict(command_line_flags or {})}
         runtime_env: dict[str, Any] = {"working_dir": str(script.parent), "excludes": [*_EXCLUDES, *exclude]}
         if requirements:
             runtime_env["pip"] = list(requirements)
+        if env_vars:
+            runtime_env["env_vars"] = dict(env_vars)
         entrypoint = f"{self.python} -m layerflow.tuning.remote_entry {shlex.quote(json.dumps(payload))}"
         deadline = time.monotonic() + _AGENT_WAIT_SECONDS
         while True:
@@ -178,6 +181,10 @@ class RayCluster:
                 if "No available agent" in str(error) and time.monotonic() < deadline:
                     time.sleep(1)
                     continue
+                if "413" in str(error):
+                    raise ClusterError(f"The script's folder {script.parent} is larger than the cluster accepts as a "
+                                       f"job's working directory ({error}); leave data and outputs out of it with a "
+                                       ".gitignore, or move them elsewhere.") from None
                 raise ClusterError(f"The Ray cluster at {self.address} refused the job: {error}") from None
 
     def follow(self, job_id: str, decoder: JobLogDecoder) -> Exception | None:
@@ -328,7 +335,7 @@ class RayJobs:
     def __init__(self, address: str, script: Path, runs_dir: Path, args: Sequence[str] = (),
                  command_line_flags: Mapping[str, str] | None = None, cpus: float = 1, gpus: float = 0,
                  requirements: str | os.PathLike[str] | None = None, echo_trial_output: bool = False,
-                 verbose: bool = True, on_output: Callable[[str], None] | None = None):
+                 verbose: bool = True, on_output: Callable[[str], None] | None = None, limit_threads: bool = False):
         self.requirements = read_requirements(requirements)
         self.cluster = RayCluster.connect(address)
         self.store = RunStore(runs_dir)
@@ -338,12 +345,18 @@ class RayJobs:
         self.on_output = on_output or ((lambda line: print(line, flush=True)) if echo_trial_output else None)
         self.verbose = verbose
         self._exclude = self._runs_dir_exclude()
+        # Trials sharing a node use the CPUs they reserved, as Ray's own tasks do.
+        threads = str(max(1, int(cpus)))
+        self.env_vars = {n: threads for n in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")} \
+            if limit_threads else {}
 
     def _runs_dir_exclude(self) -> list[str]:
-        try:
-            return [self.store.path.resolve().relative_to(self.script.parent.resolve()).as_posix()]
-        except ValueError:
-            return []
+        """Runs dirs inside the script's folder (this one and any holding an index) stay here."""
+        folder = self.script.parent.resolve()
+        found = {path.parent for path in folder.glob(f"*/{INDEX_FILE}")}
+        if self.store.path.resolve().is_relative_to(folder):
+            found.add(self.store.path.resolve())
+        return sorted(f"/{path.relative_to(folder).as_posix()}" for path in found)
 
     def start(self, trial: Trial, properties: Mapping[str, Any]) -> tuple[RemoteRun, str]:
         run = RemoteRun(self.store, self.script, trial.flags, properties, self.cluster.address, self.args)
@@ -351,7 +364,7 @@ class RayJobs:
         try:
             job_id = self.cluster.submit(self.script, run.run_id, trial.flags, properties, self.args,
                                          self.command_line_flags, self.cpus, self.gpus, self.requirements,
-                                         self._exclude)
+                                         self._exclude, self.env_vars)
         except ClusterError as error:
             run.finish("failed", str(error))
             raise

@@ -68,18 +68,19 @@ def _typed_space(script: Path, space: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _transport(address: str | None, script: Path, runs_dir: Path, args: Sequence[str],
-               command_line_flags: Mapping[str, str], cpus: float, gpus: float,
+               command_line_flags: Mapping[str, str], parallel: int, cpus: float, gpus: float,
                requirements: str | os.PathLike[str] | None, echo: bool) -> Transport:
     if address is None:
         if requirements is not None or gpus:
             raise TuningError("--requirements and --gpus apply to trials on Ray; add --address (or --address local).")
         from layerflow.tuning.local import LocalProcesses
 
-        return LocalProcesses(script, runs_dir, args, command_line_flags)
+        return LocalProcesses(script, runs_dir, args, command_line_flags, parallel)
     from layerflow.tuning.ray_jobs import RayJobs
 
     return RayJobs(address, script, runs_dir, args=args, command_line_flags=command_line_flags,
-                   cpus=cpus, gpus=gpus, requirements=requirements, echo_trial_output=False, verbose=echo)
+                   cpus=cpus, gpus=gpus, requirements=requirements, echo_trial_output=False, verbose=echo,
+                   limit_threads=True)
 
 
 def tuning_run(
@@ -157,7 +158,8 @@ def tuning_run(
     plan = [Trial(number, {**fixed, **values}) for number, values in enumerate(combos, start=1)]
 
     store = RunStore(runs_dir)
-    transport = _transport(address, script_path.absolute(), store.path, args, {}, cpus, gpus, requirements, echo)
+    transport = _transport(address, script_path.absolute(), store.path, args, {}, parallel, cpus, gpus,
+                           requirements, echo)
     tuning_id = _new_tuning_id()
     if echo:
         where = f"Ray at {address}" if address else "local processes"
