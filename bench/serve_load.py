@@ -144,6 +144,8 @@ def main() -> None:
         models = build_models(work / "models")
         servers = {
             "layerflow": ["-m", "layerflow.cli", "serve", str(work / "models")],
+            "layerflow, 1 onnxruntime thread": ["-m", "layerflow.cli", "serve", str(work / "models"),
+                                                "--intra-op-threads", "1"],
             "layerflow+batching": ["-m", "layerflow.cli", "serve", str(work / "models"), "--max-batch-size", "64",
                                    "--batch-delay-ms", "2"],
             "empty endpoint": ["-c", EMPTY_APP],
