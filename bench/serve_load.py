@@ -37,13 +37,20 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_until_up(url: str, process: subprocess.Popen, timeout: float = 120) -> None:
+def start_server(command: list[str], log: Path, **kwargs) -> subprocess.Popen:
+    """Starts a server with its output in a file: a pipe nobody reads fills up and stalls a
+    server that logs every request (MLflow's does), which would measure the pipe, not the server."""
+    with open(log, "wb") as stream:
+        return subprocess.Popen(command, stdout=stream, stderr=subprocess.STDOUT, **kwargs)
+
+
+def wait_until_up(url: str, process: subprocess.Popen, log: Path, timeout: float = 120) -> None:
     import urllib.request
 
     deadline = time.time() + timeout
     while time.time() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"server exited: {process.stdout.read().decode()[-2000:]}")
+            raise RuntimeError(f"server exited: {log.read_text()[-2000:]}")
         try:
             urllib.request.urlopen(url, timeout=1)
             return
@@ -152,11 +159,11 @@ def main() -> None:
         }
         for label, command in servers.items():
             port = free_port()
-            process = subprocess.Popen([sys.executable, *command, *(["--port", str(port)] if label != "empty endpoint"
-                                                                      else [str(port)])],
-                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            log = work / "server.log"
+            process = start_server([sys.executable, *command, *(["--port", str(port)] if label != "empty endpoint"
+                                                                else [str(port)])], log)
             try:
-                wait_until_up(f"http://127.0.0.1:{port}/v1/models/mlp", process)
+                wait_until_up(f"http://127.0.0.1:{port}/v1/models/mlp", process, log)
                 for model, (bundle, shape) in models.items():
                     for rows in (1, 32):
                         body = json.dumps({"instances": np.random.default_rng(1).random((rows, *shape)).round(4).tolist()})
@@ -176,11 +183,11 @@ def main() -> None:
                 port = free_port()
                 mlflow_bin = str(Path(args.mlflow_python).parent / "mlflow")
                 env = {**os.environ, "PATH": f"{Path(args.mlflow_python).parent}{os.pathsep}{os.environ['PATH']}"}
-                process = subprocess.Popen([mlflow_bin, "models", "serve", "-m", str(target), "-p", str(port),
-                                            "--env-manager", "local", "-h", "127.0.0.1"],
-                                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+                log = work / "mlflow.log"
+                process = start_server([mlflow_bin, "models", "serve", "-m", str(target), "-p", str(port),
+                                        "--env-manager", "local", "-h", "127.0.0.1"], log, env=env)
                 try:
-                    wait_until_up(f"http://127.0.0.1:{port}/ping", process)
+                    wait_until_up(f"http://127.0.0.1:{port}/ping", process, log)
                     for rows in (1, 32):
                         x = np.random.default_rng(1).random((rows, *shape)).round(4)
                         body = json.dumps({"inputs": x.tolist()})

@@ -217,3 +217,30 @@ def test_dynamic_batching_merges_concurrent_requests(models):
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def test_batchers_of_removed_versions_are_closed(models, tmp_path):
+    import asyncio
+    import shutil
+
+    from layerflow.deploy.server import create_app
+
+    base = tmp_path / "models"
+    shutil.copytree(models[0] / "mlp" / "1", base / "mlp" / "1")
+    app = create_app(str(base), poll_seconds=0, max_batch_size=8)
+    body = {"instances": [[0.1, 0.2, 0.3, 0.4]]}
+
+    async def scenario():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            assert (await client.post("/v1/models/mlp:predict", json=body)).status_code == 200
+            first = app.state.batchers[("mlp", 1)]
+            shutil.copytree(base / "mlp" / "1", base / "mlp" / "2")
+            shutil.rmtree(base / "mlp" / "1")
+            assert (await client.post("/v1/models/mlp:predict", json=body)).status_code == 200
+            await asyncio.sleep(0)
+            return first
+
+    first = asyncio.run(scenario())
+    assert set(app.state.batchers) == {("mlp", 2)}
+    assert first._worker.cancelled() or first._worker.done()

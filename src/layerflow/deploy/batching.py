@@ -44,6 +44,11 @@ class Batcher:
         await self._queue.put((feed, future))
         return await future
 
+    def close(self) -> None:
+        """Stops the worker (the model it serves is gone)."""
+        if self._worker is not None:
+            self._worker.cancel()
+
     async def _collect(self) -> list[tuple[Feed, asyncio.Future]]:
         loop = asyncio.get_running_loop()
         first = await self._queue.get()

@@ -114,6 +114,11 @@ class ModelRepository:
             self._loaded = {key: m for key, m in self._loaded.items() if key[1] in self._versions.get(key[0], [])}
             self._scanned = now
 
+    def loaded(self) -> set[tuple[str, int]]:
+        """The (name, version) pairs loaded now (a removed version is dropped at the next refresh)."""
+        self.refresh()
+        return set(self._loaded)
+
     def models(self) -> dict[str, list[int]]:
         self.refresh()
         return dict(self._versions)

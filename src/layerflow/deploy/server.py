@@ -184,6 +184,8 @@ def create_app(base_dir: str, token: str | None = None, poll_seconds: float = 1.
         if max_batch_size > 0:
             key = (model.name, model.version)
             if key not in batchers:
+                for stale in set(batchers) - repository.loaded():  # versions removed since
+                    batchers.pop(stale).close()
                 observe = metrics.batch_rows.labels(model.name).observe
                 batchers[key] = Batcher(model.predict, max_batch_size, batch_delay_ms / 1000, observe)
             outputs = await batchers[key].predict(feed)
@@ -261,6 +263,7 @@ def create_app(base_dir: str, token: str | None = None, poll_seconds: float = 1.
                     middleware=[Middleware(_Measure, metrics=metrics),
                                 *([Middleware(_BearerToken, token=token)] if token else [])])
     app.state.repository = repository
+    app.state.batchers = batchers
     return app
 
 
