@@ -10,6 +10,7 @@ import importlib.abc
 import importlib.util
 import os
 import runpy
+import signal
 import sys
 import traceback
 from datetime import datetime, timezone
@@ -54,6 +55,9 @@ def main(argv: list[str]) -> int:
         print("usage: python -m layerflow.runs.launch SCRIPT [ARGS...]", file=sys.stderr)
         return 2
     script = os.path.abspath(argv[0])
+    # The driver stops a run (Ctrl-C, the tuner's early stopping) with SIGINT, so it must raise
+    # KeyboardInterrupt here even when this process inherited it ignored (a background job of a shell).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     os.environ.setdefault("KERAS_BACKEND", "torch")
     from layerflow.flags import on_flags_resolved
 

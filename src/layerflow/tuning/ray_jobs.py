@@ -335,7 +335,7 @@ class RayJobs:
     def __init__(self, address: str, script: Path, runs_dir: Path, args: Sequence[str] = (),
                  command_line_flags: Mapping[str, str] | None = None, cpus: float = 1, gpus: float = 0,
                  requirements: str | os.PathLike[str] | None = None, echo_trial_output: bool = False,
-                 verbose: bool = True, on_output: Callable[[str], None] | None = None, limit_threads: bool = False):
+                 on_output: Callable[[str], None] | None = None, limit_threads: bool = False):
         self.requirements = read_requirements(requirements)
         self.cluster = RayCluster.connect(address)
         self.store = RunStore(runs_dir)
@@ -343,7 +343,6 @@ class RayJobs:
         self.command_line_flags = dict(command_line_flags or {})
         self.cpus, self.gpus = cpus, gpus
         self.on_output = on_output or ((lambda line: print(line, flush=True)) if echo_trial_output else None)
-        self.verbose = verbose
         self._exclude = self._runs_dir_exclude()
         # Trials sharing a node use the CPUs they reserved, as Ray's own tasks do.
         threads = str(max(1, int(cpus)))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import concurrent.futures
 import os
 import secrets
+import signal
 import sys
 import threading
 from datetime import datetime, timezone
@@ -69,7 +70,7 @@ def _typed_space(script: Path, space: Mapping[str, Any]) -> dict[str, Any]:
 
 def _transport(address: str | None, script: Path, runs_dir: Path, args: Sequence[str],
                command_line_flags: Mapping[str, str], parallel: int, cpus: float, gpus: float,
-               requirements: str | os.PathLike[str] | None, echo: bool) -> Transport:
+               requirements: str | os.PathLike[str] | None) -> Transport:
     if address is None:
         if requirements is not None or gpus:
             raise TuningError("--requirements and --gpus apply to trials on Ray; add --address (or --address local).")
@@ -79,7 +80,7 @@ def _transport(address: str | None, script: Path, runs_dir: Path, args: Sequence
     from layerflow.tuning.ray_jobs import RayJobs
 
     return RayJobs(address, script, runs_dir, args=args, command_line_flags=command_line_flags,
-                   cpus=cpus, gpus=gpus, requirements=requirements, echo_trial_output=False, verbose=echo,
+                   cpus=cpus, gpus=gpus, requirements=requirements, echo_trial_output=False,
                    limit_threads=True)
 
 
@@ -159,7 +160,7 @@ def tuning_run(
 
     store = RunStore(runs_dir)
     transport = _transport(address, script_path.absolute(), store.path, args, {}, parallel, cpus, gpus,
-                           requirements, echo)
+                           requirements)
     tuning_id = _new_tuning_id()
     if echo:
         where = f"Ray at {address}" if address else "local processes"
@@ -226,6 +227,18 @@ def _run_all(plan: list[Trial], transport: Transport, tuning_id: str, parallel: 
                 print(f"[{done}/{len(plan)}] trial {trial.number} {trial.status}  {flags}  ({trial.run_id})"
                       + (f": {trial.error}" if trial.error and trial.status != "completed" else ""), file=sys.stderr)
 
+    # Ctrl-C must reach this loop as KeyboardInterrupt, also where SIGINT was inherited ignored.
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        _run_trials(plan, run_trial, transport, parallel, cancelled)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _run_trials(plan: list[Trial], run_trial, transport: Transport, parallel: int, cancelled: threading.Event) -> None:
     with concurrent.futures.ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="trial") as pool:
         futures = [pool.submit(run_trial, trial) for trial in plan]
         try:
