@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -200,6 +201,29 @@ def test_tune_with_address_local_starts_and_stops_a_ray_cluster(project, runs_di
     records = RunStore(runs_dir).records()
     assert sorted(r["status"] for r in records) == ["completed", "completed"]
     assert all(r["remote"]["address"].startswith("http://127.0.0.1") for r in records)
+
+
+def test_ctrl_c_during_tune_on_ray_stops_the_jobs_and_files_them_interrupted(ray_head, project, runs_dir, tmp_path):
+    process = subprocess.Popen(
+        [sys.executable, "-m", "layerflow.cli", "tune", str(project), "--grid", "dropout=0.2,0.3",
+         "--flag", "epochs=200", "--flag", "sleep=0.5", "--parallel", "2", "--address", ray_head.address],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        env={**os.environ, "LAYERFLOW_RUNS_DIR": str(runs_dir)},
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:  # both trials running on the cluster, with epochs streamed back
+        logs = list(runs_dir.glob("*/output.log")) if runs_dir.exists() else []
+        if len(logs) == 2 and all("epoch 2" in log.read_text() for log in logs):
+            break
+        time.sleep(0.5)
+    os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+    output, _ = process.communicate(timeout=90)
+    assert process.returncode == 130, output
+    records = RunStore(runs_dir).records()
+    assert [r["status"] for r in records] == ["interrupted", "interrupted"], output
+    for record in records:
+        assert "epoch 2" in (runs_dir / record["id"] / "output.log").read_text()
+        assert 2 <= record["epochs_completed"] < 200
 
 
 def test_a_cluster_dying_mid_job_fails_the_run_and_keeps_its_log(ray_head, project, runs_dir, tmp_path):
