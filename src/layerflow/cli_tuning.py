@@ -32,6 +32,18 @@ def _quiet_ray_logging() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
+def _remote(action, *args, **kwargs):
+    """Calls a tuning or cloud function with Ray's logging quiet; its user errors exit 2 with the message."""
+    _quiet_ray_logging()
+    try:
+        return action(*args, **kwargs)
+    except _remote_errors() as error:
+        _fail(str(error))
+
+
+JobArgument = typer.Argument(..., help="Ray job id, or the local run (id, prefix, latest).")
+
+
 @app.command()
 def tune(
     script: Path = typer.Argument(..., help="The training script; every trial is a tracked run of it."),
@@ -101,12 +113,10 @@ def cloud_train_command(
     """Run SCRIPT as a tracked run on a Ray cluster; stream its output and file the run here."""
     from layerflow.cloud import cloud_train
 
-    _quiet_ray_logging()
+    command_line_flags = _remote(_parse_flags, flag)
     try:
-        record = cloud_train(script, address=address, cpus=cpus, gpus=gpus, requirements=requirements,
-                             detach=detach, runs_dir=runs_dir, command_line_flags=_parse_flags(flag), args=ctx.args)
-    except _remote_errors() as error:
-        _fail(str(error))
+        record = _remote(cloud_train, script, address=address, cpus=cpus, gpus=gpus, requirements=requirements,
+                         detach=detach, runs_dir=runs_dir, command_line_flags=command_line_flags, args=ctx.args)
     except KeyboardInterrupt:
         raise typer.Exit(130)
     if detach:
@@ -120,11 +130,7 @@ def cloud_jobs_command(address: Optional[str] = AddressOption) -> None:
     """List the cluster's layerflow jobs (newest first)."""
     from layerflow.cloud import cloud_jobs
 
-    _quiet_ray_logging()
-    try:
-        frame = cloud_jobs(address)
-    except _remote_errors() as error:
-        _fail(str(error))
+    frame = _remote(cloud_jobs, address)
     if frame.empty:
         errors.print("No layerflow jobs on this cluster.")
         return
@@ -133,52 +139,40 @@ def cloud_jobs_command(address: Optional[str] = AddressOption) -> None:
 
 @cloud_app.command("logs")
 def cloud_logs_command(
-    job: str = typer.Argument(..., help="Ray job id, or the local run (id, prefix, latest)."),
+    job: str = JobArgument,
     address: Optional[str] = AddressOption,
     runs_dir: Optional[Path] = RunsDirOption,
 ) -> None:
     """Print a job's output so far."""
     from layerflow.cloud import cloud_logs
 
-    _quiet_ray_logging()
-    try:
-        sys.stdout.write(cloud_logs(job, address, runs_dir))
-    except _remote_errors() as error:
-        _fail(str(error))
+    sys.stdout.write(_remote(cloud_logs, job, address, runs_dir))
 
 
 @cloud_app.command("collect")
 def cloud_collect_command(
-    job: str = typer.Argument(..., help="Ray job id, or the local run (id, prefix, latest)."),
+    job: str = JobArgument,
     address: Optional[str] = AddressOption,
     runs_dir: Optional[Path] = RunsDirOption,
 ) -> None:
     """File a finished job's run folder into the local runs dir."""
     from layerflow.cloud import cloud_collect
 
-    _quiet_ray_logging()
-    try:
-        record = cloud_collect(job, address, runs_dir)
-    except _remote_errors() as error:
-        _fail(str(error))
+    record = _remote(cloud_collect, job, address, runs_dir)
     errors.print(f"Run {record['id']} {record['status']}" + (f": {record['error']}" if record.get("error") else "")
                  + f"  ({record['path']})", highlight=False, soft_wrap=True)
 
 
 @cloud_app.command("cancel")
 def cloud_cancel_command(
-    job: str = typer.Argument(..., help="Ray job id, or the local run (id, prefix, latest)."),
+    job: str = JobArgument,
     address: Optional[str] = AddressOption,
     runs_dir: Optional[Path] = RunsDirOption,
 ) -> None:
     """Stop a running job (then `cloud collect` files it as interrupted)."""
     from layerflow.cloud import cloud_cancel
 
-    _quiet_ray_logging()
-    try:
-        job_id = cloud_cancel(job, address, runs_dir)
-    except _remote_errors() as error:
-        _fail(str(error))
+    job_id = _remote(cloud_cancel, job, address, runs_dir)
     errors.print(f"Asked the cluster to stop job {job_id}.")
 
 

@@ -7,7 +7,9 @@ import sys
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from layerflow.runs.files import OUTPUT_FILE
 from layerflow.runs.store import RunNotFoundError, RunStore
+from layerflow.runs.training_run import check_script
 from layerflow.tuning.job_log import JobLogDecoder, output_only
 from layerflow.tuning.ray_jobs import ClusterError, RayCluster, RayJobs, RemoteRun, collect_job
 from layerflow.tuning.trial import Trial
@@ -52,12 +54,10 @@ def cloud_train(
     Example:
         >>> run = lf.cloud.cloud_train("train.py", flags={"epochs": 30}, address="http://head:8265", gpus=1)
     """
-    script_path = Path(script)
-    if not script_path.is_file():
-        raise FileNotFoundError(f"Script {str(script)!r} does not exist (looked in {Path.cwd()}).")
+    script_path = check_script(script)
     if detach and address == "local":
         raise ClusterError("--detach needs a cluster that outlives this command; --address local stops with it.")
-    jobs = RayJobs(address, script_path.absolute(), RunStore(runs_dir).path, args=args,
+    jobs = RayJobs(address, script_path, RunStore(runs_dir).path, args=args,
                    command_line_flags=command_line_flags, cpus=cpus, gpus=gpus, requirements=requirements,
                    echo_trial_output=echo)
     trial = Trial(1, dict(flags or {}))
@@ -142,7 +142,7 @@ def cloud_collect(job: str, address: str | None = None, runs_dir: str | os.PathL
         raise ClusterError(f"Job {job_id} was not submitted by layerflow (no run id in its metadata).")
     if (store.path / run_id).is_dir():
         run = RemoteRun.reopen(store, run_id)
-        (run.run_dir / "output.log").unlink(missing_ok=True)
+        (run.run_dir / OUTPUT_FILE).unlink(missing_ok=True)
     else:  # collected on another machine than the one that submitted it
         run = RemoteRun(store, Path((info.metadata or {}).get("script") or "unknown.py"), {}, {},
                         cluster.address, run_id=run_id)

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import ast
 from pathlib import Path
-from typing import Any, Mapping
 
-from layerflow.flags.flags import FLAGS_FILE, Flag, _unknown_message, flag, read_flags_file
-from layerflow.flags.parsing import FlagError, coerce
+from layerflow.flags.flags import FLAGS_FILE, Flag, flag, read_flags_file
+from layerflow.flags.parsing import FlagError
 
 
 def _called_name(call: ast.Call) -> str | None:
@@ -19,14 +18,10 @@ def _called_name(call: ast.Call) -> str | None:
     return None
 
 
-def _literal(node: ast.AST) -> Any:
-    return ast.literal_eval(node)
-
-
 def _flag_from_call(call: ast.Call) -> Flag | None:
     try:
-        args = [_literal(a) for a in call.args]
-        kwargs = {k.arg: _literal(k.value) for k in call.keywords if k.arg}
+        args = [ast.literal_eval(a) for a in call.args]
+        kwargs = {k.arg: ast.literal_eval(k.value) for k in call.keywords if k.arg}
         return flag(*args, **kwargs)
     except (ValueError, TypeError, SyntaxError):
         return None
@@ -62,7 +57,7 @@ def declared_flags(script: str | Path) -> dict[str, Flag | None] | None:
                 declared[keyword.arg] = _flag_from_call(value)
                 continue
             try:
-                declared[keyword.arg] = flag(keyword.arg, _literal(value))
+                declared[keyword.arg] = flag(keyword.arg, ast.literal_eval(value))
             except (ValueError, TypeError, SyntaxError):
                 declared[keyword.arg] = None
     yml = script.parent / FLAGS_FILE
@@ -72,21 +67,3 @@ def declared_flags(script: str | Path) -> dict[str, Flag | None] | None:
             declared.setdefault(name, spec)
     return declared if found else None
 
-
-def check_flag_values(script: str | Path, values: Mapping[str, list[Any]], source: str) -> dict[str, list[Any]]:
-    """Converts candidate values of each flag to the type the script declares.
-
-    Raises a FlagError naming the flag, the value and the expected type, or an unknown
-    flag with the declared ones listed. Values pass unchanged when the script's
-    declarations cannot be read without running it.
-    """
-    declared = declared_flags(script)
-    if declared is None:
-        return {name: list(options) for name, options in values.items()}
-    checked: dict[str, list[Any]] = {}
-    for name, options in values.items():
-        if name not in declared:
-            raise FlagError(_unknown_message(name, declared, f"{source}, script {Path(script).name}"))
-        spec = declared[name]
-        checked[name] = list(options) if spec is None else [coerce(name, v, spec.type, source) for v in options]
-    return checked

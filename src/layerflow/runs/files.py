@@ -6,7 +6,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 RUN_FILE = "run.json"
 METRICS_FILE = "metrics.jsonl"
@@ -72,14 +72,10 @@ def append_jsonl(path: Path, record: dict[str, Any]) -> None:
         stream.flush()
 
 
-def read_metrics(path: Path) -> tuple[list[dict[str, Any]], list[int]]:
-    """Reads ``metrics.jsonl``; returns the good epoch records and the numbers of bad lines."""
+def parse_metric_lines(lines: Iterable[str]) -> tuple[list[dict[str, Any]], list[int]]:
+    """Parses ``metrics.jsonl`` lines; returns the good epoch records and the numbers (from 1) of bad lines."""
     records: list[dict[str, Any]] = []
     bad: list[int] = []
-    try:
-        lines = path.read_text().splitlines()
-    except FileNotFoundError:
-        return records, bad
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
@@ -93,3 +89,12 @@ def read_metrics(path: Path) -> tuple[list[dict[str, Any]], list[int]]:
         else:
             bad.append(number)
     return records, bad
+
+
+def read_metrics(path: Path) -> tuple[list[dict[str, Any]], list[int]]:
+    """Reads ``metrics.jsonl``; returns the good epoch records and the numbers of bad lines."""
+    try:
+        lines = path.read_text().splitlines()
+    except FileNotFoundError:
+        return [], []
+    return parse_metric_lines(lines)

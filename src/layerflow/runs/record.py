@@ -78,9 +78,8 @@ def read_record(run_dir: Path) -> dict[str, Any]:
     record["epochs_completed"] = len(epochs)
 
     exit_marker = load(f.EXIT_FILE, None)
-    if record.get("status") == "running" and record.get("remote"):
-        pass  # runs on a cluster: its state is known there (``layerflow cloud collect`` files it)
-    elif record.get("status") == "running":
+    # A run on a cluster (``remote``) is judged there, not by a local process: ``cloud collect`` files its end.
+    if record.get("status") == "running" and not record.get("remote"):
         if isinstance(exit_marker, dict) and not process_alive(record.get("driver_pid"), record.get("host")):
             record.update({k: v for k, v in exit_marker.items() if k in ("status", "error", "end")})
         elif not process_alive(record.get("driver_pid"), record.get("host")):

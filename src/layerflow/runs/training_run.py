@@ -157,6 +157,16 @@ def _final_status(run_dir: Path, return_code: int, interrupted: bool,
     return {"status": "failed", "error": marker.get("error") or f"exit code {return_code}"}
 
 
+def check_script(script: str | os.PathLike[str]) -> Path:
+    """The absolute path of a script to run, or the error saying it is missing or not Python."""
+    script_path = Path(script)
+    if not script_path.is_file():
+        raise FileNotFoundError(f"Script {str(script)!r} does not exist (looked in {Path.cwd()}).")
+    if script_path.suffix != ".py":
+        raise ValueError(f"Script {str(script)!r} is not a Python file; expected a .py script.")
+    return script_path.absolute()
+
+
 def training_run(
     script: str | os.PathLike[str] = "train.py",
     flags: Mapping[str, Any] | None = None,
@@ -196,12 +206,7 @@ def training_run(
         >>> run = lf.training_run("train.py", flags={"dropout": 0.3})
         >>> run["status"], run["evaluation"]["accuracy"]
     """
-    script_path = Path(script)
-    if not script_path.is_file():
-        raise FileNotFoundError(f"Script {str(script)!r} does not exist (looked in {Path.cwd()}).")
-    if script_path.suffix != ".py":
-        raise ValueError(f"Script {str(script)!r} is not a Python file; expected a .py script.")
-    script_path = script_path.absolute()
+    script_path = check_script(script)
     store = RunStore(runs_dir)
     run_id, run_dir, start = new_run_folder(store.path, run_id)
 

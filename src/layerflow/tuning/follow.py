@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
 
 
 class FileFollower:
@@ -33,15 +31,3 @@ class FileFollower:
         tail, self._partial = self._partial, b""
         return tail.decode(errors="replace")
 
-
-def parse_metric_lines(lines: list[str]) -> list[dict[str, Any]]:
-    """The JSON objects among ``metrics.jsonl`` lines (damaged lines skipped)."""
-    epochs = []
-    for line in lines:
-        try:
-            value = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(value, dict):
-            epochs.append(value)
-    return epochs

@@ -13,6 +13,8 @@ import hashlib
 import json
 from typing import Any, Callable, TextIO
 
+from layerflow.runs.files import parse_metric_lines
+
 PREFIX = "@@layerflow:"
 _CHUNK = 16_384
 
@@ -68,11 +70,7 @@ class JobLogDecoder:
             return
         kind, _, payload = line[len(PREFIX):].partition(" ")
         if kind == "metrics":
-            try:
-                epoch = json.loads(payload)
-            except json.JSONDecodeError:
-                return
-            if isinstance(epoch, dict):
+            for epoch in parse_metric_lines([payload])[0]:
                 self.on_metrics(epoch)
         elif kind == "archive-begin":
             self._header, self._parts = json.loads(payload), []

@@ -9,7 +9,7 @@ from typing import Any, Mapping, Sequence
 
 from layerflow.runs import files as f
 from layerflow.runs.training_run import RunControl, training_run
-from layerflow.tuning.follow import FileFollower, parse_metric_lines
+from layerflow.tuning.follow import FileFollower
 from layerflow.tuning.trial import EpochCallback, Trial
 
 _POLL_SECONDS = 0.25
@@ -62,7 +62,7 @@ class LocalProcesses:
         follower = FileFollower(control.run_dir / f.METRICS_FILE)
         while True:
             done = finished.wait(_POLL_SECONDS)
-            for epoch in parse_metric_lines(follower.new_lines()):
+            for epoch in f.parse_metric_lines(follower.new_lines())[0]:
                 reason = on_epoch(trial, epoch)
                 if reason and not done:
                     control.stop("stopped", reason)

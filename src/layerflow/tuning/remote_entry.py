@@ -19,7 +19,7 @@ import threading
 from layerflow.runs import files as f
 from layerflow.runs.archive import pack_run
 from layerflow.runs.training_run import RunControl, training_run
-from layerflow.tuning.follow import FileFollower, parse_metric_lines
+from layerflow.tuning.follow import FileFollower
 from layerflow.tuning.job_log import metrics_line, write_archive
 
 _POLL_SECONDS = 0.2
@@ -38,7 +38,7 @@ def _relay(control: RunControl, finished: threading.Event) -> None:
             lines += [rest] if rest else []
         for line in lines:
             print(line)
-        for epoch in parse_metric_lines(metrics.new_lines()):
+        for epoch in f.parse_metric_lines(metrics.new_lines())[0]:
             print(metrics_line(epoch))
         sys.stdout.flush()
         if done:

@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from layerflow.flags.declared import declared_flags
-from layerflow.flags.flags import _unknown_message
+from layerflow.flags.flags import Flag, _unknown_message
 from layerflow.flags.parsing import FlagError, coerce
 from layerflow.runs.record import flatten_record, read_record
 from layerflow.runs.store import RunStore
+from layerflow.runs.training_run import check_script
 from layerflow.tuning.asha import Asha
 from layerflow.tuning.space import Range, TuningError, trial_flags
 from layerflow.tuning.trial import Transport, Trial
@@ -41,9 +42,8 @@ def _new_tuning_id() -> str:
     return f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{secrets.token_hex(2)}"
 
 
-def _typed_space(script: Path, space: Mapping[str, Any]) -> dict[str, Any]:
+def _typed_space(declared: Mapping[str, Flag | None] | None, script: Path, space: Mapping[str, Any]) -> dict[str, Any]:
     """Grid values converted to the script's declared flag types; unknown flags and ill-typed ranges refused."""
-    declared = declared_flags(script)
     if declared is None:
         return dict(space)
     typed: dict[str, Any] = {}
@@ -140,18 +140,16 @@ def tuning_run(
         ...                         sample=0.5, parallel=2, metric="val_accuracy")
         >>> results.iloc[0]["id"]
     """
-    script_path = Path(script)
-    if not script_path.is_file():
-        raise FileNotFoundError(f"Script {str(script)!r} does not exist (looked in {Path.cwd()}).")
-    if script_path.suffix != ".py":
-        raise ValueError(f"Script {str(script)!r} is not a Python file; expected a .py script.")
+    script_path = check_script(script)
     if isinstance(parallel, bool) or not isinstance(parallel, int) or parallel < 1:
         raise TuningError(f"parallel={parallel!r}: expected a whole number of trials at once, at least 1.")
     if mode is not None and mode not in ("min", "max"):
         raise TuningError(f"mode {mode!r} must be 'min' or 'max'.")
     scheduler = _scheduler(early_stopping, metric, mode)
-    space = _typed_space(script_path, flags or {})
-    fixed = {name: values[0] for name, values in _typed_space(script_path, {k: [v] for k, v in (fixed_flags or {}).items()}).items()}
+    declared = declared_flags(script_path)
+    space = _typed_space(declared, script_path, flags or {})
+    fixed = {name: values[0] for name, values in
+             _typed_space(declared, script_path, {k: [v] for k, v in (fixed_flags or {}).items()}).items()}
     overlap = set(fixed) & set(space)
     if overlap:
         raise TuningError(f"Flags {sorted(overlap)} are both tuned and fixed; give each either way, not both.")
@@ -159,7 +157,7 @@ def tuning_run(
     plan = [Trial(number, {**fixed, **values}) for number, values in enumerate(combos, start=1)]
 
     store = RunStore(runs_dir)
-    transport = _transport(address, script_path.absolute(), store.path, args, {}, parallel, cpus, gpus,
+    transport = _transport(address, script_path, store.path, args, {}, parallel, cpus, gpus,
                            requirements)
     tuning_id = _new_tuning_id()
     if echo:
