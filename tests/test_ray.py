@@ -127,6 +127,12 @@ def test_cloud_train_streams_the_output_and_files_the_run_here(ray_head, project
     assert job_id in jobs.stdout and record["id"] in jobs.stdout and "SUCCEEDED" in jobs.stdout
     logs = cli("cloud", "logs", record["id"], runs_dir=runs_dir, cwd=tmp_path)  # by run id: address from the run
     assert logs.returncode == 0 and "epoch 2" in logs.stdout and "@@layerflow" not in logs.stdout
+    for command, message in (("logs", "No logs for job 'raysubmit_nosuchjob'"),
+                             ("cancel", "Cannot stop job 'raysubmit_nosuchjob'"),
+                             ("collect", "No job 'raysubmit_nosuchjob'")):
+        unknown = cli("cloud", command, "raysubmit_nosuchjob", "--address", ray_head.address,
+                      runs_dir=runs_dir, cwd=tmp_path)
+        assert unknown.returncode == 2 and message in unknown.stderr, (command, unknown.stderr)
 
 
 def test_detached_job_can_be_cancelled_and_collected(ray_head, project, runs_dir, tmp_path):

@@ -257,3 +257,16 @@ def test_parallel_local_trials_share_the_cores(monkeypatch):
     assert thread_limits(64)["OMP_NUM_THREADS"] == "1"
     monkeypatch.setenv("OMP_NUM_THREADS", "3")  # the user's choice wins
     assert thread_limits(2) == {}
+
+
+def test_run_control_and_given_run_ids_check_their_input(runs_dir, write_script):
+    from layerflow.runs import RunControl
+    from layerflow.runs.ids import new_run_folder
+
+    with pytest.raises(ValueError, match="'stopped' or 'interrupted', not 'done'"):
+        RunControl().stop("done")
+    with pytest.raises(ValueError, match="'../escape' is not a run id"):
+        new_run_folder(runs_dir, "../escape")
+    run_id, _, _ = new_run_folder(runs_dir)
+    with pytest.raises(FileExistsError, match=f"Run {run_id} already exists"):
+        new_run_folder(runs_dir, run_id)
