@@ -16,6 +16,7 @@ _os.environ.setdefault("KERAS_BACKEND", "torch")
 
 from layerflow import datasets  # noqa: E402
 from layerflow.backend import backend_info  # noqa: E402
+from layerflow.errors import LayerflowError  # noqa: E402
 from layerflow.flags import Flag, FlagError, Flags, flag, flags  # noqa: E402
 from layerflow.history import history_frame  # noqa: E402
 from layerflow.plots import plot_history  # noqa: E402
@@ -37,6 +38,7 @@ __all__ = [
     "Flag",
     "FlagError",
     "Flags",
+    "LayerflowError",
     "RunNotFoundError",
     "all_nominal",
     "all_numeric",
