@@ -66,6 +66,7 @@ __all__ = [
     "training_run",
     "tuning",
     "tuning_run",
+    "ui",
     "view_run",
     "write_run_data",
 ]
@@ -88,6 +89,7 @@ _LAZY = {
     "tuning": ("layerflow.tuning", None),
     "cloud": ("layerflow.cloud", None),
     "tuning_run": ("layerflow.tuning", "tuning_run"),
+    "ui": ("layerflow.ui", None),  # a callable module: lf.ui(runs_dir, port) starts the UI
 }
 
 

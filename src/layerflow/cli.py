@@ -47,6 +47,7 @@ def run(
     script: Path = typer.Argument(..., help="The Python script to run as a tracked run."),
     flag: List[str] = typer.Option([], "--flag", help="Flag override name=value (repeatable)."),
     runs_dir: Optional[Path] = RunsDirOption,
+    view: bool = typer.Option(False, "--view", help="Open the run's live page in the browser (starts `layerflow ui`)."),
 ) -> None:
     """Run SCRIPT as a tracked run: source, flags, output, metrics and model are recorded.
 
@@ -55,13 +56,39 @@ def run(
     from layerflow.runs import training_run
 
     try:
-        record = training_run(script, runs_dir=runs_dir, args=ctx.args, command_line_flags=_parse_flags(flag))
+        run_id = _open_live_page(runs_dir) if view else None
+        record = training_run(script, runs_dir=runs_dir, args=ctx.args, command_line_flags=_parse_flags(flag),
+                              run_id=run_id)
     except _user_errors() as error:
         _fail(str(error))
     except KeyboardInterrupt:
         raise typer.Exit(130)
     if record["status"] != "completed":
         raise typer.Exit(record.get("exit_code") or 1)
+
+
+def _open_live_page(runs_dir: Optional[Path]) -> str:
+    from layerflow.ui import new_run_id, view_live
+
+    run_id = new_run_id()
+    errors.print(f"Live page: {view_live(run_id, runs_dir)}")
+    return run_id
+
+
+@app.command("ui")
+def ui_command(
+    runs_dir: Optional[Path] = RunsDirOption,
+    port: int = typer.Option(8600, "--port", help="TCP port."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (loopback unless told otherwise)."),
+    token: Optional[str] = typer.Option(None, "--token", help="Require this token (open the page with ?token=T)."),
+) -> None:
+    """Browse runs in the browser: table, run pages, comparisons, tuning, live metrics of runs in progress."""
+    from layerflow.ui import UIError, serve_ui
+
+    try:
+        serve_ui(runs_dir, port=port, host=host, token=token)
+    except UIError as error:
+        _fail(str(error))
 
 
 def _format(value) -> str:

@@ -43,6 +43,26 @@ def ls_runs(
     frame = frame.sort_values("id", ascending=False, ignore_index=True)
     if latest_n is not None:
         frame = frame.head(latest_n)
+    return select_runs(frame, order=order, decreasing=decreasing, filter=filter)
+
+
+def select_runs(
+    frame: pd.DataFrame, order: str | None = None, decreasing: bool = False, filter: str | None = None
+) -> pd.DataFrame:
+    """Filters and sorts a table of runs as ``ls_runs`` does (its ``filter`` and ``order``).
+
+    Args:
+        frame: a table of runs, as ``ls_runs`` returns it.
+        order: a column to sort by (missing values last).
+        decreasing: sort ``order`` from the largest value down.
+        filter: a pandas ``query`` expression over the columns.
+
+    Returns:
+        The selected rows, renumbered from 0.
+
+    Example:
+        >>> select_runs(lf.ls_runs(), order="eval_accuracy", filter="status == 'completed'")
+    """
     if filter:
         try:
             frame = frame.query(filter, engine="python")
