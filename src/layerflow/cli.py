@@ -48,6 +48,7 @@ def run(
     flag: List[str] = typer.Option([], "--flag", help="Flag override name=value (repeatable)."),
     runs_dir: Optional[Path] = RunsDirOption,
     view: bool = typer.Option(False, "--view", help="Open the run's live page in the browser (starts `layerflow ui`)."),
+    view_port: int = typer.Option(8600, "--view-port", help="With --view: the UI's port."),
 ) -> None:
     """Run SCRIPT as a tracked run: source, flags, output, metrics and model are recorded.
 
@@ -56,7 +57,7 @@ def run(
     from layerflow.runs import training_run
 
     try:
-        run_id = _open_live_page(runs_dir) if view else None
+        run_id = _open_live_page(runs_dir, view_port) if view else None
         record = training_run(script, runs_dir=runs_dir, args=ctx.args, command_line_flags=_parse_flags(flag),
                               run_id=run_id)
     except _user_errors() as error:
@@ -67,11 +68,11 @@ def run(
         raise typer.Exit(record.get("exit_code") or 1)
 
 
-def _open_live_page(runs_dir: Optional[Path]) -> str:
+def _open_live_page(runs_dir: Optional[Path], port: int) -> str:
     from layerflow.ui import new_run_id, view_live
 
     run_id = new_run_id()
-    errors.print(f"Live page: {view_live(run_id, runs_dir)}")
+    errors.print(f"Live page: {view_live(run_id, runs_dir, port=port)}")
     return run_id
 
 

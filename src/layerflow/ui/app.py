@@ -7,6 +7,7 @@ folders (everything else); nothing here writes into a run.
 from __future__ import annotations
 
 import difflib
+import os
 import re
 import secrets
 from pathlib import Path
@@ -249,7 +250,7 @@ def create_app(runs_dir: str | Path | None = None, token: str | None = None) -> 
                     mode=mode, best=best, flag_columns=flag_columns, metric_choices=metric_choices)
 
     async def health(request: Request) -> Response:
-        return JSONResponse({"status": "ok", "runs_dir": str(store.path)})
+        return JSONResponse({"status": "ok", "runs_dir": str(store.path), "pid": os.getpid()})
 
     def compare_context(dirs: list[Path]) -> dict[str, Any]:
         records = [read_record(d) for d in dirs]
