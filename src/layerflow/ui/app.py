@@ -229,24 +229,23 @@ def create_app(runs_dir: str | Path | None = None, token: str | None = None) -> 
 
     async def tuning_page(request: Request) -> Response:
         tuning_id = request.path_params["tuning_id"]
-        trials = table.tuning_trials(tuning_id)
-        if trials.empty:
+        trials = table.tuning_trials(tuning_id) if store.path.is_dir() else []
+        if not trials:
             return not_found(request, f"No tuning run {tuning_id!r} in {store.path}.")
-        metric_choices = [c for c in trials.columns if c.startswith(("metric_", "eval_"))]
+        keys = list(dict.fromkeys(k for t in trials for k, v in t.items() if v is not None))
+        metric_choices = [k for k in keys if k.startswith(("metric_", "eval_"))]
         metric = request.query_params.get("metric")
         mode = request.query_params.get("mode")
         if metric not in metric_choices:
             metric = next((m for m, _ in TUNING_METRICS if m in metric_choices), metric_choices[0] if metric_choices else None)
         if mode not in ("min", "max"):
             mode = dict(TUNING_METRICS).get(metric) or ("min" if metric and "loss" in metric else "max")
-        best = None
-        if metric is not None and trials[metric].notna().any():
-            best = str(trials.loc[trials[metric].idxmin() if mode == "min" else trials[metric].idxmax(), "id"])
-        flag_columns = [c for c in trials.columns if c.startswith("flag_") and trials[c].nunique(dropna=True) > 1]
-        rows = [{k: _cell(v) for k, v in row.items()} for row in trials.to_dict("records")]
-        columns = ["id", "status", *([TRIAL_COLUMN] if TRIAL_COLUMN in trials.columns else []), "epochs",
-                   *[c for c in trials.columns if c.startswith(("flag_", "metric_", "eval_"))]]
-        return page(request, "tuning.html.j2", tuning_id=tuning_id, rows=rows, columns=columns, metric=metric,
+        scored = [t for t in trials if isinstance(t.get(metric), (int, float)) and t[metric] == t[metric]]
+        best = (min if mode == "min" else max)(scored, key=lambda t: t[metric])["id"] if scored else None
+        flag_columns = [k for k in keys if k.startswith("flag_") and len({repr(t.get(k)) for t in trials}) > 1]
+        columns = ["id", "status", *([TRIAL_COLUMN] if TRIAL_COLUMN in keys else []), "epochs",
+                   *[k for k in keys if k.startswith(("flag_", "metric_", "eval_"))]]
+        return page(request, "tuning.html.j2", tuning_id=tuning_id, rows=trials, columns=columns, metric=metric,
                     mode=mode, best=best, flag_columns=flag_columns, metric_choices=metric_choices)
 
     async def health(request: Request) -> Response:
@@ -273,7 +272,7 @@ def create_app(runs_dir: str | Path | None = None, token: str | None = None) -> 
                 if a != b:
                     lines = difflib.unified_diff(a.splitlines(), b.splitlines(), f"{base.name}/{name}",
                                                  f"{other.name}/{name}", lineterm="", n=3)
-                    diffs.append({"name": name, "other": record["id"], "html": _highlight_diff("\n".join(lines))})
+                    diffs.append({"name": name, "other": record["id"], "lines": [(_diff_class(line), line) for line in lines]})
         return {"records": records, "series": series, "differing": differing, "flag_rows": flag_rows,
                 "value_rows": value_rows, "diffs": diffs}
 
@@ -334,12 +333,6 @@ def _int(text: str | None, default: int) -> int:
         return default
 
 
-def _cell(value: Any) -> Any:
-    from layerflow.ui.table import _plain
-
-    return _plain(value)
-
-
 def _size_of(path: Path) -> int:
     try:
         return path.stat().st_size
@@ -373,9 +366,7 @@ def _highlight(name: str, text: str) -> str:
     return highlight(text, lexer, HtmlFormatter(linenos="table", cssclass="code"))
 
 
-def _highlight_diff(text: str) -> str:
-    from pygments import highlight
-    from pygments.formatters import HtmlFormatter
-    from pygments.lexers import DiffLexer
-
-    return highlight(text, DiffLexer(), HtmlFormatter(cssclass="code diff"))
+def _diff_class(line: str) -> str:
+    if line.startswith(("+++", "---")):
+        return "file"
+    return {"+": "add", "-": "del", "@": "hunk"}.get(line[:1], "")
