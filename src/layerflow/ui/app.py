@@ -31,6 +31,7 @@ from layerflow.ui import run_files
 from layerflow.ui.table import TRIAL_COLUMN, RunTable
 
 HERE = Path(__file__).parent
+SHARED = HERE.parent / "runs" / "templates"
 TOKEN_COOKIE = "layerflow_ui_token"
 PAGE_SIZES = (25, 50, 100, 200)
 MAX_COMPARED = 20
@@ -41,8 +42,13 @@ TUNING_METRICS = (("eval_accuracy", "max"), ("metric_val_accuracy", "max"), ("ev
 
 
 def _templates() -> Jinja2Templates:
-    templates = Jinja2Templates(directory=str(HERE / "templates"))
-    env = templates.env
+    import jinja2
+
+    # The UI's pages, and under runs/ the templates it shares with `layerflow show/compare` (the charts).
+    loader = jinja2.ChoiceLoader([jinja2.FileSystemLoader(HERE / "templates"),
+                                  jinja2.PrefixLoader({"runs": jinja2.FileSystemLoader(SHARED)})])
+    env = jinja2.Environment(loader=loader, autoescape=True)
+    templates = Jinja2Templates(env=env)
     env.filters["fmt"] = _fmt
     env.filters["js"] = run_files.to_json
     env.filters["size"] = _size
@@ -273,7 +279,8 @@ def create_app(runs_dir: str | Path | None = None, token: str | None = None) -> 
                     lines = difflib.unified_diff(a.splitlines(), b.splitlines(), f"{base.name}/{name}",
                                                  f"{other.name}/{name}", lineterm="", n=3)
                     diffs.append({"name": name, "other": record["id"], "lines": [(_diff_class(line), line) for line in lines]})
-        return {"records": records, "series": series, "differing": differing, "flag_rows": flag_rows,
+        runs = [{"label": r["id"][-4:], "data": data} for r, data in zip(records, series)]
+        return {"records": records, "runs": runs, "differing": differing, "flag_rows": flag_rows,
                 "value_rows": value_rows, "diffs": diffs}
 
     routes = [
@@ -285,6 +292,7 @@ def create_app(runs_dir: str | Path | None = None, token: str | None = None) -> 
         Route("/runs/{run}/files/{path:path}", run_file_route),
         Route("/compare", compare_page),
         Route("/tuning/{tuning_id}", tuning_page),
+        Mount("/static/shared", StaticFiles(directory=str(SHARED / "assets")), name="shared"),
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
     ]
     middleware = [Middleware(TokenGate, token=token)] if token else []

@@ -13,8 +13,7 @@ from typing import Any
 
 from layerflow.errors import LayerflowError
 from layerflow.runs import files as f
-from layerflow.runs.record import EPOCH_KEYS
-from layerflow.runs.report import clean_console_text
+from layerflow.runs.report import clean_console_text, curves  # noqa: F401 - curves: the charts' columns
 
 LOG_PAGE_BYTES = 256 * 1024
 MAX_SOURCE_BYTES = 200_000
@@ -63,22 +62,6 @@ def read_new_metric_lines(path: Path, offset: int) -> tuple[list[dict[str, Any]]
         return [], offset
     records, _ = f.parse_metric_lines(data[:end].decode(errors="replace").splitlines())
     return records, offset + end
-
-
-def curves(epochs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Columns for the charts: ``{"epoch": [...], "loss": [...], "val_loss": [...], ...}`` (None where missing)."""
-    names = list(dict.fromkeys(k for e in epochs for k, v in e.items()
-                                if k not in EPOCH_KEYS and isinstance(v, (int, float)) and not isinstance(v, bool)))
-    data: dict[str, Any] = {"epoch": [e.get("epoch", i + 1) for i, e in enumerate(epochs)]}
-    for name in names:
-        data[name] = [_number(e.get(name)) for e in epochs]
-    return data
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and value == value and abs(value) != float("inf"):
-        return float(value)
-    return None
 
 
 def read_log(path: Path, offset: int | None = None, length: int = LOG_PAGE_BYTES) -> dict[str, Any]:
