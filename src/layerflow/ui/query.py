@@ -13,12 +13,14 @@ from __future__ import annotations
 import ast
 from typing import Any
 
-
-class Untranslatable(Exception):
-    """A filter that SQL cannot express the way pandas evaluates it."""
+from layerflow.errors import LayerflowError
 
 
-class UnknownColumn(Exception):
+class Untranslatable(LayerflowError, ValueError):
+    """A filter that SQL cannot express the way pandas evaluates it (the caller uses pandas)."""
+
+
+class UnknownColumn(LayerflowError, LookupError):
     """A name in the filter that is no column of the runs table."""
 
 

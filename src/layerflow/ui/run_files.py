@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from layerflow.errors import LayerflowError
+from layerflow.errors import LayerflowError, MissingFileError
 from layerflow.runs import files as f
 from layerflow.runs.report import clean_console_text, curves  # noqa: F401 - curves: the charts' columns
 
@@ -25,7 +25,7 @@ class UnsafePathError(LayerflowError, PermissionError):
 
 
 def run_file(run_dir: Path, relative: str) -> Path:
-    """The file ``relative`` inside ``run_dir``; UnsafePathError if it leads outside, FileNotFoundError if absent.
+    """The file ``relative`` inside ``run_dir``; UnsafePathError if it leads outside, MissingFileError if absent.
 
     Args:
         run_dir: the run's folder.
@@ -42,7 +42,7 @@ def run_file(run_dir: Path, relative: str) -> Path:
     if Path(relative).is_absolute() or not path.is_relative_to(root):
         raise UnsafePathError(f"{relative!r} leads outside the run folder; give a path inside it, e.g. plots/x.png.")
     if not path.is_file():
-        raise FileNotFoundError(f"The run has no file {relative!r}.")
+        raise MissingFileError(f"The run has no file {relative!r}.")
     return path
 
 

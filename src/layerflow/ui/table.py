@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from layerflow.errors import InvalidValueError
 from layerflow.runs.index import INDEX_FILE, RunIndex
 from layerflow.runs.record import FINISHED_STATUSES
 from layerflow.ui.query import UnknownColumn, Untranslatable, column_sql, filter_to_sql
@@ -28,7 +29,7 @@ VALUE_PREFIXES = ("flag_", "metric_", "eval_")
 SHOWN_BASE = ("id", "status", "script", "start", "epochs")
 
 
-class TableError(ValueError):
+class TableError(InvalidValueError):
     """A filter or sort column the runs table cannot apply (the message says why)."""
 
 
