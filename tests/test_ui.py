@@ -398,3 +398,14 @@ def test_reports_share_the_charts_and_make_no_network_request(store, page, tmp_p
         assert requests == [path.as_uri()], requests
         assert page.locator("#charts canvas").count() == panels
         assert int(page.locator("#charts .chart").first.get_attribute("data-points")) == 3
+
+
+def wait_for_http(url: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise AssertionError(f"nothing answered at {url}")

@@ -36,6 +36,39 @@ def _runtime_dir() -> Path:
     return dist
 
 
+def page_template(signature: dict[str, Any]) -> str:
+    """The page for a model: ``image.html`` (draw, drop or pick an image; top classes as bars) for an
+    image classifier, ``index.html`` (inputs as JSON or a form) for everything else.
+
+    An image model has one float input shaped ``[batch, H, W]``, ``[batch, C, H, W]`` or
+    ``[batch, H, W, C]`` with C of 1 or 3 and H, W of at least 4.
+
+    Args:
+        signature: the bundle's ``signature.json``.
+
+    Returns:
+        The file name of the template under ``web_template/``.
+
+    Example:
+        >>> page_template({"inputs": [{"name": "x", "dtype": "float32", "shape": [None, 28, 28, 1]}], "outputs": []})
+        'image.html'
+    """
+    inputs = signature.get("inputs") or []
+    if len(inputs) != 1 or not str(inputs[0].get("dtype", "")).startswith("float"):
+        return "index.html"
+    shape = inputs[0].get("shape") or []
+    dims = shape[1:]
+    if not all(isinstance(d, int) for d in dims):
+        return "index.html"
+    if len(dims) == 2:
+        height, width = dims
+    elif len(dims) == 3 and (dims[0] in (1, 3) or dims[2] in (1, 3)):
+        height, width = (dims[1], dims[2]) if dims[0] in (1, 3) and dims[2] not in (1, 3) else (dims[0], dims[1])
+    else:
+        return "index.html"
+    return "image.html" if min(height, width) >= 4 else "index.html"
+
+
 def build_web_page(bundle_dir: str | os.PathLike[str], out: str | os.PathLike[str], title: str | None = None,
                    sample: Any = None) -> Path:
     """Writes ``out/index.html`` with the model, its signature and the onnxruntime-web runtime.
@@ -60,6 +93,6 @@ def build_web_page(bundle_dir: str | os.PathLike[str], out: str | os.PathLike[st
     if sample is not None:
         (out / "sample.json").write_text(json.dumps(sample))
     name = title or Path(bundle["path"]).parent.name
-    page = resources.files("layerflow.deploy").joinpath("web_template/index.html").read_text()
+    page = resources.files("layerflow.deploy").joinpath(f"web_template/{page_template(bundle['signature'])}").read_text()
     (out / "index.html").write_text(page.replace("{{TITLE}}", name.replace("<", "&lt;")))
     return out / "index.html"
