@@ -228,6 +228,11 @@ def test_a_run_being_written_shows_what_is_there(server, store):
         shown = httpx.get(f"{server}/runs/{folder.name}")
         assert shown.status_code == 200
         assert re.search(r'"loss": \[0\.5\]', shown.text)  # the half-written line is left for later
+        # The table shows a new run folder within a few seconds, without a restart.
+        deadline = time.monotonic() + 20
+        while folder.name not in httpx.get(f"{server}/?group=0").text:
+            assert time.monotonic() < deadline, "the new run never appeared in the table"
+            time.sleep(0.5)
     finally:
         shutil.rmtree(folder)
 

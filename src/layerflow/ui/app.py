@@ -24,7 +24,6 @@ from starlette.templating import Jinja2Templates
 
 from layerflow.runs import files as f
 from layerflow.runs.ids import looks_like_run_id
-from layerflow.runs.index import RunIndex
 from layerflow.runs.record import FINISHED_STATUSES, read_record
 from layerflow.runs.store import RunNotFoundError, RunStore
 from layerflow.ui import run_files
@@ -104,7 +103,7 @@ def create_app(runs_dir: str | Path | None = None, token: str | None = None) -> 
         return page(request, "error.html.j2", 404, title="Not found", message=message)
 
     def store_missing(request: Request) -> Response | None:
-        if store.path.is_dir() and RunIndex(store.path).run_dirs():
+        if store.path.is_dir() and len(table):
             return None
         return page(request, "empty.html.j2", exists=store.path.is_dir())
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sqlite3
 import threading
 import time
@@ -27,6 +28,7 @@ TUNING_COLUMN = "prop_tuning_id"
 TRIAL_COLUMN = "prop_trial"
 VALUE_PREFIXES = ("flag_", "metric_", "eval_")
 SHOWN_BASE = ("id", "status", "script", "start", "epochs")
+FULL_REFRESH_SECONDS = 60.0
 
 
 class TableError(InvalidValueError):
@@ -74,15 +76,36 @@ class RunTable:
         self._mirror.execute("CREATE TABLE runs (id TEXT PRIMARY KEY, _stamp TEXT, _row TEXT)")
         self._columns: list[str] = []  # every column but id
         self._stamps: dict[str, str] = {}
+        self._folder_mtime: int | None = None
+        self._full_at = 0.0
 
     def _refresh(self) -> None:
+        """Brings the mirror up to date: only the runs in progress, unless run folders came or went.
+
+        A new or removed run folder changes the runs folder's mtime; a finished run's files do
+        not change (a hand edit is picked up by the full pass every ``FULL_REFRESH_SECONDS``).
+        """
         try:
-            self._index.refresh()
-            with closing(sqlite3.connect(f"file:{self.runs_dir / INDEX_FILE}?mode=ro", uri=True, timeout=30)) as db:
-                stamps = {i: f"{stamp}/{status}" for i, stamp, status in db.execute("SELECT id, stamp, status FROM runs")}
-                changed = [i for i, stamp in stamps.items()
-                           if self._stamps.get(i) != stamp or not stamp.endswith(FINISHED_STATUSES)]
-                rows = []
+            folder_mtime = os.stat(self.runs_dir).st_mtime_ns
+            now = time.monotonic()
+            if folder_mtime != self._folder_mtime or now - self._full_at > FULL_REFRESH_SECONDS:
+                self._index.refresh()
+                self._folder_mtime, self._full_at = folder_mtime, now
+                with closing(self._read_index()) as db:
+                    stamps = {i: f"{stamp}/{status}" for i, stamp, status in db.execute("SELECT id, stamp, status FROM runs")}
+            else:
+                running = [i for i, stamp in self._stamps.items() if not stamp.endswith(FINISHED_STATUSES)]
+                self._index.update([self.runs_dir / i for i in running if (self.runs_dir / i).is_dir()])
+                stamps = dict(self._stamps)
+                if running:
+                    with closing(self._read_index()) as db:
+                        marks = ",".join("?" * len(running))
+                        stamps.update({i: f"{stamp}/{status}" for i, stamp, status in
+                                       db.execute(f"SELECT id, stamp, status FROM runs WHERE id IN ({marks})", running)})
+            changed = [i for i, stamp in stamps.items()
+                       if self._stamps.get(i) != stamp or not stamp.endswith(FINISHED_STATUSES)]
+            rows = []
+            with closing(self._read_index()) as db:
                 for chunk in range(0, len(changed), 500):
                     ids = changed[chunk:chunk + 500]
                     rows += db.execute(f"SELECT id, row FROM runs WHERE id IN ({','.join('?' * len(ids))})",
@@ -91,6 +114,13 @@ class RunTable:
             self._refreshed_at = time.monotonic()
         finally:
             self._refreshing = False
+
+    def _read_index(self) -> sqlite3.Connection:
+        return sqlite3.connect(f"file:{self.runs_dir / INDEX_FILE}?mode=ro", uri=True, timeout=30)
+
+    def __len__(self) -> int:
+        self.fresh()
+        return len(self._stamps)
 
     def _apply(self, stamps: dict[str, str], rows: list[tuple[str, str]]) -> None:
         parsed = [(run_id, text, json.loads(text)) for run_id, text in rows]
@@ -102,10 +132,11 @@ class RunTable:
             for column in new_columns:
                 db.execute(f"ALTER TABLE runs ADD COLUMN {column_sql(column)}")
             columns = self._columns + new_columns
-            names = ", ".join(column_sql(c) for c in columns)
+            names = ", ".join(["id", "_stamp", "_row", *(column_sql(c) for c in columns)])
             marks = ", ".join("?" * (len(columns) + 3))
-            db.executemany(f"INSERT OR REPLACE INTO runs (id, _stamp, _row, {names}) VALUES ({marks})",
-                           [(i, stamps[i], text, *(_sql_value(row.get(c)) for c in columns)) for i, text, row in parsed])
+            if parsed:
+                db.executemany(f"INSERT OR REPLACE INTO runs ({names}) VALUES ({marks})",
+                               [(i, stamps[i], text, *(_sql_value(row.get(c)) for c in columns)) for i, text, row in parsed])
             db.executemany("DELETE FROM runs WHERE id = ?", [(i,) for i in gone])
             db.execute("COMMIT")
             self._columns = columns
