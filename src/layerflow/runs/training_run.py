@@ -19,6 +19,7 @@ from layerflow.runs import files as f
 from layerflow.runs.context import RUN_DIR_ENV
 from layerflow.runs.environment import environment
 from layerflow.runs.ids import new_run_folder
+from layerflow.runs.pty_tee import ScriptConsole
 from layerflow.runs.record import read_record
 from layerflow.runs.source import git_state, snapshot_source
 from layerflow.runs.store import RunStore
@@ -40,16 +41,6 @@ def _echo(chunk: bytes) -> None:
         sys.stdout.flush()
 
 
-def _pump_output(process: subprocess.Popen, log_path: Path, echo: bool) -> None:
-    with open(log_path, "ab") as log:
-        fd = process.stdout.fileno()
-        while chunk := os.read(fd, 65536):
-            log.write(chunk)
-            log.flush()
-            if echo:
-                _echo(chunk)
-
-
 def _stop_after_interrupt(process: subprocess.Popen) -> None:
     """After Ctrl-C: let the script see SIGINT (forwarded if the terminal did not), then kill it."""
 
@@ -67,7 +58,7 @@ def _stop_after_interrupt(process: subprocess.Popen) -> None:
         timer.start()
 
 
-def _follow(process: subprocess.Popen, log_path: Path, echo: bool) -> bool:
+def _follow(process: subprocess.Popen, log_path: Path, echo: bool, console: ScriptConsole) -> bool:
     """Copies the script's output until it exits; returns True when interrupted by Ctrl-C.
 
     Ctrl-C is handled by a signal handler rather than as KeyboardInterrupt, so that no
@@ -86,7 +77,7 @@ def _follow(process: subprocess.Popen, log_path: Path, echo: bool) -> bool:
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGINT, on_interrupt)
     try:
-        _pump_output(process, log_path, echo)
+        console.pump(process, log_path, _echo if echo else None)
         process.wait()
     finally:
         if previous is not None:
@@ -238,16 +229,17 @@ def training_run(
     env[FLAGS_ENV] = json.dumps({"command_line": dict(command_line_flags or {}), "call": dict(flags or {})})
     env["PYTHONUNBUFFERED"] = "1"
     env.setdefault("KERAS_BACKEND", "torch")
+    console = ScriptConsole(echo)  # a pseudo-terminal when this console is one: Keras shows its live progress bar
     process = subprocess.Popen(
-        [sys.executable, "-m", "layerflow.runs.launch", str(script_path), *args],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
+        [sys.executable, "-m", "layerflow.runs.launch", str(script_path), *args], **console.popen_args(), env=env,
     )
+    console.started()
     if control is not None:
         control.run_id, control.run_dir = run_id, run_dir
         control._watch(process)
         control.started.set()
     try:
-        interrupted = _follow(process, run_dir / f.OUTPUT_FILE, echo)
+        interrupted = _follow(process, run_dir / f.OUTPUT_FILE, echo, console)
     finally:
         if process.poll() is None:
             process.kill()
