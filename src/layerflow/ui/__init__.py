@@ -19,10 +19,35 @@ import webbrowser
 from dataclasses import dataclass
 from typing import Any
 
-from layerflow.errors import LayerflowError
-from layerflow.ui.app import create_app
+from layerflow.errors import LayerflowError, MissingDependencyError
 
 __all__ = ["UIError", "UIServer", "create_app", "serve_ui", "ui", "view_live"]
+
+
+def create_app(runs_dir: str | os.PathLike[str] | None = None, token: str | None = None) -> Any:
+    """The UI as an ASGI app over one runs folder (see ``layerflow.ui.app.create_app``).
+
+    Args:
+        runs_dir: the runs folder (default ``$LAYERFLOW_RUNS_DIR`` or ``./runs``).
+        token: when given, every page but /health needs it.
+
+    Returns:
+        A Starlette app.
+
+    Example:
+        >>> app = create_app("runs")
+    """
+    try:
+        import sse_starlette  # noqa: F401 - the live pages need it
+        import starlette  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as error:
+        raise MissingDependencyError(
+            f"layerflow ui needs the ui extra ({error.name} is not installed): pip install 'layerflow[ui]'."
+        ) from None
+    from layerflow.ui.app import create_app as make
+
+    return make(runs_dir, token=token)
 
 DEFAULT_PORT = 8600
 
