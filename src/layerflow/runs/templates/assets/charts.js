@@ -41,7 +41,8 @@ function drawCharts(container, runs) {
     container.appendChild(box);
     const panel = alignedPanel(runs, metric);
     const chart = new uPlot({title: metric, width: 520, height: 260, series: panel.series,
-                             scales: {x: {time: false}}, axes: [{label: "epoch"}, {}]}, panel.data, box);
+                             scales: {x: {time: false}}, axes: [{label: "epoch", incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000]}, {}]},
+                             panel.data, box);
     charts[metric] = chart;
     box.dataset.points = String(panel.data[0].length);
   }
@@ -60,7 +61,9 @@ function drawScatter(container, trials, flag, metric, bestId) {
   box.className = "chart";
   container.appendChild(box);
   const best = points.map(t => t.id === bestId ? t[metric] : null);
-  const opts = {title: `${metric} by ${flag}`, width: 380, height: 240, scales: {x: {time: false}},
+  const pad = (min, max) => { const d = (max - min) * 0.08 || 0.5; return [min - d, max + d]; };  // no point on the edge
+  const opts = {title: `${metric} by ${flag}`, width: 380, height: 240,
+    scales: {x: {time: false, range: (u, min, max) => pad(min, max)}, y: {range: (u, min, max) => pad(min, max)}},
     axes: [{label: flag, values: numeric ? undefined : (u, ticks) => ticks.map(v => categories[v] ?? "")}, {}],
     series: [{label: flag}, {label: metric, stroke: COLORS[0], paths: () => null, points: {show: true, size: 8}},
              {label: "best", stroke: COLORS[3], paths: () => null, points: {show: true, size: 14, width: 3}}]};
