@@ -157,7 +157,7 @@ class RunTable:
             self._refresh()
         elif start:
             threading.Thread(target=self._refresh, daemon=True, name="layerflow-ui-index").start()
-        while self._refreshed_at is None:  # another request is reading the table the first time
+        while self._refreshed_at is None and self._refreshing:  # another request is reading the table the first time
             time.sleep(0.01)
 
     def _query(self, sql: str, params: list[Any]) -> list[tuple]:
