@@ -60,6 +60,9 @@ def test_image_page_predicts_samples_files_and_drawings(tmp_path):
             shown = bars()
             assert [label for label, _ in shown] == [LABELS[i] for i in np.argsort(-expected[0])]
             np.testing.assert_allclose([p for _, p in shown], np.sort(expected[0])[::-1], atol=1e-5)
+            widths = page.locator("#top .bar .fill").evaluate_all("fills => fills.map(f => f.getBoundingClientRect().width)")
+            track = page.locator("#top .bar .track").first.bounding_box()["width"]
+            np.testing.assert_allclose(widths, np.sort(expected[0])[::-1] * track, atol=1.5)  # bars drawn to scale
             # Picking another sample.
             page.click("#samples canvas[data-sample='2']")
             page.wait_for_selector("body[data-source='sample 2']")
