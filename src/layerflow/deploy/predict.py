@@ -46,14 +46,11 @@ def _columns(inputs: Any) -> Any:
 
 def _plain(values: Any) -> Any:
     """Nested lists of plain Python values, NaN as None (JSON has no NaN)."""
-    array = np.asarray(values) if not isinstance(values, np.ndarray) else values
-    if array.dtype.kind == "f":
-        if np.isnan(array).any():
-            return np.where(np.isnan(array), None, array.astype(object)).tolist()
-        return array.tolist()
-    if array.dtype.kind == "O":
-        return [_none_for_nan(v) for v in array.tolist()] if array.ndim == 1 else array.tolist()
-    return array.tolist()
+    if hasattr(values, "tolist") and not isinstance(values, (list, tuple)):
+        values = values.tolist()  # numpy arrays and pandas Series, element types kept
+    if isinstance(values, (list, tuple)):
+        return [_plain(v) if isinstance(v, (list, tuple)) else _none_for_nan(v) for v in values]
+    return _none_for_nan(values)
 
 
 def _none_for_nan(value: Any) -> Any:
