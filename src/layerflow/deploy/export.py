@@ -309,5 +309,5 @@ def onnx_predict(bundle_dir: str | os.PathLike[str], inputs: Mapping[str, np.nda
     for spec in model.input_specs:
         if spec["name"] not in named:
             raise BundleError(f"Input {spec['name']!r} is missing; the model takes {[s['name'] for s in model.input_specs]}.")
-        feed[spec["name"]] = np.asarray(named[spec["name"]], dtype=spec["dtype"])
+        feed[spec["name"]] = np.asarray(named[spec["name"]], dtype=object if spec["dtype"] == "string" else spec["dtype"])
     return list(model.predict(feed).values())
