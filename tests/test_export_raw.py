@@ -149,3 +149,21 @@ class Broken:
 def test_export_parts_errors_are_reported(tmp_path):
     with pytest.raises(BundleError, match="Broken.export_parts\\(\\) failed: train the estimator"):
         lf.export_model(Broken(), tmp_path)
+
+
+def test_cli_predict_takes_raw_rows(tmp_path, frame, spec):
+    import subprocess
+    import sys
+
+    fitted = estimator("keras", "binary", frame, spec)
+    lf.export_model(fitted, tmp_path / "models", name="income")
+    (tmp_path / "rows.json").write_text(json.dumps({"instances": REQUEST_ROWS}))
+    done = subprocess.run([sys.executable, "-m", "layerflow.cli", "predict", str(tmp_path / "models"), "--input",
+                           str(tmp_path / "rows.json")], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert_same_outputs(json.loads(done.stdout), expected_outputs(fitted, request_frame()))
+    (tmp_path / "bad.json").write_text(json.dumps([{**REQUEST_ROWS[0], "city": 3}]))
+    done = subprocess.run([sys.executable, "-m", "layerflow.cli", "predict", str(tmp_path / "models"), "--input",
+                           str(tmp_path / "bad.json")], capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0 and "Error: Input 'city' takes strings" in done.stderr
+    assert "Traceback" not in done.stderr
