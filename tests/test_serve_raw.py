@@ -96,3 +96,34 @@ def test_bad_kserve_bytes_and_lf_predict_errors(served):
     with pytest.raises(BundleError, match="Row 1 lacks \\['income'\\]"):
         lf.predict(url, [GOOD, {k: v for k, v in GOOD.items() if k != "income"}], name="wide", token=TOKEN)
     assert client.get("/v2/health/ready").status_code == 200
+
+
+def test_batched_raw_requests_give_each_its_own_rows(tmp_path):
+    """With --max-batch-size, concurrent raw-row requests (strings included) are batched and split back."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+
+    frame = training_frame()
+    fitted = estimator("keras", "multiclass", frame, fitted_spec(frame))
+    lf.export_model(fitted, tmp_path, name="wide")
+    process, url = start_server(tmp_path, "--max-batch-size", "16", "--batch-delay-ms", "20")
+    try:
+        def ask(i):
+            row = REQUEST_ROWS[i % len(REQUEST_ROWS)]
+            return i, httpx.post(f"{url}/v1/models/wide:predict", json={"instances": [row]}, timeout=30).json()
+
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(ask, range(16)))
+        expected = expected_outputs(fitted, request_frame())
+        for i, answer in answers:
+            row = i % len(REQUEST_ROWS)
+            assert_same_outputs(answer["predictions"][0], {k: v[row] for k, v in expected.items()})
+        metrics = httpx.get(f"{url}/metrics").text
+        import re
+
+        batches = float(re.search(r'layerflow_batch_rows_count\{model="wide"\} ([\d.]+)', metrics).group(1))
+        assert batches < 16  # some requests shared an onnxruntime call
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
