@@ -33,14 +33,14 @@ def source_copy(work: Path) -> Path:
     return target
 
 
-def measure(name: str, requirements: list[str], work: Path) -> dict:
+def measure(name: str, requirements: list[str], work: Path, shown: list[str] | None = None) -> dict:
     venv = work / name
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     start = time.perf_counter()
     done = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", *requirements], capture_output=True, text=True)
     seconds = time.perf_counter() - start
     if done.returncode != 0:
-        return {"environment": name, "requirements": requirements, "error": done.stderr[-1500:]}
+        return {"environment": name, "requirements": shown or requirements, "error": done.stderr[-1500:]}
     listed = json.loads(subprocess.run([str(venv / "bin" / "pip"), "list", "--format", "json"], capture_output=True,
                                        text=True, check=True).stdout)
     packages = {p["name"].lower() for p in listed} - {"pip", "setuptools"}
@@ -49,7 +49,7 @@ def measure(name: str, requirements: list[str], work: Path) -> dict:
     tooling = sum(f.stat().st_size for d in site.glob("*") if d.name.split("-")[0] in ("pip", "setuptools", "pkg_resources",
                                                                                       "_distutils_hack")
                   for f in ([d] if d.is_file() else d.rglob("*")) if f.is_file())
-    return {"environment": name, "requirements": requirements, "megabytes": round((size - tooling) / 2 ** 20, 1),
+    return {"environment": name, "requirements": shown or requirements, "megabytes": round((size - tooling) / 2 ** 20, 1),
             "packages": len(packages), "heavy": sorted(p for p in packages if p in HEAVY),
             "install_seconds": round(seconds, 1)}
 
@@ -59,10 +59,11 @@ def main() -> None:
         work = Path(tmp)
         source = source_copy(work)
         rows = [
-            measure("layerflow-serve", [f"{source}[serve]"], work),
+            measure("layerflow-serve", [f"{source}[serve]"], work, ["layerflow[serve] (this checkout)"]),
             measure("mlflow-skinny-onnx", ["mlflow-skinny", "onnx", "onnxruntime", "pandas"], work),
             measure("mlflow-onnx", ["mlflow", "onnx", "onnxruntime"], work),
-            measure("layerflow-train-serve", [f"{source}[train,serve]", "torch==2.13.0"], work),
+            measure("layerflow-train-serve", [f"{source}[train,serve]", "torch==2.13.0"], work,
+                    ["layerflow[train,serve] (this checkout)", "torch==2.13.0"]),
         ]
     print(f"{'environment':24} {'MB':>8} {'packages':>9}  torch/keras/matplotlib")
     for row in rows:

@@ -88,24 +88,38 @@ def test_keras_model_with_feature_spec_and_head_keywords(tmp_path, frame, spec):
     np.testing.assert_allclose(lf.predict(bare, REQUEST_ROWS), raw, atol=1e-5)
 
 
-def test_hashing_is_the_same_in_python_and_in_the_graph(frame):
-    """Every hashed bucket (hash and crossed columns) agrees on strings of all kinds."""
+def test_every_column_kind_encodes_the_same_in_python_and_in_the_graph():
+    """Hashed and crossed buckets, vocabularies with several out-of-vocabulary buckets, identity and
+    bucketized columns agree on strings of all kinds, unseen and missing values, edges and NaN."""
     import onnxruntime as ort
     from onnx import TensorProto
 
     rng = np.random.default_rng(3)
     words = ["", "lima", "zürich", "東京", "a\x1fb", "emoji 🙂"] + ["".join(rng.choice(list("abcxyz -_é"), 7))
                                                                     for _ in range(200)]
-    table = pd.DataFrame({"word": words, "other": words[::-1], "y": 0})
+    n = len(words)
+    table = pd.DataFrame({"word": words, "other": words[::-1], "token": words[1:] + words[:1],
+                          "slot": rng.integers(0, 5, n), "size": rng.normal(0, 2, n), "y": 0})
     spec = (lf.feature_spec(table, label="y").categorical_hash("word", hash_bucket_size=97)
-            .crossed(["word", "other"], hash_bucket_size=1009).fit())
-    graph = preprocessing_model(spec, {n: TensorProto.INT64 for n in spec.input_names})
+            .crossed(["word", "other"], hash_bucket_size=1009)
+            .categorical_vocab("token", max_tokens=20, num_oov_buckets=3)
+            .categorical_identity("slot", num_buckets=4)
+            .numeric("size").bucketized("size", [-1.0, 0.0, 1.5])
+            .crossed(["slot", "size_bucketized"], hash_bucket_size=13).fit())
+    graph = preprocessing_model(spec, {n: TensorProto.INT64 if n in spec.categorical_columns else TensorProto.FLOAT
+                                       for n in spec.input_names})
     session = ort.InferenceSession(graph.SerializeToString(), providers=["CPUExecutionProvider"])
-    got = dict(zip([o.name for o in session.get_outputs()],
-                   session.run(None, {"word": np.array(words, dtype=object), "other": np.array(words[::-1], dtype=object)})))
-    expected = spec.transform({"word": np.array(words, dtype=object), "other": np.array(words[::-1], dtype=object)})
+    size = table["size"].to_numpy().copy()
+    size[:4] = [-1.0, 0.0, 1.5, np.nan]  # boundaries themselves, and a missing value
+    slot = np.array([-1, 4, 3, 0] + [int(v) for v in rng.integers(-2, 7, n - 4)], dtype=np.int64)
+    batch = {"word": np.array(words, dtype=object), "other": np.array(words[::-1], dtype=object),
+             "token": np.array(words[::-1], dtype=object), "slot": slot, "size": size}
+    feed = {**batch, "slot": slot.astype(np.float64)}
+    got = dict(zip([o.name for o in session.get_outputs()], session.run(None, feed)))
+    expected = spec.transform(batch)
     for name in spec.input_names:
-        np.testing.assert_array_equal(got[f"encoded/{name}"], expected[name])
+        np.testing.assert_array_equal(got[f"encoded/{name}"], expected[name], err_msg=name)
+    assert set(expected["token"].ravel()) > {20, 21, 22}  # the three out-of-vocabulary buckets are used
     assert murmur3("lima") == 3743994873  # MurmurHash3_x86_32("lima", seed 0), as onnxruntime's operator computes it
     assert stable_hash(np.array(["lima"]), 10).tolist() == [3743994873 % 10]
 

@@ -12,7 +12,12 @@ IR_VERSION = 9  # what onnxruntime-web 1.23 and Keras' exporter use
 
 
 def opset_of(model: Any, domain: str = "") -> int:
-    """The opset version ``model`` imports for ``domain`` (0 when it does not)."""
+    """The opset version ``model`` imports for ``domain`` (0 when it does not).
+
+    Example:
+        >>> opset_of(onnx.load("model.onnx"), "ai.onnx.ml")
+        3
+    """
     return max((o.version for o in model.opset_import if o.domain in ((domain, "ai.onnx") if not domain else (domain,))),
                default=0)
 
@@ -22,7 +27,11 @@ def _imports(model: Any) -> list[Any]:
 
 
 def upgrade(model: Any, opset: int = OPSET, ml_opset: int = ML_OPSET) -> Any:
-    """``model`` at default-domain ``opset`` (converted when older) and ai.onnx.ml ``ml_opset`` at least."""
+    """``model`` at default-domain ``opset`` (converted when older) and ai.onnx.ml ``ml_opset`` at least.
+
+    Example:
+        >>> model = upgrade(onnx.load("trees.onnx"))
+    """
     from onnx import helper, version_converter
 
     if not any(node.domain in ("", "ai.onnx") for node in model.graph.node):
@@ -47,6 +56,9 @@ def merge(first: Any, second: Any, io_map: list[tuple[str, str]]) -> Any:
     """``second`` fed by ``first``'s outputs named in ``io_map``; the other outputs of ``first`` are dropped.
 
     Both must import the same opset versions per domain (see ``upgrade``).
+
+    Example:
+        >>> whole = merge(preprocessing, prefixed(model), [("encoded/age", "model/age")])
     """
     import onnx
     from onnx import compose
@@ -68,7 +80,12 @@ def merge(first: Any, second: Any, io_map: list[tuple[str, str]]) -> Any:
 
 
 def prefixed(model: Any, prefix: str = MODEL_PREFIX) -> Any:
-    """``model`` with every name prefixed, so it cannot clash with the graphs composed around it."""
+    """``model`` with every name prefixed, so it cannot clash with the graphs composed around it.
+
+    Example:
+        >>> [i.name for i in prefixed(model).graph.input]
+        ['model/age', 'model/city']
+    """
     from onnx import compose
 
     return compose.add_prefix(model, prefix)

@@ -30,14 +30,23 @@ class HeadError(BundleError):
 
 
 def head_outputs(head: str) -> list[str]:
-    """The output names of a head, in the order the bundle lists them."""
+    """The output names of a head, in the order the bundle lists them.
+
+    Example:
+        >>> head_outputs("binary")
+        ['logits', 'logistic', 'probabilities', 'class_ids', 'classes']
+    """
     return {"regression": ["predictions"],
             "binary": ["logits", "logistic", "probabilities", "class_ids", "classes"],
             "multiclass": ["logits", "probabilities", "class_ids", "classes"]}[head]
 
 
 def check_head(head: str, model_outputs: str, class_labels: Sequence[str] | None) -> None:
-    """Raises HeadError unless ``head``, ``model_outputs`` and ``class_labels`` fit together."""
+    """Raises HeadError unless ``head``, ``model_outputs`` and ``class_labels`` fit together.
+
+    Example:
+        >>> check_head("binary", "probabilities", ["no", "yes"])
+    """
     if head not in HEADS:
         raise HeadError(f"head={head!r} is not known; expected one of {HEADS}.")
     if model_outputs not in MODEL_OUTPUTS:
@@ -50,7 +59,21 @@ def check_head(head: str, model_outputs: str, class_labels: Sequence[str] | None
 
 
 def head_model(head: str, model_outputs: str, width: int, labels: Sequence[str], opset: int, ir_version: int) -> Any:
-    """The head as an ONNX model reading float32 ``head/input`` (``width`` values per row)."""
+    """The head as an ONNX model reading float32 ``head/input`` (``width`` values per row).
+
+    Args:
+        head: ``"regression"``, ``"binary"`` or ``"multiclass"``.
+        model_outputs: what the input holds: ``"predictions"``, ``"logits"`` or ``"probabilities"``.
+        width: values per row of the input (1 or 2 for binary probabilities).
+        labels: the class labels (``classes`` gives them back); empty for regression.
+        opset, ir_version: the versions of the graph it is composed with.
+
+    Returns:
+        An ``onnx.ModelProto`` whose outputs are ``head_outputs(head)``.
+
+    Example:
+        >>> head = head_model("multiclass", "logits", 3, ["a", "b", "c"], opset=20, ir_version=9)
+    """
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 

@@ -101,7 +101,11 @@ def to_array(spec: dict[str, Any], values: Any) -> np.ndarray:
 
 
 def check_rows(feed: dict[str, np.ndarray]) -> None:
-    """Raises BadInput unless every raw input has the same number of rows."""
+    """Raises BadInput unless every raw input has the same number of rows.
+
+    Example:
+        >>> check_rows({"age": np.array([41.0]), "city": np.array(["lima"], dtype=object)})
+    """
     counts = {name: len(array) for name, array in feed.items() if array.ndim}
     if len(set(counts.values())) > 1:
         raise BadInput(f"Inputs have different numbers of rows: {counts}; send one value per row for each.")

@@ -57,6 +57,16 @@ def raw_input_dtypes(spec: Any) -> dict[str, str]:
 
     The dtypes come from the spec's dataset when it still has one; otherwise columns read as
     numbers are float64 and the others strings.
+
+    Args:
+        spec: a fitted ``FeatureSpec``.
+
+    Returns:
+        Raw column name -> dtype, numeric columns first.
+
+    Example:
+        >>> raw_input_dtypes(spec)
+        {'age': 'float64', 'income': 'float64', 'city': 'string'}
     """
     numeric_use: set[str] = set(spec.numeric_columns)
     text_use: set[str] = set()
@@ -142,6 +152,12 @@ def preprocessing_model(spec: Any, outputs: dict[str, int], opset: int = OPSET, 
 
     Returns:
         An ``onnx.ModelProto``.
+
+    Example:
+        >>> from onnx import TensorProto
+        >>> graph = preprocessing_model(spec, {"city": TensorProto.INT32, "age": TensorProto.FLOAT})
+        >>> [o.name for o in graph.graph.output]
+        ['encoded/city', 'encoded/age']
     """
     onnx, TensorProto, helper = _onnx()
     raw = raw_input_dtypes(spec)
@@ -246,7 +262,19 @@ def preprocessing_model(spec: Any, outputs: dict[str, int], opset: int = OPSET, 
 
 
 def raw_input_signature(spec: Any) -> list[dict[str, Any]]:
-    """signature.json's description of the raw inputs: name, dtype, shape and what the column is."""
+    """signature.json's description of the raw inputs: name, dtype, shape and what the column is.
+
+    Args:
+        spec: a fitted ``FeatureSpec``.
+
+    Returns:
+        One dict per raw input: ``name``, ``dtype``, ``shape`` (``[None]``), ``missing`` (whether
+        a missing value is accepted), ``feature`` and, for vocabulary columns, ``vocabulary``.
+
+    Example:
+        >>> raw_input_signature(spec)[0]
+        {'name': 'age', 'dtype': 'float64', 'shape': [None], 'missing': True, 'feature': 'numeric'}
+    """
     described = []
     for name, dtype in raw_input_dtypes(spec).items():
         entry: dict[str, Any] = {"name": name, "dtype": dtype, "shape": [None],

@@ -48,7 +48,12 @@ def _without_nan(value: Any) -> Any:
 
 
 def page_template(signature: dict[str, Any]) -> str:
-    """The page for a bundle: a form over raw feature inputs, else a JSON box (index.html)."""
+    """The page template for a bundle: a form over raw feature inputs, else a JSON box (index.html).
+
+    Example:
+        >>> page_template({"raw_inputs": True})
+        'form.html'
+    """
     return "form.html" if signature.get("raw_inputs") else "index.html"
 
 
