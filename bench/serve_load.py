@@ -120,7 +120,7 @@ def raw_rows(n: int, seed: int) -> list[dict]:
     """Rows of raw values, one unseen city and one missing income among them."""
     rng = np.random.default_rng(seed)
     rows = [{"age": int(rng.integers(18, 80)), "city": str(rng.choice(CITIES)),
-             "income": float(rng.normal(50_000, 15_000).round(2)), "floor": int(rng.integers(0, 30))} for _ in range(n)]
+             "income": round(float(rng.normal(50_000, 15_000)), 2), "floor": int(rng.integers(0, 30))} for _ in range(n)]
     rows[-1]["city"] = "atlantis"
     rows[0]["income"] = None
     return rows

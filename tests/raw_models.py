@@ -149,3 +149,27 @@ def assert_same_outputs(got, expected: dict[str, np.ndarray], atol: float = 1e-5
         else:
             np.testing.assert_allclose(np.asarray(got[name], dtype=np.float64), want, atol=atol, rtol=1e-5,
                                        err_msg=name)
+
+
+def save_fitted(fitted: Fitted, folder) -> None:
+    """Saves a keras-kind stand-in the way an estimator saves itself: files plus layerflow_model.json."""
+    import json
+    from pathlib import Path
+
+    folder = Path(folder)
+    folder.mkdir(parents=True)
+    parts = fitted.parts
+    parts["model"].save(folder / "model.keras")
+    parts["feature_spec"].save(folder / "spec.json")
+    (folder / "parts.json").write_text(json.dumps({k: parts[k] for k in ("head", "class_labels", "model_outputs")}))
+    (folder / "layerflow_model.json").write_text(json.dumps({"loader": "tests.raw_models:load_fitted"}))
+
+
+def load_fitted(folder) -> Fitted:
+    import json
+    from pathlib import Path
+
+    folder = Path(folder)
+    parts = json.loads((folder / "parts.json").read_text())
+    return Fitted(kind="keras", model=keras.saving.load_model(folder / "model.keras"),
+                  feature_spec=lf.load_feature_spec(folder / "spec.json"), **parts)

@@ -21,6 +21,7 @@ from tests.raw_models import (
     expected_outputs,
     fitted_spec,
     keras_model,
+    save_fitted,
     request_frame,
     training_frame,
 )
@@ -176,8 +177,32 @@ def test_cli_predict_takes_raw_rows(tmp_path, frame, spec):
                            str(tmp_path / "rows.json")], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert_same_outputs(json.loads(done.stdout), expected_outputs(fitted, request_frame()))
-    (tmp_path / "bad.json").write_text(json.dumps([{**REQUEST_ROWS[0], "city": 3}]))
+    (tmp_path / "bad.json").write_text(json.dumps([{**REQUEST_ROWS[0], "city": 2.5}]))
     done = subprocess.run([sys.executable, "-m", "layerflow.cli", "predict", str(tmp_path / "models"), "--input",
                            str(tmp_path / "bad.json")], capture_output=True, text=True, timeout=120)
     assert done.returncode != 0 and "Error: Input 'city' takes strings" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_cli_exports_a_saved_estimator_folder(tmp_path, frame, spec):
+    """`layerflow export FOLDER` loads a saved model folder through the loader its layerflow_model.json
+    names, and exports it through export_parts() (the spec reloaded from JSON: raw dtypes by usage)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    fitted = estimator("keras", "multiclass", frame, spec)
+    save_fitted(fitted, tmp_path / "income")
+    repo = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-m", "layerflow.cli", "export", str(tmp_path / "income"), "--out",
+                           str(tmp_path / "models")], capture_output=True, text=True, timeout=300, cwd=repo)
+    assert done.returncode == 0, done.stderr
+    assert_same_outputs(lf.predict(tmp_path / "models", REQUEST_ROWS), expected_outputs(fitted, request_frame()))
+    signature = json.loads((tmp_path / "models" / "income" / "1" / "signature.json").read_text())
+    # no dataset is left to say "floor" held integers: it takes strings, and integers as their text
+    assert {i["name"]: i["dtype"] for i in signature["inputs"]}["floor"] == "string"
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "layerflow_model.json").write_text('{"loader": "no_such_module:load"}')
+    done = subprocess.run([sys.executable, "-m", "layerflow.cli", "export", str(tmp_path / "broken"), "--out",
+                           str(tmp_path / "models")], capture_output=True, text=True, timeout=300, cwd=repo)
+    assert done.returncode != 0 and "its loader 'no_such_module:load' cannot be imported" in done.stderr

@@ -68,7 +68,8 @@ GOOD = REQUEST_ROWS[0]
 
 @pytest.mark.parametrize("body, message", [
     ({"instances": [{k: v for k, v in GOOD.items() if k != "city"}]}, "['city'] missing"),
-    ({"instances": [{**GOOD, "city": 5}]}, "Input 'city' takes strings"),
+    ({"instances": [{**GOOD, "city": 5.5}]}, "Input 'city' takes strings (a category); got 5.5 (float)"),
+    ({"instances": [{**GOOD, "city": True}]}, "Input 'city' takes strings (a category); got True (bool)"),
     ({"instances": [{**GOOD, "age": "forty"}]}, "Input 'age' takes numbers; got the string 'forty'"),
     ({"instances": [{**GOOD, "floor": None}]}, "Input 'floor' has a missing value"),
     ({"instances": [{**GOOD, "floor": 2.5}]}, "Input 'floor' takes whole numbers"),
@@ -86,7 +87,7 @@ def test_bad_raw_requests_get_400_naming_the_feature(served, body, message):
 
 def test_bad_kserve_bytes_and_lf_predict_errors(served):
     client, url, _ = served
-    body = {"inputs": [{"name": "city", "shape": [1], "datatype": "BYTES", "data": [7]},
+    body = {"inputs": [{"name": "city", "shape": [1], "datatype": "BYTES", "data": [7.5]},
                        *[{"name": k, "shape": [1], "datatype": "FP64", "data": [GOOD[k]]} for k in ("age", "income")],
                        {"name": "floor", "shape": [1], "datatype": "INT64", "data": [3]}]}
     reply = client.post("/v2/models/wide/infer", json=body)

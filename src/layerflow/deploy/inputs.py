@@ -2,7 +2,7 @@
 
 Raw-feature bundles (exported with a feature spec) take one value per row for each column:
 strings for categorical columns (``None`` is a missing value, which goes to the
-out-of-vocabulary bucket), numbers for numeric ones (``None`` or NaN is a missing value
+out-of-vocabulary bucket; an integer is taken as its text, as in training), numbers for numeric ones (``None`` or NaN is a missing value
 where the signature says ``"missing": true``; the graph imputes it). A string where a
 number is expected, or a number where a string is expected, is refused.
 """
@@ -29,12 +29,16 @@ def _shown(value: Any) -> str:
 
 def _string_column(name: str, values: Any) -> np.ndarray:
     array = np.asarray(values, dtype=object)
-    flat = array.reshape(-1)
-    for value in flat:
-        if value is not None and not isinstance(value, str):
+    flat = array.reshape(-1).copy()
+    for i, value in enumerate(flat):
+        if value is None:
+            flat[i] = ""  # missing: out of vocabulary, as in FeatureSpec.transform
+        elif isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+            flat[i] = str(value)  # an integer category code has the text Python gives it
+        elif not isinstance(value, str):
             raise BadInput(f"Input {name!r} takes strings (a category); got {_shown(value)} "
                            f"({type(value).__name__}). Send it as text, e.g. \"{value}\".")
-    return np.where(flat == None, "", flat).astype(object).reshape(array.shape)  # noqa: E711 - elementwise
+    return flat.reshape(array.shape)
 
 
 def _number_column(name: str, values: Any, dtype: Any, missing: bool) -> np.ndarray:
