@@ -22,10 +22,6 @@ def opset_of(model: Any, domain: str = "") -> int:
                default=0)
 
 
-def _imports(model: Any) -> list[Any]:
-    return list(model.opset_import)
-
-
 def upgrade(model: Any, opset: int = OPSET, ml_opset: int = ML_OPSET) -> Any:
     """``model`` at default-domain ``opset`` (converted when older) and ai.onnx.ml ``ml_opset`` at least.
 
@@ -36,9 +32,9 @@ def upgrade(model: Any, opset: int = OPSET, ml_opset: int = ML_OPSET) -> Any:
 
     if not any(node.domain in ("", "ai.onnx") for node in model.graph.node):
         # no default-domain operator (e.g. a tree ensemble): only the import is set
-        others = [o for o in _imports(model) if o.domain not in ("", "ai.onnx")]
+        others = [(o.domain, o.version) for o in model.opset_import if o.domain not in ("", "ai.onnx")]
         del model.opset_import[:]
-        model.opset_import.extend([*others, helper.make_opsetid("", opset)])
+        model.opset_import.extend([*(helper.make_opsetid(d, v) for d, v in others), helper.make_opsetid("", opset)])
     elif opset_of(model) < opset:
         try:
             model = version_converter.convert_version(model, opset)

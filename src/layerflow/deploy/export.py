@@ -1,7 +1,11 @@
 """Exporting a trained model to an ONNX bundle that serves with no training code behind it.
 
-Exporters are tried in order; each knows one family of models. Keras models are the first;
-classic estimators and boosted trees add theirs to ``EXPORTERS``.
+Exporters are tried in order; each knows one family of models: Keras models, and XGBoost
+boosters (through onnxmltools). An object with ``export_parts()`` (a fitted estimator) says
+which model, feature spec and head it is made of. With a feature spec, its preprocessing
+graph (``preprocessing.py``) is composed in front of the model's; with a head, the head's
+graph (``heads.py``) behind it (``compose.py``), so the bundle takes raw values and gives
+tf.estimator's prediction keys.
 """
 
 from __future__ import annotations
