@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 import layerflow as lf
-from layerflow.runs import RunNotFoundError, RunStore
+from layerflow.runs import RunNotFoundError
+from layerflow.runs.store import RunStore
 from layerflow.runs.ids import new_run_folder
 from tests.conftest import layerflow_cli
 
@@ -356,3 +357,54 @@ def test_run_helpers_outside_a_run_warn_and_check_input(monkeypatch):
         lf.run_properties(model=object())
     with pytest.raises(ValueError, match="plain file name"):
         lf.write_run_data("../escape.txt", "x")
+
+
+def test_copy_run_and_the_run_dir_column(runs_dir, write_script, tmp_path):
+    from layerflow.errors import InvalidValueError
+
+    record = lf.training_run(write_script(SIMPLE), echo=False)
+    frame = lf.ls_runs()
+    assert frame["run_dir"].tolist() == [record["path"]] and frame.attrs["runs_dir"] == str(runs_dir)
+    copied = lf.copy_run("latest", to=tmp_path / "keep")
+    assert copied == tmp_path / "keep" / record["id"]
+    assert (copied / "run.json").read_text() == (Path(record["path"]) / "run.json").read_text()
+    assert (copied / "data" / "notes.txt").read_text() == "hello"
+    with pytest.raises(InvalidValueError, match="exists already"):
+        lf.copy_run(record["id"], to=tmp_path / "keep")
+    with pytest.raises(InvalidValueError, match="plain folder name"):
+        lf.copy_run("latest", to=tmp_path, rename="../out")
+    with pytest.raises(InvalidValueError, match="its own folder"):
+        lf.copy_run("latest", to=record["path"])
+    with pytest.raises(lf.RunNotFoundError):
+        lf.copy_run("nope", to=tmp_path)
+    done = layerflow_cli("runs", "copy", "latest", str(tmp_path / "cli"), "--rename", "baseline", cwd=runs_dir.parent)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "cli" / "baseline" / "source" / "train.py").is_file()
+    assert sorted(p.name for p in runs_dir.iterdir() if p.is_dir()) == [record["id"]]  # nothing new filed
+
+
+def test_the_store_is_the_one_writer_of_the_run_lifecycle(runs_dir, tmp_path):
+    from layerflow.runs.archive import pack_run
+    from layerflow.runs.ids import RunExistsError
+
+    store = RunStore(runs_dir)
+    run_id, run_dir = store.open_run(tmp_path / "train.py", args=["-v"], requested_flags={"units": "4"},
+                                     properties={"trial": 1}, remote={"transport": "ray-job", "address": "x"})
+    opened = json.loads((run_dir / "run.json").read_text())
+    assert opened["status"] == "running" and opened["remote"]["address"] == "x" and "driver_pid" not in opened
+    assert lf.ls_runs()["status"].tolist() == ["running"]  # indexed at once
+    with pytest.raises(RunExistsError):
+        store.open_run(tmp_path / "train.py", run_id=run_id)
+    store.update_run(run_dir, remote={"transport": "ray-job", "address": "x", "job_id": "job1"})
+    # A run made elsewhere under the same id comes back as an archive and is filed in place.
+    elsewhere = RunStore(tmp_path / "remote-runs")
+    _, remote_dir = elsewhere.open_run(tmp_path / "train.py", run_id=run_id)
+    (remote_dir / "metrics.jsonl").write_text('{"epoch": 1, "loss": 0.5}\n')
+    filed_remote = elsewhere.finish_run(remote_dir, "completed")
+    assert filed_remote["metrics"] == {"loss": 0.5}
+    record = store.file_returned_run(run_dir, pack_run(remote_dir))
+    assert record["status"] == "completed" and record["metrics"] == {"loss": 0.5}
+    assert record["remote"]["job_id"] == "job1" and record["remote"]["host"] == filed_remote["host"]
+    finished = store.finish_run(run_dir, "interrupted", "stopped by the user")
+    assert finished["status"] == "interrupted" and finished["end"] and finished["metrics"] == {"loss": 0.5}
+    assert lf.run_info(run_id)["status"] == "interrupted"

@@ -72,15 +72,15 @@ def runs(
     """List runs as a table (newest first)."""
     if ctx.invoked_subcommand is not None:
         return
-    from layerflow.runs import ls_runs, run_info, runs_dir as resolve_runs_dir
+    from layerflow.runs import ls_runs, run_info
 
     frame = ls_runs(runs_dir, order=order, decreasing=desc, latest_n=latest, filter=filter, reindex=reindex)
     if reindex:
-        errors.print(f"Reindexed {frame.attrs['reindexed']} runs in {resolve_runs_dir(runs_dir)}.")
+        errors.print(f"Reindexed {frame.attrs['reindexed']} runs in {frame.attrs['runs_dir']}.")
     if as_json:
         print(json.dumps([run_info(run_id, runs_dir) for run_id in frame["id"]], indent=2, default=str))
     elif frame.empty:
-        errors.print(f"No runs in {resolve_runs_dir(runs_dir)}.")
+        errors.print(f"No runs in {frame.attrs['runs_dir']}.")
     else:
         _print_table(frame)
 
@@ -93,10 +93,10 @@ def runs_clean(
     runs_dir: Optional[Path] = RunsDirOption,
 ) -> None:
     """Archive runs (moved to RUNS_DIR/_archive; `runs purge` deletes them)."""
-    from layerflow.runs import clean_runs, runs_dir as resolve_runs_dir
+    from layerflow.runs import clean_runs
 
     moved = clean_runs(runs or None, failed=failed, all=all_runs, runs_dir=runs_dir)
-    console.print(f"Archived {len(moved)} run(s) into {resolve_runs_dir(runs_dir) / '_archive'}.")
+    console.print(f"Archived {len(moved)} run(s); `layerflow runs purge` deletes them for good.")
 
 
 @runs_app.command("purge")
@@ -114,6 +114,19 @@ def runs_purge(
     if not yes and not typer.confirm(f"Delete {len(archived)} archived run(s) for good?"):
         raise typer.Exit(1)
     console.print(f"Deleted {len(purge_runs(runs_dir))} archived run(s).")
+
+
+@runs_app.command("copy")
+def runs_copy(
+    run: str = typer.Argument(..., help="Run id, id prefix, latest or latest~N."),
+    dest: Path = typer.Argument(Path("."), help="Folder to copy the run into (as DEST/RUN_ID)."),
+    rename: Optional[str] = typer.Option(None, "--rename", help="Name of the copy's folder (default: the run id)."),
+    runs_dir: Optional[Path] = RunsDirOption,
+) -> None:
+    """Copy a run's folder (record, output, source, model, data...) into DEST."""
+    from layerflow.runs import copy_run
+
+    console.print(f"Copied to {copy_run(run, dest, rename=rename, runs_dir=runs_dir)}")
 
 
 @app.command()

@@ -29,7 +29,13 @@ class Flag:
     """One flag: its name, default, type and description.
 
     Use it inside ``lf.flags(...)`` when the type cannot be inferred from the default
-    or when the flag deserves a description.
+    or when the flag deserves a description; ``lf.flag(...)`` makes one with its type checked.
+
+    Args:
+        name: the flag's name, a Python identifier.
+        default: its default value.
+        type: ``bool``, ``int``, ``float`` or ``str``.
+        description: what the flag controls (shown in ``Flags.to_frame()``).
 
     Example:
         >>> FLAGS = lf.flags(lf.flag("learning_rate", 1e-3, description="Adam step"), epochs=10)
@@ -42,7 +48,23 @@ class Flag:
 
 
 def flag(name: str, default: Any = None, type: Any = None, description: str = "") -> Flag:
-    """Declares a flag explicitly (type inferred from ``default`` unless given)."""
+    """Declares a flag explicitly (type inferred from ``default`` unless given).
+
+    Args:
+        name: the flag's name, a Python identifier.
+        default: its default value (``None`` needs ``type``).
+        type: ``bool``, ``int``, ``float`` or ``str``, or its name (``"float"``).
+        description: what the flag controls.
+
+    Returns:
+        A ``Flag`` to pass to ``lf.flags(...)``.
+
+    Raises:
+        FlagError: a name that is not an identifier, an unsupported type, or a default of another type.
+
+    Example:
+        >>> FLAGS = lf.flags(lf.flag("learning_rate", 1e-3, description="Adam step"), epochs=10)
+    """
     if not isinstance(name, str) or not name.isidentifier():
         raise FlagError(f"Flag name {name!r} is not a valid identifier; expected e.g. 'dropout'.")
     kind = resolve_type(type, name) if type is not None else infer_type(default, name)
@@ -50,7 +72,21 @@ def flag(name: str, default: Any = None, type: Any = None, description: str = ""
 
 
 class Flags(Mapping[str, Any]):
-    """The resolved flag values of a run: ``FLAGS.dropout`` or ``FLAGS["dropout"]``."""
+    """The resolved flag values of a run: ``FLAGS.dropout`` or ``FLAGS["dropout"]``.
+
+    Made by ``lf.flags(...)``; a read-only mapping of flag names to values. An undeclared
+    name raises ``UnknownFlagError`` (an ``AttributeError``/``KeyError``) naming the close ones.
+
+    Args:
+        declared: the declared flags by name.
+        values: the resolved values by name.
+        sources: where each value came from (default, flags.yml, command line...).
+
+    Example:
+        >>> FLAGS = lf.flags(argv=["--flag", "units=64"], units=32, dropout=0.4)
+        >>> FLAGS.units, FLAGS["dropout"], FLAGS.to_frame()["source"].tolist()
+        (64, 0.4, ['command line', 'default'])
+    """
 
     def __init__(self, declared: Mapping[str, Flag], values: Mapping[str, Any], sources: Mapping[str, str]):
         self._declared = dict(declared)
@@ -177,6 +213,9 @@ def flags(*declared: Flag, file: str | Path | None = None, argv: list[str] | Non
         argv: the command line to read ``--flag`` from (default ``sys.argv``; the
             ``--flag`` items are removed from it so the script's own parser never sees them).
         **defaults: ``name=default`` pairs; the type is that of the default.
+
+    Returns:
+        The resolved ``Flags``.
 
     Raises:
         FlagError: a flag that is unknown or whose value does not parse to its type.

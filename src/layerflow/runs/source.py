@@ -11,7 +11,8 @@ from typing import Any
 
 MAX_FILE_BYTES = 1 * 1024 * 1024
 MAX_TOTAL_BYTES = 20 * 1024 * 1024
-_ALWAYS_SKIPPED = {".git", ".venv", "venv", "__pycache__", "node_modules", ".ipynb_checkpoints", ".pytest_cache"}
+# Folders never copied into a run's source snapshot nor uploaded with a script to a cluster.
+NEVER_COPIED = (".git", ".venv", "venv", "__pycache__", "node_modules", ".ipynb_checkpoints", ".pytest_cache")
 
 
 def _git(folder: Path, *args: str) -> str | None:
@@ -33,7 +34,7 @@ def _candidate_files(folder: Path, exclude: list[Path]) -> list[Path]:
         spec = pathspec.GitIgnoreSpec.from_lines(ignore.read_text().splitlines() if ignore.is_file() else [])
         files = []
         for root, dirs, names in os.walk(folder):
-            dirs[:] = [d for d in dirs if d not in _ALWAYS_SKIPPED and not d.startswith(".")]
+            dirs[:] = [d for d in dirs if d not in NEVER_COPIED and not d.startswith(".")]
             for name in names:
                 path = Path(root) / name
                 if not spec.match_file(path.relative_to(folder).as_posix()):
@@ -43,7 +44,7 @@ def _candidate_files(folder: Path, exclude: list[Path]) -> list[Path]:
     for path in files:
         resolved = path.resolve()
         parts = path.relative_to(folder).parts
-        if any(p in _ALWAYS_SKIPPED for p in parts) or not path.is_file():
+        if any(p in NEVER_COPIED for p in parts) or not path.is_file():
             continue
         if any(resolved == e or e in resolved.parents for e in excluded):
             continue

@@ -5,11 +5,9 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -17,17 +15,10 @@ from layerflow.errors import InvalidValueError, MissingFileError
 from layerflow.flags import FLAGS_ENV
 from layerflow.runs import files as f
 from layerflow.runs.context import RUN_DIR_ENV
-from layerflow.runs.environment import environment
-from layerflow.runs.ids import new_run_folder
-from layerflow.runs.record import read_record
 from layerflow.runs.source import git_state, snapshot_source
 from layerflow.runs.store import RunStore
 
 _INTERRUPT_GRACE_SECONDS = 10
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat()
 
 
 def _echo(chunk: bytes) -> None:
@@ -209,29 +200,10 @@ def training_run(
     """
     script_path = check_script(script)
     store = RunStore(runs_dir)
-    run_id, run_dir, start = new_run_folder(store.path, run_id)
-
-    record: dict[str, Any] = {
-        "id": run_id,
-        "script": os.path.relpath(script_path) if script_path.is_relative_to(Path.cwd()) else str(script_path),
-        "args": list(args),
-        "start": start.isoformat(),
-        "end": None,
-        "status": "running",
-        "driver_pid": os.getpid(),
-        "host": socket.gethostname(),
-        "cwd": os.getcwd(),
-        "requested_flags": {**(command_line_flags or {}), **(flags or {})},
-        "properties": dict(properties or {}),
-        "environment": environment(),
-    }
-    f.write_json(run_dir / f.RUN_FILE, record)
-    if properties:
-        f.write_json(run_dir / f.PROPERTIES_FILE, dict(properties))
-    record.update(snapshot_source(script_path.parent, run_dir / f.SOURCE_DIR, exclude=[store.path]))
-    record["git"] = git_state(script_path.parent)
-    f.write_json(run_dir / f.RUN_FILE, record)
-    store.index.update([run_dir])
+    run_id, run_dir = store.open_run(script_path, args=args, run_id=run_id, properties=properties,
+                                     requested_flags={**(command_line_flags or {}), **(flags or {})})
+    snapshot = snapshot_source(script_path.parent, run_dir / f.SOURCE_DIR, exclude=[store.path])
+    store.update_run(run_dir, **snapshot, git=git_state(script_path.parent))
 
     env = {**os.environ, **(env or {})}
     env[RUN_DIR_ENV] = str(run_dir)
@@ -253,13 +225,8 @@ def training_run(
             process.kill()
             process.wait()
 
-    final = read_record(run_dir)
-    final.pop("problems", None)
-    final.update(_final_status(run_dir, process.returncode, interrupted, control))
-    final.update({"end": _now(), "exit_code": process.returncode})
-    f.write_json(run_dir / f.RUN_FILE, final)
-    store.index.update([run_dir])
-    final["path"] = str(run_dir)
+    final = store.finish_run(run_dir, **_final_status(run_dir, process.returncode, interrupted, control),
+                             exit_code=process.returncode)
     if echo:
         print(f"\nRun {run_id} {final['status']}"
               + (f": {final['error']}" if final.get("error") else "") + f"  ({run_dir})", file=sys.stderr)

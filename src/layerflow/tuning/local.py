@@ -2,29 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import threading
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from layerflow.runs import files as f
+from layerflow.runs.follow import FileFollower
+from layerflow.runs.threads import thread_limits
 from layerflow.runs.training_run import RunControl, training_run
-from layerflow.tuning.follow import FileFollower
 from layerflow.tuning.trial import EpochCallback, Trial
 
 _POLL_SECONDS = 0.25
-
-
-_THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
-
-
-def thread_limits(parallel: int) -> dict[str, str]:
-    """Math-library threads per trial, so that ``parallel`` trials share the cores instead of
-    each spinning up one thread per core (left alone where the user has set them)."""
-    if parallel <= 1 or any(name in os.environ for name in _THREAD_VARIABLES):
-        return {}
-    per_trial = str(max(1, (os.cpu_count() or 1) // parallel))
-    return {name: per_trial for name in _THREAD_VARIABLES}
 
 
 class LocalProcesses:
