@@ -55,7 +55,7 @@ def test_runs_exports_only_what_users_call():
 
     assert sorted(runs.__all__) == sorted([
         "RunControl", "RunNotFoundError", "archived_runs", "clean_runs", "compare_runs", "copy_run", "current_run_dir",
-        "is_tracked", "log_metrics", "ls_runs", "purge_runs", "run_info", "run_properties", "training_run",
+        "is_tracked", "log_metrics", "ls_runs", "purge_runs", "rerun", "run_info", "run_properties", "training_run",
         "view_run", "write_run_data",
     ])
     for internal in ("RunStore", "RunIndex", "read_record", "runs_dir"):

@@ -23,6 +23,10 @@ def run(
     ctx: typer.Context,
     script: Path = typer.Argument(..., help="The Python script to run as a tracked run."),
     flag: List[str] = typer.Option([], "--flag", help="Flag override name=value (repeatable)."),
+    flags_file: Optional[Path] = typer.Option(None, "--flags-file", help="YAML file of flag values (name: value), "
+                                              "e.g. a tuning run's best; --flag overrides it."),
+    config: Optional[str] = typer.Option(None, "--config", help="Profile of the script's flags.yml to use, over its "
+                                         "`default` profile."),
     runs_dir: Optional[Path] = RunsDirOption,
 ) -> None:
     """Run SCRIPT as a tracked run: source, flags, output, metrics and model are recorded.
@@ -32,9 +36,24 @@ def run(
     from layerflow.flags import parse_flag_assignments
     from layerflow.runs import training_run
 
-    record = training_run(script, runs_dir=runs_dir, args=ctx.args, command_line_flags=parse_flag_assignments(flag))
+    record = training_run(script, flags=flags_file, runs_dir=runs_dir, args=ctx.args, config=config,
+                          command_line_flags=parse_flag_assignments(flag))
     if record["status"] != "completed":
         raise typer.Exit(record.get("exit_code") or 1)
+
+
+@app.command()
+def rerun(
+    run: str = typer.Argument("latest", help="Run id, id prefix, latest or latest~N."),
+    check: bool = typer.Option(False, "--check", help="Compare the final metrics with the original's; exit 1 if they differ."),
+    runs_dir: Optional[Path] = RunsDirOption,
+) -> None:
+    """Run a recorded run again from its source snapshot and flags, as a new run linked to it."""
+    from layerflow.runs import rerun as rerun_run
+
+    record = rerun_run(run, check=check, runs_dir=runs_dir)
+    if record["status"] != "completed" or (check and not record["check"]["matches"]):
+        raise typer.Exit(1)
 
 
 def _format(value) -> str:

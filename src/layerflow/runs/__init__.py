@@ -14,6 +14,7 @@ from layerflow.runs.copy_run import copy_run
 from layerflow.runs.ls_runs import ls_runs
 from layerflow.runs.manage import archived_runs, clean_runs, purge_runs, run_info
 from layerflow.runs.report import compare_runs, view_run
+from layerflow.runs.rerun import rerun
 from layerflow.runs.store import RunNotFoundError
 from layerflow.runs.training_run import RunControl, training_run
 
@@ -29,6 +30,7 @@ __all__ = [
     "log_metrics",
     "ls_runs",
     "purge_runs",
+    "rerun",
     "run_info",
     "run_properties",
     "training_run",

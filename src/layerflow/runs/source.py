@@ -23,7 +23,8 @@ def _git(folder: Path, *args: str) -> str | None:
     return done.stdout if done.returncode == 0 else None
 
 
-def _candidate_files(folder: Path, exclude: list[Path]) -> list[Path]:
+def candidate_files(folder: Path, exclude: list[Path]) -> list[Path]:
+    """The files under ``folder`` a run keeps: ``.gitignore`` honoured, ``NEVER_COPIED`` and ``exclude`` left out."""
     listed = _git(folder, "ls-files", "--cached", "--others", "--exclude-standard", "-z", ".")
     if listed is not None:
         files = [folder / name for name in listed.split("\0") if name]
@@ -59,7 +60,7 @@ def snapshot_source(folder: Path, target: Path, exclude: list[Path]) -> dict[str
     """
     total, copied, skipped = 0, 0, []
     digest = hashlib.sha256()
-    for path in _candidate_files(folder, exclude):
+    for path in candidate_files(folder, exclude):
         relative = path.relative_to(folder)
         size = path.stat().st_size
         if size > MAX_FILE_BYTES or total + size > MAX_TOTAL_BYTES:

@@ -25,6 +25,7 @@ class LocalProcesses:
         self.script, self.runs_dir = script, runs_dir
         self.args, self.command_line_flags = list(args), dict(command_line_flags or {})
         self.env = thread_limits(parallel)
+        self.keep_outputs = parallel == 1  # trials sharing the working directory cannot tell their files apart
 
     def run(self, trial: Trial, properties: Mapping[str, Any], on_epoch: EpochCallback) -> dict[str, Any]:
         control = RunControl()
@@ -36,7 +37,7 @@ class LocalProcesses:
         try:
             return training_run(self.script, flags=trial.flags, runs_dir=self.runs_dir, args=self.args,
                                 command_line_flags=self.command_line_flags, properties=properties,
-                                echo=False, control=control, env=self.env)
+                                echo=False, control=control, env=self.env, keep_outputs=self.keep_outputs)
         finally:
             finished.set()
             watcher.join()
