@@ -176,3 +176,15 @@ def test_the_run_store_is_the_one_writer_of_run_json():
                     word in ast.unparse(node.func) for word in ("write_json", "write_text", "write_bytes", "open")):
                 writers.append(_module_name(path))
     assert set(writers) == {"layerflow.runs.store"}, writers
+
+
+def test_a_command_group_is_one_module_listed_once():
+    import typer
+
+    from layerflow.cli import COMMAND_GROUPS, app
+
+    modules = {p.stem for p in (SOURCE / "cli").glob("*.py")} - {"__init__", "__main__", "common"}
+    assert modules == set(COMMAND_GROUPS)
+    commands = typer.main.get_command(app).commands
+    assert {"run", "runs", "show", "compare", "rerun", "tune", "cloud", "export", "serve", "predict", "info"} <= set(commands)
+    assert {"clean", "purge", "copy"} <= set(commands["runs"].commands)

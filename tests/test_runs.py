@@ -520,3 +520,15 @@ def test_rerun_repeats_a_run_from_its_snapshot_and_checks_it(runs_dir, write_scr
     (Path(original["path"]) / "source" / "train.py").unlink()
     with pytest.raises(lf.LayerflowError, match="no snapshot of its script"):
         lf.rerun(original["id"])
+
+
+def test_a_huge_working_directory_is_not_watched(runs_dir, write_script, tmp_path):
+    from layerflow.runs.outputs import MAX_WATCHED_FILES
+
+    crowd = tmp_path / "crowd"
+    crowd.mkdir()
+    for i in range(MAX_WATCHED_FILES + 1):
+        (crowd / f"{i}.txt").touch()
+    record = lf.training_run(write_script('open("result.txt", "w").write("x")\n'), echo=False)
+    assert record["status"] == "completed" and record["outputs"] == []
+    assert "holds over 20000 files" in record["outputs_note"]

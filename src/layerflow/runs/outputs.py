@@ -15,19 +15,27 @@ from pathlib import Path
 from typing import Any
 
 from layerflow.runs import files as f
-from layerflow.runs.source import candidate_files
+from layerflow.runs.source import TooManyFiles, candidate_files
 
 OUTPUTS_DIR = "outputs"
 MAX_OUTPUT_FILE_BYTES = 50 * 1024 * 1024
 MAX_OUTPUT_TOTAL_BYTES = 200 * 1024 * 1024
+# A working directory listing more files than this (a home folder) is not watched: listing it
+# before and after every run would cost more than the run.
+MAX_WATCHED_FILES = 20_000
 
 State = dict[str, tuple[int, int]]
 
 
-def working_files(folder: Path, exclude: list[Path]) -> State:
-    """The files under ``folder`` (relative path -> (mtime_ns, size)), as the source snapshot lists them."""
+def working_files(folder: Path, exclude: list[Path]) -> State | None:
+    """The files under ``folder`` (relative path -> (mtime_ns, size)), as the source snapshot lists
+    them; None when it holds more than ``MAX_WATCHED_FILES``."""
+    try:
+        paths = candidate_files(folder, exclude, limit=MAX_WATCHED_FILES)
+    except TooManyFiles:
+        return None
     state: State = {}
-    for path in candidate_files(folder, exclude):
+    for path in paths:
         try:
             stat = path.stat()
         except OSError:
@@ -36,19 +44,24 @@ def working_files(folder: Path, exclude: list[Path]) -> State:
     return state
 
 
-def keep_outputs(before: State, folder: Path, run_dir: Path, exclude: list[Path]) -> dict[str, Any]:
+def keep_outputs(before: State | None, folder: Path, run_dir: Path, exclude: list[Path]) -> dict[str, Any]:
     """Copies the files new or changed under ``folder`` since ``before`` into ``run_dir/outputs``.
 
     A model the script saved (already copied into ``model/`` by the Keras hook) is not copied twice.
 
     Returns:
-        ``{"outputs": [kept paths], "outputs_skipped": [paths over the size caps]}``.
+        ``{"outputs": [kept paths], "outputs_skipped": [paths over the size caps]}``, or a note
+        saying why nothing was kept.
     """
+    after = working_files(folder, exclude)
+    if before is None or after is None:
+        return {"outputs": [], "outputs_note": f"the working directory {folder} holds over {MAX_WATCHED_FILES} "
+                                                "files, so files written there were not kept"}
     kept: list[str] = []
     skipped: list[str] = []
     total = 0
     saved_models = {p.name: p.stat().st_size for p in (run_dir / f.MODEL_DIR).glob("*") if p.is_file()}
-    for relative, (mtime, size) in sorted(working_files(folder, exclude).items()):
+    for relative, (mtime, size) in sorted(after.items()):
         if before.get(relative) == (mtime, size) or saved_models.get(Path(relative).name) == size:
             continue
         if size > MAX_OUTPUT_FILE_BYTES or total + size > MAX_OUTPUT_TOTAL_BYTES:

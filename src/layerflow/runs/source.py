@@ -9,6 +9,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from layerflow.errors import LayerflowError
+
 MAX_FILE_BYTES = 1 * 1024 * 1024
 MAX_TOTAL_BYTES = 20 * 1024 * 1024
 # Folders never copied into a run's source snapshot nor uploaded with a script to a cluster.
@@ -23,11 +25,22 @@ def _git(folder: Path, *args: str) -> str | None:
     return done.stdout if done.returncode == 0 else None
 
 
-def candidate_files(folder: Path, exclude: list[Path]) -> list[Path]:
-    """The files under ``folder`` a run keeps: ``.gitignore`` honoured, ``NEVER_COPIED`` and ``exclude`` left out."""
+class TooManyFiles(LayerflowError, OverflowError):
+    """A folder holding more files than ``candidate_files`` was asked to list."""
+
+
+def candidate_files(folder: Path, exclude: list[Path], limit: int | None = None) -> list[Path]:
+    """The files under ``folder`` a run keeps: ``.gitignore`` honoured, ``NEVER_COPIED`` and ``exclude`` left out.
+
+    With ``limit``, a folder listing more files than that raises ``TooManyFiles`` instead of
+    being walked to its end (a working directory such as a home folder).
+    """
+    excluded = [e.resolve() for e in exclude]
     listed = _git(folder, "ls-files", "--cached", "--others", "--exclude-standard", "-z", ".")
     if listed is not None:
         files = [folder / name for name in listed.split("\0") if name]
+        if limit is not None and len(files) > limit:
+            raise TooManyFiles(folder)
     else:
         import pathspec
 
@@ -35,12 +48,14 @@ def candidate_files(folder: Path, exclude: list[Path]) -> list[Path]:
         spec = pathspec.GitIgnoreSpec.from_lines(ignore.read_text().splitlines() if ignore.is_file() else [])
         files = []
         for root, dirs, names in os.walk(folder):
-            dirs[:] = [d for d in dirs if d not in NEVER_COPIED and not d.startswith(".")]
+            dirs[:] = [d for d in dirs if d not in NEVER_COPIED and not d.startswith(".")
+                       and (Path(root) / d).resolve() not in excluded]
             for name in names:
                 path = Path(root) / name
                 if not spec.match_file(path.relative_to(folder).as_posix()):
                     files.append(path)
-    excluded = [e.resolve() for e in exclude]
+            if limit is not None and len(files) > limit:
+                raise TooManyFiles(folder)
     kept = []
     for path in files:
         resolved = path.resolve()

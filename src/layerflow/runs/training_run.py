@@ -238,7 +238,7 @@ def training_run(
     env[FLAGS_ENV] = json.dumps({"command_line": dict(command_line_flags or {}), "call": call_flags,
                                  "file": file_flags, "file_name": file_name, "config": config})
     working_dir, never_kept = Path.cwd(), [store.path]
-    before = working_files(working_dir, never_kept) if keep_outputs else None
+    before = working_files(working_dir, never_kept) if keep_outputs else {}
     env["PYTHONUNBUFFERED"] = "1"
     env.setdefault("KERAS_BACKEND", "torch")
     process = subprocess.Popen(
@@ -256,7 +256,7 @@ def training_run(
             process.kill()
             process.wait()
 
-    outputs = copy_outputs(before, working_dir, run_dir, never_kept) if before is not None else {}
+    outputs = copy_outputs(before, working_dir, run_dir, never_kept) if keep_outputs else {}
     final = store.finish_run(run_dir, **_final_status(run_dir, process.returncode, interrupted, control),
                              exit_code=process.returncode, **outputs)
     if echo:
