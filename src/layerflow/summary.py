@@ -4,15 +4,24 @@ from __future__ import annotations
 
 from typing import Any
 
+from layerflow.errors import InvalidTypeError
+
 
 def model_summary(model: Any, line_length: int = 90) -> str:
     """Returns ``model.summary()`` as a plain-text string instead of printing it.
+
+    Args:
+        model: a Keras model.
+        line_length: the width of the summary table.
+
+    Returns:
+        The summary text.
 
     Example:
         >>> print(lf.model_summary(model))
     """
     if not hasattr(model, "summary"):
-        raise TypeError(f"Expected a Keras model with a summary() method; got {type(model).__name__}.")
+        raise InvalidTypeError(f"Expected a Keras model with a summary() method; got {type(model).__name__}.")
     lines: list[str] = []
 
     def collect(line: str, *args: Any, **kwargs: Any) -> None:

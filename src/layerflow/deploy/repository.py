@@ -12,6 +12,7 @@ import numpy as np
 
 from layerflow.deploy.bundle import BundleError, ModelNotFound, choose_version, read_bundle, versions
 from layerflow.deploy.inputs import BadInput, check_rows, to_array
+from layerflow.errors import MissingFileError
 
 __all__ = ["BadInput", "LoadedModel", "ModelNotFound", "ModelRepository", "load_model"]
 
@@ -76,7 +77,7 @@ class ModelRepository:
     def __init__(self, base: str | Path, poll_seconds: float = 1.0, session_options: Any = None):
         self.base = Path(base)
         if not self.base.is_dir():
-            raise FileNotFoundError(f"Model base directory {self.base} does not exist.")
+            raise MissingFileError(f"Model base directory {self.base} does not exist.")
         self.poll_seconds = poll_seconds
         self.session_options = session_options
         self._loaded: dict[tuple[str, int], LoadedModel] = {}

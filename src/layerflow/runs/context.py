@@ -8,6 +8,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from layerflow.errors import InvalidTypeError, InvalidValueError
 from layerflow.runs import files as f
 
 RUN_DIR_ENV = "LAYERFLOW_RUN_DIR"
@@ -60,6 +61,17 @@ def update_json(name: str, values: dict[str, Any]) -> None:
 def run_properties(**properties: Any) -> None:
     """Adds custom properties (JSON-serialisable values) to the current run's record.
 
+    Outside a tracked run it warns once and records nothing.
+
+    Args:
+        **properties: ``name=value`` pairs; they show as ``prop_<name>`` columns in ``ls_runs``.
+
+    Returns:
+        None.
+
+    Raises:
+        InvalidTypeError: a value that is not JSON-serialisable.
+
     Example:
         >>> lf.run_properties(dataset="fashion-mnist", notes="baseline")
     """
@@ -67,7 +79,7 @@ def run_properties(**properties: Any) -> None:
         try:
             json.dumps(value)
         except (TypeError, ValueError):
-            raise TypeError(
+            raise InvalidTypeError(
                 f"Run property {name!r} holds a {type(value).__name__}, which is not JSON-serialisable; "
                 "use numbers, strings, booleans, lists or dicts (or lf.write_run_data for other objects)."
             ) from None
@@ -85,6 +97,17 @@ def log_metrics(epoch: int | None = None, **metrics: float) -> None:
     torch, scikit-learn, ...), so that listing, comparing and the tuner's early stopping
     see its metrics. ``epoch`` counts from 1 and defaults to the previous one plus one.
 
+    Args:
+        epoch: the epoch number (from 1); default the previous one plus one.
+        **metrics: ``name=value`` numbers, e.g. ``loss=0.3, val_accuracy=0.9``.
+
+    Returns:
+        None.
+
+    Raises:
+        InvalidTypeError: a metric that is not a number.
+        InvalidValueError: an epoch that is not a whole number from 1.
+
     Example:
         >>> for epoch in range(1, 11):
         ...     lf.log_metrics(epoch, loss=train_loss, val_accuracy=accuracy)
@@ -92,9 +115,9 @@ def log_metrics(epoch: int | None = None, **metrics: float) -> None:
     global _logged_epochs
     for name, value in metrics.items():
         if isinstance(value, bool) or not isinstance(value, (int, float)) and not hasattr(value, "item"):
-            raise TypeError(f"Metric {name!r} is a {type(value).__name__}; expected a number.")
+            raise InvalidTypeError(f"Metric {name!r} is a {type(value).__name__}; expected a number.")
     if epoch is not None and (isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 1):
-        raise ValueError(f"epoch must be a whole number from 1; got {epoch!r}.")
+        raise InvalidValueError(f"epoch must be a whole number from 1; got {epoch!r}.")
     _logged_epochs = epoch if epoch is not None else _logged_epochs + 1
     run_dir = _run_dir_or_warn("lf.log_metrics")
     if run_dir is not None:
@@ -110,11 +133,18 @@ def write_run_data(name: str, obj: Any) -> Path | None:
     anything JSON-serialisable -> JSON. ``name`` is the file name (a suffix is added
     when it has none).
 
+    Args:
+        name: a plain file name, e.g. ``"predictions.csv"``.
+        obj: the object to store.
+
+    Returns:
+        The path written, or None outside a tracked run.
+
     Example:
         >>> lf.write_run_data("confusion.csv", confusion_frame)
     """
     if not name or "/" in name or "\\" in name or name.startswith("."):
-        raise ValueError(f"Run data name {name!r} must be a plain file name such as 'predictions.csv'.")
+        raise InvalidValueError(f"Run data name {name!r} must be a plain file name such as 'predictions.csv'.")
     run_dir = _run_dir_or_warn("lf.write_run_data")
     if run_dir is None:
         return None
@@ -141,7 +171,7 @@ def write_run_data(name: str, obj: Any) -> Path | None:
         try:
             text = json.dumps(obj, indent=2)
         except (TypeError, ValueError):
-            raise TypeError(
+            raise InvalidTypeError(
                 f"Cannot store a {type(obj).__name__} as run data {name!r}; expected str, bytes, "
                 "a DataFrame, a matplotlib Figure, a numpy array or a JSON-serialisable value."
             ) from None

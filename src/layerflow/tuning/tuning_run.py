@@ -19,7 +19,7 @@ from layerflow.runs.record import flatten_record, read_record
 from layerflow.runs.store import RunStore
 from layerflow.runs.training_run import check_script
 from layerflow.tuning.asha import Asha
-from layerflow.tuning.space import Range, TuningError, trial_flags
+from layerflow.tuning.space import Range, TuningError, frame_combinations, is_frame, trial_flags
 from layerflow.tuning.trial import Transport, Trial
 
 # Summary order when no metric is named: the first of these that the trials recorded.
@@ -68,6 +68,11 @@ def _typed_space(declared: Mapping[str, Flag | None] | None, script: Path, space
     return typed
 
 
+def _typed_values(declared: Mapping[str, Flag | None] | None, script: Path, values: Mapping[str, Any]) -> dict[str, Any]:
+    """One combination's values converted to the script's declared flag types."""
+    return {name: typed[0] for name, typed in _typed_space(declared, script, {k: [v] for k, v in values.items()}).items()}
+
+
 def _transport(address: str | None, script: Path, runs_dir: Path, args: Sequence[str],
                command_line_flags: Mapping[str, str], parallel: int, cpus: float, gpus: float,
                requirements: str | os.PathLike[str] | None) -> Transport:
@@ -77,11 +82,10 @@ def _transport(address: str | None, script: Path, runs_dir: Path, args: Sequence
         from layerflow.tuning.local import LocalProcesses
 
         return LocalProcesses(script, runs_dir, args, command_line_flags, parallel)
-    from layerflow.tuning.ray_jobs import RayJobs
+    from layerflow.tuning.ray_trials import RayTrials
 
-    return RayJobs(address, script, runs_dir, args=args, command_line_flags=command_line_flags,
-                   cpus=cpus, gpus=gpus, requirements=requirements, echo_trial_output=False,
-                   limit_threads=True)
+    return RayTrials(address, script, runs_dir, args=args, command_line_flags=command_line_flags,
+                     cpus=cpus, gpus=gpus, requirements=requirements)
 
 
 def tuning_run(
@@ -94,6 +98,8 @@ def tuning_run(
     metric: str | None = None,
     mode: str | None = None,
     early_stopping: bool | Asha = False,
+    grace_epochs: int = 1,
+    reduction_factor: float = 3,
     address: str | None = None,
     cpus: float = 1,
     gpus: float = 0,
@@ -114,7 +120,8 @@ def tuning_run(
     Args:
         script: the training script.
         flags: the search space: ``{"dropout": [0.2, 0.3], "units": [64, 128]}`` is a grid;
-            ``lf.tuning.uniform``, ``loguniform``, ``randint`` and ``choice`` make a random search.
+            ``lf.tuning.uniform``, ``loguniform``, ``randint`` and ``choice`` make a random search;
+            a pandas DataFrame runs exactly its rows, one trial per row (tfruns' expand.grid).
         sample: run a seeded random fraction (0, 1] of the grid.
         trials: run this many combinations (a grid) or draws (a random search).
         seed: the seed of the sample or the draws.
@@ -124,6 +131,8 @@ def tuning_run(
         mode: ``max`` or ``min`` (default: ``min`` for losses and errors, else ``max``).
         early_stopping: True for ASHA with its defaults, or an ``Asha(...)`` to tune it;
             stopped trials are recorded with status ``stopped``.
+        grace_epochs: with ``early_stopping=True``, the epochs every trial runs before ASHA may stop it.
+        reduction_factor: with ``early_stopping=True``, ASHA keeps ``1/reduction_factor`` of the trials at each rung.
         address: run the trials on Ray: a job-submission address or ``"local"``.
         cpus, gpus: resources each trial takes on Ray.
         requirements: a pip requirements file installed for the trials on Ray.
@@ -145,15 +154,24 @@ def tuning_run(
         raise TuningError(f"parallel={parallel!r}: expected a whole number of trials at once, at least 1.")
     if mode is not None and mode not in ("min", "max"):
         raise TuningError(f"mode {mode!r} must be 'min' or 'max'.")
-    scheduler = _scheduler(early_stopping, metric, mode)
+    scheduler = _scheduler(early_stopping, metric, mode, grace_epochs, reduction_factor)
     declared = declared_flags(script_path)
-    space = _typed_space(declared, script_path, flags or {})
-    fixed = {name: values[0] for name, values in
-             _typed_space(declared, script_path, {k: [v] for k, v in (fixed_flags or {}).items()}).items()}
-    overlap = set(fixed) & set(space)
+    fixed = _typed_values(declared, script_path, fixed_flags or {})
+    if is_frame(flags):
+        combos = [_typed_values(declared, script_path, row)
+                  for row in frame_combinations(flags, sample=sample, trials=trials, seed=seed)]
+        tuned = set(flags.columns)
+    elif flags is None or isinstance(flags, Mapping):
+        space = _typed_space(declared, script_path, flags or {})
+        combos, tuned = None, set(space)
+    else:
+        raise TuningError(f"flags= takes a mapping of flag names to values ({{'dropout': [0.2, 0.4]}}) or a pandas "
+                          f"DataFrame with one row per combination; got a {type(flags).__name__}.")
+    overlap = set(fixed) & tuned
     if overlap:
         raise TuningError(f"Flags {sorted(overlap)} are both tuned and fixed; give each either way, not both.")
-    combos = trial_flags(space, sample=sample, trials=trials, seed=seed)
+    if combos is None:
+        combos = trial_flags(space, sample=sample, trials=trials, seed=seed)
     plan = [Trial(number, {**fixed, **values}) for number, values in enumerate(combos, start=1)]
 
     store = RunStore(runs_dir)
@@ -179,17 +197,26 @@ def tuning_run(
     return summary
 
 
-def _scheduler(early_stopping: bool | Asha, metric: str | None, mode: str | None) -> Asha | None:
+def _scheduler(early_stopping: bool | Asha, metric: str | None, mode: str | None,
+               grace_epochs: int = 1, reduction_factor: float = 3) -> Asha | None:
+    """The early-stopping rule of a tuning run (the one place that decides it, for lf.tuning_run and the CLI)."""
+    if not isinstance(early_stopping, (bool, Asha)):
+        raise TuningError(f"early_stopping={early_stopping!r}: expected True, False or an lf.tuning.Asha(...).")
+    if early_stopping is False:
+        return None
+    watched = early_stopping.metric if isinstance(early_stopping, Asha) else metric
+    if watched is None:
+        raise TuningError("Early stopping (--early-stop, early_stopping=True) needs the metric to watch: "
+                          "--metric val_loss (metric='val_loss').")
+    if watched.startswith("eval_"):
+        raise TuningError(f"Early stopping watches a per-epoch metric; {watched!r} is only known at the end "
+                          f"(use e.g. {watched[len('eval_'):]!r} or 'val_{watched[len('eval_'):]}').")
     if isinstance(early_stopping, Asha):
         return early_stopping
-    if not early_stopping:
-        return None
-    if metric is None:
-        raise TuningError("Early stopping needs the metric to watch, e.g. --metric val_loss.")
-    if metric.startswith("eval_"):
-        raise TuningError(f"Early stopping watches a per-epoch metric; {metric!r} is only known at the end "
-                          f"(use e.g. {metric[len('eval_'):]!r} or 'val_{metric[len('eval_'):]}').")
-    return Asha(metric.removeprefix("metric_"), mode or infer_mode(metric))
+    try:
+        return Asha(watched.removeprefix("metric_"), mode or infer_mode(watched), grace_epochs, reduction_factor)
+    except ValueError as error:
+        raise TuningError(str(error)) from None
 
 
 def _run_all(plan: list[Trial], transport: Transport, tuning_id: str, parallel: int,
