@@ -84,6 +84,9 @@ def _export_xgboost(booster: Any, target: Path) -> None:
     except ImportError as error:
         raise BundleError(f"Exporting XGBoost models needs onnxmltools: pip install 'layerflow[train]' ({error}).") from None
     width = booster.num_features()
+    if booster.feature_names is not None:  # onnxmltools reads features as f0, f1, ... by position
+        booster = booster.copy()
+        booster.feature_names = None
     try:
         converted = convert_xgboost(booster, initial_types=[("input", FloatTensorType([None, width]))],
                                     target_opset=XGBOOST_OPSET)
@@ -147,7 +150,8 @@ def _parts_of(model: Any) -> dict[str, Any]:
 
 
 def _build_graph(model: Any, staged: Path, feature_spec: Any, head: str | None, model_outputs: str | None,
-                 class_labels: Sequence[str] | None) -> tuple[list[dict[str, Any]] | None, list[str] | None]:
+                 class_labels: Sequence[str] | None, feature_names: Sequence[str] | None = None
+                 ) -> tuple[list[dict[str, Any]] | None, list[str] | None]:
     """Writes the model's graph to ``staged``, with the spec's preprocessing in front and the head behind.
 
     Returns the raw input descriptions (None without a spec) and the class labels of the head.
@@ -180,11 +184,14 @@ def _build_graph(model: Any, staged: Path, feature_spec: Any, head: str | None, 
         versions = {"opset": opset_of(graph), "ml_opset": max(opset_of(graph, "ai.onnx.ml"), 3),
                     "ir_version": graph.ir_version}
         if is_booster:
-            width = len(feature_spec.input_names)
-            if model.num_features() != width:
-                raise BundleError(f"The booster takes {model.num_features()} features; the spec encodes {width} "
-                                  f"({feature_spec.input_names}).")
-            pre = preprocessing_model(feature_spec, {}, matrix=list(feature_spec.input_names), **versions)
+            order = list(feature_names or feature_spec.input_names)
+            unknown = sorted(set(order) - set(feature_spec.input_names))
+            if unknown:
+                raise BundleError(f"feature_names {unknown} are not encoded by the spec; it encodes {feature_spec.input_names}.")
+            if model.num_features() != len(order):
+                raise BundleError(f"The booster takes {model.num_features()} features; the spec encodes {len(order)} "
+                                  f"({order}).")
+            pre = preprocessing_model(feature_spec, {}, matrix=order, **versions)
             io_map = [("encoded/matrix", MODEL_PREFIX + "input")]
         else:
             wanted = {i.name.removeprefix(MODEL_PREFIX): i.type.tensor_type.elem_type for i in graph.graph.input}
@@ -261,7 +268,8 @@ def export_model(
         model: a built Keras model (any backend), an ``xgboost.Booster`` trained on the spec's
             encoded matrix (``feature_spec.input_names`` side by side, float32), or any object
             with ``export_parts()`` (a fitted ``lf.estimators`` estimator), which supplies the
-            model, spec, head and class labels itself.
+            model, spec, head and class labels itself (and, for a booster, optionally
+            ``feature_names``: the matrix's columns in order).
         path: the model base directory (what ``layerflow serve`` serves).
         name: the model's name in that directory and in URLs.
         version: the version number; the next free integer when None.
@@ -287,10 +295,13 @@ def export_model(
         model, feature_spec, head = parts["model"], parts["feature_spec"], parts["head"]
         model_outputs = parts["model_outputs"]
         class_labels = parts.get("class_labels") if class_labels is None else class_labels
+        feature_names = parts.get("feature_names")  # a booster's matrix columns, in order
+    else:
+        feature_names = None
     target = version_dir(Path(path), name, version)
     with tempfile.TemporaryDirectory(dir=Path(path)) if Path(path).is_dir() else tempfile.TemporaryDirectory() as tmp:
         staged = Path(tmp) / MODEL_FILE
-        raw_inputs, labels = _build_graph(model, staged, feature_spec, head, model_outputs, class_labels)
+        raw_inputs, labels = _build_graph(model, staged, feature_spec, head, model_outputs, class_labels, feature_names)
         preprocessing = feature_spec.state() if feature_spec is not None else None
         signature = _signature(staged, labels or class_labels, preprocessing, raw_inputs, head)
         target.mkdir(parents=True)
