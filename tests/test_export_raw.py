@@ -206,3 +206,24 @@ def test_cli_exports_a_saved_estimator_folder(tmp_path, frame, spec):
     done = subprocess.run([sys.executable, "-m", "layerflow.cli", "export", str(tmp_path / "broken"), "--out",
                            str(tmp_path / "models")], capture_output=True, text=True, timeout=300, cwd=repo)
     assert done.returncode != 0 and "its loader 'no_such_module:load' cannot be imported" in done.stderr
+
+
+def test_a_booster_over_columns_in_another_order(tmp_path, frame, spec):
+    """export_parts()' feature_names gives the booster's matrix columns in order; names on the booster are fine."""
+    import xgboost as xgb
+
+    from tests.raw_models import encoded
+
+    order = list(reversed(spec.input_names))
+    features = encoded(spec, frame)
+    matrix = np.hstack([features[n].astype(np.float32) for n in order])
+    booster = xgb.train({"objective": "reg:squarederror", "max_depth": 3, "seed": 0},
+                        xgb.DMatrix(matrix, frame["age"].to_numpy() / 10.0, feature_names=order), 5)
+    fitted = Fitted(kind="xgboost", model=booster, feature_spec=spec, head="regression", class_labels=None,
+                    model_outputs="predictions", feature_names=order)
+    folder = lf.export_model(fitted, tmp_path, name="reordered")
+    asked = encoded(spec, request_frame())
+    want = booster.predict(xgb.DMatrix(np.hstack([asked[n].astype(np.float32) for n in order]), feature_names=order))
+    np.testing.assert_allclose(np.ravel(lf.predict(folder, REQUEST_ROWS)), want, atol=1e-5)
+    with pytest.raises(BundleError, match="feature_names \\['nope'\\] are not encoded by the spec"):
+        lf.export_model(Fitted(**{**fitted.parts, "feature_names": ["nope", *order[1:]]}), tmp_path)
