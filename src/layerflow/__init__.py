@@ -55,6 +55,7 @@ __all__ = [
     "data",
     "datasets",
     "export_model",
+    "export_run",
     "feature_spec",
     "features",
     "flag",
@@ -72,6 +73,7 @@ __all__ = [
     "rerun",
     "run_info",
     "run_properties",
+    "serve",
     "starts_with",
     "training_run",
     "tuning",
@@ -94,6 +96,8 @@ _LAZY = {
     "starts_with": ("layerflow.features", "starts_with"),
     "matches": ("layerflow.features", "matches"),
     "export_model": ("layerflow.deploy", "export_model"),
+    "export_run": ("layerflow.deploy", "export_run"),
+    "serve": ("layerflow.deploy", "serve"),
     "predict": ("layerflow.deploy", "predict"),
     "tuning": ("layerflow.tuning", None),
     "cloud": ("layerflow.cloud", None),
@@ -102,15 +106,16 @@ _LAZY = {
 
 
 def __getattr__(name: str) -> Any:
-    if name == "keras":
-        from layerflow.backend import load_keras
+    from layerflow.backend import load_keras, training_stack
 
+    if name == "keras":
         value = load_keras()
     elif name in _LAZY:
         import importlib
 
         module_name, attribute = _LAZY[name]
-        module = importlib.import_module(module_name)
+        with training_stack(f"lf.{name}"):  # a serving-only install lacks what training needs
+            module = importlib.import_module(module_name)
         value = module if attribute is None else getattr(module, attribute)
     else:
         raise AttributeError(f"module 'layerflow' has no attribute {name!r}")
