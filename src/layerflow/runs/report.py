@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 from layerflow.runs import files as f
-from layerflow.runs.record import EPOCH_KEYS
 from layerflow.runs.store import RunStore
 
 MAX_OUTPUT_CHARS = 200_000
@@ -84,7 +83,7 @@ def curves(epochs: list[dict[str, Any]]) -> dict[str, list[Any]]:
         {'epoch': [1, 2], 'loss': [0.5, 0.4], 'val_loss': [None, 0.45]}
     """
     names = list(dict.fromkeys(k for e in epochs for k, v in e.items()
-                               if k not in EPOCH_KEYS and isinstance(v, (int, float)) and not isinstance(v, bool)))
+                               if k not in f.EPOCH_KEYS and isinstance(v, (int, float)) and not isinstance(v, bool)))
     data: dict[str, list[Any]] = {"epoch": [e.get("epoch", i + 1) for i, e in enumerate(epochs)]}
     for name in names:
         data[name] = [_finite(e.get(name)) for e in epochs]
@@ -149,7 +148,13 @@ def view_run(
     """Writes a self-contained HTML report of a run and opens it in a browser when there is one.
 
     The report holds the metric curves, flags, evaluation, output, source code and model
-    summary. ``run`` is an id, an id prefix, ``latest`` or ``latest~N``.
+    summary.
+
+    Args:
+        run: a run id, an id prefix, ``latest`` or ``latest~N``.
+        runs_dir: the runs folder (default ``$LAYERFLOW_RUNS_DIR`` or ``./runs``).
+        out: where to write the HTML file (default: a temporary file).
+        browse: open the page in a browser when one exists.
 
     Returns:
         The path of the HTML file (``out`` if given, else a temporary file).
@@ -209,6 +214,16 @@ def compare_runs(
 
     Metric curves are overlaid, differing flags highlighted, metrics and evaluation
     shown with their difference, and the source snapshots diffed file by file.
+
+    Args:
+        run_a: the first run (id, prefix, ``latest~1``...).
+        run_b: the second run.
+        runs_dir: the runs folder (default ``$LAYERFLOW_RUNS_DIR`` or ``./runs``).
+        out: where to write the HTML file (default: a temporary file).
+        browse: open the page in a browser when one exists.
+
+    Returns:
+        The path of the HTML file.
 
     Example:
         >>> lf.compare_runs("latest~1", "latest", out="compare.html")
