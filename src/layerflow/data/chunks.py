@@ -29,7 +29,14 @@ def concat_chunks(chunks: Sequence[Chunk]) -> Chunk:
     """One chunk holding the rows of ``chunks`` in order (copied once; a single chunk is returned as is)."""
     if len(chunks) == 1:
         return chunks[0]
-    return {name: np.concatenate([c[name] for c in chunks]) for name in chunks[0]}
+    return {name: _concat_column([c[name] for c in chunks]) for name in chunks[0]}
+
+
+def _concat_column(parts: list[np.ndarray]) -> np.ndarray:
+    if len({part.ndim for part in parts}) == 1:
+        return np.concatenate(parts)
+    # fixed-size rows (2-D) meeting ragged ones (objects): one object array of per-row arrays
+    return ragged([row for part in parts for row in part])
 
 
 def rows_of(chunk: Chunk) -> Iterator[dict[str, Any]]:

@@ -276,15 +276,17 @@ class Dataset(CombiningOps, KerasFeeding):
 
         def make():
             seen = 0
+            if take and count == 0:
+                return
             for chunk in source.chunks():
                 size = chunk_length(chunk) if kind == ROWS else 1
                 if take:
-                    if seen >= count:
-                        return
                     if seen + size > count:
                         chunk = slice_chunk(chunk, 0, count - seen)
                     seen += size
                     yield chunk
+                    if seen >= count:
+                        return  # without reading a block more
                 else:
                     if seen >= count:
                         yield chunk
