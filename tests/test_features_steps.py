@@ -155,3 +155,36 @@ def test_vectorised_encoding_matches_the_per_value_definition(frame):
     assert encoded["k"].ravel().tolist() == [k_vocab.index(str(k)) for k in batch["k"]]
     crossed = [zlib.crc32(f"{w}\x1f{k}".encode()) % 17 for w, k in zip(batch["w"], batch["k"])]
     assert encoded["w_X_k"].ravel().tolist() == crossed
+
+
+def test_a_csv_is_encoded_the_same_through_arrow_as_through_numpy(tmp_path):
+    path = tmp_path / "mixed.csv"
+    path.write_text("f,i,i_na,flag,s,y\n"
+                    "1.5,3,1,true,rome,0\n"
+                    "2.25,4,,false,,1\n"
+                    "NA,3,7,true,oslo,0\n"
+                    "0.5,9,1,false,rome,1\n"
+                    "3.0,4,2,true,paris,0\n")
+    source = lf.data.csv_dataset(path)
+    spec = (lf.feature_spec(source, label="y").numeric("f", normalizer="standard")
+            .categorical_vocab("i_na", "flag", "s").categorical_hash("i", hash_bucket_size=5)
+            .crossed(["s", "i"], hash_bucket_size=7).bucketized("f", [1.0, 2.0]).fit())
+    assert spec.categorical_columns["i_na"].vocabulary == ["1.0", "2.0", "7.0"]  # ints with a gap read as floats
+    assert spec.categorical_columns["flag"].vocabulary == ["True", "False"]
+    through_arrow = list(spec.prepare(lf.data.csv_dataset(path, batch_size=2)))
+    assert lf.data.csv_dataset(path, batch_size=2)._arrow is not None  # the Arrow path was taken
+    through_numpy = list(spec.prepare(lf.data.csv_dataset(path, batch_size=2).map(lambda batch: batch)))
+    assert len(through_arrow) == len(through_numpy) == 3
+    for (x_arrow, y_arrow), (x_numpy, y_numpy) in zip(through_arrow, through_numpy):
+        assert set(x_arrow) == set(x_numpy) and np.array_equal(y_arrow, y_numpy) and y_arrow.dtype == np.int64
+        for name in x_arrow:
+            assert np.array_equal(x_arrow[name], x_numpy[name]), name
+            assert x_arrow[name].dtype == x_numpy[name].dtype, name
+    first = through_arrow[0][0]
+    assert first["s"].ravel().tolist() == [0, 3] and first["f_bucketized"].ravel().tolist() == [1, 2]
+    import zlib
+
+    assert first["i"].ravel().tolist() == [zlib.crc32(b"3") % 5, zlib.crc32(b"4") % 5]
+    assert first["i_na"].ravel().tolist() == [0, 3]  # a missing value is out of the vocabulary
+    assert through_arrow[1][0]["f"].ravel()[0] == pytest.approx(spec.numeric_columns["f"].mean)  # missing -> mean
+

@@ -204,7 +204,7 @@ def _inferred_type(column):
 
 
 def _careful_chunks(path: str, options: CsvOptions, known_schema, skip_rows: int,
-                    counts: dict[str, int]) -> Iterator[Chunk]:
+                    counts: dict[str, int]) -> Iterator[Any]:
     """Re-reads ``path`` with every column as text, dropping (and counting) rows that do not convert."""
     import pyarrow as pa
     import pyarrow.csv as pcsv
@@ -244,11 +244,12 @@ def _careful_chunks(path: str, options: CsvOptions, known_schema, skip_rows: int
             converted = pa.RecordBatch.from_arrays(
                 [column.cast(targets[name]) for name, column in zip(batch.schema.names, batch.columns)],
                 names=batch.schema.names)
-            yield record_batch_to_chunk(converted, options.explicit)
+            yield converted
 
 
-def read_csv_file(path: str, options: CsvOptions, stats: dict[str, int]) -> Iterator[Chunk]:
-    """The chunks of one CSV file; bad rows raise ``CsvFormatError`` naming the line, or are skipped and counted."""
+def read_csv_file(path: str, options: CsvOptions, stats: dict[str, int]) -> Iterator[Any]:
+    """The Arrow record batches of one CSV file; bad rows raise ``CsvFormatError`` naming the line, or are
+    skipped and counted."""
     import pyarrow as pa
     import pyarrow.csv as pcsv
 
@@ -276,7 +277,7 @@ def read_csv_file(path: str, options: CsvOptions, stats: dict[str, int]) -> Iter
         for batch in reader:
             if batch.num_rows:
                 _check_missing(batch, options)
-                yield record_batch_to_chunk(batch, options.explicit)
+                yield batch
                 rows_done += batch.num_rows
     except (pa.ArrowInvalid, _BadValue) as error:
         bad = error if isinstance(error, _BadValue) else _conversion_error(str(error), schema, path, options)
@@ -352,6 +353,14 @@ def _check_header(path: str, options: CsvOptions) -> None:
                              f"gives {len(options.column_names)}: {options.column_names}.")
 
 
+@dataclass
+class ArrowSource:
+    """A dataset's rows as Arrow record batches, and how a batch becomes a chunk (for the zero-copy paths)."""
+
+    record_batches: Any  # () -> Iterator[pa.RecordBatch]
+    to_chunk: Any  # pa.RecordBatch -> Chunk
+
+
 class CsvDataset(Dataset):
     """A dataset streamed from CSV files; ``stats`` counts skipped rows and empty files."""
 
@@ -359,12 +368,16 @@ class CsvDataset(Dataset):
         self.files = files
         self.stats: dict[str, int] = {"malformed_rows_skipped": 0, "bad_values_skipped": 0, "empty_files": 0}
 
-        def make():
+        def record_batches():
             self.stats.update(malformed_rows_skipped=0, bad_values_skipped=0, empty_files=0)
             for path in files:
                 yield from read_csv_file(path, options, self.stats)
 
-        super().__init__(make, ROWS, columns)
+        def convert(batch) -> Chunk:
+            return record_batch_to_chunk(batch, options.explicit)
+
+        super().__init__(lambda: map(convert, record_batches()), ROWS, columns)
+        self._arrow = ArrowSource(record_batches, convert)
 
 
 def csv_dataset(

@@ -66,6 +66,8 @@ class Dataset(CombiningOps, KerasFeeding):
         self.kind = kind
         self._columns = columns
         self._length = length
+        # set by sources that read Arrow (CSV): lets batch() and feature specs skip the numpy detour
+        self._arrow: Any = None
 
     def __len__(self) -> int:
         """The number of elements (rows, or batches after ``batch()``) when known without reading.
@@ -208,6 +210,14 @@ class Dataset(CombiningOps, KerasFeeding):
         length = None
         if self._length is not None:
             length = self._length // batch_size if drop_remainder else -(-self._length // batch_size)
+        if self._arrow is not None:  # re-batch the Arrow record batches, convert each batch once
+            from layerflow.data.arrow_batches import rebatch
+
+            arrow = self._arrow
+            batches = type(arrow)(lambda: rebatch(arrow.record_batches(), batch_size, drop_remainder), arrow.to_chunk)
+            derived = self._derive(lambda: map(arrow.to_chunk, batches.record_batches()), kind=BATCHES, length=length)
+            derived._arrow = batches
+            return derived
         return self._derive(make, kind=BATCHES, length=length)
 
     def unbatch(self) -> "Dataset":
@@ -305,7 +315,11 @@ class Dataset(CombiningOps, KerasFeeding):
         """Reads ahead on a background thread, keeping up to ``buffer_size`` chunks ready."""
         buffer_size = _positive_int("buffer_size", buffer_size)
         source = self
-        return self._derive(lambda: _background(source.chunks, buffer_size), length=self._length)
+        derived = self._derive(lambda: read_ahead(source.chunks, buffer_size), length=self._length)
+        if self._arrow is not None:
+            arrow = self._arrow
+            derived._arrow = type(arrow)(lambda: read_ahead(arrow.record_batches, buffer_size), arrow.to_chunk)
+        return derived
 
     def cache(self, path: str | os.PathLike[str] | None = None) -> "Dataset":
         """Keeps the elements of the first complete pass, so that later passes (epochs) skip reading.
@@ -433,7 +447,8 @@ def _ordered_parallel_map(fn: Callable[[Any], Any], items: Iterator[Any], worker
 _END = object()
 
 
-def _background(make: Callable[[], Iterator[Any]], size: int) -> Iterator[Any]:
+def read_ahead(make: Callable[[], Iterator[Any]], size: int) -> Iterator[Any]:
+    """The items of ``make()``, produced on a background thread up to ``size`` ahead; errors re-raised here."""
     buffer: queue.Queue = queue.Queue(maxsize=size)
     stop = threading.Event()
 

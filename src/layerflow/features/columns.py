@@ -31,16 +31,32 @@ def stable_hash(values: np.ndarray, buckets: int) -> np.ndarray:
     return hashed[inverse.reshape(-1)].astype(np.int32)
 
 
-def arrow_text(values: np.ndarray):
-    """Values as a pyarrow string array ("" for missing ones), without a Python loop for str/int/float."""
+def arrow_text(values: Any):
+    """Values (numpy or Arrow) as a pyarrow string array, "" for missing ones, without a per-row Python loop.
+
+    The text of a value is the same whichever form it comes in: numpy's ``str`` for floats and
+    bools (and for integers with missing values, which read as float32), the digits for integers.
+    """
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    if isinstance(values, (pa.Array, pa.ChunkedArray)):
+        kind = values.type
+        if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+            text = values if pa.types.is_string(kind) else values.cast(pa.string())
+            return pc.fill_null(text, "") if text.null_count else text
+        if pa.types.is_integer(kind) and not values.null_count:
+            return pc.cast(values, pa.string())
+        values = values.to_numpy(zero_copy_only=False)
+        if pa.types.is_integer(kind):
+            values = values.astype(np.float32)
     values = np.asarray(values)
-    if values.dtype.kind == "f":
-        text = np.where(np.isnan(values), "", values.astype(str))
+    if values.dtype.kind in "fb":
+        text = values.astype(str)
+        if values.dtype.kind == "f":
+            text = np.where(np.isnan(values), "", text)
         return pa.array(text, type=pa.string())
-    if values.dtype.kind in "iub":
+    if values.dtype.kind in "iu":
         return pc.cast(pa.array(values), pa.string())
     try:
         array = pa.array(values, type=pa.string(), from_pandas=True)
@@ -49,8 +65,26 @@ def arrow_text(values: np.ndarray):
     return pc.fill_null(array, "") if array.null_count else array
 
 
+def hashed_ids(text, buckets: int) -> np.ndarray:
+    """``stable_hash`` of an Arrow string array, computed once per distinct value (dictionary-encoded)."""
+    import pyarrow.compute as pc
+
+    encoded = pc.dictionary_encode(text)
+    if isinstance(encoded, type(text)) and hasattr(encoded, "chunks"):
+        encoded = encoded.combine_chunks()
+    distinct = encoded.dictionary.to_numpy(zero_copy_only=False)
+    ids = stable_hash(distinct, buckets) if len(distinct) else np.zeros(0, dtype=np.int32)
+    return ids[encoded.indices.to_numpy(zero_copy_only=False)]
+
+
 def _as_text(values: np.ndarray) -> np.ndarray:
     return arrow_text(values).to_numpy(zero_copy_only=False)
+
+
+def _float64(values: Any) -> np.ndarray:
+    if hasattr(values, "to_numpy") and not isinstance(values, np.ndarray):
+        values = values.to_numpy(zero_copy_only=False)
+    return np.asarray(values, dtype=np.float64)
 
 
 def default_embedding_dimension(depth: int) -> int:
@@ -100,8 +134,10 @@ class NumericColumn:
         self.mean = self._mean
         self.std = float(np.sqrt(self._m2 / (self.count - 1))) if self.count > 1 else 0.0
 
-    def encode(self, values: np.ndarray) -> np.ndarray:
-        """Raw values as float32, missing ones replaced by the mean."""
+    def encode(self, values: Any) -> np.ndarray:
+        """Raw values (numpy or Arrow) as float32, missing ones replaced by the mean."""
+        if hasattr(values, "to_numpy") and not isinstance(values, np.ndarray):
+            values = values.to_numpy(zero_copy_only=False)
         values = np.asarray(values, dtype=np.float32)
         return np.where(np.isnan(values), np.float32(self.mean), values)
 
@@ -189,21 +225,20 @@ class CategoricalColumn:
                     ids = np.where(unseen, np.int32(size), ids)
                 else:
                     ids = ids.copy()
-                    oov_text = text.filter(unseen).to_numpy(zero_copy_only=False)
-                    ids[unseen] = size + stable_hash(oov_text, self.num_oov_buckets)
+                    ids[unseen] = size + hashed_ids(text.filter(unseen), self.num_oov_buckets)
             return ids
         if self.kind == "identity":
-            values = np.asarray(columns[0], dtype=np.float64)
+            values = _float64(columns[0])
             ok = ~np.isnan(values) & (values >= 0) & (values < self.num_buckets)
             return np.where(ok, np.nan_to_num(values), self.num_buckets).astype(np.int32)
         if self.kind == "bucketized":
-            return np.digitize(np.asarray(columns[0], dtype=np.float64), self.boundaries).astype(np.int32)
+            return np.digitize(_float64(columns[0]), self.boundaries).astype(np.int32)
         if self.kind == "crossed":
             import pyarrow.compute as pc
 
             crossed = pc.binary_join_element_wise(*(arrow_text(c) for c in columns), "\x1f")
-            return stable_hash(crossed.to_numpy(zero_copy_only=False), self.num_buckets)
-        return stable_hash(_as_text(columns[0]), self.num_buckets)  # hash
+            return hashed_ids(crossed, self.num_buckets)
+        return hashed_ids(arrow_text(columns[0]), self.num_buckets)  # hash
 
     def state(self) -> dict[str, Any]:
         state = {"kind": f"categorical_{self.kind}", "name": self.name, "source": self.source, "depth": self.depth}

@@ -22,6 +22,7 @@ import numpy as np
 
 from layerflow.data import Dataset, from_frame
 from layerflow.data.dataset import ROWS, chunk_length
+from layerflow.data.dataset import read_ahead
 from layerflow.errors import LayerflowError
 from layerflow.features.columns import (
     NORMALIZERS,
@@ -339,9 +340,21 @@ class FeatureSpec:
         self._require_fitted()
         return [*self.numeric_columns, *self.categorical_columns]
 
-    def transform(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Encodes one batch of raw columns into the model's inputs (arrays of shape (n, 1))."""
+    def transform(self, batch: Any) -> dict[str, np.ndarray]:
+        """Encodes one batch of raw columns into the model's inputs (arrays of shape (n, 1)).
+
+        Args:
+            batch: a dict of column arrays (numpy or Arrow), or an Arrow record batch.
+
+        Returns:
+            A dict of (n, 1) arrays: float32 for numeric columns, int32 ids for categorical ones.
+
+        Example:
+            >>> spec.transform({"a": np.array([1.5]), "city": np.array(["rome"], dtype=object)})
+        """
         self._require_fitted()
+        if hasattr(batch, "schema") and hasattr(batch, "column"):  # an Arrow record batch
+            batch = {name: batch.column(i) for i, name in enumerate(batch.schema.names)}
         needed = {*self.numeric_columns, *(s for c in self.categorical_columns.values() for s in c.source)}
         missing = sorted(needed - set(batch) - set(self.categorical_columns))
         if missing:
@@ -365,6 +378,24 @@ class FeatureSpec:
                 raise SpecTypeError("prepare() needs batches: batch the dataset or pass batch_size=.")
             dataset = dataset.batch(batch_size)
         labels = self.label
+        arrow = dataset._arrow
+        if arrow is not None:  # encode the Arrow batches as they are: no Python strings made per row
+            def encode_arrow(record_batch):
+                features = self.transform(record_batch)
+                if not labels:
+                    return (features,)
+                missing = [n for n in labels if n not in record_batch.schema.names]
+                if missing:
+                    raise SpecColumnError(f"Label column {missing[0]!r} is not in the data; it has "
+                                          f"{sorted(record_batch.schema.names)}.")
+                label_chunk = arrow.to_chunk(record_batch.select(labels))
+                return features, (label_chunk[labels[0]] if len(labels) == 1 else label_chunk)
+
+            def encoded():
+                # parsing (pyarrow, GIL released) runs ahead on a thread while this one encodes
+                return map(encode_arrow, read_ahead(arrow.record_batches, 4))
+
+            return Dataset(encoded, "prepared", None, dataset._length)
 
         def encode(batch):
             features = self.transform(batch)
