@@ -148,3 +148,19 @@ def test_cache_in_memory_and_in_a_file(tmp_path):
         source.cache(tmp_path / "no" / "such" / "c.arrow")
     with pytest.raises(DatasetKindError, match="call it before prepare"):
         source.prepare(x="img").cache(tmp_path / "c.arrow")
+
+
+def test_a_cached_csv_is_parsed_once_and_replays_the_same_rows(tmp_path):
+    path = tmp_path / "c.csv"
+    path.write_text("a,city\n" + "".join(f"{i * 0.5},c{i % 4}\n" for i in range(1000)))
+    for cache_path in (None, tmp_path / "rows.arrow"):
+        ds = lf.data.csv_dataset(path, batch_size=300, block_bytes=2048).cache(cache_path)
+        first = [(b["a"].copy(), b["city"].tolist()) for b in ds]
+        path_moved = tmp_path / "moved.csv"
+        path.rename(path_moved)  # a second pass that parsed the file again would fail now
+        second = [(b["a"], b["city"].tolist()) for b in ds]
+        path_moved.rename(path)
+        assert [len(a) for a, _ in second] == [300, 300, 300, 100]
+        assert all(np.array_equal(a1, a2) and c1 == c2 for (a1, c1), (a2, c2) in zip(first, second))
+        assert second[0][0].dtype == np.float32 and second[3][1][-1] == "c3"
+        assert ds._arrow is not None  # feature specs still encode the cached Arrow batches directly

@@ -85,7 +85,7 @@ class FileCache:
     earlier program is never trusted) and is kept afterwards.
     """
 
-    def __init__(self, make: Callable[[], Iterable[Any]], path: Path):
+    def __init__(self, make: Callable[[], Iterable[Any]], path: Path, record_batches: bool = False):
         if path.exists() and path.is_dir():
             raise DatasetArgumentError(f"cache({str(path)!r}): that is a folder; give a file path.")
         if not path.parent.exists():
@@ -93,6 +93,7 @@ class FileCache:
         self._make = make
         self.path = path
         self._complete = False
+        self._record_batches = record_batches  # the elements are Arrow record batches: stored and replayed as such
 
     def chunks(self) -> Iterator[Any]:
         return self._replay() if self._complete else self._record()
@@ -104,10 +105,13 @@ class FileCache:
         writer = writer_schema = None
         try:
             for chunk in self._make():
-                if not isinstance(chunk, dict):
+                if self._record_batches:
+                    batch = chunk
+                elif not isinstance(chunk, dict):
                     raise DatasetArgumentError("cache(path) stores dicts of columns; this dataset yields "
                                                f"{type(chunk).__name__}s. Use cache() (in memory).")
-                batch = chunk_to_record_batch(chunk)
+                else:
+                    batch = chunk_to_record_batch(chunk)
                 if writer is None:
                     writer, writer_schema = pa.ipc.new_stream(str(partial), batch.schema), batch.schema
                 elif not batch.schema.equals(writer_schema):
@@ -132,4 +136,7 @@ class FileCache:
         # not closed here: the arrays handed out are views of the mapping, which lives as long as they do
         reader = pa.ipc.open_stream(pa.memory_map(str(self.path)))
         for batch in reader:
+            if self._record_batches:
+                yield batch
+                continue
             yield {field.name: _from_arrow(column, field) for field, column in zip(batch.schema, batch.columns)}

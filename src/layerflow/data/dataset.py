@@ -340,6 +340,13 @@ class Dataset(CombiningOps, KerasFeeding):
 
         if path is not None and self.kind == PREPARED:
             raise DatasetKindError("cache(path) stores columns; call it before prepare() (or cache() in memory).")
+        if self._arrow is not None:  # keep Arrow record batches: replayed zero-copy, encoded without numpy objects
+            arrow = self._arrow
+            store = (MemoryCache(arrow.record_batches) if path is None
+                     else FileCache(arrow.record_batches, Path(path), record_batches=True))
+            derived = self._derive(lambda: map(arrow.to_chunk, store.chunks()), length=self._length)
+            derived._arrow = type(arrow)(store.chunks, arrow.to_chunk)
+            return derived
         store = MemoryCache(self.chunks) if path is None else FileCache(self.chunks, Path(path))
         return self._derive(store.chunks, length=self._length)
 
