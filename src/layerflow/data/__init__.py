@@ -10,6 +10,7 @@ from layerflow.data.dataset import Dataset
 from layerflow.data.errors import (
     CsvFormatError,
     DatasetArgumentError,
+    DatasetColumnError,
     DatasetFileNotFoundError,
     DatasetKindError,
     UnknownLengthError,
@@ -29,6 +30,7 @@ __all__ = [
     "CsvFormatError",
     "Dataset",
     "DatasetArgumentError",
+    "DatasetColumnError",
     "DatasetFileNotFoundError",
     "DatasetKindError",
     "UnknownLengthError",

@@ -22,7 +22,7 @@ from layerflow.data.chunks import (
     slice_chunk,
     take_rows,
 )
-from layerflow.data.errors import DatasetArgumentError, DatasetKindError
+from layerflow.data.errors import DatasetArgumentError, DatasetColumnError, DatasetKindError
 
 if TYPE_CHECKING:
     from layerflow.data.dataset import Dataset
@@ -348,7 +348,8 @@ class CombiningOps:
                 names = keys if keys is not None else list(chunk)
                 missing = [n for n in names if n not in chunk]
                 if missing:
-                    raise KeyError(f"unique(): columns {missing} are not in the data; it has {sorted(chunk)}.")
+                    raise DatasetColumnError(f"unique(): columns {missing} are not in the data; "
+                                             f"it has {sorted(chunk)}.")
                 keep = np.zeros(chunk_length(chunk), dtype=bool)
                 for i, key in enumerate(zip(*(_hashable(chunk[n]) for n in names))):
                     if key not in seen:

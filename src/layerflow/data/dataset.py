@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from layerflow.data.combining import CombiningOps
-from layerflow.data.errors import DatasetArgumentError, DatasetKindError, UnknownLengthError
+from layerflow.data.errors import DatasetArgumentError, DatasetColumnError, DatasetKindError, UnknownLengthError
 from layerflow.data.keras_feeding import KerasFeeding
 
 from layerflow.data.chunks import (  # noqa: F401  (re-exported: feature specs use them)
@@ -399,7 +399,7 @@ class Dataset(CombiningOps, KerasFeeding):
         def split(batch: Chunk):
             missing = [c for c in ([x] if isinstance(x, str) else list(x or [])) + labels if c not in batch]
             if missing:
-                raise KeyError(f"Columns {missing} are not in the data; it has {sorted(batch)}.")
+                raise DatasetColumnError(f"Columns {missing} are not in the data; it has {sorted(batch)}.")
             if isinstance(x, str):
                 features: Any = batch[x]
             else:

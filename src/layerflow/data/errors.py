@@ -23,3 +23,10 @@ class DatasetArgumentError(LayerflowError, ValueError):
 
 class DatasetFileNotFoundError(LayerflowError, FileNotFoundError):
     """No file matches the pattern a dataset was asked to read."""
+
+
+class DatasetColumnError(LayerflowError, KeyError):
+    """A column an operation needs is not in the data."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""

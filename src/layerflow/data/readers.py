@@ -15,7 +15,13 @@ import numpy as np
 from layerflow.data.chunks import ROWS
 from layerflow.data.csv_files import BLOCK_BYTES, CsvDataset, csv_dataset, open_text, record_batch_to_chunk
 from layerflow.data.dataset import Dataset
-from layerflow.data.errors import CsvFormatError, DatasetArgumentError, DatasetFileNotFoundError, DatasetKindError
+from layerflow.data.errors import (
+    CsvFormatError,
+    DatasetArgumentError,
+    DatasetColumnError,
+    DatasetFileNotFoundError,
+    DatasetKindError,
+)
 
 __all__ = ["BLOCK_BYTES", "CsvDataset", "CsvFormatError", "csv_dataset", "file_list_dataset", "from_arrays",
            "from_frame", "list_files", "parquet_dataset", "range_dataset", "record_batch_to_chunk",
@@ -53,7 +59,7 @@ def parquet_dataset(file_pattern: str | Sequence[str], batch_size: int | None = 
             with pq.ParquetFile(path) as parquet:
                 missing = [c for c in columns or [] if c not in parquet.schema_arrow.names]
                 if missing:
-                    raise KeyError(f"{path} has no columns {missing}; it has {parquet.schema_arrow.names}.")
+                    raise DatasetColumnError(f"{path} has no columns {missing}; it has {parquet.schema_arrow.names}.")
                 for batch in parquet.iter_batches(batch_size=rows_per_read, columns=list(columns) if columns else None):
                     yield record_batch_to_chunk(batch)
 

@@ -69,7 +69,9 @@ def all_nominal(exclude: Sequence[str] | None = None) -> Selector:
 
 
 def has_type(type_name: str, exclude: Sequence[str] | None = None) -> Selector:
-    """Columns of one type: ``"float"``, ``"int"``, ``"bool"`` or ``"string"`` (``"double"``, ``"integer"``, ``"str"`` too).
+    """Columns of one type: ``"float"``, ``"int"``, ``"bool"`` or ``"string"``.
+
+    ``"double"``, ``"integer"`` and ``"str"`` are accepted as synonyms.
 
     Example:
         >>> spec = lf.feature_spec(df, label="y").numeric(lf.has_type("float"), normalizer="standard")

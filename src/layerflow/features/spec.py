@@ -285,7 +285,8 @@ class FeatureSpec:
                     dense.append(DenseOf(name, kind, options.get("dimension"), options.get("name")))
                 continue
             if kind == "remove":
-                declared = {**{n: ("numeric", "float") for n in numeric}, **{n: ("nominal", "int") for n in categorical},
+                declared = {**{n: ("numeric", "float") for n in numeric},
+                            **{n: ("nominal", "int") for n in categorical},
                             **{d.output_name: ("dense", "float") for d in dense}}
                 for name in self._resolve(kind, columns, declared):
                     users = [c.name for c in categorical.values() if name in c.source and c.name != name
@@ -485,7 +486,8 @@ class FeatureSpec:
             detail = f"vocabulary={c.vocabulary[:10]}{'...' if len(c.vocabulary) > 10 else ''}" if c.vocabulary else ""
             lines.append(f"  categorical {c.name} ({c.kind} of {c.source}): depth={c.depth} {detail}".rstrip())
         for d in self.dense_columns:
-            lines.append(f"  {d.kind} {d.column} -> {d.output_name}" + (f" dimension={d.dimension}" if d.dimension else ""))
+            width = f" dimension={d.dimension}" if d.dimension else ""
+            lines.append(f"  {d.kind} {d.column} -> {d.output_name}{width}")
         return "\n".join(lines)
 
 
