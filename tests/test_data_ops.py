@@ -164,3 +164,8 @@ def test_a_cached_csv_is_parsed_once_and_replays_the_same_rows(tmp_path):
         assert all(np.array_equal(a1, a2) and c1 == c2 for (a1, c1), (a2, c2) in zip(first, second))
         assert second[0][0].dtype == np.float32 and second[3][1][-1] == "c3"
         assert ds._arrow is not None  # feature specs still encode the cached Arrow batches directly
+
+
+def test_a_dataset_of_unknown_length_is_still_truthy(tmp_path):
+    (tmp_path / "a.csv").write_text("a\n1\n")
+    assert lf.data.csv_dataset(tmp_path / "a.csv") and lf.data.range_dataset(0)

@@ -69,6 +69,9 @@ class Dataset(CombiningOps, KerasFeeding):
         # set by sources that read Arrow (CSV): lets batch() and feature specs skip the numpy detour
         self._arrow: Any = None
 
+    def __bool__(self) -> bool:
+        return True  # a dataset is truthy even when its length is unknown (or 0), as any object
+
     def __len__(self) -> int:
         """The number of elements (rows, or batches after ``batch()``) when known without reading.
 
