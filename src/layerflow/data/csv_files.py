@@ -119,7 +119,9 @@ class CsvOptions:
                                    null_values=self.na_values, strings_can_be_null=True)
 
 
-class _BadValue(Exception):
+class _BadValue(CsvFormatError):
+    """A value not of its column's type (internal: becomes a located CsvFormatError or a skipped row)."""
+
     def __init__(self, column: str, value: str | None, type_name: str):
         super().__init__(column)
         self.column, self.value, self.type_name = column, value, type_name
