@@ -111,8 +111,8 @@ class NumericColumn:
     _m2: float = field(default=0.0, repr=False)
     _mean: float = field(default=0.0, repr=False)
 
-    def observe(self, values: np.ndarray) -> None:
-        values = np.asarray(values, dtype=np.float64)
+    def observe(self, values: Any) -> None:
+        values = _float64(values)
         finite = values[~np.isnan(values)]
         self.missing += len(values) - len(finite)
         if not len(finite):

@@ -316,7 +316,11 @@ class FeatureSpec:
                         num_buckets=options.get("num_buckets") or options.get("hash_bucket_size"))
         learning = [c for c in categorical.values() if c.learns_vocabulary]
         observed = [*numeric.values(), *(c for c in learning)]
-        for chunk in source.chunks():
+        if source._arrow is not None:  # a CSV: learn from its Arrow batches, no Python string per row
+            blocks: Any = ({n: b.column(i) for i, n in enumerate(b.schema.names)} for b in source._arrow.record_batches())
+        else:
+            blocks = source.chunks()
+        for chunk in blocks:
             for column in numeric.values():
                 column.observe(chunk[column.name])
             for column in learning:
