@@ -240,7 +240,8 @@ class Dataset(CombiningOps, KerasFeeding):
         epoch = itertools.count()
 
         def make():
-            rng = np.random.default_rng(None if seed is None else seed + (next(epoch) if reshuffle_each_iteration else 0))
+            offset = next(epoch) if reshuffle_each_iteration else 0
+            rng = np.random.default_rng(None if seed is None else seed + offset)
             if kind != ROWS:
                 yield from _shuffle_elements(source.chunks(), buffer_size, rng)
                 return

@@ -317,7 +317,8 @@ class FeatureSpec:
         learning = [c for c in categorical.values() if c.learns_vocabulary]
         observed = [*numeric.values(), *(c for c in learning)]
         if source._arrow is not None:  # a CSV: learn from its Arrow batches, no Python string per row
-            blocks: Any = ({n: b.column(i) for i, n in enumerate(b.schema.names)} for b in source._arrow.record_batches())
+            blocks: Any = ({n: b.column(i) for i, n in enumerate(b.schema.names)}
+                           for b in source._arrow.record_batches())
         else:
             blocks = source.chunks()
         for chunk in blocks:
@@ -428,8 +429,11 @@ class FeatureSpec:
         parts = []
         for name, column in self.numeric_columns.items():
             offset, divisor = column.scale()
-            parts.append(keras.layers.Rescaling(1.0 / divisor, offset=-offset / divisor, name=f"{name}_scaled")(inputs[name])
-                         if column.normalizer else inputs[name])
+            if column.normalizer:
+                scaling = keras.layers.Rescaling(1.0 / divisor, offset=-offset / divisor, name=f"{name}_scaled")
+                parts.append(scaling(inputs[name]))
+            else:
+                parts.append(inputs[name])
         for dense in self.dense_columns:
             depth = self.categorical_columns[dense.column].depth
             ids = inputs[dense.column]
