@@ -169,3 +169,18 @@ def test_a_cached_csv_is_parsed_once_and_replays_the_same_rows(tmp_path):
 def test_a_dataset_of_unknown_length_is_still_truthy(tmp_path):
     (tmp_path / "a.csv").write_text("a\n1\n")
     assert lf.data.csv_dataset(tmp_path / "a.csv") and lf.data.range_dataset(0)
+
+
+def test_the_docstring_examples_of_the_operations_run_as_written():
+    import doctest
+
+    from layerflow.data import combining, readers
+
+    functions = [f for f in vars(combining.CombiningOps).values() if callable(f) and ">>>" in (f.__doc__ or "")]
+    functions += [readers.range_dataset, lf.data.Dataset.batch, lf.data.Dataset.__len__, lf.data.ragged]
+    for function in functions:
+        test = doctest.DocTestParser().get_doctest(function.__doc__, {"lf": lf, "np": np}, function.__name__, None, 0)
+        runner = doctest.DocTestRunner()
+        runner.run(test)
+        assert runner.summarize(verbose=False).failed == 0, function.__name__
+    assert len(functions) >= 13

@@ -106,7 +106,7 @@ class CombiningOps:
 
         Example:
             >>> ds = lf.data.range_dataset(3).concatenate(lf.data.range_dataset(10, 12))
-            >>> [row["value"] for row in ds]
+            >>> ds.to_frame()["value"].tolist()
             [0, 1, 2, 10, 11]
         """
         other = _check_dataset(other, "concatenate")
@@ -145,8 +145,8 @@ class CombiningOps:
         Example:
             >>> a = lf.data.from_arrays({"x": [1, 2, 3]})
             >>> b = lf.data.from_arrays({"y": [10, 20]})
-            >>> [(r["x"], r["y"]) for r in a.zip(b)]
-            [(1, 10), (2, 20)]
+            >>> a.zip(b).to_frame().values.tolist()
+            [[1, 10], [2, 20]]
         """
         sources = [self, *(_check_dataset(o, "zip") for o in others)]
         if not others:
@@ -185,7 +185,7 @@ class CombiningOps:
         On a batched dataset the column is added to each batch (still one number per row).
 
         Example:
-            >>> [r["index"] for r in lf.data.from_arrays({"x": [5, 6, 7]}).enumerate(start=1)]
+            >>> lf.data.from_arrays({"x": [5, 6, 7]}).enumerate(start=1).to_frame()["index"].tolist()
             [1, 2, 3]
         """
         if self.kind == PREPARED:
@@ -214,7 +214,7 @@ class CombiningOps:
             index: which shard this is, in ``[0, num_shards)``.
 
         Example:
-            >>> [r["value"] for r in lf.data.range_dataset(10).shard(3, 1)]
+            >>> lf.data.range_dataset(10).shard(3, 1).to_frame()["value"].tolist()
             [1, 4, 7]
         """
         from layerflow.data.dataset import _positive_int
@@ -334,7 +334,7 @@ class CombiningOps:
         Memory grows with the number of distinct rows, which are remembered.
 
         Example:
-            >>> [r["x"] for r in lf.data.from_arrays({"x": [3, 1, 3, 2, 1]}).unique()]
+            >>> lf.data.from_arrays({"x": [3, 1, 3, 2, 1]}).unique().to_frame()["x"].tolist()
             [3, 1, 2]
         """
         if self.kind != ROWS:
@@ -364,7 +364,7 @@ class CombiningOps:
         """The elements up to (not including) the first for which ``predicate`` is false.
 
         Example:
-            >>> [r["value"] for r in lf.data.range_dataset(10).take_while(lambda r: r["value"] < 3)]
+            >>> lf.data.range_dataset(10).take_while(lambda r: r["value"] < 3).to_frame()["value"].tolist()
             [0, 1, 2]
         """
         if not callable(predicate):

@@ -140,7 +140,7 @@ def range_dataset(start: int, stop: int | None = None, step: int = 1, rows_per_c
         A dataset of known length with one int64 column, ``value``.
 
     Example:
-        >>> [r["value"] for r in lf.data.range_dataset(1, 10, 3)]
+        >>> lf.data.range_dataset(1, 10, 3).to_frame()["value"].tolist()
         [1, 4, 7]
     """
     if stop is None:
