@@ -184,3 +184,21 @@ def test_the_docstring_examples_of_the_operations_run_as_written():
         runner.run(test)
         assert runner.summarize(verbose=False).failed == 0, function.__name__
     assert len(functions) >= 13
+
+
+def test_batching_copies_each_row_at_most_once():
+    source = np.arange(100, dtype=np.float32)
+    batches = list(lf.data.from_arrays({"x": source}, rows_per_chunk=30).batch(8))
+    assert [len(b["x"]) for b in batches] == [8] * 12 + [4]
+    assert np.array_equal(np.concatenate([b["x"] for b in batches]), source)
+    inside = [b for b in batches if np.shares_memory(b["x"], source)]
+    # a batch within one 30-row block is a view of it; only the 3 batches spanning two blocks are copies
+    assert len(inside) == 10
+    import pyarrow as pa
+
+    from layerflow.data.arrow_batches import rebatch
+
+    blocks = [pa.record_batch({"x": pa.array(source[i:i + 30])}) for i in range(0, 100, 30)]
+    arrow_batches = list(rebatch(iter(blocks), 8))
+    assert [b.num_rows for b in arrow_batches] == [8] * 12 + [4]
+    assert np.array_equal(np.concatenate([b.column(0).to_numpy() for b in arrow_batches]), source)
