@@ -76,6 +76,8 @@ def test_a_bad_value_names_file_line_and_column_on_threads(tmp_path, typed):
     message = str(info.value)
     assert f"{path}, line 2501, column 'b': value 'oops' is not a valid" in message
     assert "skip_malformed=True" in message
+    with pytest.raises(CsvFormatError, match=r"bad.csv, line 2501, column 'b': value 'oops'"):
+        lf.data.csv_dataset(path, column_types=types, select_columns=["c", "b"], block_bytes=4096).to_frame()
 
 
 def test_a_missing_value_in_an_explicit_int_column_is_located(tmp_path):

@@ -282,7 +282,7 @@ def read_csv_file(path: str, options: CsvOptions, stats: dict[str, int]) -> Iter
                 yield batch
                 rows_done += batch.num_rows
     except (pa.ArrowInvalid, _BadValue) as error:
-        bad = error if isinstance(error, _BadValue) else _conversion_error(str(error), schema, path, options)
+        bad = error if isinstance(error, _BadValue) else _conversion_error(str(error), path, options)
         if malformed:
             number, text = malformed[0]
             raise CsvFormatError(f"{path}, {_malformed_line(path, options, number, text)}: malformed row "
@@ -295,10 +295,7 @@ def read_csv_file(path: str, options: CsvOptions, stats: dict[str, int]) -> Iter
                 return
             raise CsvFormatError(f"{path}: {message}") from None
         if not options.skip_malformed:
-            names = list(schema.names) if schema is not None else (options.column_names
-                                                                    or _first_record(path, options.delimiter) or [])
-            all_names = options.column_names or _first_record(path, options.delimiter) or names
-            where = _locate(path, options, all_names, bad)
+            where = _locate(path, options, _file_columns(path, options), bad)
             what = "a missing value" if bad.value is None else f"value {bad.value!r}"
             raise CsvFormatError(
                 f"{path}, {where}, column {bad.column!r}: {what} is not a valid {bad.type_name}. Fix the value, "
@@ -315,17 +312,17 @@ def read_csv_file(path: str, options: CsvOptions, stats: dict[str, int]) -> Iter
         stats["malformed_rows_skipped"] = stats.get("malformed_rows_skipped", 0) + skipped[0]
 
 
-def _conversion_error(message: str, schema, path: str, options: CsvOptions) -> _BadValue | None:
+def _file_columns(path: str, options: CsvOptions) -> list[str]:
+    """All the file's column names, in file order (how pyarrow numbers columns in its errors)."""
+    return list(options.column_names or _first_record(path, options.delimiter) or [])
+
+
+def _conversion_error(message: str, path: str, options: CsvOptions) -> _BadValue | None:
     match = _CONVERSION.search(message)
     if not match:
         return None
     index, type_name, value = int(match.group(1)), match.group(2), match.group(3)
-    if schema is not None:
-        names = list(schema.names)
-    else:
-        names = options.select_columns or options.column_names or _first_record(path, options.delimiter) or []
-        if options.select_columns:  # pyarrow numbers the included columns in the order given
-            names = list(options.select_columns)
+    names = _file_columns(path, options)
     column = names[index] if index < len(names) else f"#{index}"
     return _BadValue(column, value, options.explicit.get(column, type_name))
 
