@@ -8,27 +8,15 @@ out-of-vocabulary or hashed value (in ``stable_hash``), never once per row.
 from __future__ import annotations
 
 import math
-import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from layerflow.features.errors import SpecError
+from layerflow.features.hashing import stable_hash
 
 NORMALIZERS = (None, "standard", "minmax")
-
-
-def stable_hash(values: np.ndarray, buckets: int) -> np.ndarray:
-    """Bucket ids from the CRC32 of each value's text: the same in every process and language.
-
-    The one place feature specs hash strings (hashed columns, crossed columns, out-of-vocabulary
-    buckets).
-    """
-    text = np.asarray(values).astype(str)
-    unique, inverse = np.unique(text, return_inverse=True)
-    hashed = np.fromiter((zlib.crc32(u.encode()) % buckets for u in unique), np.int64, len(unique))
-    return hashed[inverse.reshape(-1)].astype(np.int32)
 
 
 def arrow_text(values: Any):
