@@ -1,4 +1,9 @@
-"""Feature specs: fitted preprocessing of tabular columns for Keras models."""
+"""Feature specs: fitted preprocessing of tabular columns for Keras models.
+
+Example:
+    >>> spec = lf.feature_spec(df, label="y").numeric(lf.all_numeric(), normalizer="standard").fit()
+    >>> inputs, dense = spec.keras_inputs()
+"""
 
 from layerflow.features.errors import SpecColumnError, SpecError, SpecFileError, SpecTypeError
 from layerflow.features.selectors import Selector, all_nominal, all_numeric, has_type, matches, starts_with

@@ -51,6 +51,12 @@ def _describe(call: str, exclude: tuple[str, ...]) -> str:
 def all_numeric(exclude: Sequence[str] | None = None) -> Selector:
     """Every numeric column of the dataset (the label excluded), but those in ``exclude``.
 
+    Args:
+        exclude: column names never selected.
+
+    Returns:
+        A selector, resolved against the dataset's columns when the spec is fitted.
+
     Example:
         >>> spec = lf.feature_spec(df, label="y").numeric(lf.all_numeric(exclude=["id"]))
     """
@@ -60,6 +66,12 @@ def all_numeric(exclude: Sequence[str] | None = None) -> Selector:
 
 def all_nominal(exclude: Sequence[str] | None = None) -> Selector:
     """Every string column of the dataset, or every categorical column for indicator/embedding.
+
+    Args:
+        exclude: column names never selected.
+
+    Returns:
+        A selector, resolved when the spec is fitted.
 
     Example:
         >>> spec = lf.feature_spec(df, label="y").categorical_vocab(lf.all_nominal(exclude=["name"]))
@@ -72,6 +84,13 @@ def has_type(type_name: str, exclude: Sequence[str] | None = None) -> Selector:
     """Columns of one type: ``"float"``, ``"int"``, ``"bool"`` or ``"string"``.
 
     ``"double"``, ``"integer"`` and ``"str"`` are accepted as synonyms.
+
+    Args:
+        type_name: the type to select.
+        exclude: column names never selected.
+
+    Returns:
+        A selector, resolved against the dataset's column types when the spec is fitted.
 
     Example:
         >>> spec = lf.feature_spec(df, label="y").numeric(lf.has_type("float"), normalizer="standard")
@@ -86,6 +105,13 @@ def has_type(type_name: str, exclude: Sequence[str] | None = None) -> Selector:
 def starts_with(prefix: str, exclude: Sequence[str] | None = None) -> Selector:
     """Columns whose name starts with ``prefix``.
 
+    Args:
+        prefix: the start of the names to select.
+        exclude: column names never selected.
+
+    Returns:
+        A selector, resolved when the spec is fitted.
+
     Example:
         >>> spec = lf.feature_spec(df, label="y").numeric(lf.starts_with("pixel_"))
     """
@@ -95,6 +121,13 @@ def starts_with(prefix: str, exclude: Sequence[str] | None = None) -> Selector:
 
 def matches(pattern: str, exclude: Sequence[str] | None = None) -> Selector:
     """Columns whose name matches the regular expression ``pattern``.
+
+    Args:
+        pattern: a regular expression searched in each name.
+        exclude: column names never selected.
+
+    Returns:
+        A selector, resolved when the spec is fitted.
 
     Example:
         >>> spec = lf.feature_spec(df, label="y").numeric(lf.matches(r"^x\\d+$"))

@@ -516,7 +516,18 @@ def feature_spec(dataset: Any, label: str | Sequence[str] | None = None) -> Feat
 
 
 def load_feature_spec(path: str | os.PathLike[str]) -> FeatureSpec:
-    """Reads a spec written by ``FeatureSpec.save``; it is fitted and ready to transform."""
+    """Reads a spec written by ``FeatureSpec.save``; it is fitted and ready to transform.
+
+    Args:
+        path: the JSON file ``spec.save(path)`` wrote.
+
+    Returns:
+        A fitted ``FeatureSpec`` (with no dataset: pass one to ``prepare``).
+
+    Example:
+        >>> spec = lf.load_feature_spec("spec.json")
+        >>> spec.transform({"a": np.array([1.5]), "city": np.array(["rome"], dtype=object)})
+    """
     path = Path(path)
     try:
         state = json.loads(path.read_text())
