@@ -10,7 +10,7 @@ warning it then gives is not true, so it is silenced for that fit only. With
 epoch's end starts afresh when the next epoch asks for data, and a pass that ends inside an
 epoch ends it, with Keras's warning shown (it is true then).
 
-Tested with Keras 3.5 to 3.13: this module reads the ``steps_per_epoch`` of the Keras
+Tested with Keras 3.15.1 (installed here): this module reads the ``steps_per_epoch`` of the Keras
 ``EpochIterator`` that asks for batches (there is no public way to learn it).
 """
 
