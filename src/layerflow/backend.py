@@ -48,6 +48,10 @@ def load_keras() -> Any:
             f"Keras was already imported on the {keras.backend.backend()!r} backend; "
             f"set KERAS_BACKEND={name} before anything imports keras."
         )
+    if name == "torch":
+        from layerflow.fastfit import install
+
+        install(keras)
     return keras
 
 

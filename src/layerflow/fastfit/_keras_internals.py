@@ -1,0 +1,102 @@
+"""Every private Keras (and torch) API the fast training path uses, and nothing else.
+
+Keras offers no public hook to swap the per-step function of ``fit``/``evaluate``/``predict``
+on the torch backend, nor public access to the loss tracker, the optimizer's slot variables
+or the trainer's own step functions. Those accesses live here, in one place, so that a Keras
+upgrade breaks one module. They are tested with the versions in ``TESTED_VERSIONS`` (pinned in
+pyproject.toml); on other versions the fast path stays off (see ``guard.version_problem``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+# Keras and torch (major, minor) the fast path was written and tested against.
+TESTED_VERSIONS = {"keras": (3, 15), "torch": (2, 13)}
+
+
+def torch_trainer_class() -> type:
+    """Keras's torch trainer, whose ``make_*_function`` methods the fast path wraps."""
+    from keras.src.backend.torch.trainer import TorchTrainer
+
+    return TorchTrainer
+
+
+def base_trainer_class() -> type:
+    from keras.src.trainers.trainer import Trainer
+
+    return Trainer
+
+
+def call_model(model: Any, x: Any, training: bool) -> Any:
+    """The forward pass exactly as Keras's torch ``train_step``/``test_step`` make it."""
+    if model._call_has_training_arg:
+        return model(x, training=training)
+    return model(x)
+
+
+def compute_loss(model: Any, x: Any, y: Any, y_pred: Any, sample_weight: Any, training: bool) -> Any:
+    """Keras's loss (compiled loss + the model's added losses), honouring user overrides."""
+    return model._compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training)
+
+
+def update_loss_tracker(model: Any, loss: Any, batch_size: int) -> None:
+    model._loss_tracker.update_state(loss, sample_weight=batch_size)
+
+
+def compiled_state_ids(model: Any) -> tuple[int, int, int]:
+    """Identities of what ``compile`` creates: a recompile changes them."""
+    return id(getattr(model, "_compile_loss", None)), id(getattr(model, "_compile_metrics", None)), id(model.optimizer)
+
+
+def has_loss_tracker(model: Any) -> bool:
+    return getattr(model, "_loss_tracker", None) is not None
+
+
+def jit_compile(model: Any) -> bool:
+    return bool(getattr(model, "jit_compile", False))
+
+
+def is_loss_scale_optimizer(optimizer: Any) -> bool:
+    from keras.src.optimizers.loss_scale_optimizer import LossScaleOptimizer
+
+    return isinstance(optimizer, LossScaleOptimizer)
+
+
+def adam_slots(optimizer: Any, variables: list[Any]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """The Adam optimizer's first and second moment tensors for ``variables``, in order."""
+    indices = [optimizer._get_variable_index(v) for v in variables]
+    return ([optimizer._momentums[i].value for i in indices], [optimizer._velocities[i].value for i in indices])
+
+
+def learning_rate_is_schedule(optimizer: Any) -> bool:
+    from keras.src.optimizers.schedules.learning_rate_schedule import LearningRateSchedule
+
+    return isinstance(optimizer._learning_rate, LearningRateSchedule) or callable(optimizer._learning_rate)
+
+
+def learning_rate_tensor(optimizer: Any) -> torch.Tensor:
+    """The learning-rate variable's tensor (ReduceLROnPlateau assigns into it in place)."""
+    return optimizer._learning_rate.value
+
+
+def iterations_tensor(optimizer: Any) -> torch.Tensor:
+    return optimizer._iterations.value
+
+
+def uses_gradient_accumulation(optimizer: Any) -> bool:
+    return bool(getattr(optimizer, "gradient_accumulation_steps", None))
+
+
+def fused_adam(params: list[torch.Tensor], grads: list[torch.Tensor], exp_avgs: list[torch.Tensor],
+               exp_avg_sqs: list[torch.Tensor], steps: list[torch.Tensor], *, lr: float, beta1: float,
+               beta2: float, eps: float) -> None:
+    """torch's fused Adam kernel (the one ``torch.optim.Adam(fused=True)`` calls)."""
+    torch._fused_adam_(params, grads, exp_avgs, exp_avg_sqs, [], steps, lr=lr, beta1=beta1, beta2=beta2,
+                       weight_decay=0.0, eps=eps, amsgrad=False, maximize=False)
+
+
+def foreach_copy(destinations: list[torch.Tensor], sources: list[torch.Tensor]) -> None:
+    torch._foreach_copy_(destinations, sources)
