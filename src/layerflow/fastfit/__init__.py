@@ -98,6 +98,7 @@ def install(keras: Any) -> bool:
     for kind in _KINDS:
         name = f"make_{kind}_function"
         setattr(trainer, name, _wrap(kind, getattr(trainer, name)))
+    ki.skip_unheard_batch_ends(lambda: not switched_off())
     _installed = True
     return True
 

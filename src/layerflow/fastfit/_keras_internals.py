@@ -100,3 +100,47 @@ def fused_adam(params: list[torch.Tensor], grads: list[torch.Tensor], exp_avgs: 
 
 def foreach_copy(destinations: list[torch.Tensor], sources: list[torch.Tensor]) -> None:
     torch._foreach_copy_(destinations, sources)
+
+
+_BATCH_END_HOOKS = {
+    "on_train_batch_end": ("on_train_batch_end", "on_batch_end"),
+    "on_test_batch_end": ("on_test_batch_end",),
+    "on_predict_batch_end": ("on_predict_batch_end",),
+}
+
+
+def skip_unheard_batch_ends(enabled: Any) -> None:
+    """Makes ``CallbackList`` skip a batch-end call that no callback listens to.
+
+    Keras hands every batch end to a thread pool when its callbacks allow it, even when each
+    callback's hook is the inherited no-op (History, layerflow's run recorder, a silent
+    progress bar): a thread hand-off and GIL contention per step for nothing. Callbacks that
+    override a batch hook (a progress bar at verbose=1, a user's callback) are called as before.
+
+    Args:
+        enabled: a no-argument callable; the skip applies only while it returns True.
+    """
+    from keras.src.callbacks.callback_list import CallbackList
+    from keras.src.utils.python_utils import is_default
+
+    for method, hooks in _BATCH_END_HOOKS.items():
+        original = getattr(CallbackList, method)
+        if getattr(original, "_layerflow_original", None) is not None:
+            continue
+
+        def unheard(callbacks: Any, hooks: tuple[str, ...] = hooks) -> bool:
+            cache = callbacks.__dict__.setdefault("_layerflow_unheard", {})
+            key = (hooks, tuple(id(c) for c in callbacks.callbacks))
+            if key not in cache:
+                cache.clear()
+                cache[key] = all(is_default(getattr(c, h)) for c in callbacks.callbacks for h in hooks)
+            return cache[key]
+
+        def batch_end(self, batch, logs=None, _original=original, _unheard=unheard):
+            if enabled() and _unheard(self):
+                return
+            _original(self, batch, logs)
+
+        batch_end._layerflow_original = original
+        batch_end.__name__ = method
+        setattr(CallbackList, method, batch_end)
