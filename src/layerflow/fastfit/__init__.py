@@ -9,11 +9,13 @@ A model whose step cannot be traced (data-dependent Python, seeded random layers
 ``LAYERFLOW_FAST_FIT=0`` turns the fast path off.
 
 Example:
+    >>> import numpy as np
+    >>> import layerflow as lf
     >>> from layerflow import keras                   # the fast path is installed
     >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
     >>> model.compile(loss="mse", optimizer="adam")
     >>> _ = model.fit(np.zeros((8, 4)), np.zeros(8), verbose=0)
-    >>> layerflow.fastfit.fast_fit_status(model)["train"]
+    >>> lf.fast_fit_status(model)["train"]
     'fast'
 """
 
@@ -99,6 +101,7 @@ def install(keras: Any) -> bool:
         name = f"make_{kind}_function"
         setattr(trainer, name, _wrap(kind, getattr(trainer, name)))
     ki.skip_unheard_batch_ends(lambda: not switched_off())
+    ki.slice_numpy_batches_directly(lambda: not switched_off())
     _installed = True
     return True
 

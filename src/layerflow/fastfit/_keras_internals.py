@@ -1,5 +1,9 @@
 """Every private Keras (and torch) API the fast training path uses, and nothing else.
 
+Private torch APIs used (torch 2.13): ``torch.utils._pytree`` (flattening batches),
+``torch.fx.experimental.proxy_tensor.make_fx`` (tracing), ``torch._fused_adam_`` and
+``torch._foreach_copy_`` (the kernels ``torch.optim`` itself calls).
+
 Keras offers no public hook to swap the per-step function of ``fit``/``evaluate``/``predict``
 on the torch backend, nor public access to the loss tracker, the optimizer's slot variables
 or the trainer's own step functions. Those accesses live here, in one place, so that a Keras
@@ -12,6 +16,18 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import torch.utils._pytree as pytree
+from torch.fx.experimental.proxy_tensor import make_fx
+
+tree_flatten = pytree.tree_flatten
+tree_map = pytree.tree_map
+tree_leaves = pytree.tree_leaves
+
+
+def trace_fake(function: Any, arguments: tuple) -> torch.fx.GraphModule:
+    """Records ``function``'s torch operations on fake tensors (data-dependent Python raises)."""
+    return make_fx(function, tracing_mode="fake")(*arguments)
+
 
 # Keras and torch (major, minor) the fast path was written and tested against.
 TESTED_VERSIONS = {"keras": (3, 15), "torch": (2, 13)}
@@ -144,3 +160,72 @@ def skip_unheard_batch_ends(enabled: Any) -> None:
         batch_end._layerflow_original = original
         batch_end.__name__ = method
         setattr(CallbackList, method, batch_end)
+
+
+class _ArrayBatches:
+    """Keras's own batches of NumPy arrays (same sampler, same order), sliced without a DataLoader.
+
+    Consecutive indices (no shuffling) become one slice, shuffled ones one NumPy index array,
+    instead of a DataLoader call and a fancy index from a Python list per batch.
+    """
+
+    def __init__(self, batch_sampler: Any, sliceables: Any, sequential: bool) -> None:
+        self.batch_sampler = batch_sampler
+        self.sliceables = sliceables
+        self.sequential = sequential
+
+    def __len__(self) -> int:
+        return len(self.batch_sampler)
+
+    def __iter__(self):
+        # A DataLoader draws its base seed from the global generator when an iterator is made;
+        # drawing it at the same moment keeps every later random number (shuffles, dropout) equal.
+        torch.empty((), dtype=torch.int64).random_()
+        return self._batches()
+
+    def _batches(self):
+        from keras.src import tree
+        from keras.src.backend.torch.core import convert_to_tensor
+
+        import numpy as np
+
+        for indices in self.batch_sampler:
+            if self.sequential:
+                where: Any = slice(indices[0], indices[-1] + 1)
+            else:
+                where = np.asarray(indices)
+
+            def slice_and_convert(sliceable, where=where):
+                return convert_to_tensor(sliceable.convert_to_torch_compatible(sliceable[where]))
+
+            yield tree.map_structure(slice_and_convert, self.sliceables, none_is_leaf=False)
+
+
+def slice_numpy_batches_directly(enabled: Any) -> None:
+    """Makes Keras's torch loader of NumPy arrays yield the same batches without a DataLoader.
+
+    Args:
+        enabled: a no-argument callable; the direct slicing applies only while it returns True.
+    """
+    from keras.src import tree
+    from keras.src.trainers.data_adapters.array_data_adapter import ArrayDataAdapter
+    from keras.src.trainers.data_adapters.array_slicing import NumpySliceable
+
+    original = ArrayDataAdapter.get_torch_dataloader
+    if getattr(original, "_layerflow_original", None) is not None:
+        return
+
+    def get_torch_dataloader(self):
+        loader = original(self)
+        if not enabled():
+            return loader
+        sliceables = loader.dataset.array
+        leaves = tree.flatten(sliceables)
+        if not leaves or not all(type(s) is NumpySliceable and hasattr(s.array, "__array__") for s in leaves):
+            return loader
+        sampler = getattr(loader.batch_sampler, "sampler", None)
+        sequential = isinstance(sampler, torch.utils.data.SequentialSampler)
+        return _ArrayBatches(loader.batch_sampler, sliceables, sequential)
+
+    get_torch_dataloader._layerflow_original = original
+    ArrayDataAdapter.get_torch_dataloader = get_torch_dataloader

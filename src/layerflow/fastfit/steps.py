@@ -14,7 +14,6 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-import torch.utils._pytree as pytree
 
 from layerflow.fastfit import _keras_internals as ki
 from layerflow.fastfit.guard import report_fallback, switched_off
@@ -79,10 +78,10 @@ class FastStep:
         else:
             x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(batch)
         device = self.device
-        return pytree.tree_map(lambda value: _as_tensor(value, device), (x, y, sample_weight))
+        return ki.tree_map(lambda value: _as_tensor(value, device), (x, y, sample_weight))
 
     def _graph(self, x: Any, y: Any, sample_weight: Any) -> torch.fx.GraphModule | None:
-        leaves, spec = pytree.tree_flatten((x, y, sample_weight))
+        leaves, spec = ki.tree_flatten((x, y, sample_weight))
         key = (_hashable(spec), tuple((t.shape, t.dtype, t.device) if isinstance(t, torch.Tensor) else t
                                       for t in leaves))
         graph = self.graphs.get(key)

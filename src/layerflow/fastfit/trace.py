@@ -13,7 +13,6 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import torch
-from torch.fx.experimental.proxy_tensor import make_fx
 
 from layerflow.fastfit import _keras_internals as ki
 
@@ -33,7 +32,7 @@ def _stateless(model: Any, variables: list[Any], values: list[torch.Tensor], bod
 
 def _record(function: Callable, arguments: tuple) -> torch.fx.GraphModule:
     try:
-        return make_fx(function, tracing_mode="fake")(*arguments)
+        return ki.trace_fake(function, arguments)
     except Exception as error:  # noqa: BLE001 - any failure to trace means "use Keras's loop"
         first = str(error).strip().splitlines()[0] if str(error).strip() else ""
         raise TraceError(f"{type(error).__name__}: {first[:160]}") from error
@@ -48,7 +47,7 @@ def trace_train_or_test(model: Any, groups: "VariableGroups", training: bool, x:
     """
     variables = groups.trainable + groups.non_trainable + groups.metrics
     updated = groups.non_trainable + groups.metrics
-    batch_size = next(t for t in torch.utils._pytree.tree_leaves(x) if t is not None).shape[0]
+    batch_size = next(t for t in ki.tree_leaves(x) if t is not None).shape[0]
 
     def step(trainable, non_trainable, metrics, x, y, sample_weight):
         def body():
