@@ -14,10 +14,11 @@ from typing import Any, Callable
 
 import torch
 
+from layerflow.errors import LayerflowError
 from layerflow.fastfit import _keras_internals as ki
 
 
-class TraceError(RuntimeError):
+class TraceError(LayerflowError, RuntimeError):
     """The step could not be recorded as a static graph (the message says why)."""
 
 
