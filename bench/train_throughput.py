@@ -301,6 +301,7 @@ def main() -> None:
     parser.add_argument("--engines", default=",".join(ENGINES))
     parser.add_argument("--threads", type=int, default=1, help="intra-op threads per engine (0: library default)")
     parser.add_argument("--profile", action="store_true", help="print a cProfile of one keras-torch epoch")
+    parser.add_argument("--results", default=str(RESULTS), help="where to write the JSON results")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--engine", default="keras-torch", help=argparse.SUPPRESS)
     parser.add_argument("--model", default="mlp", help=argparse.SUPPRESS)
@@ -319,10 +320,11 @@ def main() -> None:
         results.append(measure_model(model, samples, args.rounds, engines, args.profile, args.threads))
         print(f"{model}: done", flush=True)
     print_table(results, engines)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    results_path = Path(args.results)
+    results_path.parent.mkdir(parents=True, exist_ok=True)
     import torch
 
-    RESULTS.write_text(json.dumps({"batch_size": BATCH, "cpus": os.cpu_count(), "threads": args.threads,
+    results_path.write_text(json.dumps({"batch_size": BATCH, "cpus": os.cpu_count(), "threads": args.threads,
                                    "torch": torch.__version__,
                                    "results": results}, indent=2) + "\n")
 
