@@ -289,3 +289,14 @@ def test_bad_input_raises_kerass_error_and_keeps_the_fast_path():
         fast_fit_status("not a model")
     with pytest.raises(FastFitError, match="expects the imported keras module"):
         install(object())
+
+
+def test_predict_on_an_uncompiled_model(monkeypatch):
+    results = {}
+    for switch in ("1", "0"):
+        monkeypatch.setenv("LAYERFLOW_FAST_FIT", switch)
+        keras.utils.set_random_seed(5)
+        model = keras.Sequential([keras.Input((12,)), keras.layers.Dense(3, activation="softmax")])
+        results[switch] = (model.predict(X_VAL, batch_size=16, verbose=0), fast_fit_status(model)["predict"])
+    assert results["1"][1] == "fast" and results["0"][1] == "keras: LAYERFLOW_FAST_FIT=0"
+    np.testing.assert_allclose(results["1"][0], results["0"][0], atol=1e-6)

@@ -64,7 +64,8 @@ def update_loss_tracker(model: Any, loss: Any, batch_size: int) -> None:
 
 def compiled_state_ids(model: Any) -> tuple[int, int, int]:
     """Identities of what ``compile`` creates: a recompile changes them."""
-    return id(getattr(model, "_compile_loss", None)), id(getattr(model, "_compile_metrics", None)), id(model.optimizer)
+    return (id(getattr(model, "_compile_loss", None)), id(getattr(model, "_compile_metrics", None)),
+            id(getattr(model, "optimizer", None)))
 
 
 def has_loss_tracker(model: Any) -> bool:
