@@ -273,7 +273,8 @@ def test_version_guard(monkeypatch, capfd):
 
 
 def test_tested_versions_are_the_ones_pinned_in_pyproject():
-    pinned = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    pinned = [*project["dependencies"], *project["optional-dependencies"]["train"]]
     for name, (major, minor) in _keras_internals.TESTED_VERSIONS.items():
         spec = next(d for d in pinned if re.match(rf"{name}\b", d))
         assert f">={major}.{minor}" in spec and f"<{major}.{minor + 1}" in spec, spec

@@ -24,9 +24,11 @@ from layerflow.runs import (  # noqa: E402
     RunNotFoundError,
     clean_runs,
     compare_runs,
+    copy_run,
     log_metrics,
     ls_runs,
     purge_runs,
+    rerun,
     run_info,
     run_properties,
     training_run,
@@ -49,9 +51,11 @@ __all__ = [
     "clean_runs",
     "cloud",
     "compare_runs",
+    "copy_run",
     "data",
     "datasets",
     "export_model",
+    "export_run",
     "fast_fit_status",
     "feature_spec",
     "features",
@@ -67,8 +71,10 @@ __all__ = [
     "plot_history",
     "predict",
     "purge_runs",
+    "rerun",
     "run_info",
     "run_properties",
+    "serve",
     "starts_with",
     "training_run",
     "tuning",
@@ -91,6 +97,8 @@ _LAZY = {
     "starts_with": ("layerflow.features", "starts_with"),
     "matches": ("layerflow.features", "matches"),
     "export_model": ("layerflow.deploy", "export_model"),
+    "export_run": ("layerflow.deploy", "export_run"),
+    "serve": ("layerflow.deploy", "serve"),
     "fast_fit_status": ("layerflow.fastfit", "fast_fit_status"),
     "predict": ("layerflow.deploy", "predict"),
     "tuning": ("layerflow.tuning", None),
@@ -100,15 +108,16 @@ _LAZY = {
 
 
 def __getattr__(name: str) -> Any:
-    if name == "keras":
-        from layerflow.backend import load_keras
+    from layerflow.backend import load_keras, training_stack
 
+    if name == "keras":
         value = load_keras()
     elif name in _LAZY:
         import importlib
 
         module_name, attribute = _LAZY[name]
-        module = importlib.import_module(module_name)
+        with training_stack(f"lf.{name}"):  # a serving-only install lacks what training needs
+            module = importlib.import_module(module_name)
         value = module if attribute is None else getattr(module, attribute)
     else:
         raise AttributeError(f"module 'layerflow' has no attribute {name!r}")
