@@ -28,6 +28,17 @@ KERAS_PRIVATE_APIS = (
     "keras.src.trainers.data_adapters.data_adapter_utils.get_numpy_iterator",
     "keras.src.trainers.data_adapters.data_adapter_utils.get_jax_iterator",
     "keras.src.trainers.data_adapters.data_adapter_utils.get_torch_dataloader",
+    # the fast training path (layerflow/fastfit/_keras_internals.py)
+    "keras.src.backend.torch.trainer.TorchTrainer",
+    "keras.src.trainers.trainer.Trainer",
+    "keras.src.callbacks.callback_list.CallbackList",
+    "keras.src.utils.python_utils.is_default",
+    "keras.src.trainers.data_adapters.array_data_adapter.ArrayDataAdapter",
+    "keras.src.trainers.data_adapters.array_slicing.NumpySliceable",
+    "keras.src.backend.torch.core.convert_to_tensor",
+    "keras.src.optimizers.loss_scale_optimizer.LossScaleOptimizer",
+    "keras.src.optimizers.schedules.learning_rate_schedule.LearningRateSchedule",
+    "keras.src.tree.map_structure",
 )
 
 _BACKEND_PACKAGES = {"torch": "torch", "jax": "jax"}
@@ -98,6 +109,10 @@ def load_keras() -> Any:
             f"Keras was already imported on the {keras.backend.backend()!r} backend; "
             f"set KERAS_BACKEND={name} before anything imports keras."
         )
+    if name == "torch":
+        from layerflow.fastfit import install
+
+        install(keras)
     return keras
 
 
