@@ -47,6 +47,7 @@ __all__ = [
     "compare_runs",
     "data",
     "datasets",
+    "estimators",
     "export_model",
     "feature_spec",
     "features",
@@ -76,6 +77,7 @@ __all__ = [
 _LAZY = {
     "data": ("layerflow.data", None),
     "deploy": ("layerflow.deploy", None),
+    "estimators": ("layerflow.estimators", None),
     "features": ("layerflow.features", None),
     "feature_spec": ("layerflow.features", "feature_spec"),
     "load_feature_spec": ("layerflow.features", "load_feature_spec"),
