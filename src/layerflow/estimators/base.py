@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -105,6 +106,20 @@ class BaseEstimator:
     def config(self) -> dict[str, Any]:
         """Everything that defines this estimator (saved in its model_dir)."""
         return {"label": self.label, "weight_column": self.weight_column, **self.head.config(), **self._options()}
+
+    @classmethod
+    def _init_parameters(cls) -> set[str]:
+        """Every keyword the constructor takes, including those it passes on to its parents."""
+        names: set[str] = set()
+        for klass in cls.__mro__:
+            if "__init__" in vars(klass):
+                names |= set(inspect.signature(vars(klass)["__init__"]).parameters) - {"self", "options"}
+        return names
+
+    @classmethod
+    def _from_config(cls, config: dict[str, Any]) -> "BaseEstimator":
+        accepted = cls._init_parameters()
+        return cls(**{k: v for k, v in config.items() if k in accepted and v is not None})
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

@@ -7,9 +7,9 @@ a cache folder on disk, so the table is never held in memory whole.
 
 from __future__ import annotations
 
-import inspect
 import os
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -105,11 +105,6 @@ class _BoostedTrees(BaseEstimator):
                 "min_node_weight": self.min_node_weight, "center_bias": self.center_bias,
                 "pruning_mode": self.pruning_mode, "max_bin": self.max_bin}
 
-    @classmethod
-    def _from_config(cls, config: dict[str, Any]) -> "_BoostedTrees":
-        accepted = inspect.signature(cls.__init__).parameters
-        return cls(**{k: v for k, v in config.items() if k in accepted and v is not None})
-
     @property
     def trained(self) -> bool:
         return self.booster is not None and self.booster.num_boosted_rounds() > 0
@@ -167,8 +162,11 @@ class _BoostedTrees(BaseEstimator):
             data_iter = _BatchIter.make(self, dataset, os.path.join(cache, "pages"))
             matrix = xgb.ExtMemQuantileDMatrix(data_iter, max_bin=self.max_bin, missing=np.nan,
                                                nthread=self.n_threads)
-            self.booster = xgb.train(self.params(), matrix, num_boost_round=target - done, xgb_model=self.booster,
-                                     evals=[(matrix, "train")], verbose_eval=False, callbacks=[Checkpoint()])
+            with warnings.catch_warnings():  # post-pruning names its updaters, which xgboost warns about
+                warnings.filterwarnings("ignore", message=".*manually specified the `updater`")
+                self.booster = xgb.train(self.params(), matrix, num_boost_round=target - done, xgb_model=self.booster,
+                                         evals=[(matrix, "train")], verbose_eval=False,
+                                         callbacks=[Checkpoint()])
             del matrix, data_iter  # frees the cache pages before their folder goes
         self.epochs_done = self.global_step = self.booster.num_boosted_rounds()
 

@@ -89,7 +89,7 @@ class Head:
             text = np.asarray([("" if v is None else str(v)) for v in values], dtype=object) \
                 if values.dtype.kind not in "US" else values.astype(str)
             unique, inverse = np.unique(text.astype(str), return_inverse=True)
-            unknown = [u for u in unique if u not in self._index]
+            unknown = [str(u) for u in unique if u not in self._index]
             if unknown:
                 raise EstimatorError(f"Label column {label!r} holds {unknown[:5]} which are not in "
                                      f"label_vocabulary={self.label_vocabulary}.")

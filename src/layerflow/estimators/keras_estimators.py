@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import os
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -74,11 +73,6 @@ class KerasEstimator(BaseEstimator):
         return {**self._model_options(), "optimizer": optimizer, "learning_rate": self.learning_rate,
                 "l1": self.l1, "l2": self.l2}
 
-    @classmethod
-    def _from_config(cls, config: dict[str, Any]) -> "KerasEstimator":
-        accepted = inspect.signature(cls.__init__).parameters
-        return cls(**{k: v for k, v in config.items() if k in accepted and v is not None})
-
     @property
     def model_outputs(self) -> str:
         return "logits" if self.head.is_classifier else "predictions"
@@ -148,7 +142,7 @@ class KerasEstimator(BaseEstimator):
         name = f"checkpoint-{self.epochs_done:06d}-{self.global_step:09d}.keras"
         folder.mkdir(parents=True, exist_ok=True)
         tmp = folder / f".saving-{name}"
-        self.model.save(tmp)
+        keras.saving.save_model(self.model, tmp)  # not Model.save, which a tracked run copies to model/
         os.replace(tmp, folder / name)
         return name
 
@@ -403,8 +397,8 @@ class Estimator(KerasEstimator):
 
     @classmethod
     def _from_config(cls, config: dict[str, Any]) -> "Estimator":
-        accepted = inspect.signature(cls.__init__).parameters
-        options = {k: v for k, v in config.items() if k in accepted and v is not None and k not in ("model_fn",)}
+        accepted = cls._init_parameters() - {"model_fn"}
+        options = {k: v for k, v in config.items() if k in accepted and v is not None}
         return cls(None, **options)
 
     def _logits(self, inputs, dense):
