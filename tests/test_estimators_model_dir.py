@@ -41,6 +41,7 @@ def test_model_dir_checkpoints_loads_and_resumes(tmp_path):
     assert manifest["kind"] == "DNNClassifier" and manifest["epochs_done"] == 2
     assert (tmp_path / "m" / manifest["checkpoint"]).is_file() and (tmp_path / "m" / "feature_spec.json").is_file()
     assert len(list((tmp_path / "m").glob("*.keras"))) == 1  # older checkpoints are replaced
+    assert json.loads((tmp_path / "m" / "layerflow_model.json").read_text()) == {"loader": "layerflow.estimators:load"}
 
     loaded = E.load(tmp_path / "m")
     assert isinstance(loaded, E.DNNClassifier) and loaded.epochs_done == 2 and loaded.hidden_units == [8]

@@ -16,6 +16,8 @@ from layerflow.estimators.heads import REGRESSION, Head
 from layerflow.estimators.inputs import as_dataset, batches, check_columns, first_batch, fitted_spec, spec_columns
 from layerflow.estimators.model_dir import (
     FORMAT_VERSION,
+    LOADER,
+    LOADER_FILE,
     MANIFEST,
     SPEC_FILE,
     check_compatible,
@@ -167,6 +169,7 @@ class BaseEstimator:
         previous = (read_manifest(self.model_dir) or {}).get("checkpoint")
         name = self._save_model(self.model_dir)
         write_json_atomic(self.model_dir / MANIFEST, self._manifest(name))
+        write_json_atomic(self.model_dir / LOADER_FILE, LOADER)
         if previous and previous != name:
             (self.model_dir / previous).unlink(missing_ok=True)
 
@@ -319,6 +322,7 @@ class BaseEstimator:
         self._write_spec(folder)
         name = self._save_model(folder)
         write_json_atomic(folder / MANIFEST, self._manifest(name))
+        write_json_atomic(folder / LOADER_FILE, LOADER)
         if manifest and manifest.get("checkpoint") not in (None, name):
             (folder / manifest["checkpoint"]).unlink(missing_ok=True)
         return folder

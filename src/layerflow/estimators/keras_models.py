@@ -9,6 +9,7 @@ value and per category id (an id's weight is a one-wide embedding), summed with 
 from __future__ import annotations
 
 import math
+import re
 from typing import Any, Sequence
 
 # Categorical columns with more ids than this enter a DNN through an embedding, not one-hot.
@@ -16,15 +17,22 @@ ONE_HOT_MAX_DEPTH = 16
 OPTIMIZERS = {"adagrad": "Adagrad", "ftrl": "Ftrl", "adam": "Adam", "rmsprop": "RMSprop", "sgd": "SGD"}
 
 
+def safe_name(name: str) -> str:
+    """A Keras layer name for a column name (Keras refuses '/' and spaces in names)."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
+
+
 def spec_inputs(keras: Any, spec: Any) -> tuple[dict[str, Any], Any]:
     """The spec's Keras inputs and its dense tensor (None when it declares no dense part)."""
-    try:
+    state = spec.state()
+    names = [c["name"] for c in state["numeric"] + state["categorical"]]
+    if all(safe_name(n) == n for n in names) and (state["numeric"] or state["dense"]):
         return spec.keras_inputs()
-    except ValueError:  # no numeric column and no indicator/embedding step
-        state = spec.state()
-        inputs = {c["name"]: keras.Input(shape=(1,), name=c["name"], dtype="float32") for c in state["numeric"]}
-        inputs.update({c["name"]: keras.Input(shape=(1,), name=c["name"], dtype="int32") for c in state["categorical"]})
-        return inputs, None
+    # no dense part declared, or column names Keras refuses: the same inputs, named safely
+    inputs = {c["name"]: keras.Input(shape=(1,), name=safe_name(c["name"]), dtype="float32") for c in state["numeric"]}
+    inputs.update({c["name"]: keras.Input(shape=(1,), name=safe_name(c["name"]), dtype="int32")
+                   for c in state["categorical"]})
+    return inputs, None
 
 
 def _scaled(keras: Any, tensor: Any, column: dict[str, Any], prefix: str) -> Any:
@@ -35,7 +43,7 @@ def _scaled(keras: Any, tensor: Any, column: dict[str, Any], prefix: str) -> Any
         offset, divisor = column["min"], (column["max"] - column["min"]) or 1.0
     else:
         return tensor
-    return keras.layers.Rescaling(1.0 / divisor, offset=-offset / divisor, name=f"{prefix}_{column['name']}_scaled")(tensor)
+    return keras.layers.Rescaling(1.0 / divisor, offset=-offset / divisor, name=f"{prefix}_{safe_name(column['name'])}_scaled")(tensor)
 
 
 def regularizer(keras: Any, l1: float, l2: float) -> Any:
@@ -58,8 +66,8 @@ def linear_logits(keras: Any, inputs: dict[str, Any], spec: Any, units: int, col
         if chosen is not None and column["name"] not in chosen:
             continue
         weights = keras.layers.Embedding(column["depth"], units, embeddings_initializer="zeros",
-                                         embeddings_regularizer=reg, name=f"linear_{column['name']}_weights")
-        parts.append(keras.layers.Flatten(name=f"linear_{column['name']}_flat")(weights(inputs[column["name"]])))
+                                         embeddings_regularizer=reg, name=f"linear_{safe_name(column['name'])}_weights")
+        parts.append(keras.layers.Flatten(name=f"linear_{safe_name(column['name'])}_flat")(weights(inputs[column["name"]])))
     if not parts:
         raise ValueError("The linear part has no columns: the spec has none of linear_feature_columns.")
     summed = parts[0] if len(parts) == 1 else keras.layers.Add(name="linear_sum")(parts)
@@ -76,13 +84,13 @@ def auto_dense(keras: Any, inputs: dict[str, Any], spec: Any, seed: int | None) 
     for column in state["categorical"]:
         depth, ids = column["depth"], inputs[column["name"]]
         if depth <= ONE_HOT_MAX_DEPTH:
-            parts.append(keras.layers.CategoryEncoding(depth, output_mode="one_hot", name=f"dnn_{column['name']}_onehot")(ids))
+            parts.append(keras.layers.CategoryEncoding(depth, output_mode="one_hot", name=f"dnn_{safe_name(column['name'])}_onehot")(ids))
         else:
             dimension = min(64, max(2, int(math.ceil(6 * depth ** 0.25))))
-            embedded = keras.layers.Embedding(depth, dimension, name=f"dnn_{column['name']}_embedding",
+            embedded = keras.layers.Embedding(depth, dimension, name=f"dnn_{safe_name(column['name'])}_embedding",
                                               embeddings_initializer=keras.initializers.RandomUniform(
                                                   -0.05, 0.05, seed=seed))(ids)
-            parts.append(keras.layers.Flatten(name=f"dnn_{column['name']}_flat")(embedded))
+            parts.append(keras.layers.Flatten(name=f"dnn_{safe_name(column['name'])}_flat")(embedded))
     return parts[0] if len(parts) == 1 else keras.layers.Concatenate(name="dnn_features")(parts)
 
 

@@ -18,6 +18,9 @@ from layerflow.estimators.errors import ModelDirError
 MANIFEST = "estimator.json"
 SPEC_FILE = "feature_spec.json"
 FORMAT_VERSION = 1
+# Names the function that reads the folder back, for tools that know no estimator (layerflow export).
+LOADER_FILE = "layerflow_model.json"
+LOADER = {"loader": "layerflow.estimators:load"}
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
