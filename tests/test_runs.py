@@ -321,6 +321,30 @@ def test_clean_failed_runs(runs_dir, write_script):
     assert lf.ls_runs()["id"].tolist() == [good["id"]]
 
 
+def test_clean_and_purge_runs_from_python(runs_dir, write_script):
+    from layerflow.errors import InvalidTypeError, InvalidValueError
+
+    script = write_script(SIMPLE)
+    first, second, third = (lf.training_run(script, echo=False) for _ in range(3))
+    lf.training_run(write_script("raise SystemExit(2)\n", name="bad.py"), echo=False)
+    with pytest.raises(InvalidValueError, match="Say which runs to archive"):
+        lf.clean_runs()
+    with pytest.raises(InvalidTypeError, match="got a int"):
+        lf.clean_runs(42)
+    with pytest.raises(lf.RunNotFoundError, match="No run 'nope'"):
+        lf.clean_runs(["latest", "nope"])
+    with pytest.raises(InvalidValueError, match="'id' column"):
+        lf.clean_runs(lf.ls_runs()[["status"]])
+    assert len(lf.ls_runs()) == 4  # nothing archived by a refused call
+    assert lf.clean_runs(lf.ls_runs(filter=f"id == '{first['id']}'")) == [first["id"]]
+    assert lf.clean_runs(second["id"]) == [second["id"]]
+    (failed,) = lf.clean_runs(failed=True)
+    assert lf.ls_runs()["id"].tolist() == [third["id"]]
+    assert lf.run_info("latest")["id"] == third["id"]
+    assert lf.purge_runs() == sorted([first["id"], second["id"], failed])
+    assert lf.runs.archived_runs() == [] and lf.purge_runs() == []
+
+
 def test_run_helpers_outside_a_run_warn_and_check_input(monkeypatch):
     monkeypatch.delenv("LAYERFLOW_RUN_DIR", raising=False)
     import layerflow.runs.context as context

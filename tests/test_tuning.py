@@ -228,7 +228,8 @@ def test_tune_command_line(runs_dir, write_script, tmp_path):
         (["--grid", "dropout"], "--grid 'dropout' is malformed"),
         ([], "Empty grid"),
         (["--range", "dropout=uniform:0.1,0.2"], "needs a number of trials"),
-        (["--grid", "dropout=0.1", "--early-stop"], "--early-stop needs the metric"),
+        (["--grid", "dropout=0.1", "--early-stop"], "needs the metric to watch"),
+        (["--grid", "dropout=0.1", "--early-stop", "--metric", "eval_accuracy"], "only known at the end"),
         (["--grid", "dropout=0.1", "--address", "http://127.0.0.1:9"], "Cannot reach a Ray cluster at http://127.0.0.1:9"),
         (["--grid", "dropout=0.1", "--gpus", "1"], "apply to trials on Ray"),
     ]:

@@ -12,6 +12,8 @@ import os
 import platform
 from typing import Any
 
+from layerflow.errors import InvalidValueError, MissingDependencyError, StateError
+
 DEFAULT_BACKEND = "torch"
 SUPPORTED_BACKENDS = ("torch", "jax")
 
@@ -23,7 +25,7 @@ def selected_backend() -> str:
     """Returns the backend name layerflow will give Keras (``KERAS_BACKEND`` or torch)."""
     name = os.environ.get("KERAS_BACKEND", DEFAULT_BACKEND).strip().lower()
     if name not in SUPPORTED_BACKENDS:
-        raise ValueError(
+        raise InvalidValueError(
             f"KERAS_BACKEND={name!r} is not supported by layerflow; "
             f"expected one of {', '.join(SUPPORTED_BACKENDS)}."
         )
@@ -37,14 +39,14 @@ def load_keras() -> Any:
     try:
         importlib.import_module(package)
     except ImportError as error:
-        raise ImportError(
+        raise MissingDependencyError(
             f"The Keras backend {name!r} needs the package {package!r}, which is not "
             f"installed: {_EXTRAS[name]}"
         ) from error
     os.environ["KERAS_BACKEND"] = name
     keras = importlib.import_module("keras")
     if keras.backend.backend() != name:
-        raise RuntimeError(
+        raise StateError(
             f"Keras was already imported on the {keras.backend.backend()!r} backend; "
             f"set KERAS_BACKEND={name} before anything imports keras."
         )

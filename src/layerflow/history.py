@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Mapping
 
+from layerflow.errors import InvalidTypeError, InvalidValueError
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -17,13 +19,13 @@ def _history_dict(history: Any) -> tuple[dict[str, list[float]], list[int]]:
     elif isinstance(history, Mapping):
         metrics, epochs = dict(history), []
     else:
-        raise TypeError(
+        raise InvalidTypeError(
             f"Expected a keras History (the return value of model.fit) or a dict of "
             f"metric name -> list of values; got {type(history).__name__}."
         )
     lengths = {len(v) for v in metrics.values()}
     if len(lengths) > 1:
-        raise ValueError(f"History metrics have different lengths {sorted(lengths)}; expected one per epoch.")
+        raise InvalidValueError(f"History metrics have different lengths {sorted(lengths)}; expected one per epoch.")
     n_epochs = lengths.pop() if lengths else 0
     if len(epochs) != n_epochs:
         epochs = list(range(n_epochs))

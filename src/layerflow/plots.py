@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
+from layerflow.errors import InvalidValueError
 from layerflow.history import history_frame
 
 _SPLIT_STYLE = {"training": {"color": "#1f77b4", "marker": "o"}, "validation": {"color": "#ff7f0e", "marker": "s"}}
@@ -39,9 +40,9 @@ def plot_history(
     chosen = list(metrics) if metrics is not None else available
     missing = [m for m in chosen if m not in available]
     if missing:
-        raise ValueError(f"Metrics {missing} are not in the history; it has {available}.")
+        raise InvalidValueError(f"Metrics {missing} are not in the history; it has {available}.")
     if not chosen:
-        raise ValueError("The history holds no metrics to plot (did model.fit run any epoch?).")
+        raise InvalidValueError("The history holds no metrics to plot (did model.fit run any epoch?).")
 
     figure = Figure(figsize=(6.4, 2.6 * len(chosen)), layout="constrained")
     axes = figure.subplots(len(chosen), 1, sharex=True, squeeze=False)[:, 0]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from layerflow.errors import InvalidTypeError
+
 
 def model_summary(model: Any, line_length: int = 90) -> str:
     """Returns ``model.summary()`` as a plain-text string instead of printing it.
@@ -12,7 +14,7 @@ def model_summary(model: Any, line_length: int = 90) -> str:
         >>> print(lf.model_summary(model))
     """
     if not hasattr(model, "summary"):
-        raise TypeError(f"Expected a Keras model with a summary() method; got {type(model).__name__}.")
+        raise InvalidTypeError(f"Expected a Keras model with a summary() method; got {type(model).__name__}.")
     lines: list[str] = []
 
     def collect(line: str, *args: Any, **kwargs: Any) -> None:

@@ -18,6 +18,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from layerflow.data.keras_feeding import KerasFeeding
+from layerflow.errors import InvalidTypeError, InvalidValueError, MissingKeyError
 
 Chunk = dict[str, np.ndarray]
 ROWS, BATCHES, PREPARED = "rows", "batches", "prepared"
@@ -92,7 +93,7 @@ class Dataset(KerasFeeding):
         import pandas as pd
 
         if self.kind == PREPARED:
-            raise TypeError("to_frame() reads rows or batches; call it before prepare().")
+            raise InvalidTypeError("to_frame() reads rows or batches; call it before prepare().")
         taken, total = [], 0
         for chunk in self.chunks():
             taken.append(chunk)
@@ -113,7 +114,7 @@ class Dataset(KerasFeeding):
         ``num_parallel_calls`` > 1 runs ``fn`` on that many threads, keeping the order.
         """
         if num_parallel_calls < 1:
-            raise ValueError(f"num_parallel_calls={num_parallel_calls!r} must be at least 1.")
+            raise InvalidValueError(f"num_parallel_calls={num_parallel_calls!r} must be at least 1.")
         source, kind = self, self.kind
 
         def apply(chunk):
@@ -147,9 +148,9 @@ class Dataset(KerasFeeding):
     def batch(self, batch_size: int, drop_remainder: bool = False) -> "Dataset":
         """Groups rows into batches of ``batch_size`` (dicts of arrays)."""
         if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size={batch_size!r} must be a positive integer.")
+            raise InvalidValueError(f"batch_size={batch_size!r} must be a positive integer.")
         if self.kind != ROWS:
-            raise TypeError("batch() groups rows; this dataset is already batched.")
+            raise InvalidTypeError("batch() groups rows; this dataset is already batched.")
         source = self
 
         def make():
@@ -173,7 +174,7 @@ class Dataset(KerasFeeding):
     def unbatch(self) -> "Dataset":
         """Turns batches back into rows."""
         if self.kind != BATCHES:
-            raise TypeError("unbatch() needs a batched dataset (of dicts).")
+            raise InvalidTypeError("unbatch() needs a batched dataset (of dicts).")
         return self._derive(self.chunks, kind=ROWS)
 
     def shuffle(self, buffer_size: int, seed: int | None = None, reshuffle_each_iteration: bool = True) -> "Dataset":
@@ -183,7 +184,7 @@ class Dataset(KerasFeeding):
         read elements, as in tf.data; memory stays bounded by the buffer.
         """
         if not isinstance(buffer_size, int) or buffer_size < 1:
-            raise ValueError(f"buffer_size={buffer_size!r} must be a positive integer.")
+            raise InvalidValueError(f"buffer_size={buffer_size!r} must be a positive integer.")
         source, kind = self, self.kind
         epoch = itertools.count()
 
@@ -212,7 +213,7 @@ class Dataset(KerasFeeding):
     def repeat(self, count: int | None = None) -> "Dataset":
         """Repeats the dataset ``count`` times (forever when None)."""
         if count is not None and (not isinstance(count, int) or count < 0):
-            raise ValueError(f"count={count!r} must be a non-negative integer or None.")
+            raise InvalidValueError(f"count={count!r} must be a non-negative integer or None.")
         source = self
 
         def make():
@@ -232,7 +233,7 @@ class Dataset(KerasFeeding):
 
     def _window(self, count: int, take: bool) -> "Dataset":
         if not isinstance(count, int) or count < 0:
-            raise ValueError(f"count={count!r} must be a non-negative integer.")
+            raise InvalidValueError(f"count={count!r} must be a non-negative integer.")
         source, kind = self, self.kind
 
         def make():
@@ -258,14 +259,14 @@ class Dataset(KerasFeeding):
     def prefetch(self, buffer_size: int = 2) -> "Dataset":
         """Reads ahead on a background thread, keeping up to ``buffer_size`` chunks ready."""
         if not isinstance(buffer_size, int) or buffer_size < 1:
-            raise ValueError(f"buffer_size={buffer_size!r} must be a positive integer.")
+            raise InvalidValueError(f"buffer_size={buffer_size!r} must be a positive integer.")
         source = self
         return self._derive(lambda: _background(source.chunks, buffer_size))
 
     def interleave(self, fn: Callable[[Any], "Dataset"], cycle_length: int = 2, block_length: int = 1) -> "Dataset":
         """Maps each element (e.g. a file name) to a dataset and mixes their chunks round-robin."""
         if cycle_length < 1 or block_length < 1:
-            raise ValueError("cycle_length and block_length must be at least 1.")
+            raise InvalidValueError("cycle_length and block_length must be at least 1.")
         source = self
 
         def make():
@@ -302,16 +303,16 @@ class Dataset(KerasFeeding):
         dataset = self
         if dataset.kind == ROWS:
             if batch_size is None:
-                raise TypeError("prepare() needs batches: call batch(n) first or pass batch_size=.")
+                raise InvalidTypeError("prepare() needs batches: call batch(n) first or pass batch_size=.")
             dataset = dataset.batch(batch_size)
         elif dataset.kind == PREPARED:
-            raise TypeError("This dataset is already prepared.")
+            raise InvalidTypeError("This dataset is already prepared.")
         labels = [y] if isinstance(y, str) else list(y or [])
 
         def split(batch: Chunk):
             missing = [c for c in ([x] if isinstance(x, str) else list(x or [])) + labels if c not in batch]
             if missing:
-                raise KeyError(f"Columns {missing} are not in the data; it has {sorted(batch)}.")
+                raise MissingKeyError(f"Columns {missing} are not in the data; it has {sorted(batch)}.")
             if isinstance(x, str):
                 features: Any = batch[x]
             else:
@@ -326,7 +327,7 @@ class Dataset(KerasFeeding):
 
     def _keras_elements(self) -> Iterator[Any]:
         if self.kind == ROWS:
-            raise TypeError("Keras trains on batches: call .batch(n) and .prepare(x=..., y=...) first.")
+            raise InvalidTypeError("Keras trains on batches: call .batch(n) and .prepare(x=..., y=...) first.")
         # a batch of features alone (for predict), or an (x, y[, sample_weight]) tuple
         return (element if isinstance(element, tuple) else (element,) for element in self.chunks())
 

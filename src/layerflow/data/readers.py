@@ -11,6 +11,7 @@ from typing import Any, Iterator, Mapping, Sequence
 import numpy as np
 
 from layerflow.data.dataset import ROWS, Chunk, Dataset
+from layerflow.errors import InvalidTypeError, InvalidValueError, LayerflowError, MissingFileError, MissingKeyError
 
 BLOCK_BYTES = 1 << 20
 _TYPE_NAMES = {
@@ -20,7 +21,7 @@ _TYPE_NAMES = {
 }
 
 
-class CsvFormatError(ValueError):
+class CsvFormatError(LayerflowError, ValueError):
     """A CSV row that does not parse: names the file and the line."""
 
 
@@ -32,7 +33,7 @@ def list_files(file_pattern: str | os.PathLike[str] | Sequence[str | os.PathLike
         matched = sorted(glob.glob(os.fspath(pattern), recursive=True))
         files += [f for f in matched if os.path.isfile(f)]
     if not files:
-        raise FileNotFoundError(f"No files match {file_pattern!r} (looked from {Path.cwd()}).")
+        raise MissingFileError(f"No files match {file_pattern!r} (looked from {Path.cwd()}).")
     return files
 
 
@@ -49,7 +50,7 @@ def _arrow_type(name: str, type_name: str):
 
     key = str(type_name).lower()
     if key not in _TYPE_NAMES:
-        raise ValueError(f"column_types[{name!r}] = {type_name!r} is not a known type; "
+        raise InvalidValueError(f"column_types[{name!r}] = {type_name!r} is not a known type; "
                          f"expected one of {', '.join(sorted(set(_TYPE_NAMES)))}.")
     return pa.string() if _TYPE_NAMES[key] == "string" else pa.from_numpy_dtype(np.dtype(_TYPE_NAMES[key]))
 
@@ -186,7 +187,7 @@ def csv_dataset(
 
     files = list_files(file_pattern)
     if not header and not column_names:
-        raise ValueError("header=False needs column_names=[...] to name the columns.")
+        raise InvalidValueError("header=False needs column_names=[...] to name the columns.")
     types = {name: _arrow_type(name, t) for name, t in (column_types or {}).items()}
     read = pcsv.ReadOptions(block_size=block_bytes, column_names=list(column_names) if column_names else None,
                             use_threads=True)
@@ -210,7 +211,7 @@ def parquet_dataset(file_pattern: str | Sequence[str], batch_size: int | None = 
             with pq.ParquetFile(path) as parquet:
                 missing = [c for c in columns or [] if c not in parquet.schema_arrow.names]
                 if missing:
-                    raise KeyError(f"{path} has no columns {missing}; it has {parquet.schema_arrow.names}.")
+                    raise MissingKeyError(f"{path} has no columns {missing}; it has {parquet.schema_arrow.names}.")
                 for batch in parquet.iter_batches(batch_size=rows_per_read, columns=list(columns) if columns else None):
                     yield record_batch_to_chunk(batch)
 
@@ -239,7 +240,7 @@ def from_frame(frame, rows_per_chunk: int = 65536) -> Dataset:
     import pyarrow as pa
 
     if not hasattr(frame, "columns"):
-        raise TypeError(f"from_frame() takes a pandas DataFrame; got {type(frame).__name__}.")
+        raise InvalidTypeError(f"from_frame() takes a pandas DataFrame; got {type(frame).__name__}.")
     table = pa.Table.from_pandas(frame, preserve_index=False)
     return Dataset(lambda: (record_batch_to_chunk(b) for b in table.to_batches(rows_per_chunk)), ROWS,
                    list(map(str, frame.columns)))
@@ -257,7 +258,7 @@ def from_arrays(x: Any, y: Any = None, rows_per_chunk: int = 65536) -> Dataset:
         columns["y"] = np.asarray(y)
     lengths = {name: len(values) for name, values in columns.items()}
     if len(set(lengths.values())) != 1:
-        raise ValueError(f"Arrays have different numbers of rows: {lengths}.")
+        raise InvalidValueError(f"Arrays have different numbers of rows: {lengths}.")
     n = next(iter(lengths.values()))
 
     def make():

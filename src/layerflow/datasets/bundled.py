@@ -6,13 +6,15 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from layerflow.errors import InvalidValueError
+
 if TYPE_CHECKING:
     import pandas as pd
 
 
 def _split(n: int, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     if not 0.0 < test_fraction < 1.0:
-        raise ValueError(f"test_fraction={test_fraction!r} must be between 0 and 1 (exclusive).")
+        raise InvalidValueError(f"test_fraction={test_fraction!r} must be between 0 and 1 (exclusive).")
     order = np.random.default_rng(seed).permutation(n)
     n_test = int(round(n * test_fraction))
     return order[n_test:], order[:n_test]

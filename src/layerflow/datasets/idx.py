@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from layerflow.errors import InvalidValueError, LayerflowError
+
 _IDX_DTYPES = {
     0x08: np.uint8,
     0x09: np.int8,
@@ -17,7 +19,7 @@ _IDX_DTYPES = {
 }
 
 
-class IdxFormatError(ValueError):
+class IdxFormatError(LayerflowError, ValueError):
     """An IDX file whose header or size does not match the format."""
 
 
@@ -54,7 +56,7 @@ def write_idx(path: str | Path, array: np.ndarray) -> Path:
     native = np.asarray(array)
     code = codes.get(native.dtype.newbyteorder("=").str)
     if code is None:
-        raise ValueError(f"dtype {native.dtype} cannot be written as IDX.")
+        raise InvalidValueError(f"dtype {native.dtype} cannot be written as IDX.")
     header = bytes([0, 0, code, native.ndim]) + b"".join(d.to_bytes(4, "big") for d in native.shape)
     payload = header + native.astype(np.dtype(_IDX_DTYPES[code])).tobytes()
     opener = gzip.open if path.suffix == ".gz" else open

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from layerflow.datasets.idx import read_idx
+from layerflow.errors import InvalidValueError, LayerflowError
 
 SYSTEM_DATA_DIR = Path("/usr/share/datasets")
 
@@ -29,7 +30,7 @@ FASHION_MNIST_CLASSES = (
 )
 
 
-class DatasetNotFoundError(FileNotFoundError):
+class DatasetNotFoundError(LayerflowError, FileNotFoundError):
     """The IDX files of a dataset are in none of the folders layerflow looks in."""
 
 
@@ -79,7 +80,7 @@ def load_idx_dataset(name: str) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np
     for split in ("train", "test"):
         images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
         if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
-            raise ValueError(
+            raise InvalidValueError(
                 f"{name} {split} files do not fit together: images {images.shape} "
                 f"({paths[f'{split}_images']}), labels {labels.shape} ({paths[f'{split}_labels']}); "
                 "expected (n, rows, cols) images and n labels."

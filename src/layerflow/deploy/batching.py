@@ -13,6 +13,8 @@ from typing import Any, Callable
 import anyio
 import numpy as np
 
+from layerflow.errors import InvalidValueError
+
 Feed = dict[str, np.ndarray]
 
 
@@ -30,7 +32,7 @@ class Batcher:
     def __init__(self, run: Callable[[Feed], dict[str, np.ndarray]], max_batch_size: int, max_delay: float,
                  on_batch: Callable[[int], None] | None = None):
         if max_batch_size < 1 or max_delay < 0:
-            raise ValueError("max_batch_size must be at least 1 and max_delay at least 0.")
+            raise InvalidValueError("max_batch_size must be at least 1 and max_delay at least 0.")
         self.run, self.max_batch_size, self.max_delay = run, max_batch_size, max_delay
         self.on_batch = on_batch
         self._queue: asyncio.Queue | None = None

@@ -11,6 +11,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from layerflow.errors import LayerflowError
+
 MODEL_FILE = "model.onnx"
 SIGNATURE_FILE = "signature.json"
 LINEAGE_FILE = "lineage.json"
@@ -18,7 +20,7 @@ BUNDLE_FORMAT = 1
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
-class BundleError(ValueError):
+class BundleError(LayerflowError, ValueError):
     """A bundle that cannot be written or read as the layout says."""
 
 

@@ -11,15 +11,16 @@ from typing import Any
 import numpy as np
 
 from layerflow.deploy.bundle import BundleError, read_bundle, versions
+from layerflow.errors import LayerflowError, MissingFileError
 
 _DTYPES = {"float32": np.float32, "float64": np.float64, "int32": np.int32, "int64": np.int64, "bool": np.bool_}
 
 
-class ModelNotFound(LookupError):
+class ModelNotFound(LayerflowError, LookupError):
     """An unknown model name or version."""
 
 
-class BadInput(ValueError):
+class BadInput(LayerflowError, ValueError):
     """Inputs that do not fit the model's signature."""
 
 
@@ -94,7 +95,7 @@ class ModelRepository:
     def __init__(self, base: str | Path, poll_seconds: float = 1.0, session_options: Any = None):
         self.base = Path(base)
         if not self.base.is_dir():
-            raise FileNotFoundError(f"Model base directory {self.base} does not exist.")
+            raise MissingFileError(f"Model base directory {self.base} does not exist.")
         self.poll_seconds = poll_seconds
         self.session_options = session_options
         self._loaded: dict[tuple[str, int], LoadedModel] = {}

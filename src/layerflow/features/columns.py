@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from layerflow.errors import InvalidValueError
+
 NORMALIZERS = (None, "standard", "minmax")
 
 
@@ -56,7 +58,7 @@ class NumericColumn:
 
     def finish(self) -> None:
         if not self.count:
-            raise ValueError(f"Numeric column {self.name!r} has no values in the data (all missing).")
+            raise InvalidValueError(f"Numeric column {self.name!r} has no values in the data (all missing).")
         self.mean = self._sum / self.count
         self.std = float(np.sqrt(max(self._sumsq / self.count - self.mean ** 2, 0.0)))
 
@@ -119,7 +121,7 @@ class CategoricalColumn:
             ranked = sorted(self._counts.items(), key=lambda item: (-item[1], item[0]))
             self.vocabulary = [value for value, _ in ranked[: self.max_tokens]]
         if self.kind == "vocab" and not self.vocabulary:
-            raise ValueError(f"Categorical column {self.name!r} has no values in the data to learn a vocabulary from.")
+            raise InvalidValueError(f"Categorical column {self.name!r} has no values in the data to learn a vocabulary from.")
 
     def encode(self, columns: list[np.ndarray]) -> np.ndarray:
         """Integer ids (int32) for a batch; unseen values go to the out-of-vocabulary bucket(s)."""

@@ -17,6 +17,7 @@ import numpy as np
 
 from layerflow.data import Dataset, from_frame
 from layerflow.data.dataset import ROWS, chunk_length
+from layerflow.errors import InvalidTypeError, InvalidValueError, LayerflowError, MissingKeyError
 from layerflow.features.columns import NORMALIZERS, CategoricalColumn, DenseOf, NumericColumn
 from layerflow.features.selectors import Selector
 
@@ -24,7 +25,7 @@ FORMAT_VERSION = 1
 Columns = Sequence[str | Selector]
 
 
-class NotFittedError(RuntimeError):
+class NotFittedError(LayerflowError, RuntimeError):
     """A feature spec used before ``fit()``."""
 
 
@@ -52,7 +53,7 @@ class FeatureSpec:
         if dataset is not None and hasattr(dataset, "columns") and not isinstance(dataset, Dataset):
             dataset = from_frame(dataset)
         if dataset is not None and not isinstance(dataset, Dataset):
-            raise TypeError(f"feature_spec() takes a lf.data Dataset or a pandas DataFrame; got {type(dataset).__name__}.")
+            raise InvalidTypeError(f"feature_spec() takes a lf.data Dataset or a pandas DataFrame; got {type(dataset).__name__}.")
         self.dataset = dataset
         self.label = [label] if isinstance(label, str) else list(label or [])
         self._steps: list[tuple[str, tuple, dict]] = []
@@ -64,10 +65,10 @@ class FeatureSpec:
     # -- declaring --------------------------------------------------------------------------
     def _step(self, kind: str, columns: tuple, **options: Any) -> "FeatureSpec":
         if not columns:
-            raise ValueError(f"{kind}() needs at least one column name or selector.")
+            raise InvalidValueError(f"{kind}() needs at least one column name or selector.")
         for column in columns:
             if not isinstance(column, (str, Selector)):
-                raise TypeError(f"{kind}(): {column!r} is neither a column name nor a selector such as lf.all_numeric().")
+                raise InvalidTypeError(f"{kind}(): {column!r} is neither a column name nor a selector such as lf.all_numeric().")
         self._steps.append((kind, columns, options))
         self.fitted = False
         return self
@@ -75,7 +76,7 @@ class FeatureSpec:
     def numeric(self, *columns: str | Selector, normalizer: str | None = None) -> "FeatureSpec":
         """Numeric columns; ``normalizer`` ``"standard"`` (z-score) or ``"minmax"`` (to [0, 1])."""
         if normalizer not in NORMALIZERS:
-            raise ValueError(f"normalizer={normalizer!r} is not known; expected one of {NORMALIZERS}.")
+            raise InvalidValueError(f"normalizer={normalizer!r} is not known; expected one of {NORMALIZERS}.")
         return self._step("numeric", columns, normalizer=normalizer)
 
     def categorical_vocab(self, *columns: str | Selector, vocabulary: Sequence[str] | None = None,
@@ -85,7 +86,7 @@ class FeatureSpec:
         Values never seen in fit go to ``num_oov_buckets`` out-of-vocabulary ids.
         """
         if num_oov_buckets < 1:
-            raise ValueError("num_oov_buckets must be at least 1 (unseen values need a bucket).")
+            raise InvalidValueError("num_oov_buckets must be at least 1 (unseen values need a bucket).")
         return self._step("categorical_vocab", columns, vocabulary=list(vocabulary) if vocabulary else None,
                           num_oov_buckets=num_oov_buckets, max_tokens=max_tokens)
 
@@ -100,13 +101,13 @@ class FeatureSpec:
     def bucketized(self, column: str, boundaries: Sequence[float], name: str | None = None) -> "FeatureSpec":
         """A numeric column cut into buckets at ``boundaries`` (a categorical column ``<col>_bucketized``)."""
         if list(boundaries) != sorted(boundaries) or not boundaries:
-            raise ValueError(f"boundaries {list(boundaries)} must be a non-empty increasing list.")
+            raise InvalidValueError(f"boundaries {list(boundaries)} must be a non-empty increasing list.")
         return self._step("bucketized", (column,), boundaries=[float(b) for b in boundaries], name=name)
 
     def crossed(self, columns: Sequence[str], hash_bucket_size: int, name: str | None = None) -> "FeatureSpec":
         """The cross of several columns, hashed into ``hash_bucket_size`` ids."""
         if len(columns) < 2:
-            raise ValueError("crossed() needs at least two columns.")
+            raise InvalidValueError("crossed() needs at least two columns.")
         return self._step("crossed", tuple(columns), hash_bucket_size=int(hash_bucket_size), name=name)
 
     def indicator(self, *columns: str | Selector) -> "FeatureSpec":
@@ -116,19 +117,19 @@ class FeatureSpec:
     def embedding(self, *columns: str | Selector, dimension: int) -> "FeatureSpec":
         """Learns a ``dimension``-wide embedding of categorical columns in the dense tensor."""
         if dimension < 1:
-            raise ValueError("dimension must be at least 1.")
+            raise InvalidValueError("dimension must be at least 1.")
         return self._step("embedding", columns, dimension=int(dimension))
 
     # -- fitting ----------------------------------------------------------------------------
     def _dataset_kinds(self) -> dict[str, str]:
         if self.dataset is None:
-            raise ValueError("This spec has no dataset to fit on; give one: lf.feature_spec(dataset, label=...).")
+            raise InvalidValueError("This spec has no dataset to fit on; give one: lf.feature_spec(dataset, label=...).")
         first = next(self.dataset.chunks(), None)
         if not isinstance(first, dict) or not chunk_length(first):
-            raise ValueError("The dataset is empty or not made of columns: nothing to fit the spec on.")
+            raise InvalidValueError("The dataset is empty or not made of columns: nothing to fit the spec on.")
         missing = [name for name in self.label if name not in first]
         if missing:
-            raise KeyError(f"Label column(s) {missing} are not in the dataset; it has {sorted(first)}.")
+            raise MissingKeyError(f"Label column(s) {missing} are not in the dataset; it has {sorted(first)}.")
         return {name: _column_kind(values) for name, values in first.items() if name not in self.label}
 
     def _resolve(self, kind: str, columns: tuple, pool: dict[str, str]) -> list[str]:
@@ -137,11 +138,11 @@ class FeatureSpec:
             if isinstance(column, Selector):
                 chosen = [n for n, k in pool.items() if column.choose(n, k)]
                 if not chosen:
-                    raise ValueError(f"{kind}({column!r}) selects no column.")
+                    raise InvalidValueError(f"{kind}({column!r}) selects no column.")
                 names += chosen
             elif column not in pool:
                 close = [n for n in pool if n.lower() == column.lower()]
-                raise KeyError(f"{kind}(): column {column!r} is not in the data"
+                raise MissingKeyError(f"{kind}(): column {column!r} is not in the data"
                                f"{'' if not close else f' (did you mean {close[0]!r}?)'}; columns are {sorted(pool)}.")
             else:
                 names.append(column)
@@ -205,7 +206,7 @@ class FeatureSpec:
         needed = {*self.numeric_columns, *(s for c in self.categorical_columns.values() for s in c.source)}
         missing = sorted(needed - set(batch) - set(self.categorical_columns))
         if missing:
-            raise KeyError(f"Columns {missing} used by the feature spec are not in the data; it has {sorted(batch)}.")
+            raise MissingKeyError(f"Columns {missing} used by the feature spec are not in the data; it has {sorted(batch)}.")
         features = {name: column.encode(batch[name]) for name, column in self.numeric_columns.items()}
         for name, column in self.categorical_columns.items():
             # a crossed column may cross earlier categorical columns (e.g. a bucketized one)
@@ -219,7 +220,7 @@ class FeatureSpec:
         dataset = dataset if dataset is not None else self.dataset
         if dataset.kind == ROWS:
             if batch_size is None:
-                raise TypeError("prepare() needs batches: batch the dataset or pass batch_size=.")
+                raise InvalidTypeError("prepare() needs batches: batch the dataset or pass batch_size=.")
             dataset = dataset.batch(batch_size)
         labels = self.label
 
@@ -228,7 +229,7 @@ class FeatureSpec:
             if not labels:
                 return (features,)
             if labels[0] not in batch:
-                raise KeyError(f"Label column {labels[0]!r} is not in the data; it has {sorted(batch)}.")
+                raise MissingKeyError(f"Label column {labels[0]!r} is not in the data; it has {sorted(batch)}.")
             label = batch[labels[0]] if len(labels) == 1 else {n: batch[n] for n in labels}
             return features, label
 
@@ -261,7 +262,7 @@ class FeatureSpec:
                 embedded = keras.layers.Embedding(depth, dense.dimension, name=f"{dense.column}_embedding")(ids)
                 parts.append(keras.layers.Flatten(name=f"{dense.column}_embedding_flat")(embedded))
         if not parts:
-            raise ValueError("The spec yields no dense feature: add numeric columns or indicator/embedding steps.")
+            raise InvalidValueError("The spec yields no dense feature: add numeric columns or indicator/embedding steps.")
         dense_tensor = parts[0] if len(parts) == 1 else keras.layers.Concatenate(name="dense_features")(parts)
         return inputs, dense_tensor
 
@@ -310,9 +311,9 @@ def load_feature_spec(path: str | os.PathLike[str]) -> FeatureSpec:
     try:
         state = json.loads(path.read_text())
     except json.JSONDecodeError as error:
-        raise ValueError(f"{path} is not a saved feature spec (invalid JSON: {error}).") from None
+        raise InvalidValueError(f"{path} is not a saved feature spec (invalid JSON: {error}).") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT_VERSION:
-        raise ValueError(f"{path} is not a saved feature spec of format {FORMAT_VERSION}.")
+        raise InvalidValueError(f"{path} is not a saved feature spec of format {FORMAT_VERSION}.")
     spec = FeatureSpec(None, state["label"])
     for item in state["numeric"]:
         column = NumericColumn(item["name"], item["normalizer"])

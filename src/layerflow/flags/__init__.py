@@ -1,6 +1,7 @@
 """Flags: a script's tunable values, declared once and overridden from outside."""
 
 from layerflow.flags.flags import FLAGS_ENV, Flag, Flags, flag, flags, on_flags_resolved, read_flags_file
-from layerflow.flags.parsing import FlagError, extract_cli_flags
+from layerflow.flags.parsing import FlagError, UnknownFlagError, extract_cli_flags, parse_flag_assignments
 
-__all__ = ["FLAGS_ENV", "Flag", "FlagError", "Flags", "extract_cli_flags", "flag", "flags", "on_flags_resolved", "read_flags_file"]
+__all__ = ["FLAGS_ENV", "Flag", "FlagError", "Flags", "extract_cli_flags", "flag", "flags", "on_flags_resolved", "parse_flag_assignments",
+           "read_flags_file", "UnknownFlagError"]

@@ -12,6 +12,7 @@ from typing import Any, Callable, Iterator, Mapping
 
 from layerflow.flags.parsing import (
     FlagError,
+    UnknownFlagError,
     coerce,
     extract_cli_flags,
     infer_type,
@@ -60,11 +61,11 @@ class Flags(Mapping[str, Any]):
         try:
             return self.__dict__["_values"][name]
         except KeyError:
-            raise AttributeError(_unknown_message(name, self.__dict__.get("_values", {}), "attribute access")) from None
+            raise UnknownFlagError(_unknown_message(name, self.__dict__.get("_values", {}), "attribute access")) from None
 
     def __getitem__(self, name: str) -> Any:
         if name not in self._values:
-            raise KeyError(_unknown_message(name, self._values, "lookup"))
+            raise UnknownFlagError(_unknown_message(name, self._values, "lookup"))
         return self._values[name]
 
     def __iter__(self) -> Iterator[str]:

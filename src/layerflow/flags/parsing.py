@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterable
+
+from layerflow.errors import LayerflowError
 
 FLAG_TYPES: dict[str, type] = {"bool": bool, "int": int, "float": float, "str": str}
 
@@ -11,8 +13,15 @@ _FALSE = {"false", "no", "n", "0", "off"}
 _EXAMPLES = {bool: "true or false", int: "a whole number, e.g. 128", float: "a number, e.g. 0.4", str: "text"}
 
 
-class FlagError(ValueError):
+class FlagError(LayerflowError, ValueError):
     """A flag that is unknown, declared wrongly, or given a value of the wrong type."""
+
+
+class UnknownFlagError(FlagError, AttributeError, KeyError):
+    """A flag looked up on ``Flags`` (``FLAGS.name`` or ``FLAGS["name"]``) that was never declared."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; show it as written
+        return str(self.args[0]) if self.args else ""
 
 
 def type_name(kind: type) -> str:
@@ -85,6 +94,25 @@ def parse_assignment(text: str) -> tuple[str, str]:
     if not sep or not name.strip():
         raise FlagError(f"--flag {text!r} is malformed; expected --flag name=value, e.g. --flag dropout=0.3.")
     return name.strip(), value
+
+
+def parse_flag_assignments(items: Iterable[str]) -> dict[str, str]:
+    """``["dropout=0.3", "units=64"]`` (from repeated ``--flag``) -> ``{"dropout": "0.3", "units": "64"}``.
+
+    Args:
+        items: ``name=value`` strings.
+
+    Returns:
+        The values by flag name, still strings (the script's declared types convert them).
+
+    Raises:
+        FlagError: an item without ``=`` or without a name.
+
+    Example:
+        >>> parse_flag_assignments(["dropout=0.3"])
+        {'dropout': '0.3'}
+    """
+    return dict(parse_assignment(item) for item in items)
 
 
 def extract_cli_flags(argv: list[str]) -> tuple[dict[str, str], list[str]]:

@@ -8,6 +8,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from layerflow.errors import InvalidTypeError, InvalidValueError
 from layerflow.runs import files as f
 
 RUN_DIR_ENV = "LAYERFLOW_RUN_DIR"
@@ -67,7 +68,7 @@ def run_properties(**properties: Any) -> None:
         try:
             json.dumps(value)
         except (TypeError, ValueError):
-            raise TypeError(
+            raise InvalidTypeError(
                 f"Run property {name!r} holds a {type(value).__name__}, which is not JSON-serialisable; "
                 "use numbers, strings, booleans, lists or dicts (or lf.write_run_data for other objects)."
             ) from None
@@ -92,9 +93,9 @@ def log_metrics(epoch: int | None = None, **metrics: float) -> None:
     global _logged_epochs
     for name, value in metrics.items():
         if isinstance(value, bool) or not isinstance(value, (int, float)) and not hasattr(value, "item"):
-            raise TypeError(f"Metric {name!r} is a {type(value).__name__}; expected a number.")
+            raise InvalidTypeError(f"Metric {name!r} is a {type(value).__name__}; expected a number.")
     if epoch is not None and (isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 1):
-        raise ValueError(f"epoch must be a whole number from 1; got {epoch!r}.")
+        raise InvalidValueError(f"epoch must be a whole number from 1; got {epoch!r}.")
     _logged_epochs = epoch if epoch is not None else _logged_epochs + 1
     run_dir = _run_dir_or_warn("lf.log_metrics")
     if run_dir is not None:
@@ -114,7 +115,7 @@ def write_run_data(name: str, obj: Any) -> Path | None:
         >>> lf.write_run_data("confusion.csv", confusion_frame)
     """
     if not name or "/" in name or "\\" in name or name.startswith("."):
-        raise ValueError(f"Run data name {name!r} must be a plain file name such as 'predictions.csv'.")
+        raise InvalidValueError(f"Run data name {name!r} must be a plain file name such as 'predictions.csv'.")
     run_dir = _run_dir_or_warn("lf.write_run_data")
     if run_dir is None:
         return None
@@ -141,7 +142,7 @@ def write_run_data(name: str, obj: Any) -> Path | None:
         try:
             text = json.dumps(obj, indent=2)
         except (TypeError, ValueError):
-            raise TypeError(
+            raise InvalidTypeError(
                 f"Cannot store a {type(obj).__name__} as run data {name!r}; expected str, bytes, "
                 "a DataFrame, a matplotlib Figure, a numpy array or a JSON-serialisable value."
             ) from None

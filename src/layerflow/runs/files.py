@@ -8,6 +8,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterable
 
+from layerflow.errors import LayerflowError
+
 RUN_FILE = "run.json"
 METRICS_FILE = "metrics.jsonl"
 OUTPUT_FILE = "output.log"
@@ -24,7 +26,7 @@ SUMMARY_FILE = "model_summary.txt"
 EXIT_FILE = "exit.json"
 
 
-class CorruptRunFile(ValueError):
+class CorruptRunFile(LayerflowError, ValueError):
     """A run file that exists but cannot be read as what the contract says it holds."""
 
 

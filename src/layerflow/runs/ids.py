@@ -7,7 +7,13 @@ import secrets
 from datetime import datetime, timezone
 from pathlib import Path
 
+from layerflow.errors import InvalidValueError, LayerflowError
+
 RUN_ID_LENGTH = len("20260101T000000-000000-0000")
+
+
+class RunExistsError(LayerflowError, FileExistsError):
+    """A run id asked for that a run in the runs folder already has."""
 
 
 def new_run_folder(runs_dir: Path, run_id: str | None = None) -> tuple[str, Path, datetime]:
@@ -20,12 +26,12 @@ def new_run_folder(runs_dir: Path, run_id: str | None = None) -> tuple[str, Path
     runs_dir.mkdir(parents=True, exist_ok=True)
     if run_id is not None:
         if not looks_like_run_id(run_id):
-            raise ValueError(f"{run_id!r} is not a run id; expected one like '20260101T000000-000000-0a1b'.")
+            raise InvalidValueError(f"{run_id!r} is not a run id; expected one like '20260101T000000-000000-0a1b'.")
         folder = runs_dir / run_id
         try:
             os.mkdir(folder)
         except FileExistsError:
-            raise FileExistsError(f"Run {run_id} already exists in {runs_dir}.") from None
+            raise RunExistsError(f"Run {run_id} already exists in {runs_dir}.") from None
         return run_id, folder, datetime.now(timezone.utc)
     while True:
         start = datetime.now(timezone.utc)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import pandas as pd
 
+from layerflow.errors import InvalidValueError
 from layerflow.runs.record import BASE_COLUMNS
 from layerflow.runs.store import RunStore
 
@@ -17,6 +18,7 @@ def ls_runs(
     decreasing: bool = False,
     latest_n: int | None = None,
     filter: str | None = None,
+    reindex: bool = False,
 ) -> pd.DataFrame:
     """Lists runs as a DataFrame (newest first unless ``order`` is given).
 
@@ -29,15 +31,25 @@ def ls_runs(
         decreasing: sort ``order`` from the largest value down.
         latest_n: keep only the N most recent runs (applied before sorting).
         filter: a pandas ``query`` expression, e.g. ``"flag_dropout > 0.2 and status == 'completed'"``.
+        reindex: rebuild ``index.sqlite`` from the run folders first (after editing them by hand).
+
+    Returns:
+        A pandas DataFrame, one row per run (with ``reindex``, ``attrs["reindexed"]`` holds
+        the number of runs the index was rebuilt from).
+
+    Raises:
+        InvalidValueError: an unknown ``order`` column, a bad ``filter`` or ``latest_n``.
 
     Example:
         >>> lf.ls_runs(order="eval_accuracy", decreasing=True).head()
     """
     if latest_n is not None and latest_n < 1:
-        raise ValueError(f"latest_n={latest_n!r} must be a positive number of runs.")
+        raise InvalidValueError(f"latest_n={latest_n!r} must be a positive number of runs.")
     import pandas as pd
 
-    frame = pd.DataFrame(RunStore(runs_dir).index.rows())
+    store = RunStore(runs_dir)
+    reindexed = store.index.rebuild() if reindex else None
+    frame = pd.DataFrame(store.index.rows())
     if frame.empty:
         frame = pd.DataFrame(columns=BASE_COLUMNS)
     frame = frame.sort_values("id", ascending=False, ignore_index=True)
@@ -47,12 +59,15 @@ def ls_runs(
         try:
             frame = frame.query(filter, engine="python")
         except Exception as error:  # noqa: BLE001 - pandas raises many kinds for a bad expression
-            raise ValueError(
+            raise InvalidValueError(
                 f"Filter {filter!r} could not be applied ({type(error).__name__}: {error}); "
                 f"columns are: {', '.join(frame.columns)}."
             ) from None
     if order is not None:
         if order not in frame.columns:
-            raise ValueError(f"Cannot order by {order!r}: no such column. Columns are: {', '.join(frame.columns)}.")
+            raise InvalidValueError(f"Cannot order by {order!r}: no such column. Columns are: {', '.join(frame.columns)}.")
         frame = frame.sort_values(order, ascending=not decreasing, na_position="last", kind="stable")
-    return frame.reset_index(drop=True)
+    frame = frame.reset_index(drop=True)
+    if reindexed is not None:
+        frame.attrs["reindexed"] = reindexed
+    return frame

@@ -8,6 +8,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from layerflow.errors import LayerflowError
+from layerflow.runs.ids import looks_like_run_id
 from layerflow.runs.index import RunIndex
 from layerflow.runs.record import read_record
 
@@ -18,7 +20,7 @@ ARCHIVE_DIR = "_archive"
 _LATEST = re.compile(r"^latest(?:~(\d+))?$")
 
 
-class RunNotFoundError(LookupError):
+class RunNotFoundError(LayerflowError, LookupError):
     """A run reference that matches no run (or several)."""
 
 
@@ -45,6 +47,8 @@ class RunStore:
     def resolve(self, ref: str | os.PathLike[str]) -> Path:
         """Finds a run folder by ``latest``, ``latest~N``, a full id, an id prefix or a path."""
         text = str(ref)
+        if looks_like_run_id(text) and (self.path / text).is_dir():
+            return self.path / text
         ids = sorted(self.index.run_dirs())
         match = _LATEST.match(text)
         if match:

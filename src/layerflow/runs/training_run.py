@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from layerflow.errors import InvalidValueError, MissingFileError
 from layerflow.flags import FLAGS_ENV
 from layerflow.runs import files as f
 from layerflow.runs.context import RUN_DIR_ENV
@@ -117,7 +118,7 @@ class RunControl:
     def stop(self, status: str = "stopped", reason: str = "stopped early") -> None:
         """Asks the run to stop; it is recorded with ``status`` and ``reason``."""
         if status not in ("stopped", "interrupted"):
-            raise ValueError(f"A stopped run's status is 'stopped' or 'interrupted', not {status!r}.")
+            raise InvalidValueError(f"A stopped run's status is 'stopped' or 'interrupted', not {status!r}.")
         if not self._stop.is_set():
             self.status, self.reason = status, reason
             self._stop.set()
@@ -161,9 +162,9 @@ def check_script(script: str | os.PathLike[str]) -> Path:
     """The absolute path of a script to run, or the error saying it is missing or not Python."""
     script_path = Path(script)
     if not script_path.is_file():
-        raise FileNotFoundError(f"Script {str(script)!r} does not exist (looked in {Path.cwd()}).")
+        raise MissingFileError(f"Script {str(script)!r} does not exist (looked in {Path.cwd()}).")
     if script_path.suffix != ".py":
-        raise ValueError(f"Script {str(script)!r} is not a Python file; expected a .py script.")
+        raise InvalidValueError(f"Script {str(script)!r} is not a Python file; expected a .py script.")
     return script_path.absolute()
 
 

@@ -8,6 +8,8 @@ import threading
 
 import numpy as np
 
+from layerflow.errors import InvalidValueError
+
 
 class Asha:
     """Stops a trial whose metric, at a rung epoch, falls below the best ``1/reduction_factor`` so far.
@@ -32,11 +34,11 @@ class Asha:
 
     def __init__(self, metric: str, mode: str = "max", grace_epochs: int = 1, reduction_factor: float = 3):
         if mode not in ("min", "max"):
-            raise ValueError(f"mode {mode!r} must be 'min' or 'max'.")
+            raise InvalidValueError(f"mode {mode!r} must be 'min' or 'max'.")
         if not isinstance(grace_epochs, int) or grace_epochs < 1:
-            raise ValueError(f"grace_epochs {grace_epochs!r} must be a whole number of at least 1.")
+            raise InvalidValueError(f"grace_epochs {grace_epochs!r} must be a whole number of at least 1.")
         if not reduction_factor > 1:
-            raise ValueError(f"reduction_factor {reduction_factor!r} must be above 1 (e.g. 3 keeps a third).")
+            raise InvalidValueError(f"reduction_factor {reduction_factor!r} must be above 1 (e.g. 3 keeps a third).")
         self.metric, self.mode = metric, mode
         self.grace_epochs, self.reduction_factor = grace_epochs, reduction_factor
         rungs, milestone = [], grace_epochs

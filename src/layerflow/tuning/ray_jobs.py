@@ -23,6 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+from layerflow.errors import LayerflowError, MissingFileError
 from layerflow.runs import files as f
 from layerflow.runs.archive import unpack_run
 from layerflow.runs.ids import new_run_folder
@@ -40,7 +41,7 @@ _TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
 _EXCLUDES = [".git", ".venv", "venv", "__pycache__", "*.pyc", ".ipynb_checkpoints"]
 
 
-class ClusterError(RuntimeError):
+class ClusterError(LayerflowError, RuntimeError):
     """A Ray cluster that cannot be reached or refuses a job."""
 
 
@@ -112,6 +113,14 @@ def check_reachable(address: str, timeout: float = _CONNECT_TIMEOUT_SECONDS) -> 
     return headers
 
 
+def quiet_ray_logging() -> None:
+    """Keeps Ray's own INFO logging (job client, dashboard SDK) off the user's console."""
+    import logging
+
+    for name in ("ray", "ray.dashboard", "ray.dashboard.modules.job.sdk", "ray.dashboard.modules.dashboard_sdk"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 class RayCluster:
     """A connection to a Ray cluster's job server; ``RayCluster.connect("local")`` starts one here."""
 
@@ -124,6 +133,7 @@ class RayCluster:
 
     @classmethod
     def connect(cls, address: str | None) -> "RayCluster":
+        quiet_ray_logging()
         if address == "local":
             return cls._start_local()
         address = normalise_address(address)
@@ -223,7 +233,7 @@ def read_requirements(path: str | os.PathLike[str] | None) -> list[str] | None:
         return None
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"Requirements file {str(path)!r} does not exist.")
+        raise MissingFileError(f"Requirements file {str(path)!r} does not exist.")
     lines = [line.split("#", 1)[0].strip() for line in path.read_text().splitlines()]
     return [line for line in lines if line]
 

@@ -8,8 +8,10 @@ import random
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
+from layerflow.errors import LayerflowError
 
-class TuningError(ValueError):
+
+class TuningError(LayerflowError, ValueError):
     """A search space, sample size or trial count that cannot be used."""
 
 
@@ -113,6 +115,35 @@ def parse_range_option(text: str) -> tuple[str, Range]:
     except ValueError:
         raise TuningError(f"--range {text!r}: bounds {parts} are not numbers ({example}).") from None
     return name, _RANGE_KINDS[kind](*bounds)
+
+
+def search_space(grid: Sequence[str] = (), ranges: Sequence[str] = ()) -> dict[str, list[str] | Range]:
+    """A search space from ``--grid name=v1,v2`` and ``--range name=KIND:VALUES`` strings.
+
+    Args:
+        grid: ``name=v1,v2,...`` items: every value is tried.
+        ranges: ``name=KIND:VALUES`` items (``uniform:LOW,HIGH``, ``loguniform:LOW,HIGH``,
+            ``int:LOW,HIGH``, ``choice:A,B``) for a random search.
+
+    Returns:
+        The space as ``tuning_run(flags=)`` takes it (values still strings: the script's
+        declared flag types convert them).
+
+    Raises:
+        TuningError: a malformed item, a flag given twice, or no flag at all.
+
+    Example:
+        >>> search_space(["dropout=0.2,0.4"], ["lr=loguniform:1e-4,1e-2"])
+        {'dropout': ['0.2', '0.4'], 'lr': Range(kind='loguniform', low=0.0001, high=0.01, options=())}
+    """
+    space: dict[str, list[str] | Range] = {}
+    for name, values in [*(parse_grid_option(item) for item in grid), *(parse_range_option(item) for item in ranges)]:
+        if name in space:
+            raise TuningError(f"Flag {name!r} is given twice (by --grid or --range); give it once.")
+        space[name] = values
+    if not space:
+        raise TuningError("Empty grid: nothing to tune; give at least one --grid name=v1,v2 (or --range).")
+    return space
 
 
 def _as_options(name: str, value: Any) -> list[Any] | Range:

@@ -94,6 +94,8 @@ def tuning_run(
     metric: str | None = None,
     mode: str | None = None,
     early_stopping: bool | Asha = False,
+    grace_epochs: int = 1,
+    reduction_factor: float = 3,
     address: str | None = None,
     cpus: float = 1,
     gpus: float = 0,
@@ -124,6 +126,8 @@ def tuning_run(
         mode: ``max`` or ``min`` (default: ``min`` for losses and errors, else ``max``).
         early_stopping: True for ASHA with its defaults, or an ``Asha(...)`` to tune it;
             stopped trials are recorded with status ``stopped``.
+        grace_epochs: with ``early_stopping=True``, the epochs every trial runs before ASHA may stop it.
+        reduction_factor: with ``early_stopping=True``, ASHA keeps ``1/reduction_factor`` of the trials at each rung.
         address: run the trials on Ray: a job-submission address or ``"local"``.
         cpus, gpus: resources each trial takes on Ray.
         requirements: a pip requirements file installed for the trials on Ray.
@@ -145,7 +149,7 @@ def tuning_run(
         raise TuningError(f"parallel={parallel!r}: expected a whole number of trials at once, at least 1.")
     if mode is not None and mode not in ("min", "max"):
         raise TuningError(f"mode {mode!r} must be 'min' or 'max'.")
-    scheduler = _scheduler(early_stopping, metric, mode)
+    scheduler = _scheduler(early_stopping, metric, mode, grace_epochs, reduction_factor)
     declared = declared_flags(script_path)
     space = _typed_space(declared, script_path, flags or {})
     fixed = {name: values[0] for name, values in
@@ -179,17 +183,26 @@ def tuning_run(
     return summary
 
 
-def _scheduler(early_stopping: bool | Asha, metric: str | None, mode: str | None) -> Asha | None:
+def _scheduler(early_stopping: bool | Asha, metric: str | None, mode: str | None,
+               grace_epochs: int = 1, reduction_factor: float = 3) -> Asha | None:
+    """The early-stopping rule of a tuning run (the one place that decides it, for lf.tuning_run and the CLI)."""
+    if not isinstance(early_stopping, (bool, Asha)):
+        raise TuningError(f"early_stopping={early_stopping!r}: expected True, False or an lf.tuning.Asha(...).")
+    if early_stopping is False:
+        return None
+    watched = early_stopping.metric if isinstance(early_stopping, Asha) else metric
+    if watched is None:
+        raise TuningError("Early stopping (--early-stop, early_stopping=True) needs the metric to watch: "
+                          "--metric val_loss (metric='val_loss').")
+    if watched.startswith("eval_"):
+        raise TuningError(f"Early stopping watches a per-epoch metric; {watched!r} is only known at the end "
+                          f"(use e.g. {watched[len('eval_'):]!r} or 'val_{watched[len('eval_'):]}').")
     if isinstance(early_stopping, Asha):
         return early_stopping
-    if not early_stopping:
-        return None
-    if metric is None:
-        raise TuningError("Early stopping needs the metric to watch, e.g. --metric val_loss.")
-    if metric.startswith("eval_"):
-        raise TuningError(f"Early stopping watches a per-epoch metric; {metric!r} is only known at the end "
-                          f"(use e.g. {metric[len('eval_'):]!r} or 'val_{metric[len('eval_'):]}').")
-    return Asha(metric.removeprefix("metric_"), mode or infer_mode(metric))
+    try:
+        return Asha(watched.removeprefix("metric_"), mode or infer_mode(watched), grace_epochs, reduction_factor)
+    except ValueError as error:
+        raise TuningError(str(error)) from None
 
 
 def _run_all(plan: list[Trial], transport: Transport, tuning_id: str, parallel: int,

@@ -1,0 +1,87 @@
+"""``layerflow export | serve | predict``: exported models, served without the training stack."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from layerflow.cli.common import RunsDirOption, console, read_json_file
+from layerflow.errors import InvalidValueError, MissingDependencyError, MissingFileError
+
+app = typer.Typer()
+
+
+@app.command("export")
+def export_command(
+    source: str = typer.Argument(..., help="A run (id, latest, latest~N) or a saved .keras model file."),
+    out: Path = typer.Option(..., "--out", help="Model base directory; the bundle goes to OUT/NAME/VERSION."),
+    name: Optional[str] = typer.Option(None, "--name", help="Model name (default: the saved model's file name)."),
+    version: Optional[int] = typer.Option(None, "--version", help="Version number (default: the next free one)."),
+    format: str = typer.Option("onnx", "--format", help="onnx: a bundle for serving; web: a static page (OUT/index.html)."),
+    sample: Optional[Path] = typer.Option(None, "--sample", help="With --format web: JSON inputs the page predicts on load."),
+    runs_dir: Optional[Path] = RunsDirOption,
+) -> None:
+    """Export a model to an ONNX bundle (model.onnx, signature.json, lineage.json) or a web page."""
+    import tempfile
+
+    from layerflow.deploy.from_run import export_source
+
+    if format not in ("onnx", "web"):
+        raise InvalidValueError(f"--format {format!r} is not known; expected onnx or web.")
+    if format == "onnx":
+        console.print(f"Exported to {export_source(source, out, name=name, version=version, runs_dir=runs_dir)}")
+        return
+    from layerflow.deploy.web import build_web_page
+
+    inputs = read_json_file(sample, "the sample inputs") if sample else None
+    with tempfile.TemporaryDirectory() as staging:
+        bundle = export_source(source, staging, name=name, version=version, runs_dir=runs_dir)
+        page = build_web_page(bundle, out, sample=inputs)
+    console.print(f"Web page: {page} (serve the folder over HTTP, e.g. python -m http.server -d {out})")
+
+
+@app.command()
+def serve(
+    model_dir: Path = typer.Argument(..., help="Model base directory (MODEL_DIR/NAME/VERSION bundles)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (loopback unless told otherwise)."),
+    port: int = typer.Option(8501, "--port", help="TCP port."),
+    token: Optional[str] = typer.Option(None, "--token", help="Require 'Authorization: Bearer TOKEN' (not on health)."),
+    max_batch_size: int = typer.Option(0, "--max-batch-size", help="Batch concurrent requests up to N rows (0: off)."),
+    batch_delay_ms: float = typer.Option(2.0, "--batch-delay-ms", help="Longest wait for a batch to fill."),
+    intra_op_threads: int = typer.Option(0, "--intra-op-threads", help="onnxruntime threads per call (0: default)."),
+    inter_op_threads: int = typer.Option(0, "--inter-op-threads", help="onnxruntime threads across nodes (0: default)."),
+    access_log: bool = typer.Option(False, "--access-log", help="Log every request."),
+) -> None:
+    """Serve every exported model under MODEL_DIR over REST (TF Serving and KServe v2 protocols)."""
+    try:
+        from layerflow.deploy.server import serve as run_server
+    except ImportError as error:
+        raise MissingDependencyError(f"Serving needs the serve extra: pip install 'layerflow[serve]' ({error}).") from None
+    if not model_dir.is_dir():
+        raise MissingFileError(f"Model directory {model_dir} does not exist; export a model first: "
+                               f"layerflow export RUN --out {model_dir}")
+    if max_batch_size < 0 or batch_delay_ms < 0:
+        raise InvalidValueError("--max-batch-size and --batch-delay-ms must not be negative.")
+    run_server(str(model_dir), host=host, port=port, token=token, max_batch_size=max_batch_size,
+               batch_delay_ms=batch_delay_ms, intra_op_threads=intra_op_threads,
+               inter_op_threads=inter_op_threads, access_log=access_log)
+
+
+@app.command()
+def predict(
+    target: str = typer.Argument(..., help="A bundle folder, a model base directory or a server URL."),
+    input_file: Path = typer.Option(..., "--input", help="JSON file: {\"inputs\": ...} or {\"instances\": ...} or an array."),
+    name: Optional[str] = typer.Option(None, "--name", help="Model name (needed with several models or a URL)."),
+    version: Optional[int] = typer.Option(None, "--version", help="Version (default: the latest)."),
+    token: Optional[str] = typer.Option(None, "--token", help="Bearer token of the server."),
+) -> None:
+    """Predict with an exported model, local or served; prints the outputs as JSON."""
+    from layerflow.deploy import predict as run_predict
+
+    data = read_json_file(input_file, "the inputs")
+    if isinstance(data, dict) and ("inputs" in data or "instances" in data):
+        data = data.get("inputs", data.get("instances"))
+    print(json.dumps(run_predict(target, data, name=name, version=version, token=token)))
