@@ -12,6 +12,8 @@ import math
 import re
 from typing import Any, Sequence
 
+from layerflow.estimators.errors import EstimatorError
+
 # Categorical columns with more ids than this enter a DNN through an embedding, not one-hot.
 ONE_HOT_MAX_DEPTH = 16
 OPTIMIZERS = {"adagrad": "Adagrad", "ftrl": "Ftrl", "adam": "Adam", "rmsprop": "RMSprop", "sgd": "SGD"}
@@ -69,7 +71,7 @@ def linear_logits(keras: Any, inputs: dict[str, Any], spec: Any, units: int, col
                                          embeddings_regularizer=reg, name=f"linear_{safe_name(column['name'])}_weights")
         parts.append(keras.layers.Flatten(name=f"linear_{safe_name(column['name'])}_flat")(weights(inputs[column["name"]])))
     if not parts:
-        raise ValueError("The linear part has no columns: the spec has none of linear_feature_columns.")
+        raise EstimatorError("The linear part has no columns: the spec has none of linear_feature_columns.")
     summed = parts[0] if len(parts) == 1 else keras.layers.Add(name="linear_sum")(parts)
     from layerflow.estimators.layers import LinearBias
 
@@ -117,7 +119,7 @@ def make_optimizer(keras: Any, optimizer: Any, learning_rate: float) -> Any:
         return optimizer
     class_name = OPTIMIZERS.get(optimizer.lower())
     if class_name is None:
-        raise ValueError(f"optimizer={optimizer!r} is not known; expected one of "
+        raise EstimatorError(f"optimizer={optimizer!r} is not known; expected one of "
                          f"{sorted(OPTIMIZERS.values())} or a Keras optimizer.")
     return getattr(keras.optimizers, class_name)(learning_rate=learning_rate)
 
