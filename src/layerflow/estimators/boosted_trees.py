@@ -188,8 +188,11 @@ class _BoostedTrees(BaseEstimator):
         self.booster.feature_names = self._feature_names if self.spec is not None else self.booster.feature_names
 
     def _export_model(self) -> Any:
-        self.booster.feature_names = self._feature_names
-        return self.booster
+        # a copy without names: converters (onnxmltools) read features as f0, f1, ... in the
+        # order of export_parts()["feature_names"]
+        booster = self.booster.copy()
+        booster.feature_names = None
+        return booster
 
     def export_parts(self) -> dict[str, Any]:
         parts = super().export_parts()
