@@ -213,3 +213,20 @@ def test_estimators_inside_a_tracked_run(runs_dir, write_script):
     assert [line["epoch"] for line in lines] == [1, 2, 3, 4] and all("train_rmse" in line for line in lines)
     assert {"mse", "r2"} <= set(json.loads((run_dir / "run.json").read_text())["evaluation"])
     assert E.load(run_dir / "model" / "estimator").booster.num_boosted_rounds() == 4
+
+
+def test_a_custom_estimator_loads_without_its_model_fn(tmp_path):
+    frame = make_frame()
+    keras = lf.keras
+
+    def model_fn(inputs, dense, params):
+        return keras.layers.Dense(params["n_outputs"])(keras.layers.Dense(4, activation="relu")(dense))
+
+    est = E.Estimator(model_fn, label="y", head="binary", model_dir=tmp_path / "c", seed=0).train(frame, epochs=1)
+    loaded = E.load(tmp_path / "c")
+    assert loaded.model_fn is None and loaded.head.kind == "binary"
+    np.testing.assert_allclose(loaded.predict(frame).logistic, est.predict(frame).logistic, rtol=1e-6)
+    loaded.train(frame, epochs=2)  # the model comes from the checkpoint
+    assert loaded.epochs_done == 2
+    with pytest.raises(E.EstimatorError, match="no model_fn"):
+        E.Estimator(None, label="y", head="binary").train(frame, epochs=1)
