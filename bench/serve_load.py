@@ -1,14 +1,18 @@
 """Serving under load on loopback, side by side in one run (wrk, 32 connections).
 
-For the Fashion-MNIST MLP and CNN, single-row and 32-row requests:
+For the Fashion-MNIST MLP and CNN, and a raw-feature model (a feature spec with a vocabulary,
+bucketized, crossed and hashed columns inside the ONNX graph, rows of raw values such as
+{"age": 41, "city": "lima", ...} in, tf.estimator's prediction keys out), single-row and
+32-row requests:
   layerflow serve, batching off and on;
   the same server stack answering an empty endpoint (the HTTP limit of this machine);
   MLflow's model server on the same ONNX model (when an MLflow environment is given);
 and onnxruntime called in-process (the inference limit). Reports req/s and p50/p99.
 
     .venv/bin/python bench/serve_load.py [--seconds 10] [--mlflow-python /path/to/venv/bin/python]
+        [--models mlp,cnn,raw] [--servers layerflow,batching,one-thread,empty]
 
-Writes bench/results/serve_load.json.
+Writes bench/results/serve_load.json (bench/results/serve_load_<models>.json for a subset).
 """
 
 from __future__ import annotations
@@ -105,7 +109,48 @@ def build_models(base: Path) -> dict:
                             keras.layers.Flatten(), keras.layers.Dense(128, activation="relu"),
                             keras.layers.Dense(10, activation="softmax")])
     return {"mlp": (lf.export_model(mlp, base, name="mlp"), (784,)),
-            "cnn": (lf.export_model(cnn, base, name="cnn"), (1, 28, 28))}
+            "cnn": (lf.export_model(cnn, base, name="cnn"), (1, 28, 28)),
+            "raw": (build_raw_model(base), None)}
+
+
+CITIES = ["lima", "oslo", "paris", "quito", "zürich", "accra", "delhi", "tokyo"]
+
+
+def raw_rows(n: int, seed: int) -> list[dict]:
+    """Rows of raw values, one unseen city and one missing income among them."""
+    rng = np.random.default_rng(seed)
+    rows = [{"age": int(rng.integers(18, 80)), "city": str(rng.choice(CITIES)),
+             "income": round(float(rng.normal(50_000, 15_000)), 2), "floor": int(rng.integers(0, 30))} for _ in range(n)]
+    rows[-1]["city"] = "atlantis"
+    rows[0]["income"] = None
+    return rows
+
+
+def build_raw_model(base: Path) -> Path:
+    """A wide & deep Keras classifier over a feature spec (vocabulary, bucketized, crossed, hashed)."""
+    import pandas as pd
+
+    import layerflow as lf
+    from layerflow import keras
+
+    frame = pd.DataFrame(raw_rows(2000, 0))
+    frame["y"] = (frame["age"] > 45).astype(int) + (frame["city"] == "oslo")
+    spec = (lf.feature_spec(frame, label="y").numeric("age", "income", normalizer="standard")
+            .categorical_vocab("city").indicator("city").bucketized("age", [30, 45, 60])
+            .crossed(["city", "age_bucketized"], hash_bucket_size=64).indicator("city_X_age_bucketized")
+            .categorical_hash("floor", hash_bucket_size=16).embedding("floor", dimension=4).fit())
+    keras.utils.set_random_seed(0)
+    inputs, dense = spec.keras_inputs()
+    hidden = keras.layers.Dense(64, activation="relu")(keras.layers.Dense(128, activation="relu")(dense))
+    model = keras.Model(inputs, keras.layers.Dense(3)(hidden))
+    return lf.export_model(model, base, name="raw", feature_spec=spec, head="multiclass", model_outputs="logits",
+                           class_labels=["low", "mid", "high"])
+
+
+def request_body(shape: tuple | None, rows: int) -> str:
+    if shape is None:
+        return json.dumps({"instances": raw_rows(rows, 1)})
+    return json.dumps({"instances": np.random.default_rng(1).random((rows, *shape)).round(4).tolist()})
 
 
 EMPTY_APP = """
@@ -131,11 +176,17 @@ def in_process(bundle: Path, shape: tuple, rows: int, seconds: float = 3.0) -> f
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     session = ort.InferenceSession(str(bundle / "model.onnx"), options, providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    x = np.random.default_rng(0).random((rows, *shape)).astype(np.float32)
+    if shape is None:
+        table = raw_rows(rows, 1)
+        feed = {"age": np.array([r["age"] for r in table], np.float64),
+                "income": np.array([np.nan if r["income"] is None else r["income"] for r in table], np.float64),
+                "city": np.array([r["city"] for r in table], object),
+                "floor": np.array([r["floor"] for r in table], np.int64)}
+    else:
+        feed = {session.get_inputs()[0].name: np.random.default_rng(0).random((rows, *shape)).astype(np.float32)}
     count, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
-        session.run(None, {name: x})
+        session.run(None, feed)
         count += rows
     return count / (time.perf_counter() - start)
 
@@ -144,11 +195,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--mlflow-python", help="python of an environment with mlflow installed")
+    parser.add_argument("--models", default="mlp,cnn,raw", help="which models to load (comma-separated)")
+    parser.add_argument("--servers", default="layerflow,one-thread,batching,empty", help="which servers to run")
     args = parser.parse_args()
+    chosen_models = args.models.split(",")
+    chosen_servers = args.servers.split(",")
     rows_out = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        models = build_models(work / "models")
+        models = {k: v for k, v in build_models(work / "models").items() if k in chosen_models}
         servers = {
             "layerflow": ["-m", "layerflow.cli", "serve", str(work / "models")],
             "layerflow, 1 onnxruntime thread": ["-m", "layerflow.cli", "serve", str(work / "models"),
@@ -157,16 +212,19 @@ def main() -> None:
                                    "--batch-delay-ms", "2"],
             "empty endpoint": ["-c", EMPTY_APP],
         }
+        keys = {"layerflow": "layerflow", "layerflow, 1 onnxruntime thread": "one-thread",
+                "layerflow+batching": "batching", "empty endpoint": "empty"}
+        servers = {label: command for label, command in servers.items() if keys[label] in chosen_servers}
         for label, command in servers.items():
             port = free_port()
             log = work / "server.log"
             process = start_server([sys.executable, *command, *(["--port", str(port)] if label != "empty endpoint"
                                                                 else [str(port)])], log)
             try:
-                wait_until_up(f"http://127.0.0.1:{port}/v1/models/mlp", process, log)
+                wait_until_up(f"http://127.0.0.1:{port}/v1/models/{next(iter(models))}", process, log)
                 for model, (bundle, shape) in models.items():
                     for rows in (1, 32):
-                        body = json.dumps({"instances": np.random.default_rng(1).random((rows, *shape)).round(4).tolist()})
+                        body = request_body(shape, rows)
                         url = f"http://127.0.0.1:{port}/v1/models/{model}:predict"
                         result = wrk(url, body, args.seconds, work)
                         result.update(server=label, model=model, rows=rows)
@@ -177,6 +235,8 @@ def main() -> None:
                 process.wait(timeout=30)
         if args.mlflow_python:
             for model, (bundle, shape) in models.items():
+                if shape is None:
+                    continue  # MLflow's ONNX flavour takes tensors, not rows of raw values
                 target = work / f"mlflow-{model}"
                 subprocess.run([args.mlflow_python, "-c", MLFLOW_SAVE, str(bundle / "model.onnx"), str(target)],
                                check=True, capture_output=True)
@@ -202,15 +262,23 @@ def main() -> None:
                      for model, (bundle, shape) in models.items() for rows in (1, 32)}
     print("\nonnxruntime in-process, 1 thread (predictions/s):", {k: round(v) for k, v in inference.items()})
     rate = {(r["server"], r["model"], r["rows"]): r["requests_per_s"] for r in rows_out}
-    for model in ("mlp", "cnn"):
+    for model in models:
         for rows in (1, 32):
-            ours, empty = rate[("layerflow", model, rows)], rate[("empty endpoint", model, rows)]
-            line = f"{model} rows={rows:2}: layerflow/empty endpoint = {ours / empty:.2f}"
+            ours = rate.get(("layerflow", model, rows))
+            if ours is None:
+                continue
+            line = f"{model} rows={rows:2}: layerflow {ours:,.0f} req/s"
+            if rate.get(("empty endpoint", model, rows)):
+                line += f", layerflow/empty endpoint = {ours / rate[('empty endpoint', model, rows)]:.2f}"
             if rate.get(("mlflow", model, rows)):
                 line += f", layerflow/mlflow = {ours / rate[('mlflow', model, rows)]:.1f}x"
+            if model == "raw" and rate.get(("layerflow", "mlp", rows)):
+                line += f", raw-feature bundle / Keras MLP bundle = {ours / rate[('layerflow', 'mlp', rows)]:.2f}"
             print(line)
+    results = RESULTS if set(chosen_models) == {"mlp", "cnn", "raw"} and len(chosen_servers) == 4 else \
+        RESULTS.with_name(f"serve_load_{'_'.join(chosen_models)}.json")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({"connections": CONNECTIONS, "seconds": args.seconds, "load": rows_out,
+    results.write_text(json.dumps({"connections": CONNECTIONS, "seconds": args.seconds, "load": rows_out,
                                    "in_process_predictions_per_s": inference}, indent=2) + "\n")
 
 

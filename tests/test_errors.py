@@ -27,7 +27,7 @@ _BUILTIN_ERRORS = {name for name, value in vars(builtins).items()
 
 def _modules():
     for info in pkgutil.walk_packages([str(SOURCE)], prefix="layerflow."):
-        if info.name.endswith("__main__") or info.name.startswith(("layerflow.runs.launch", "layerflow.tuning.remote_entry")):
+        if info.name.endswith("__main__") or info.name.startswith(("layerflow.runs.launch", "layerflow.cloud.remote_entry")):
             continue
         try:
             yield importlib.import_module(info.name)

@@ -62,15 +62,17 @@ def test_feature_spec_model_exports_with_its_preprocessing(tmp_path):
     inputs, dense = spec.keras_inputs()
     model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(dense))
     folder = lf.export_model(model, tmp_path, name="iris", feature_spec=spec, class_labels=["a", "b", "c"])
-    features = spec.transform({k: frame[k].to_numpy()[:9] for k in frame})
-    (predicted,) = onnx_predict(folder, features)
+    raw = {k: frame[k].to_numpy()[:9] for k in frame if k not in ("species", "label")}
+    features = spec.transform(raw)
+    (predicted,) = onnx_predict(folder, raw)  # the bundle takes the raw columns: the spec is in its graph
     np.testing.assert_allclose(predicted, model.predict(features, verbose=0), atol=1e-5)
     signature = json.loads((folder / "signature.json").read_text())
     assert signature["class_labels"] == ["a", "b", "c"]
     assert signature["preprocessing"] == spec.state()
-    assert {i["name"] for i in signature["inputs"]} == set(spec.input_names)
+    assert signature["raw_inputs"] is True
+    assert {i["name"]: i["dtype"] for i in signature["inputs"]} == {k: "float64" for k in raw}
     with pytest.raises(BundleError, match="Input 'petal_length' is missing"):
-        onnx_predict(folder, {k: v for k, v in features.items() if k != "petal_length"})
+        onnx_predict(folder, {k: v for k, v in raw.items() if k != "petal_length"})
 
 
 def test_versions_names_and_unsupported_models(tmp_path):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from layerflow.runs import RunStore
+from layerflow.runs.store import RunStore
 from tests.conftest import layerflow_cli
 
 pytest.importorskip("ray.job_submission")

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 import layerflow as lf
-from layerflow.runs import RunNotFoundError, RunStore
+from layerflow.runs import RunNotFoundError
+from layerflow.runs.store import RunStore
 from layerflow.runs.ids import new_run_folder
 from tests.conftest import layerflow_cli
 
@@ -356,3 +357,178 @@ def test_run_helpers_outside_a_run_warn_and_check_input(monkeypatch):
         lf.run_properties(model=object())
     with pytest.raises(ValueError, match="plain file name"):
         lf.write_run_data("../escape.txt", "x")
+
+
+def test_copy_run_and_the_run_dir_column(runs_dir, write_script, tmp_path):
+    from layerflow.errors import InvalidValueError
+
+    record = lf.training_run(write_script(SIMPLE), echo=False)
+    frame = lf.ls_runs()
+    assert frame["run_dir"].tolist() == [record["path"]] and frame.attrs["runs_dir"] == str(runs_dir)
+    copied = lf.copy_run("latest", to=tmp_path / "keep")
+    assert copied == tmp_path / "keep" / record["id"]
+    assert (copied / "run.json").read_text() == (Path(record["path"]) / "run.json").read_text()
+    assert (copied / "data" / "notes.txt").read_text() == "hello"
+    with pytest.raises(InvalidValueError, match="exists already"):
+        lf.copy_run(record["id"], to=tmp_path / "keep")
+    with pytest.raises(InvalidValueError, match="plain folder name"):
+        lf.copy_run("latest", to=tmp_path, rename="../out")
+    with pytest.raises(InvalidValueError, match="its own folder"):
+        lf.copy_run("latest", to=record["path"])
+    with pytest.raises(lf.RunNotFoundError):
+        lf.copy_run("nope", to=tmp_path)
+    done = layerflow_cli("runs", "copy", "latest", str(tmp_path / "cli"), "--rename", "baseline", cwd=runs_dir.parent)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "cli" / "baseline" / "source" / "train.py").is_file()
+    assert sorted(p.name for p in runs_dir.iterdir() if p.is_dir()) == [record["id"]]  # nothing new filed
+
+
+def test_the_store_is_the_one_writer_of_the_run_lifecycle(runs_dir, tmp_path):
+    from layerflow.runs.archive import pack_run
+    from layerflow.runs.ids import RunExistsError
+
+    store = RunStore(runs_dir)
+    run_id, run_dir = store.open_run(tmp_path / "train.py", args=["-v"], requested_flags={"units": "4"},
+                                     properties={"trial": 1}, remote={"transport": "ray-job", "address": "x"})
+    opened = json.loads((run_dir / "run.json").read_text())
+    assert opened["status"] == "running" and opened["remote"]["address"] == "x" and "driver_pid" not in opened
+    assert lf.ls_runs()["status"].tolist() == ["running"]  # indexed at once
+    with pytest.raises(RunExistsError):
+        store.open_run(tmp_path / "train.py", run_id=run_id)
+    store.update_run(run_dir, remote={"transport": "ray-job", "address": "x", "job_id": "job1"})
+    # A run made elsewhere under the same id comes back as an archive and is filed in place.
+    elsewhere = RunStore(tmp_path / "remote-runs")
+    _, remote_dir = elsewhere.open_run(tmp_path / "train.py", run_id=run_id)
+    (remote_dir / "metrics.jsonl").write_text('{"epoch": 1, "loss": 0.5}\n')
+    filed_remote = elsewhere.finish_run(remote_dir, "completed")
+    assert filed_remote["metrics"] == {"loss": 0.5}
+    record = store.file_returned_run(run_dir, pack_run(remote_dir))
+    assert record["status"] == "completed" and record["metrics"] == {"loss": 0.5}
+    assert record["remote"]["job_id"] == "job1" and record["remote"]["host"] == filed_remote["host"]
+    finished = store.finish_run(run_dir, "interrupted", "stopped by the user")
+    assert finished["status"] == "interrupted" and finished["end"] and finished["metrics"] == {"loss": 0.5}
+    assert lf.run_info(run_id)["status"] == "interrupted"
+
+
+WRITES_FILES = """
+    import os
+    from pathlib import Path
+    import layerflow as lf
+
+    FLAGS = lf.flags(rows=3)
+    Path("results.csv").write_text("a,b\\n" + "1,2\\n" * FLAGS.rows)
+    Path("plots_here").mkdir(exist_ok=True)
+    Path("plots_here/curve.svg").write_text("<svg/>")
+    Path("scratch.bin").write_bytes(b"ignored by .gitignore")
+    Path("changed.txt").write_text("changed by the run")
+    with open("huge.dat", "wb") as stream:  # sparse: over the per-file cap without using the disk
+        stream.truncate(60 * 1024 * 1024)
+"""
+
+
+def test_files_written_in_the_working_directory_are_kept(runs_dir, write_script, tmp_path):
+    script = write_script(WRITES_FILES)
+    (tmp_path / ".gitignore").write_text("*.bin\n")
+    (tmp_path / "unchanged.txt").write_text("there before")
+    (tmp_path / "changed.txt").write_text("there before")
+    record = lf.training_run(script, echo=False)
+    assert record["status"] == "completed", record.get("error")
+    outputs = Path(record["path"]) / "outputs"
+    assert sorted(record["outputs"]) == ["changed.txt", "plots_here/curve.svg", "results.csv"]
+    assert record["outputs_skipped"] == ["huge.dat"]
+    assert (outputs / "results.csv").read_text().count("1,2") == 3
+    assert (outputs / "changed.txt").read_text() == "changed by the run"
+    assert not (outputs / "scratch.bin").exists() and not (outputs / "unchanged.txt").exists()
+    assert not (outputs / "runs").exists() and not (outputs / "project").exists()  # the run itself, the source
+    html = lf.view_run("latest", out=tmp_path / "report.html").read_text()
+    assert "Files written" in html and "plots_here/curve.svg" in html and "huge.dat" in html
+
+
+def test_flags_from_a_file_and_named_profiles(runs_dir, write_script, tmp_path):
+    from layerflow.errors import InvalidTypeError
+
+    script = write_script("""
+        import layerflow as lf
+        FLAGS = lf.flags(units=8, dropout=0.5, name="base")
+        print("resolved", dict(FLAGS), FLAGS.to_frame().set_index("name")["source"].to_dict())
+    """)
+    (script.parent / "flags.yml").write_text("default:\n  units: 16\n  dropout: 0.4\nproduction:\n  units: 512\n")
+    (tmp_path / "tuned.yml").write_text("dropout: 0.25\nname: tuned\n")
+    record = lf.training_run(script, flags=tmp_path / "tuned.yml", command_line_flags={"name": "cli"}, echo=False)
+    assert record["flags"] == {"units": 16, "dropout": 0.25, "name": "cli"}  # --flag beats the file
+    assert record["flags_file"] == str(tmp_path / "tuned.yml")
+    record = lf.training_run(script, config="production", echo=False)
+    assert record["flags"] == {"units": 512, "dropout": 0.4, "name": "base"} and record["config"] == "production"
+    assert "'units': 'flags.yml[production]', 'dropout': 'flags.yml'" in (Path(record["path"]) / "output.log").read_text()
+    done = layerflow_cli("run", str(script), "--flags-file", str(tmp_path / "tuned.yml"), "--config", "production",
+                         cwd=runs_dir.parent)
+    assert done.returncode == 0, done.stderr
+    assert lf.run_info("latest")["flags"] == {"units": 512, "dropout": 0.25, "name": "tuned"}
+
+    before = len(lf.ls_runs())
+    failed = lf.training_run(script, config="staging", echo=False)  # checked by the script: the run fails
+    assert failed["status"] == "failed" and "no profile 'staging'" in failed["error"] and "production" in failed["error"]
+    (tmp_path / "nested.yml").write_text("units: [1, 2]\n")
+    for flags, error, message in [(tmp_path / "missing.yml", lf.FlagError, "does not exist"),
+                                  (tmp_path / "nested.yml", lf.FlagError, "one plain value per flag"),
+                                  (42, InvalidTypeError, "got a int")]:
+        with pytest.raises(error, match=message):
+            lf.training_run(script, flags=flags, echo=False)
+    assert len(lf.ls_runs()) == before + 1  # refused calls make no run
+    done = layerflow_cli("run", str(script), "--flags-file", str(tmp_path / "nested.yml"), cwd=runs_dir.parent)
+    assert done.returncode == 2 and "one plain value per flag" in done.stderr
+
+
+SEEDED = """
+    import numpy as np
+    import layerflow as lf
+    from layerflow import keras
+
+    FLAGS = lf.flags(units=4, epochs=2)
+    keras.utils.set_random_seed(1)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 3)).astype("float32")
+    y = (x.sum(axis=1) > 0).astype("int64")
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(FLAGS.units, activation="relu"),
+                              keras.layers.Dense(2, activation="softmax")])
+    model.compile(loss="sparse_categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
+    model.fit(x, y, epochs=FLAGS.epochs, batch_size=16, verbose=0, shuffle=False)
+    model.evaluate(x, y, verbose=0)
+"""
+
+
+def test_rerun_repeats_a_run_from_its_snapshot_and_checks_it(runs_dir, write_script, tmp_path):
+    script = write_script(SEEDED)
+    original = lf.training_run(script, flags={"units": 6}, echo=False)
+    assert original["status"] == "completed", original.get("error")
+    script.write_text("raise SystemExit('the script changed since')\n")  # the rerun uses the snapshot
+    again = lf.rerun(original["id"], check=True, echo=False)
+    assert again["status"] == "completed" and again["id"] != original["id"]
+    assert again["properties"]["rerun_of"] == original["id"] and again["flags"]["units"] == 6
+    assert again["source_hash"] == original["source_hash"] and again["script"] == original["script"]
+    assert again["check"]["matches"], again["check"]
+    assert {r["name"] for r in again["check"]["differences"]} >= {"metric_loss", "eval_accuracy"}
+    assert json.loads((Path(original["path"]) / "run.json").read_text())["status"] == "completed"  # untouched
+
+    # A run whose metrics differ is reported, with the difference.
+    metrics = Path(original["path"]) / "metrics.jsonl"
+    metrics.write_text(metrics.read_text().replace('"loss": ', '"loss": 1').replace("\n{", "\n{"))
+    done = layerflow_cli("rerun", original["id"], "--check", cwd=runs_dir.parent)
+    assert done.returncode == 1 and "differs from" in done.stderr and "! metric_loss" in done.stderr
+    done = layerflow_cli("rerun", "nope", cwd=runs_dir.parent)
+    assert done.returncode == 2 and "No run 'nope'" in done.stderr
+    (Path(original["path"]) / "source" / "train.py").unlink()
+    with pytest.raises(lf.LayerflowError, match="no snapshot of its script"):
+        lf.rerun(original["id"])
+
+
+def test_a_huge_working_directory_is_not_watched(runs_dir, write_script, tmp_path):
+    from layerflow.runs.outputs import MAX_WATCHED_FILES
+
+    crowd = tmp_path / "crowd"
+    crowd.mkdir()
+    for i in range(MAX_WATCHED_FILES + 1):
+        (crowd / f"{i}.txt").touch()
+    record = lf.training_run(write_script('open("result.txt", "w").write("x")\n'), echo=False)
+    assert record["status"] == "completed" and record["outputs"] == []
+    assert "holds over 20000 files" in record["outputs_note"]

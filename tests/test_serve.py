@@ -102,7 +102,8 @@ def test_kserve_v2_protocol(server, models):
 
 @pytest.mark.parametrize("path, body, status, message", [
     ("/v1/models/mlp:predict", {"instances": [[1.0, 2.0]]}, 400, "has shape [1, 2]; the model expects ['batch', 4]"),
-    ("/v1/models/mlp:predict", {"instances": [["a", "b", "c", "d"]]}, 400, "not a rectangular array of float32"),
+    ("/v1/models/mlp:predict", {"instances": [["a", "b", "c", "d"]]}, 400, "takes numbers; got the string 'a'"),
+    ("/v1/models/mlp:predict", {"instances": [[1, 2], [3]]}, 400, "not a rectangular array of float32"),
     ("/v1/models/mlp:predict", {"rows": []}, 400, "either 'instances' (rows) or 'inputs'"),
     ("/v1/models/mlp:predict", {"inputs": {"wrong": [[1, 2, 3, 4]]}}, 400, "missing and ['wrong'] unknown"),
     ("/v1/models/nope:predict", {"instances": [[1, 2, 3, 4]]}, 404, "Model 'nope' is not served"),

@@ -15,7 +15,7 @@ import pytest
 import layerflow as lf
 from layerflow.flags import FlagError
 from layerflow.flags.declared import declared_flags
-from layerflow.runs import RunStore
+from layerflow.runs.store import RunStore
 from layerflow.tuning import Asha, TuningError, choice, loguniform, randint, trial_flags, uniform
 from layerflow.tuning.space import parse_grid_option, parse_range_option
 
@@ -249,7 +249,7 @@ def test_log_metrics_checks_its_input(runs_dir):
 
 
 def test_parallel_local_trials_share_the_cores(monkeypatch):
-    from layerflow.tuning.local import _THREAD_VARIABLES, thread_limits
+    from layerflow.runs.threads import THREAD_VARIABLES as _THREAD_VARIABLES, thread_limits
 
     for name in _THREAD_VARIABLES:
         monkeypatch.delenv(name, raising=False)
@@ -271,3 +271,29 @@ def test_run_control_and_given_run_ids_check_their_input(runs_dir, write_script)
     run_id, _, _ = new_run_folder(runs_dir)
     with pytest.raises(FileExistsError, match=f"Run {run_id} already exists"):
         new_run_folder(runs_dir, run_id)
+
+
+def test_a_dataframe_of_flags_runs_exactly_its_rows(runs_dir, write_script):
+    import pandas as pd
+
+    script = write_script(TRAIN)
+    frame = pd.DataFrame({"dropout": [0.1, 0.3, 0.3], "units": [16, 16, 32]})
+    results = lf.tuning_run(script, flags=frame, fixed_flags={"epochs": 1}, echo=False)
+    ran = sorted((r["flags"]["dropout"], r["flags"]["units"]) for r in RunStore(runs_dir).records())
+    assert ran == [(0.1, 16), (0.3, 16), (0.3, 32)] and len(results) == 3
+    assert all(isinstance(r["flags"]["units"], int) for r in RunStore(runs_dir).records())
+    sampled = lf.tuning_run(script, flags=frame, trials=2, seed=0, fixed_flags={"epochs": 1}, echo=False)
+    assert len(sampled) == 2
+    before = sorted(p.name for p in runs_dir.iterdir())
+    for flags, message in [
+        ([("dropout", 0.1)], "takes a mapping of flag names to values"),
+        ("dropout=0.1", "got a str"),
+        (pd.DataFrame({"dropout": []}), "has no rows"),
+        (pd.DataFrame({"dropout": [0.1, None]}), "row 1 has no value for 'dropout'"),
+        (pd.DataFrame({"dropout": [0.1], "droput": [0.2]}), "Unknown flag 'droput'"),
+        (pd.DataFrame({"units": ["many"]}), "value 'many' is not a valid int"),
+        (pd.DataFrame({"epochs": [2]}), "both tuned and fixed"),
+    ]:
+        with pytest.raises(lf.LayerflowError, match=message):
+            lf.tuning_run(script, flags=flags, fixed_flags={"epochs": 1}, echo=False)
+    assert sorted(p.name for p in runs_dir.iterdir()) == before

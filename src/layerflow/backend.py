@@ -17,6 +17,18 @@ from layerflow.errors import InvalidValueError, MissingDependencyError, StateErr
 DEFAULT_BACKEND = "torch"
 SUPPORTED_BACKENDS = ("torch", "jax")
 
+# The Keras releases layerflow is tested on (the same specifier as pyproject's keras dependency).
+# layerflow uses one private Keras API, where no public one serves: a layerflow Dataset is a
+# Keras DataAdapter (layerflow/data/keras_feeding.py), the names below. tests/test_keras_versions.py
+# fails on any other Keras release until the suite has passed on it and this range is widened.
+TESTED_KERAS_VERSIONS = ">=3.15,<3.16"
+KERAS_PRIVATE_APIS = (
+    "keras.src.trainers.data_adapters.data_adapter.DataAdapter",
+    "keras.src.trainers.data_adapters.data_adapter_utils.get_numpy_iterator",
+    "keras.src.trainers.data_adapters.data_adapter_utils.get_jax_iterator",
+    "keras.src.trainers.data_adapters.data_adapter_utils.get_torch_dataloader",
+)
+
 _BACKEND_PACKAGES = {"torch": "torch", "jax": "jax"}
 _EXTRAS = {"torch": "pip install torch", "jax": "pip install 'layerflow[jax]'"}
 
@@ -77,6 +89,9 @@ def _devices(name: str) -> list[str]:
 
 def backend_info() -> dict[str, Any]:
     """Reports the Keras backend in use, library versions and the devices it can train on.
+
+    Returns:
+        A dict: backend, keras and backend versions, python, platform, devices and gpu.
 
     Example:
         >>> info = layerflow.backend_info()

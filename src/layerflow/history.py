@@ -45,6 +45,9 @@ def history_frame(history: Any) -> pd.DataFrame:
     Args:
         history: the ``History`` returned by ``model.fit`` or its ``.history`` dict.
 
+    Returns:
+        A pandas DataFrame, one row per epoch and metric (``split`` is training or validation).
+
     Example:
         >>> history = model.fit(x, y, epochs=3, validation_split=0.2)
         >>> lf.history_frame(history).query("metric == 'accuracy'")

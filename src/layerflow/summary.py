@@ -10,6 +10,13 @@ from layerflow.errors import InvalidTypeError
 def model_summary(model: Any, line_length: int = 90) -> str:
     """Returns ``model.summary()`` as a plain-text string instead of printing it.
 
+    Args:
+        model: a Keras model.
+        line_length: the width of the summary table.
+
+    Returns:
+        The summary text.
+
     Example:
         >>> print(lf.model_summary(model))
     """

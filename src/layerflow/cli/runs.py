@@ -23,6 +23,10 @@ def run(
     ctx: typer.Context,
     script: Path = typer.Argument(..., help="The Python script to run as a tracked run."),
     flag: List[str] = typer.Option([], "--flag", help="Flag override name=value (repeatable)."),
+    flags_file: Optional[Path] = typer.Option(None, "--flags-file", help="YAML file of flag values (name: value), "
+                                              "e.g. a tuning run's best; --flag overrides it."),
+    config: Optional[str] = typer.Option(None, "--config", help="Profile of the script's flags.yml to use, over its "
+                                         "`default` profile."),
     runs_dir: Optional[Path] = RunsDirOption,
 ) -> None:
     """Run SCRIPT as a tracked run: source, flags, output, metrics and model are recorded.
@@ -32,9 +36,24 @@ def run(
     from layerflow.flags import parse_flag_assignments
     from layerflow.runs import training_run
 
-    record = training_run(script, runs_dir=runs_dir, args=ctx.args, command_line_flags=parse_flag_assignments(flag))
+    record = training_run(script, flags=flags_file, runs_dir=runs_dir, args=ctx.args, config=config,
+                          command_line_flags=parse_flag_assignments(flag))
     if record["status"] != "completed":
         raise typer.Exit(record.get("exit_code") or 1)
+
+
+@app.command()
+def rerun(
+    run: str = typer.Argument("latest", help="Run id, id prefix, latest or latest~N."),
+    check: bool = typer.Option(False, "--check", help="Compare the final metrics with the original's; exit 1 if they differ."),
+    runs_dir: Optional[Path] = RunsDirOption,
+) -> None:
+    """Run a recorded run again from its source snapshot and flags, as a new run linked to it."""
+    from layerflow.runs import rerun as rerun_run
+
+    record = rerun_run(run, check=check, runs_dir=runs_dir)
+    if record["status"] != "completed" or (check and not record["check"]["matches"]):
+        raise typer.Exit(1)
 
 
 def _format(value) -> str:
@@ -72,15 +91,15 @@ def runs(
     """List runs as a table (newest first)."""
     if ctx.invoked_subcommand is not None:
         return
-    from layerflow.runs import ls_runs, run_info, runs_dir as resolve_runs_dir
+    from layerflow.runs import ls_runs, run_info
 
     frame = ls_runs(runs_dir, order=order, decreasing=desc, latest_n=latest, filter=filter, reindex=reindex)
     if reindex:
-        errors.print(f"Reindexed {frame.attrs['reindexed']} runs in {resolve_runs_dir(runs_dir)}.")
+        errors.print(f"Reindexed {frame.attrs['reindexed']} runs in {frame.attrs['runs_dir']}.")
     if as_json:
         print(json.dumps([run_info(run_id, runs_dir) for run_id in frame["id"]], indent=2, default=str))
     elif frame.empty:
-        errors.print(f"No runs in {resolve_runs_dir(runs_dir)}.")
+        errors.print(f"No runs in {frame.attrs['runs_dir']}.")
     else:
         _print_table(frame)
 
@@ -93,10 +112,10 @@ def runs_clean(
     runs_dir: Optional[Path] = RunsDirOption,
 ) -> None:
     """Archive runs (moved to RUNS_DIR/_archive; `runs purge` deletes them)."""
-    from layerflow.runs import clean_runs, runs_dir as resolve_runs_dir
+    from layerflow.runs import clean_runs
 
     moved = clean_runs(runs or None, failed=failed, all=all_runs, runs_dir=runs_dir)
-    console.print(f"Archived {len(moved)} run(s) into {resolve_runs_dir(runs_dir) / '_archive'}.")
+    console.print(f"Archived {len(moved)} run(s); `layerflow runs purge` deletes them for good.")
 
 
 @runs_app.command("purge")
@@ -114,6 +133,19 @@ def runs_purge(
     if not yes and not typer.confirm(f"Delete {len(archived)} archived run(s) for good?"):
         raise typer.Exit(1)
     console.print(f"Deleted {len(purge_runs(runs_dir))} archived run(s).")
+
+
+@runs_app.command("copy")
+def runs_copy(
+    run: str = typer.Argument(..., help="Run id, id prefix, latest or latest~N."),
+    dest: Path = typer.Argument(Path("."), help="Folder to copy the run into (as DEST/RUN_ID)."),
+    rename: Optional[str] = typer.Option(None, "--rename", help="Name of the copy's folder (default: the run id)."),
+    runs_dir: Optional[Path] = RunsDirOption,
+) -> None:
+    """Copy a run's folder (record, output, source, model, data...) into DEST."""
+    from layerflow.runs import copy_run
+
+    console.print(f"Copied to {copy_run(run, dest, rename=rename, runs_dir=runs_dir)}")
 
 
 @app.command()

@@ -1,6 +1,18 @@
-"""Remote training on a Ray cluster: the same tracked run, submitted as a Ray job and filed back here."""
+"""Remote training on a Ray cluster: the same tracked run, submitted as a Ray job and filed back here.
 
+``cloud_train`` runs a script there and streams it here; ``cloud_jobs``, ``cloud_logs``,
+``cloud_collect`` and ``cloud_cancel`` manage jobs; ``RemoteRun`` is the per-run API
+(submit, follow, collect, cancel) the tuner's Ray transport is built on.
+
+Example:
+    >>> import layerflow as lf
+    >>> run = lf.cloud.cloud_train("train.py", flags={"epochs": 30}, address="http://head:8265")
+    >>> run["status"], run["remote"]["job_id"]
+"""
+
+from layerflow.cloud.cluster import ClusterError, RayCluster
 from layerflow.cloud.jobs import cloud_cancel, cloud_collect, cloud_jobs, cloud_logs, cloud_train
-from layerflow.tuning.ray_jobs import ClusterError
+from layerflow.cloud.remote_run import RemoteRun
 
-__all__ = ["ClusterError", "cloud_cancel", "cloud_collect", "cloud_jobs", "cloud_logs", "cloud_train"]
+__all__ = ["ClusterError", "RayCluster", "RemoteRun", "cloud_cancel", "cloud_collect", "cloud_jobs", "cloud_logs",
+           "cloud_train"]

@@ -39,6 +39,36 @@ def versions(model_dir: Path) -> list[int]:
                   if p.is_dir() and p.name.isdigit() and (p / MODEL_FILE).is_file())
 
 
+class ModelNotFound(BundleError, LookupError):
+    """An unknown model name or version."""
+
+
+def choose_version(name: str, available: list[int], version: int | None) -> int:
+    """The version to use of model ``name``: ``version`` if exported, the latest when None.
+
+    The one rule the server and ``lf.predict`` share.
+
+    Args:
+        name: the model's name (for the error message).
+        available: its complete versions, ascending (``versions(model_dir)``).
+        version: the version asked for, or None for the latest.
+
+    Returns:
+        The chosen version number.
+
+    Example:
+        >>> choose_version("fashion_mlp", [1, 2, 3], None)
+        3
+    """
+    if not available:
+        raise ModelNotFound(f"Model {name!r} has no exported version.")
+    if version is None:
+        return available[-1]
+    if version not in available:
+        raise ModelNotFound(f"Model {name!r} has no version {version}; versions: {available}.")
+    return version
+
+
 def version_dir(base: Path, name: str, version: int | None) -> Path:
     """The folder for a new version: ``version`` if given and free, else the next free integer."""
     model_dir = Path(base) / check_name(name)

@@ -10,7 +10,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from layerflow.deploy.bundle import BundleError, versions
+from layerflow.deploy.bundle import BundleError, choose_version, versions
 
 
 def _local_bundle(target: Path, name: str | None, version: int | None) -> Path:
@@ -21,13 +21,40 @@ def _local_bundle(target: Path, name: str | None, version: int | None) -> Path:
         if len(served) != 1:
             raise BundleError(f"{target} holds models {sorted(served)}; say which with name=.")
         name = served[0]
-    available = versions(target / name)
-    if not available:
-        raise BundleError(f"No exported versions of {name!r} under {target}.")
-    chosen = available[-1] if version is None else version
-    if chosen not in available:
-        raise BundleError(f"Model {name!r} has no version {version}; versions: {available}.")
-    return target / name / str(chosen)
+    return target / name / str(choose_version(name, versions(target / name), version))
+
+
+def _columns(inputs: Any) -> Any:
+    """Inputs as JSON-ready columns: a dict of name -> list, or one nested list (single-input models).
+
+    Takes a pandas DataFrame, a list of row dicts, a dict of columns or one array; missing
+    values (NaN, None) become None, which raw-feature bundles read as missing.
+    """
+    if hasattr(inputs, "to_dict") and hasattr(inputs, "columns"):  # a pandas DataFrame (no pandas import needed)
+        inputs = {str(name): inputs[name].tolist() for name in inputs.columns}
+    elif isinstance(inputs, (list, tuple)) and inputs and all(isinstance(row, Mapping) for row in inputs):
+        keys = list(dict.fromkeys(k for row in inputs for k in row))
+        lacking = [(i, [k for k in keys if k not in row]) for i, row in enumerate(inputs) if len(row) < len(keys)]
+        if lacking:
+            raise BundleError(f"Row {lacking[0][0]} lacks {lacking[0][1]}; give every feature in every row "
+                              "(None for a missing value).")
+        inputs = {k: [row[k] for row in inputs] for k in keys}
+    if isinstance(inputs, Mapping):
+        return {str(k): _plain(v) for k, v in inputs.items()}
+    return _plain(inputs)
+
+
+def _plain(values: Any) -> Any:
+    """Nested lists of plain Python values, NaN as None (JSON has no NaN)."""
+    if hasattr(values, "tolist") and not isinstance(values, (list, tuple)):
+        values = values.tolist()  # numpy arrays and pandas Series, element types kept
+    if isinstance(values, (list, tuple)):
+        return [_plain(v) if isinstance(v, (list, tuple)) else _none_for_nan(v) for v in values]
+    return _none_for_nan(values)
+
+
+def _none_for_nan(value: Any) -> Any:
+    return None if isinstance(value, float) and value != value else value
 
 
 def predict(target: str | Path, inputs: Any, name: str | None = None, version: int | None = None,
@@ -36,21 +63,23 @@ def predict(target: str | Path, inputs: Any, name: str | None = None, version: i
 
     Args:
         target: a bundle folder, a model base directory, or a server URL (``http://host:8501``).
-        inputs: one array (single-input models) or a dict of input name -> array, rows first.
+        inputs: one array (single-input models), a dict of input name -> values (rows first),
+            a list of row dicts (``[{"age": 41, "city": "lima"}]``) or a pandas DataFrame.
+            Raw-feature bundles take raw values, strings included; None or NaN is a missing value.
         name: the model's name (needed when the directory or server has several).
         version: a version number; the latest when None.
         token: the server's bearer token, if it requires one.
+        timeout: seconds to wait for a server's answer.
 
     Returns:
-        The output as nested lists (a dict of them for several outputs), as TF Serving's
-        ``outputs`` answer holds them.
+        The output as nested lists (a dict of them for several outputs, e.g. ``probabilities``,
+        ``class_ids`` and ``classes``), as TF Serving's ``outputs`` answer holds them.
 
     Example:
         >>> lf.predict("models", x_test[:3])
-        >>> lf.predict("http://127.0.0.1:8501", x_test[:3], name="fashion_mlp")
+        >>> lf.predict("http://127.0.0.1:8501", [{"age": 41, "city": "lima", "income": 52000.0}], name="income")
     """
-    columns = {k: np.asarray(v).tolist() for k, v in inputs.items()} if isinstance(inputs, Mapping) \
-        else np.asarray(inputs).tolist()
+    columns = _columns(inputs)
     text = str(target)
     if text.startswith(("http://", "https://")):
         if name is None:
@@ -79,4 +108,3 @@ def predict(target: str | Path, inputs: Any, name: str | None = None, version: i
     model = load_model(_local_bundle(folder, name, version))
     outputs = {k: v.tolist() for k, v in model.predict(model.check(model.named(columns))).items()}
     return next(iter(outputs.values())) if len(outputs) == 1 else outputs
-

@@ -10,18 +10,11 @@ from typing import Any
 
 import numpy as np
 
-from layerflow.deploy.bundle import BundleError, read_bundle, versions
-from layerflow.errors import LayerflowError, MissingFileError
+from layerflow.deploy.bundle import BundleError, ModelNotFound, choose_version, read_bundle, versions
+from layerflow.deploy.inputs import BadInput, check_rows, to_array
+from layerflow.errors import MissingFileError
 
-_DTYPES = {"float32": np.float32, "float64": np.float64, "int32": np.int32, "int64": np.int64, "bool": np.bool_}
-
-
-class ModelNotFound(LayerflowError, LookupError):
-    """An unknown model name or version."""
-
-
-class BadInput(LayerflowError, ValueError):
-    """Inputs that do not fit the model's signature."""
+__all__ = ["BadInput", "LoadedModel", "ModelNotFound", "ModelRepository", "load_model"]
 
 
 @dataclass
@@ -49,20 +42,9 @@ class LoadedModel:
             raise BadInput(f"Inputs {missing} are missing and {unknown} unknown; the model takes {names}."
                            if unknown and missing else f"Input(s) {missing or unknown} "
                            f"{'missing' if missing else 'unknown'}; the model takes {names}.")
-        feed = {}
-        for spec in self.input_specs:
-            name, dtype = spec["name"], _DTYPES.get(spec["dtype"])
-            try:
-                array = np.asarray(inputs[name], dtype=dtype)
-            except (ValueError, TypeError):
-                raise BadInput(f"Input {name!r} is not a rectangular array of {spec['dtype']} values.") from None
-            if array.dtype.kind == "f" and not np.isfinite(array).all():
-                raise BadInput(f"Input {name!r} holds NaN or infinite values; send finite numbers.")
-            expected = spec["shape"]
-            if array.ndim != len(expected) or any(e is not None and e != a for e, a in zip(expected, array.shape)):
-                shown = ["batch" if e is None else e for e in expected]
-                raise BadInput(f"Input {name!r} has shape {list(array.shape)}; the model expects {shown}.")
-            feed[name] = array
+        feed = {spec["name"]: to_array(spec, inputs[spec["name"]]) for spec in self.input_specs}
+        if self.signature.get("raw_inputs"):
+            check_rows(feed)
         return feed
 
     def named(self, inputs: Any) -> dict[str, Any]:
@@ -125,17 +107,14 @@ class ModelRepository:
         return dict(self._versions)
 
     def versions_of(self, name: str) -> list[int]:
-        found = self.models().get(name)
-        if not found:
-            raise ModelNotFound(f"Model {name!r} is not served here; models: {sorted(self._versions) or 'none'}.")
-        return found
+        models = self.models()
+        if not models.get(name):
+            raise ModelNotFound(f"Model {name!r} is not served here; models: {sorted(models) or 'none'}.")
+        return models[name]
 
     def get(self, name: str, version: int | None = None) -> LoadedModel:
         """The model ``name`` at ``version`` (the latest when None), loaded once."""
-        available = self.versions_of(name)
-        chosen = available[-1] if version is None else version
-        if chosen not in available:
-            raise ModelNotFound(f"Model {name!r} has no version {version}; versions: {available}.")
+        chosen = choose_version(name, self.versions_of(name), version)
         key = (name, chosen)
         with self._lock:
             if key not in self._loaded:

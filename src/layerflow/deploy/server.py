@@ -5,6 +5,7 @@ Run it with ``layerflow serve DIR`` or build the app with ``create_app(DIR)``.
 
 from __future__ import annotations
 
+import hmac
 import json
 import re
 import time
@@ -25,7 +26,8 @@ from layerflow.deploy.repository import BadInput, LoadedModel, ModelNotFound, Mo
 
 MAX_BODY_BYTES = 32 * 1024 * 1024
 _TFS_PATH = re.compile(r"^(?P<name>[^/:]+)(?:/versions/(?P<version>[^/:]+))?(?::(?P<verb>[a-z]+)|/(?P<meta>metadata))?$")
-_V2_TYPES = {"float32": "FP32", "float64": "FP64", "int32": "INT32", "int64": "INT64", "bool": "BOOL"}
+_V2_TYPES = {"float32": "FP32", "float64": "FP64", "int32": "INT32", "int64": "INT64", "bool": "BOOL",
+             "string": "BYTES", "object": "BYTES"}
 
 
 class HttpError(Exception):
@@ -51,11 +53,12 @@ async def _body(request: Request) -> Any:
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
         raise HttpError(413, f"Request body of {declared} bytes exceeds the limit of {MAX_BODY_BYTES} bytes.")
-    raw = b""
+    buffer = bytearray()  # appended in place: linear in the body's size, however it is chunked
     async for chunk in request.stream():
-        raw += chunk
-        if len(raw) > MAX_BODY_BYTES:
+        buffer += chunk
+        if len(buffer) > MAX_BODY_BYTES:
             raise HttpError(413, f"Request body exceeds the limit of {MAX_BODY_BYTES} bytes.")
+    raw = bytes(buffer)
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError:
@@ -79,7 +82,13 @@ def _rows_to_columns(model: LoadedModel, instances: Any) -> dict[str, Any]:
         raise BadInput("'instances' must be a non-empty list with one entry per row.")
     names = [s["name"] for s in model.input_specs]
     if all(isinstance(row, dict) for row in instances):
-        return {name: [row.get(name) for row in instances] for name in {k for row in instances for k in row}}
+        keys = list(dict.fromkeys(k for row in instances for k in row))
+        for i, row in enumerate(instances):
+            lacking = [k for k in keys if k not in row]
+            if lacking:
+                raise BadInput(f"Instance {i} lacks {lacking} (other instances have them); send every feature "
+                               "in every instance, null for a missing value.")
+        return {name: [row[name] for row in instances] for name in keys}
     if len(names) != 1:
         raise BadInput(f"The model takes inputs {names}: each instance must be an object naming them.")
     return {names[0]: instances}
@@ -136,7 +145,9 @@ def _v2_feed(model: LoadedModel, body: Any) -> dict[str, np.ndarray]:
         if not isinstance(item, dict) or not {"name", "shape", "data"} <= set(item):
             raise BadInput("Each input needs 'name', 'shape', 'datatype' and 'data'.")
         try:
-            columns[item["name"]] = np.asarray(item["data"]).reshape(item["shape"])
+            data = item["data"]
+            columns[item["name"]] = np.asarray(data, dtype=object if item.get("datatype") == "BYTES" else None
+                                               ).reshape(item["shape"])
         except (ValueError, TypeError):
             raise BadInput(f"Input {item['name']!r}: its data does not fill the shape {item['shape']}.") from None
     return model.check(columns)
@@ -324,7 +335,7 @@ class _BearerToken:
     async def __call__(self, scope, receive, send):
         if scope["type"] == "http" and not scope["path"].startswith("/v2/health"):
             headers = dict(scope.get("headers") or [])
-            if headers.get(b"authorization") != self.expected:
+            if not hmac.compare_digest(headers.get(b"authorization", b""), self.expected):
                 response = _json_error(401, "Missing or wrong bearer token: send 'Authorization: Bearer <token>'.")
                 await response(scope, receive, send)
                 return

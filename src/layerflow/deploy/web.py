@@ -36,6 +36,27 @@ def _runtime_dir() -> Path:
     return dist
 
 
+def _without_nan(value: Any) -> Any:
+    """JSON has no NaN: a missing value is written as null."""
+    if isinstance(value, float) and value != value:
+        return None
+    if isinstance(value, dict):
+        return {k: _without_nan(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_without_nan(v) for v in value]
+    return value
+
+
+def page_template(signature: dict[str, Any]) -> str:
+    """The page template for a bundle: a form over raw feature inputs, else a JSON box (index.html).
+
+    Example:
+        >>> page_template({"raw_inputs": True})
+        'form.html'
+    """
+    return "form.html" if signature.get("raw_inputs") else "index.html"
+
+
 def build_web_page(bundle_dir: str | os.PathLike[str], out: str | os.PathLike[str], title: str | None = None,
                    sample: Any = None) -> Path:
     """Writes ``out/index.html`` with the model, its signature and the onnxruntime-web runtime.
@@ -44,7 +65,8 @@ def build_web_page(bundle_dir: str | os.PathLike[str], out: str | os.PathLike[st
         bundle_dir: an export bundle (``<base>/<name>/<version>``).
         out: the folder of the page; serve it over HTTP (browsers refuse WebAssembly from file://).
         title: the page's heading (default: the model's name).
-        sample: inputs to show and predict when the page opens (JSON-serialisable).
+        sample: inputs to show and predict when the page opens (JSON-serialisable); for a
+            raw-feature bundle a list of row dicts, each typed into the form in turn.
 
     Returns:
         The path of ``index.html``.
@@ -58,8 +80,9 @@ def build_web_page(bundle_dir: str | os.PathLike[str], out: str | os.PathLike[st
     shutil.copy2(bundle["model"], out / MODEL_FILE)
     shutil.copy2(Path(bundle["path"]) / SIGNATURE_FILE, out / SIGNATURE_FILE)
     if sample is not None:
-        (out / "sample.json").write_text(json.dumps(sample))
+        (out / "sample.json").write_text(json.dumps(_without_nan(sample)))
     name = title or Path(bundle["path"]).parent.name
-    page = resources.files("layerflow.deploy").joinpath("web_template/index.html").read_text()
+    template = page_template(bundle["signature"])
+    page = resources.files("layerflow.deploy").joinpath(f"web_template/{template}").read_text()
     (out / "index.html").write_text(page.replace("{{TITLE}}", name.replace("<", "&lt;")))
     return out / "index.html"

@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from layerflow.errors import InvalidValueError
+from layerflow.features.hashing import stable_hash
 
 NORMALIZERS = (None, "standard", "minmax")
-
-
-def stable_hash(values: np.ndarray, buckets: int) -> np.ndarray:
-    """Bucket ids from the CRC32 of each value's text: the same in every process and language."""
-    text = np.asarray(values).astype(str)
-    unique, inverse = np.unique(text, return_inverse=True)
-    hashed = np.fromiter((zlib.crc32(u.encode()) % buckets for u in unique), np.int64, len(unique))
-    return hashed[inverse.reshape(-1)].astype(np.int32)
 
 
 def _as_text(values: np.ndarray) -> np.ndarray:
@@ -130,9 +122,8 @@ class CategoricalColumn:
             index = {value: i for i, value in enumerate(self.vocabulary)}
             unique, inverse = np.unique(text, return_inverse=True)
             size = len(self.vocabulary)
-            ids = np.fromiter(
-                (index[u] if u in index else size + (zlib.crc32(u.encode()) % self.num_oov_buckets) for u in unique),
-                np.int64, len(unique))
+            oov = size + stable_hash(unique, self.num_oov_buckets)
+            ids = np.fromiter((index.get(u, o) for u, o in zip(unique, oov.tolist())), np.int64, len(unique))
             return ids[inverse.reshape(-1)].astype(np.int32)
         if self.kind == "identity":
             values = np.asarray(columns[0], dtype=np.float64)

@@ -14,7 +14,17 @@ _EXAMPLES = {bool: "true or false", int: "a whole number, e.g. 128", float: "a n
 
 
 class FlagError(LayerflowError, ValueError):
-    """A flag that is unknown, declared wrongly, or given a value of the wrong type."""
+    """A flag that is unknown, declared wrongly, or given a value of the wrong type.
+
+    The message names the flag, the value and the type expected.
+
+    Example:
+        >>> try:
+        ...     lf.flags(argv=["--flag", "units=many"], units=32)
+        ... except lf.FlagError as error:
+        ...     print(error)
+        Flag 'units' (command line): value 'many' is not a valid int; expected a whole number, e.g. 128.
+    """
 
 
 class UnknownFlagError(FlagError, AttributeError, KeyError):

@@ -61,6 +61,17 @@ def update_json(name: str, values: dict[str, Any]) -> None:
 def run_properties(**properties: Any) -> None:
     """Adds custom properties (JSON-serialisable values) to the current run's record.
 
+    Outside a tracked run it warns once and records nothing.
+
+    Args:
+        **properties: ``name=value`` pairs; they show as ``prop_<name>`` columns in ``ls_runs``.
+
+    Returns:
+        None.
+
+    Raises:
+        InvalidTypeError: a value that is not JSON-serialisable.
+
     Example:
         >>> lf.run_properties(dataset="fashion-mnist", notes="baseline")
     """
@@ -86,6 +97,17 @@ def log_metrics(epoch: int | None = None, **metrics: float) -> None:
     torch, scikit-learn, ...), so that listing, comparing and the tuner's early stopping
     see its metrics. ``epoch`` counts from 1 and defaults to the previous one plus one.
 
+    Args:
+        epoch: the epoch number (from 1); default the previous one plus one.
+        **metrics: ``name=value`` numbers, e.g. ``loss=0.3, val_accuracy=0.9``.
+
+    Returns:
+        None.
+
+    Raises:
+        InvalidTypeError: a metric that is not a number.
+        InvalidValueError: an epoch that is not a whole number from 1.
+
     Example:
         >>> for epoch in range(1, 11):
         ...     lf.log_metrics(epoch, loss=train_loss, val_accuracy=accuracy)
@@ -110,6 +132,13 @@ def write_run_data(name: str, obj: Any) -> Path | None:
     DataFrame -> CSV, a matplotlib Figure -> PNG (in ``plots/``), a numpy array -> .npy,
     anything JSON-serialisable -> JSON. ``name`` is the file name (a suffix is added
     when it has none).
+
+    Args:
+        name: a plain file name, e.g. ``"predictions.csv"``.
+        obj: the object to store.
+
+    Returns:
+        The path written, or None outside a tracked run.
 
     Example:
         >>> lf.write_run_data("confusion.csv", confusion_frame)

@@ -24,6 +24,8 @@ PROPERTIES_FILE = "properties.json"
 KERAS_FILE = "keras.json"
 SUMMARY_FILE = "model_summary.txt"
 EXIT_FILE = "exit.json"
+# Keys of a metrics.jsonl line that are bookkeeping, not metrics.
+EPOCH_KEYS = ("epoch", "time", "fit")
 
 
 class CorruptRunFile(LayerflowError, ValueError):
@@ -100,3 +102,25 @@ def read_metrics(path: Path) -> tuple[list[dict[str, Any]], list[int]]:
     except FileNotFoundError:
         return [], []
     return parse_metric_lines(lines)
+
+
+def metric_series(epochs: Iterable[dict[str, Any]]) -> dict[str, list[tuple[int, float]]]:
+    """``metrics.jsonl`` records -> ``{metric: [(epoch, value), ...]}``, one series per metric.
+
+    Bookkeeping keys (epoch, time, fit) and non-numeric values are left out; a line
+    without an epoch number counts as the next epoch of each of its metrics.
+    """
+    series: dict[str, list[tuple[int, float]]] = {}
+    for line in epochs:
+        for key, value in line.items():
+            if key in EPOCH_KEYS or isinstance(value, bool) or not isinstance(value, (int, float)):
+                continue
+            points = series.setdefault(key, [])
+            epoch = line.get("epoch")
+            points.append((epoch if isinstance(epoch, int) else len(points) + 1, float(value)))
+    return series
+
+
+def read_metric_series(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
+    """The per-metric series of a run folder's ``metrics.jsonl`` (damaged lines skipped)."""
+    return metric_series(read_metrics(Path(run_dir) / METRICS_FILE)[0])

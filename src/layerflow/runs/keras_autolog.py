@@ -16,7 +16,6 @@ from typing import Any
 
 from layerflow.runs import files as f
 from layerflow.runs.context import current_run_dir, update_json
-from layerflow.runs.record import EPOCH_KEYS
 
 _state = {"epochs": 0, "fits": 0, "fit_depth": 0}
 
@@ -79,7 +78,7 @@ def make_recorder(keras: Any, run_dir: Path) -> Any:
         def on_epoch_end(self, epoch, logs=None):
             _state["epochs"] += 1
             line = {"epoch": _state["epochs"], "time": round(time.time() - self._started, 4), "fit": _state["fits"]}
-            line.update({k: _plain(v) for k, v in (logs or {}).items() if k not in EPOCH_KEYS})
+            line.update({k: _plain(v) for k, v in (logs or {}).items() if k not in f.EPOCH_KEYS})
             f.append_jsonl(run_dir / f.METRICS_FILE, line)
 
         def on_train_end(self, logs=None):
@@ -91,14 +90,19 @@ def make_recorder(keras: Any, run_dir: Path) -> Any:
     return RunRecorder()
 
 
+def make_evaluation_recorder(keras: Any) -> Any:
+    """A Keras callback recording ``evaluate``'s final logs (every metric by name) in the run."""
+
+    class EvaluationRecorder(keras.callbacks.Callback):
+        def on_test_end(self, logs=None):
+            update_json(f.EVALUATION_FILE, {k: _plain(v) for k, v in (logs or {}).items()})
+
+    return EvaluationRecorder()
+
+
 def save_history_plot(run_dir: Path) -> Path | None:
     """Draws every epoch recorded so far into ``plots/history.png``."""
-    epochs, _ = f.read_metrics(run_dir / f.METRICS_FILE)
-    history: dict[str, list[float]] = {}
-    for line in epochs:
-        for key, value in line.items():
-            if key not in EPOCH_KEYS and isinstance(value, (int, float)):
-                history.setdefault(key, []).append(value)
+    history = {name: [value for _, value in points] for name, points in f.read_metric_series(run_dir).items()}
     if not history or len({len(v) for v in history.values()}) != 1:
         return None
     from layerflow.plots import plot_history
@@ -129,13 +133,10 @@ def install(keras: Any) -> None:
             _state["fit_depth"] -= 1
 
     @functools.wraps(original_evaluate)
-    def evaluate(self, *args, return_dict=False, **kwargs):
-        logs = original_evaluate(self, *args, return_dict=True, **kwargs)
+    def evaluate(self, *args, **kwargs):
         if current_run_dir() is not None and _state["fit_depth"] == 0:  # not fit's validation
-            update_json(f.EVALUATION_FILE, {k: _plain(v) for k, v in logs.items()})
-        if return_dict:
-            return logs
-        return self._flatten_metrics_in_order(logs)
+            kwargs["callbacks"] = [*(kwargs.get("callbacks") or []), make_evaluation_recorder(keras)]
+        return original_evaluate(self, *args, **kwargs)
 
     @functools.wraps(original_save)
     def save(self, filepath, *args, **kwargs):

@@ -23,7 +23,8 @@ def ls_runs(
     """Lists runs as a DataFrame (newest first unless ``order`` is given).
 
     Columns: ``id, status, script, start, end, flag_<name>..., metric_<name>...`` (last
-    epoch), ``eval_<name>...``, ``prop_<name>...``, ``epochs``, ``error``.
+    epoch), ``eval_<name>...``, ``prop_<name>...``, ``epochs``, ``error``, ``run_dir`` (the
+    run's folder).
 
     Args:
         runs_dir: the runs folder (default ``$LAYERFLOW_RUNS_DIR`` or ``./runs``).
@@ -34,8 +35,8 @@ def ls_runs(
         reindex: rebuild ``index.sqlite`` from the run folders first (after editing them by hand).
 
     Returns:
-        A pandas DataFrame, one row per run (with ``reindex``, ``attrs["reindexed"]`` holds
-        the number of runs the index was rebuilt from).
+        A pandas DataFrame, one row per run; ``attrs["runs_dir"]`` is the runs folder (and with
+        ``reindex``, ``attrs["reindexed"]`` the number of runs the index was rebuilt from).
 
     Raises:
         InvalidValueError: an unknown ``order`` column, a bad ``filter`` or ``latest_n``.
@@ -51,7 +52,9 @@ def ls_runs(
     reindexed = store.index.rebuild() if reindex else None
     frame = pd.DataFrame(store.index.rows())
     if frame.empty:
-        frame = pd.DataFrame(columns=BASE_COLUMNS)
+        frame = pd.DataFrame(columns=[*BASE_COLUMNS, "run_dir"])
+    else:
+        frame["run_dir"] = [str(store.path / run_id) for run_id in frame["id"]]
     frame = frame.sort_values("id", ascending=False, ignore_index=True)
     if latest_n is not None:
         frame = frame.head(latest_n)
@@ -68,6 +71,7 @@ def ls_runs(
             raise InvalidValueError(f"Cannot order by {order!r}: no such column. Columns are: {', '.join(frame.columns)}.")
         frame = frame.sort_values(order, ascending=not decreasing, na_position="last", kind="stable")
     frame = frame.reset_index(drop=True)
+    frame.attrs["runs_dir"] = str(store.path)
     if reindexed is not None:
         frame.attrs["reindexed"] = reindexed
     return frame

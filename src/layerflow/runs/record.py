@@ -10,8 +10,7 @@ from typing import Any
 from layerflow.runs import files as f
 
 FINISHED_STATUSES = ("completed", "failed", "stopped", "interrupted", "killed", "unfinished")
-# Keys of a metrics.jsonl line that are bookkeeping, not metrics.
-EPOCH_KEYS = ("epoch", "time", "fit")
+EPOCH_KEYS = f.EPOCH_KEYS
 
 
 def process_alive(pid: int | None, host: str | None) -> bool:

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 from layerflow.runs import files as f
-from layerflow.runs.record import EPOCH_KEYS
 from layerflow.runs.store import RunStore
 
 MAX_OUTPUT_CHARS = 200_000
@@ -70,16 +69,6 @@ def _source_files(run_dir: Path) -> dict[str, str]:
     return sources
 
 
-def _epochs(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
-    records, _ = f.read_metrics(run_dir / f.METRICS_FILE)
-    series: dict[str, list[tuple[int, float]]] = {}
-    for line in records:
-        for key, value in line.items():
-            if key not in EPOCH_KEYS and isinstance(value, (int, float)):
-                series.setdefault(key, []).append((line.get("epoch", len(series.get(key, [])) + 1), value))
-    return series
-
-
 def _metrics_svg(runs: list[tuple[str, dict[str, list[tuple[int, float]]]]]) -> str | None:
     """One panel per metric; training and validation of every run overlaid."""
     from matplotlib.figure import Figure
@@ -134,7 +123,7 @@ def render_run(run: str, runs_dir: str | os.PathLike[str] | None = None) -> str:
     summary_path = run_dir / f.SUMMARY_FILE
     return _environment().get_template("run.html.j2").render(
         run=record,
-        plot=_metrics_svg([(record["id"], _epochs(run_dir))]),
+        plot=_metrics_svg([(record["id"], f.read_metric_series(run_dir))]),
         summary=summary_path.read_text() if summary_path.is_file() else None,
         output=_output(run_dir),
         sources=list(_source_files(run_dir).items()),
@@ -150,7 +139,13 @@ def view_run(
     """Writes a self-contained HTML report of a run and opens it in a browser when there is one.
 
     The report holds the metric curves, flags, evaluation, output, source code and model
-    summary. ``run`` is an id, an id prefix, ``latest`` or ``latest~N``.
+    summary.
+
+    Args:
+        run: a run id, an id prefix, ``latest`` or ``latest~N``.
+        runs_dir: the runs folder (default ``$LAYERFLOW_RUNS_DIR`` or ``./runs``).
+        out: where to write the HTML file (default: a temporary file).
+        browse: open the page in a browser when one exists.
 
     Returns:
         The path of the HTML file (``out`` if given, else a temporary file).
@@ -191,7 +186,7 @@ def render_comparison(run_a: str, run_b: str, runs_dir: str | os.PathLike[str] |
     ]
     return _environment().get_template("compare.html.j2").render(
         a=a, b=b,
-        plot=_metrics_svg([("A", _epochs(dir_a)), ("B", _epochs(dir_b))]),
+        plot=_metrics_svg([("A", f.read_metric_series(dir_a)), ("B", f.read_metric_series(dir_b))]),
         flags=_pairs(a.get("flags") or {}, b.get("flags") or {}),
         tables=[t for t in tables if t[1]],
         diffs=diffs,
@@ -209,6 +204,16 @@ def compare_runs(
 
     Metric curves are overlaid, differing flags highlighted, metrics and evaluation
     shown with their difference, and the source snapshots diffed file by file.
+
+    Args:
+        run_a: the first run (id, prefix, ``latest~1``...).
+        run_b: the second run.
+        runs_dir: the runs folder (default ``$LAYERFLOW_RUNS_DIR`` or ``./runs``).
+        out: where to write the HTML file (default: a temporary file).
+        browse: open the page in a browser when one exists.
+
+    Returns:
+        The path of the HTML file.
 
     Example:
         >>> lf.compare_runs("latest~1", "latest", out="compare.html")

@@ -9,9 +9,12 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from layerflow.errors import LayerflowError
+
 MAX_FILE_BYTES = 1 * 1024 * 1024
 MAX_TOTAL_BYTES = 20 * 1024 * 1024
-_ALWAYS_SKIPPED = {".git", ".venv", "venv", "__pycache__", "node_modules", ".ipynb_checkpoints", ".pytest_cache"}
+# Folders never copied into a run's source snapshot nor uploaded with a script to a cluster.
+NEVER_COPIED = (".git", ".venv", "venv", "__pycache__", "node_modules", ".ipynb_checkpoints", ".pytest_cache")
 
 
 def _git(folder: Path, *args: str) -> str | None:
@@ -22,10 +25,22 @@ def _git(folder: Path, *args: str) -> str | None:
     return done.stdout if done.returncode == 0 else None
 
 
-def _candidate_files(folder: Path, exclude: list[Path]) -> list[Path]:
+class TooManyFiles(LayerflowError, OverflowError):
+    """A folder holding more files than ``candidate_files`` was asked to list."""
+
+
+def candidate_files(folder: Path, exclude: list[Path], limit: int | None = None) -> list[Path]:
+    """The files under ``folder`` a run keeps: ``.gitignore`` honoured, ``NEVER_COPIED`` and ``exclude`` left out.
+
+    With ``limit``, a folder listing more files than that raises ``TooManyFiles`` instead of
+    being walked to its end (a working directory such as a home folder).
+    """
+    excluded = [e.resolve() for e in exclude]
     listed = _git(folder, "ls-files", "--cached", "--others", "--exclude-standard", "-z", ".")
     if listed is not None:
         files = [folder / name for name in listed.split("\0") if name]
+        if limit is not None and len(files) > limit:
+            raise TooManyFiles(folder)
     else:
         import pathspec
 
@@ -33,17 +48,19 @@ def _candidate_files(folder: Path, exclude: list[Path]) -> list[Path]:
         spec = pathspec.GitIgnoreSpec.from_lines(ignore.read_text().splitlines() if ignore.is_file() else [])
         files = []
         for root, dirs, names in os.walk(folder):
-            dirs[:] = [d for d in dirs if d not in _ALWAYS_SKIPPED and not d.startswith(".")]
+            dirs[:] = [d for d in dirs if d not in NEVER_COPIED and not d.startswith(".")
+                       and (Path(root) / d).resolve() not in excluded]
             for name in names:
                 path = Path(root) / name
                 if not spec.match_file(path.relative_to(folder).as_posix()):
                     files.append(path)
-    excluded = [e.resolve() for e in exclude]
+            if limit is not None and len(files) > limit:
+                raise TooManyFiles(folder)
     kept = []
     for path in files:
         resolved = path.resolve()
         parts = path.relative_to(folder).parts
-        if any(p in _ALWAYS_SKIPPED for p in parts) or not path.is_file():
+        if any(p in NEVER_COPIED for p in parts) or not path.is_file():
             continue
         if any(resolved == e or e in resolved.parents for e in excluded):
             continue
@@ -58,7 +75,7 @@ def snapshot_source(folder: Path, target: Path, exclude: list[Path]) -> dict[str
     """
     total, copied, skipped = 0, 0, []
     digest = hashlib.sha256()
-    for path in _candidate_files(folder, exclude):
+    for path in candidate_files(folder, exclude):
         relative = path.relative_to(folder)
         size = path.stat().st_size
         if size > MAX_FILE_BYTES or total + size > MAX_TOTAL_BYTES:

@@ -5,29 +5,21 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from layerflow.errors import InvalidValueError, MissingFileError
-from layerflow.flags import FLAGS_ENV
+from layerflow.errors import InvalidTypeError, InvalidValueError, MissingFileError
+from layerflow.flags import FLAGS_ENV, read_flag_values
 from layerflow.runs import files as f
 from layerflow.runs.context import RUN_DIR_ENV
-from layerflow.runs.environment import environment
-from layerflow.runs.ids import new_run_folder
-from layerflow.runs.record import read_record
+from layerflow.runs.outputs import keep_outputs as copy_outputs, working_files
 from layerflow.runs.source import git_state, snapshot_source
 from layerflow.runs.store import RunStore
 
 _INTERRUPT_GRACE_SECONDS = 10
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat()
 
 
 def _echo(chunk: bytes) -> None:
@@ -158,6 +150,18 @@ def _final_status(run_dir: Path, return_code: int, interrupted: bool,
     return {"status": "failed", "error": marker.get("error") or f"exit code {return_code}"}
 
 
+def _split_flags(flags: Any) -> tuple[dict[str, Any], str | None, dict[str, Any]]:
+    """``training_run(flags=)`` as (values from a file, the file's name, values given in the call)."""
+    if flags is None:
+        return {}, None, {}
+    if isinstance(flags, (str, os.PathLike)):
+        return read_flag_values(flags), Path(flags).name, {}
+    if isinstance(flags, Mapping):
+        return {}, None, dict(flags)
+    raise InvalidTypeError(f"flags= takes a mapping of flag values ({{'dropout': 0.3}}) or the path of a YAML file "
+                           f"of them ('tuned.yml'); got a {type(flags).__name__}.")
+
+
 def check_script(script: str | os.PathLike[str]) -> Path:
     """The absolute path of a script to run, or the error saying it is missing or not Python."""
     script_path = Path(script)
@@ -170,7 +174,7 @@ def check_script(script: str | os.PathLike[str]) -> Path:
 
 def training_run(
     script: str | os.PathLike[str] = "train.py",
-    flags: Mapping[str, Any] | None = None,
+    flags: Mapping[str, Any] | str | os.PathLike[str] | None = None,
     runs_dir: str | os.PathLike[str] | None = None,
     args: Sequence[str] = (),
     command_line_flags: Mapping[str, str] | None = None,
@@ -179,18 +183,24 @@ def training_run(
     run_id: str | None = None,
     control: RunControl | None = None,
     env: Mapping[str, str] | None = None,
+    config: str | None = None,
+    keep_outputs: bool = True,
 ) -> dict[str, Any]:
     """Runs a Python script as a tracked run and returns its record.
 
     The script runs in a subprocess (working directory unchanged). Its output goes to
     the console and to ``output.log`` as it is printed; its folder is snapshotted; its
     flags, Keras training (per-epoch metrics, evaluation, summary, history plot) and
-    saved model are recorded under ``runs_dir/<run-id>/``. A failing or interrupted
-    script still leaves a complete record with its status.
+    saved model are recorded under ``runs_dir/<run-id>/``; files it writes in the working
+    directory are kept in ``outputs/`` (``.gitignore`` honoured, size-capped, listed under
+    ``outputs`` in the record). A failing or interrupted script still leaves a complete
+    record with its status.
 
     Args:
         script: the Python script to run.
-        flags: flag values overriding everything else (``lf.flags`` checks names and types).
+        flags: flag values overriding everything else (``lf.flags`` checks names and types),
+            or the path of a YAML file of ``name: value`` pairs (e.g. ``"tuned.yml"``), which
+            the command line's ``--flag`` still overrides.
         runs_dir: the runs folder (default ``$LAYERFLOW_RUNS_DIR`` or ``./runs``).
         args: further command-line arguments for the script.
         command_line_flags: ``--flag name=value`` strings, as given to ``layerflow run``.
@@ -199,6 +209,10 @@ def training_run(
         run_id: the id to record the run under (default: a new one); it must be free.
         control: a ``RunControl`` through which another thread can stop the run.
         env: environment variables set for the script (on top of this process's).
+        config: the profile of the script's ``flags.yml`` to use (tfruns' ``config``), laid
+            over its ``default`` profile.
+        keep_outputs: keep the files the script writes in the working directory (off for
+            runs sharing one working directory at once, which could not tell theirs apart).
 
     Returns:
         The run's record (``id``, ``status``, ``flags``, ``metrics``, ``evaluation``, ...).
@@ -208,34 +222,23 @@ def training_run(
         >>> run["status"], run["evaluation"]["accuracy"]
     """
     script_path = check_script(script)
+    file_flags, file_name, call_flags = _split_flags(flags)
+    if config is not None and (not isinstance(config, str) or not config):
+        raise InvalidValueError(f"config={config!r} must name a profile of the script's flags.yml, e.g. 'production'.")
     store = RunStore(runs_dir)
-    run_id, run_dir, start = new_run_folder(store.path, run_id)
-
-    record: dict[str, Any] = {
-        "id": run_id,
-        "script": os.path.relpath(script_path) if script_path.is_relative_to(Path.cwd()) else str(script_path),
-        "args": list(args),
-        "start": start.isoformat(),
-        "end": None,
-        "status": "running",
-        "driver_pid": os.getpid(),
-        "host": socket.gethostname(),
-        "cwd": os.getcwd(),
-        "requested_flags": {**(command_line_flags or {}), **(flags or {})},
-        "properties": dict(properties or {}),
-        "environment": environment(),
-    }
-    f.write_json(run_dir / f.RUN_FILE, record)
-    if properties:
-        f.write_json(run_dir / f.PROPERTIES_FILE, dict(properties))
-    record.update(snapshot_source(script_path.parent, run_dir / f.SOURCE_DIR, exclude=[store.path]))
-    record["git"] = git_state(script_path.parent)
-    f.write_json(run_dir / f.RUN_FILE, record)
-    store.index.update([run_dir])
+    extra = {"flags_file": str(flags)} if file_name else {}
+    run_id, run_dir = store.open_run(script_path, args=args, run_id=run_id, properties=properties,
+                                     requested_flags={**file_flags, **(command_line_flags or {}), **call_flags},
+                                     **extra, **({"config": config} if config else {}))
+    snapshot = snapshot_source(script_path.parent, run_dir / f.SOURCE_DIR, exclude=[store.path])
+    store.update_run(run_dir, **snapshot, git=git_state(script_path.parent))
 
     env = {**os.environ, **(env or {})}
     env[RUN_DIR_ENV] = str(run_dir)
-    env[FLAGS_ENV] = json.dumps({"command_line": dict(command_line_flags or {}), "call": dict(flags or {})})
+    env[FLAGS_ENV] = json.dumps({"command_line": dict(command_line_flags or {}), "call": call_flags,
+                                 "file": file_flags, "file_name": file_name, "config": config})
+    working_dir, never_kept = Path.cwd(), [store.path]
+    before = working_files(working_dir, never_kept) if keep_outputs else {}
     env["PYTHONUNBUFFERED"] = "1"
     env.setdefault("KERAS_BACKEND", "torch")
     process = subprocess.Popen(
@@ -253,13 +256,9 @@ def training_run(
             process.kill()
             process.wait()
 
-    final = read_record(run_dir)
-    final.pop("problems", None)
-    final.update(_final_status(run_dir, process.returncode, interrupted, control))
-    final.update({"end": _now(), "exit_code": process.returncode})
-    f.write_json(run_dir / f.RUN_FILE, final)
-    store.index.update([run_dir])
-    final["path"] = str(run_dir)
+    outputs = copy_outputs(before, working_dir, run_dir, never_kept) if keep_outputs else {}
+    final = store.finish_run(run_dir, **_final_status(run_dir, process.returncode, interrupted, control),
+                             exit_code=process.returncode, **outputs)
     if echo:
         print(f"\nRun {run_id} {final['status']}"
               + (f": {final['error']}" if final.get("error") else "") + f"  ({run_dir})", file=sys.stderr)

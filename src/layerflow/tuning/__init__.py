@@ -1,4 +1,10 @@
-"""Tuning: a tracked run per combination of flag values, in local processes or on Ray."""
+"""Tuning: a tracked run per combination of flag values, in local processes or on Ray.
+
+Example:
+    >>> import layerflow as lf
+    >>> results = lf.tuning_run("train.py", flags={"dropout": [0.2, 0.4], "lr": lf.tuning.loguniform(1e-4, 1e-2)},
+    ...                         trials=4, metric="val_accuracy", early_stopping=True)
+"""
 
 from layerflow.tuning.asha import Asha
 from layerflow.tuning.space import Range, TuningError, choice, loguniform, randint, search_space, trial_flags, uniform

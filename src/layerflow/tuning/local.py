@@ -2,29 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import threading
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from layerflow.runs import files as f
+from layerflow.runs.follow import FileFollower
+from layerflow.runs.threads import thread_limits
 from layerflow.runs.training_run import RunControl, training_run
-from layerflow.tuning.follow import FileFollower
 from layerflow.tuning.trial import EpochCallback, Trial
 
 _POLL_SECONDS = 0.25
-
-
-_THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
-
-
-def thread_limits(parallel: int) -> dict[str, str]:
-    """Math-library threads per trial, so that ``parallel`` trials share the cores instead of
-    each spinning up one thread per core (left alone where the user has set them)."""
-    if parallel <= 1 or any(name in os.environ for name in _THREAD_VARIABLES):
-        return {}
-    per_trial = str(max(1, (os.cpu_count() or 1) // parallel))
-    return {name: per_trial for name in _THREAD_VARIABLES}
 
 
 class LocalProcesses:
@@ -37,6 +25,7 @@ class LocalProcesses:
         self.script, self.runs_dir = script, runs_dir
         self.args, self.command_line_flags = list(args), dict(command_line_flags or {})
         self.env = thread_limits(parallel)
+        self.keep_outputs = parallel == 1  # trials sharing the working directory cannot tell their files apart
 
     def run(self, trial: Trial, properties: Mapping[str, Any], on_epoch: EpochCallback) -> dict[str, Any]:
         control = RunControl()
@@ -48,7 +37,7 @@ class LocalProcesses:
         try:
             return training_run(self.script, flags=trial.flags, runs_dir=self.runs_dir, args=self.args,
                                 command_line_flags=self.command_line_flags, properties=properties,
-                                echo=False, control=control, env=self.env)
+                                echo=False, control=control, env=self.env, keep_outputs=self.keep_outputs)
         finally:
             finished.set()
             watcher.join()

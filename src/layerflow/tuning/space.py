@@ -158,6 +158,15 @@ def _as_options(name: str, value: Any) -> list[Any] | Range:
     return [value]
 
 
+def _check_sampling(sample: float | None, trials: int | None) -> None:
+    if sample is not None and trials is not None:
+        raise TuningError("Give either a sample fraction or a number of trials, not both.")
+    if sample is not None and (isinstance(sample, bool) or not isinstance(sample, (int, float)) or not 0 < sample <= 1):
+        raise TuningError(f"Sample fraction {sample!r} is outside (0, 1]; e.g. 0.5 runs half of the grid.")
+    if trials is not None and (isinstance(trials, bool) or not isinstance(trials, int) or trials < 1):
+        raise TuningError(f"Number of trials {trials!r} must be a whole number of at least 1.")
+
+
 def trial_flags(
     space: Mapping[str, Any],
     sample: float | None = None,
@@ -176,12 +185,7 @@ def trial_flags(
     """
     if not space:
         raise TuningError("Empty grid: no flags to tune; give at least one, e.g. --grid dropout=0.2,0.3.")
-    if sample is not None and trials is not None:
-        raise TuningError("Give either a sample fraction or a number of trials, not both.")
-    if sample is not None and (isinstance(sample, bool) or not isinstance(sample, (int, float)) or not 0 < sample <= 1):
-        raise TuningError(f"Sample fraction {sample!r} is outside (0, 1]; e.g. 0.5 runs half of the grid.")
-    if trials is not None and (isinstance(trials, bool) or not isinstance(trials, int) or trials < 1):
-        raise TuningError(f"Number of trials {trials!r} must be a whole number of at least 1.")
+    _check_sampling(sample, trials)
     options = {name: _as_options(name, value) for name, value in space.items()}
     rng = random.Random(seed)
 
@@ -195,6 +199,12 @@ def trial_flags(
 
     names = list(options)
     grid = [dict(zip(names, values)) for values in itertools.product(*options.values())]
+    return _choose(grid, sample, trials, rng)
+
+
+def _choose(grid: list[dict[str, Any]], sample: float | None, trials: int | None,
+            rng: random.Random) -> list[dict[str, Any]]:
+    """All of ``grid``, or a seeded random ``sample`` fraction or ``trials`` of its combinations, in order."""
     if sample is not None:
         count = max(1, round(len(grid) * sample))
     elif trials is not None:
@@ -205,3 +215,32 @@ def trial_flags(
     else:
         return grid
     return [grid[i] for i in sorted(rng.sample(range(len(grid)), count))]
+
+
+def is_frame(value: Any) -> bool:
+    """Whether ``value`` is a pandas DataFrame (checked without importing pandas)."""
+    return type(value).__name__ == "DataFrame" and hasattr(value, "columns") and hasattr(value, "to_dict")
+
+
+def frame_combinations(frame: Any, sample: float | None = None, trials: int | None = None,
+                       seed: int | None = None) -> list[dict[str, Any]]:
+    """The rows of a DataFrame as flag combinations (tfruns' expand.grid data frame), exactly as given.
+
+    ``sample`` or ``trials`` run a seeded subset of the rows, as for a grid.
+    """
+    if frame.empty or not len(frame.columns):
+        raise TuningError("The flags DataFrame has no rows (or no columns); give one row per combination to run.")
+    bad = [c for c in frame.columns if not isinstance(c, str) or not c.isidentifier()]
+    if bad:
+        raise TuningError(f"Flags DataFrame columns {bad} are not flag names; name each column after a flag.")
+    if frame.columns.duplicated().any():
+        raise TuningError(f"Flags DataFrame has duplicate columns {sorted(set(frame.columns[frame.columns.duplicated()]))}.")
+    missing = frame.isna()
+    if missing.to_numpy().any():
+        row, column = next((r, c) for r in range(len(frame)) for c in frame.columns if missing.iloc[r][c])
+        raise TuningError(f"Flags DataFrame row {row} has no value for {column!r}; every row must give every flag.")
+    rows = [{name: value.item() if hasattr(value, "item") else value for name, value in row.items()}
+            for row in frame.to_dict("records")]
+    if sample is not None or trials is not None:
+        _check_sampling(sample, trials)
+    return _choose(rows, sample, trials, random.Random(seed))

@@ -19,7 +19,7 @@ from layerflow.runs.record import flatten_record, read_record
 from layerflow.runs.store import RunStore
 from layerflow.runs.training_run import check_script
 from layerflow.tuning.asha import Asha
-from layerflow.tuning.space import Range, TuningError, trial_flags
+from layerflow.tuning.space import Range, TuningError, frame_combinations, is_frame, trial_flags
 from layerflow.tuning.trial import Transport, Trial
 
 # Summary order when no metric is named: the first of these that the trials recorded.
@@ -68,6 +68,11 @@ def _typed_space(declared: Mapping[str, Flag | None] | None, script: Path, space
     return typed
 
 
+def _typed_values(declared: Mapping[str, Flag | None] | None, script: Path, values: Mapping[str, Any]) -> dict[str, Any]:
+    """One combination's values converted to the script's declared flag types."""
+    return {name: typed[0] for name, typed in _typed_space(declared, script, {k: [v] for k, v in values.items()}).items()}
+
+
 def _transport(address: str | None, script: Path, runs_dir: Path, args: Sequence[str],
                command_line_flags: Mapping[str, str], parallel: int, cpus: float, gpus: float,
                requirements: str | os.PathLike[str] | None) -> Transport:
@@ -77,11 +82,10 @@ def _transport(address: str | None, script: Path, runs_dir: Path, args: Sequence
         from layerflow.tuning.local import LocalProcesses
 
         return LocalProcesses(script, runs_dir, args, command_line_flags, parallel)
-    from layerflow.tuning.ray_jobs import RayJobs
+    from layerflow.tuning.ray_trials import RayTrials
 
-    return RayJobs(address, script, runs_dir, args=args, command_line_flags=command_line_flags,
-                   cpus=cpus, gpus=gpus, requirements=requirements, echo_trial_output=False,
-                   limit_threads=True)
+    return RayTrials(address, script, runs_dir, args=args, command_line_flags=command_line_flags,
+                     cpus=cpus, gpus=gpus, requirements=requirements)
 
 
 def tuning_run(
@@ -116,7 +120,8 @@ def tuning_run(
     Args:
         script: the training script.
         flags: the search space: ``{"dropout": [0.2, 0.3], "units": [64, 128]}`` is a grid;
-            ``lf.tuning.uniform``, ``loguniform``, ``randint`` and ``choice`` make a random search.
+            ``lf.tuning.uniform``, ``loguniform``, ``randint`` and ``choice`` make a random search;
+            a pandas DataFrame runs exactly its rows, one trial per row (tfruns' expand.grid).
         sample: run a seeded random fraction (0, 1] of the grid.
         trials: run this many combinations (a grid) or draws (a random search).
         seed: the seed of the sample or the draws.
@@ -151,13 +156,22 @@ def tuning_run(
         raise TuningError(f"mode {mode!r} must be 'min' or 'max'.")
     scheduler = _scheduler(early_stopping, metric, mode, grace_epochs, reduction_factor)
     declared = declared_flags(script_path)
-    space = _typed_space(declared, script_path, flags or {})
-    fixed = {name: values[0] for name, values in
-             _typed_space(declared, script_path, {k: [v] for k, v in (fixed_flags or {}).items()}).items()}
-    overlap = set(fixed) & set(space)
+    fixed = _typed_values(declared, script_path, fixed_flags or {})
+    if is_frame(flags):
+        combos = [_typed_values(declared, script_path, row)
+                  for row in frame_combinations(flags, sample=sample, trials=trials, seed=seed)]
+        tuned = set(flags.columns)
+    elif flags is None or isinstance(flags, Mapping):
+        space = _typed_space(declared, script_path, flags or {})
+        combos, tuned = None, set(space)
+    else:
+        raise TuningError(f"flags= takes a mapping of flag names to values ({{'dropout': [0.2, 0.4]}}) or a pandas "
+                          f"DataFrame with one row per combination; got a {type(flags).__name__}.")
+    overlap = set(fixed) & tuned
     if overlap:
         raise TuningError(f"Flags {sorted(overlap)} are both tuned and fixed; give each either way, not both.")
-    combos = trial_flags(space, sample=sample, trials=trials, seed=seed)
+    if combos is None:
+        combos = trial_flags(space, sample=sample, trials=trials, seed=seed)
     plan = [Trial(number, {**fixed, **values}) for number, values in enumerate(combos, start=1)]
 
     store = RunStore(runs_dir)

@@ -1,6 +1,6 @@
 """The command a Ray job runs on the cluster: one tracked run, sent back through the job log.
 
-``python -m layerflow.tuning.remote_entry '<json>'`` with the script (relative to the job's
+``python -m layerflow.cloud.remote_entry '<json>'`` with the script (relative to the job's
 working directory, the packaged script folder), the run id chosen by the driver, flags
 and properties. The run is recorded in a temporary runs dir on the cluster; its output
 and metrics are printed as they come and its folder, once it ends, as an archive. The
@@ -16,11 +16,11 @@ import sys
 import tempfile
 import threading
 
+from layerflow.cloud.job_log import metrics_line, write_archive
 from layerflow.runs import files as f
 from layerflow.runs.archive import pack_run
+from layerflow.runs.follow import FileFollower
 from layerflow.runs.training_run import RunControl, training_run
-from layerflow.tuning.follow import FileFollower
-from layerflow.tuning.job_log import metrics_line, write_archive
 
 _POLL_SECONDS = 0.2
 

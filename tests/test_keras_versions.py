@@ -1,0 +1,77 @@
+"""layerflow runs on tested Keras releases only: it reaches into one private Keras API (the data adapter)."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import importlib.metadata
+import tomllib
+from pathlib import Path
+
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
+
+import layerflow
+from layerflow.backend import KERAS_PRIVATE_APIS, TESTED_KERAS_VERSIONS
+
+REPO = Path(__file__).resolve().parents[1]
+SOURCE = Path(layerflow.__file__).parent
+
+
+def test_installed_keras_is_a_tested_release():
+    installed = importlib.metadata.version("keras")
+    assert installed in SpecifierSet(TESTED_KERAS_VERSIONS), (
+        f"Keras {installed} is not a release layerflow is tested on ({TESTED_KERAS_VERSIONS}). layerflow uses the "
+        f"private Keras APIs {KERAS_PRIVATE_APIS}; run the whole suite on Keras {installed}, then widen "
+        "TESTED_KERAS_VERSIONS in layerflow/backend.py and the keras pin in pyproject.toml together."
+    )
+
+
+def test_pyproject_pins_the_tested_releases():
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    listed = [*project["dependencies"], *project["optional-dependencies"]["train"]]  # the training stack is an extra
+    keras = [Requirement(r) for r in listed if Requirement(r).name == "keras"]
+    assert len(keras) == 1 and keras[0].specifier == SpecifierSet(TESTED_KERAS_VERSIONS)
+
+
+def test_the_private_apis_used_exist_in_this_keras():
+    from layerflow.backend import load_keras
+
+    load_keras()
+    for dotted in KERAS_PRIVATE_APIS:
+        module, _, name = dotted.rpartition(".")
+        assert hasattr(importlib.import_module(module), name), f"{dotted} is gone from this Keras release"
+
+
+def test_private_keras_imports_live_in_one_module():
+    found = set()
+    for path in SOURCE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            if any(n.startswith("keras.src") for n in names):
+                found.add(path.relative_to(SOURCE).as_posix())
+    assert found == {"data/keras_feeding.py"}, found
+
+
+def test_autolog_records_evaluate_through_public_callbacks(runs_dir, write_script):
+    script = write_script("""
+        import numpy as np
+        import layerflow as lf
+        from layerflow import keras
+
+        x = np.random.default_rng(0).normal(size=(64, 4)).astype("float32")
+        y = (x[:, 0] > 0).astype("int64")
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
+        model.compile(loss="sparse_categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
+        model.fit(x, y, epochs=1, validation_split=0.25, verbose=0)
+        as_list = model.evaluate(x, y, verbose=0)
+        as_dict = model.evaluate(x, y, verbose=0, return_dict=True)
+        assert isinstance(as_list, list) and len(as_list) == 2, as_list
+        assert sorted(as_dict) == ["accuracy", "loss"], as_dict
+        print("evaluated", as_list)
+    """)
+    record = layerflow.training_run(script, echo=False)
+    assert record["status"] == "completed", record.get("error")
+    assert sorted(record["evaluation"]) == ["accuracy", "loss"]
+    assert record["epochs_completed"] == 1 and "val_loss" in record["metrics"]

@@ -1,0 +1,190 @@
+"""The layers of README's "Layout": imports only point down, and no module imports itself back."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import layerflow
+
+SOURCE = Path(layerflow.__file__).parent
+
+# What each package may import from layerflow besides itself (leaves: errors, backend, history,
+# plots, summary, datasets). Checked on every import statement, also those inside functions.
+LEAVES = {"layerflow.errors", "layerflow.backend", "layerflow.history", "layerflow.plots", "layerflow.summary",
+          "layerflow.datasets"}
+ALLOWED = {
+    "layerflow.flags": set(),
+    "layerflow.runs": {"layerflow.flags"},
+    "layerflow.cloud": {"layerflow.runs", "layerflow.flags"},
+    "layerflow.tuning": {"layerflow.runs", "layerflow.cloud", "layerflow.flags"},
+}
+# The public API the command line may use: the top-level package and each package's __init__.
+PUBLIC = {"layerflow", "layerflow.errors", "layerflow.flags", "layerflow.runs", "layerflow.tuning", "layerflow.cloud",
+          "layerflow.deploy", "layerflow.data", "layerflow.features", "layerflow.datasets", "layerflow.estimators",
+          "layerflow.ui"}
+# Deploy modules the CLI still reaches past deploy/__init__ for (deploy/ is owned by the serving work;
+# export_source, build_web_page and serve are not exported from layerflow.deploy yet).
+CLI_PENDING = {"layerflow.deploy.from_run", "layerflow.deploy.web", "layerflow.deploy.server"}
+SERVER_FORBIDDEN = ("layerflow.runs", "layerflow.tuning", "layerflow.cloud", "layerflow.estimators", "keras", "torch",
+                    "jax", "layerflow.backend", "layerflow.data", "layerflow.features")
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(SOURCE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imports(path: Path, top_level_only: bool = False) -> list[tuple[int, str]]:
+    tree = ast.parse(path.read_text())
+    module = _module_name(path)
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    nodes = tree.body if top_level_only else list(ast.walk(tree))
+    found = []
+    for node in nodes:
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                target = f"{base}.{node.module}" if node.module else base
+            else:
+                target = node.module or ""
+            found.append((node.lineno, target))
+            # "from layerflow.runs import files" names a module: count it as imported too (but not
+            # "from layerflow.runs import training_run", the function its __init__ exports).
+            for alias in node.names:
+                candidate = f"{target}.{alias.name}"
+                if _is_module(candidate) and not _exported_object(target, alias.name):
+                    found.append((node.lineno, candidate))
+    return found
+
+
+def _exported_object(package: str, name: str) -> bool:
+    """Whether ``package/__init__.py`` binds ``name`` to something other than its submodule."""
+    init = SOURCE.parent / Path(*package.split(".")) / "__init__.py"
+    if not init.is_file():
+        return False
+    for node in ast.parse(init.read_text()).body:
+        if isinstance(node, ast.ImportFrom) and node.module != package:
+            if any((alias.asname or alias.name) == name for alias in node.names):
+                return True
+    return False
+
+
+def _is_module(name: str) -> bool:
+    relative = Path(*name.split("."))
+    return (SOURCE.parent / relative).with_suffix(".py").is_file() or (SOURCE.parent / relative / "__init__.py").is_file()
+
+
+def _package_of(module: str) -> str:
+    parts = module.split(".")
+    return ".".join(parts[:2]) if len(parts) > 1 else module
+
+
+def _sources():
+    return sorted(SOURCE.rglob("*.py"))
+
+
+def test_packages_import_only_the_layers_below_them():
+    wrong = []
+    for path in _sources():
+        module = _module_name(path)
+        package = _package_of(module)
+        if package not in ALLOWED:
+            continue
+        allowed = ALLOWED[package] | LEAVES | {package}
+        for line, target in _imports(path):
+            if target.startswith("layerflow") and target != "layerflow" and _package_of(target) not in allowed:
+                wrong.append(f"{module}:{line} imports {target} ({package} may import {sorted(ALLOWED[package])})")
+            if target == "layerflow" and package != "layerflow":
+                wrong.append(f"{module}:{line} imports the top-level layerflow package (a cycle through __init__)")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_the_command_line_uses_public_apis_only():
+    wrong = []
+    for path in sorted((SOURCE / "cli").rglob("*.py")):
+        module = _module_name(path)
+        for line, target in _imports(path):
+            if not target.startswith("layerflow") or target.startswith("layerflow.cli"):
+                continue
+            if target not in PUBLIC and target not in CLI_PENDING:
+                wrong.append(f"{module}:{line} imports {target}: the CLI calls public APIs only")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_runs_meet_keras_in_one_module():
+    for path in sorted((SOURCE / "runs").rglob("*.py")):
+        for line, target in _imports(path):
+            if target.split(".")[0] == "keras" or target in ("layerflow.backend",):
+                assert path.name == "keras_autolog.py", f"{path.name}:{line} imports {target}"
+
+
+def test_the_model_server_needs_no_training_stack():
+    seen, queue, wrong = set(), ["layerflow.deploy.server"], []
+    while queue:
+        module = queue.pop()
+        if module in seen:
+            continue
+        seen.add(module)
+        relative = Path(*module.split("."))
+        path = (SOURCE.parent / relative).with_suffix(".py")
+        if not path.is_file():
+            path = SOURCE.parent / relative / "__init__.py"
+        for line, target in _imports(path, top_level_only=True):
+            if target.startswith(SERVER_FORBIDDEN) or target.split(".")[0] in SERVER_FORBIDDEN:
+                wrong.append(f"{module}:{line} imports {target}")
+            elif target.startswith("layerflow.deploy") or target == "layerflow.errors":
+                queue.append(target)
+    assert not wrong, "\n".join(wrong)
+
+
+def test_no_import_cycles_between_modules():
+    graph: dict[str, set[str]] = {}
+    for path in _sources():
+        module = _module_name(path)
+        graph[module] = {t for _, t in _imports(path, top_level_only=True)
+                         if t.startswith("layerflow") and t != module and _is_module(t)}
+    # A package's __init__ re-exporting its own modules is not a cycle; a module importing a
+    # module that (through any chain) imports it back is.
+    for module in graph:
+        graph[module] = {t for t in graph[module] if not (module.startswith(t + ".") and t in graph)}
+    state: dict[str, int] = {}
+    cycles: list[list[str]] = []
+
+    def visit(node: str, stack: list[str]) -> None:
+        state[node] = 1
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                cycles.append(stack[stack.index(nxt):] + [nxt])
+            elif nxt not in state:
+                visit(nxt, stack + [nxt])
+        state[node] = 2
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])
+    assert not cycles, "\n".join(" -> ".join(c) for c in cycles)
+
+
+def test_the_run_store_is_the_one_writer_of_run_json():
+    writers = []
+    for path in _sources():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and "RUN_FILE" in ast.unparse(node) and any(
+                    word in ast.unparse(node.func) for word in ("write_json", "write_text", "write_bytes", "open")):
+                writers.append(_module_name(path))
+    assert set(writers) == {"layerflow.runs.store"}, writers
+
+
+def test_a_command_group_is_one_module_listed_once():
+    import typer
+
+    from layerflow.cli import COMMAND_GROUPS, app
+
+    modules = {p.stem for p in (SOURCE / "cli").glob("*.py")} - {"__init__", "__main__", "common"}
+    assert modules == set(COMMAND_GROUPS)
+    commands = typer.main.get_command(app).commands
+    assert {"run", "runs", "show", "compare", "rerun", "tune", "cloud", "export", "serve", "predict", "info"} <= set(commands)
+    assert {"clean", "purge", "copy"} <= set(commands["runs"].commands)
