@@ -176,3 +176,56 @@ def test_keras_trains_on_a_dataset_with_correct_epochs(csv_files):
     assert model.predict(features_only, verbose=0).shape == (1000, 1)
     with pytest.raises(TypeError, match="call .batch"):
         model.fit(lf.data.from_frame(pd.DataFrame({"a": [1.0]})), epochs=1, verbose=0)
+
+
+def _tiny_model():
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    model.compile(loss="mse", optimizer="sgd")
+    return model
+
+
+class _StepsPerEpoch(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.steps = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.steps.append(0)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.steps[-1] += 1
+
+
+def test_steps_per_epoch_on_a_finite_dataset_trains_every_epoch_like_arrays(recwarn):
+    x = np.arange(40, dtype=np.float32).reshape(40, 1) / 40
+    rows = lf.data.from_arrays(x, 2 * x, rows_per_chunk=7)
+    cases = {
+        "batched": rows.batch(10).prepare(x="x", y="y"),
+        "shuffled after batching": rows.batch(10).shuffle(4, seed=0).prepare(x="x", y="y"),
+        "csv-like (unknown length)": rows.filter(lambda r: True).batch(10).prepare(x="x", y="y"),
+    }
+    arrays = _StepsPerEpoch()
+    history = _tiny_model().fit(x, 2 * x, batch_size=10, steps_per_epoch=4, epochs=3, verbose=0, callbacks=[arrays])
+    assert arrays.steps == [4, 4, 4] and len(history.history["loss"]) == 3
+    for name, ds in cases.items():
+        counter = _StepsPerEpoch()
+        history = _tiny_model().fit(ds, steps_per_epoch=4, epochs=3, verbose=0, callbacks=[counter])
+        assert counter.steps == [4, 4, 4], name
+        assert len(history.history["loss"]) == 3, name
+    assert not [w for w in recwarn if "ran out of data" in str(w.message)]  # nothing ran out: no warning
+    plain = _StepsPerEpoch()
+    _tiny_model().fit(cases["csv-like (unknown length)"], epochs=2, verbose=0, callbacks=[plain])
+    assert plain.steps == [4, 4] and not [w for w in recwarn if "ran out of data" in str(w.message)]
+
+
+def test_data_running_out_inside_an_epoch_is_warned_about():
+    x = np.arange(40, dtype=np.float32).reshape(40, 1) / 40
+    ds = lf.data.from_arrays(x, 2 * x).filter(lambda r: True).batch(10).prepare(x="x", y="y")
+    counter = _StepsPerEpoch()
+    with pytest.warns(UserWarning, match="Your input ran out of data"):
+        _tiny_model().fit(ds, steps_per_epoch=6, epochs=2, verbose=0, callbacks=[counter])
+    assert counter.steps[0] == 4  # the 4 batches there are, then Keras's own (true) warning
+    # the warning is not filtered away for anything else either (it was, process-wide)
+    with pytest.warns(UserWarning, match="Your input ran out of data"):
+        _tiny_model().fit((b for b in [(x[:10], x[:10])]), steps_per_epoch=3, epochs=1, verbose=0)

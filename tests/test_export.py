@@ -94,6 +94,42 @@ def test_versions_names_and_unsupported_models(tmp_path):
         read_bundle(tmp_path)
 
 
+
+def test_models_never_called_export_from_their_declared_inputs(tmp_path):
+    # A functional model with named inputs, saved and loaded back: Keras has never called it.
+    keras.utils.set_random_seed(0)
+    inputs = {"a": keras.Input((2,), name="a"), "b": keras.Input((3,), name="b")}
+    merged = keras.layers.Concatenate()([inputs["a"], inputs["b"]])
+    keras.Model(inputs, keras.layers.Dense(2)(merged)).save(tmp_path / "two.keras")
+    loaded = keras.saving.load_model(tmp_path / "two.keras")
+    folder = lf.export_model(loaded, tmp_path / "models", name="two")
+    feed = {"a": RNG.normal(size=(4, 2)).astype("float32"), "b": RNG.normal(size=(4, 3)).astype("float32")}
+    np.testing.assert_allclose(onnx_predict(folder, feed)[0], loaded.predict(feed, verbose=0), atol=1e-5)
+    assert sorted(i["name"] for i in read_bundle(folder)["signature"]["inputs"]) == ["a", "b"]
+
+
+class Subclassed(keras.Model):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.dense = keras.layers.Dense(2)
+
+    def call(self, x):
+        return self.dense(x)
+
+
+def test_a_subclassed_model_exports_once_called(tmp_path):
+    model = Subclassed()
+    with pytest.raises(BundleError, match="no known inputs; train it or call it on data"):
+        lf.export_model(model, tmp_path, name="sub")
+    model.build((None, 3))
+    with pytest.raises(BundleError, match="call it on data"):
+        lf.export_model(model, tmp_path, name="sub")
+    assert not (tmp_path / "sub").exists() or versions(tmp_path / "sub") == []  # failures wrote nothing
+    x = RNG.normal(size=(4, 3)).astype("float32")
+    model(x)
+    folder = lf.export_model(model, tmp_path, name="sub")
+    np.testing.assert_allclose(onnx_predict(folder, x)[0], model.predict(x, verbose=0), atol=1e-5)
+
 def test_cli_exports_the_model_a_run_saved(runs_dir, write_script, tmp_path):
     script = write_script("""
         import numpy as np

@@ -51,8 +51,45 @@ def test_private_keras_imports_live_in_one_module():
                 [node.module or ""] if isinstance(node, ast.ImportFrom) else []
             if any(n.startswith("keras.src") for n in names):
                 found.add(path.relative_to(SOURCE).as_posix())
-    assert found == {"data/keras_feeding.py"}, found
+    # one module per feature that needs them: the data adapter, and the fast training path
+    assert found == {"data/keras_feeding.py", "fastfit/_keras_internals.py"}, found
 
+
+
+def _keras_private_attributes() -> set[str]:
+    """The private attributes Keras's model classes set on themselves (``self._called = ...``)."""
+    import inspect
+    import re
+
+    from layerflow.backend import load_keras
+
+    keras = load_keras()
+    inputs = keras.Input((1,))
+    functional = type(keras.Model(inputs, keras.layers.Dense(1)(inputs)))
+    names = set()
+    for cls in (keras.Model, keras.Sequential, keras.layers.Layer, functional):
+        for base in cls.__mro__:
+            if base.__module__.startswith("keras"):
+                names |= set(re.findall(r"self\.(_[a-z][a-z0-9_]*)\s*=", inspect.getsource(base)))
+    return names
+
+
+def test_no_private_keras_model_attributes_outside_the_one_module():
+    private = _keras_private_attributes()
+    assert {"_called", "_inputs_struct"} <= private  # what export read before it used public API
+    found = []
+    for path in SOURCE.rglob("*.py"):
+        if path.relative_to(SOURCE).as_posix() in ("data/keras_feeding.py", "fastfit/_keras_internals.py"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute) and node.attr in private and not (
+                    isinstance(node.value, ast.Name) and node.value.id in ("self", "cls")):
+                found.append(f"{path.relative_to(SOURCE)}:{node.lineno} {ast.unparse(node)}")
+            elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+                  and node.func.id in ("getattr", "hasattr", "setattr") and len(node.args) > 1
+                  and isinstance(node.args[1], ast.Constant) and node.args[1].value in private):
+                found.append(f"{path.relative_to(SOURCE)}:{node.lineno} {ast.unparse(node)}")
+    assert not found, found
 
 def test_autolog_records_evaluate_through_public_callbacks(runs_dir, write_script):
     script = write_script("""

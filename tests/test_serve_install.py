@@ -1,5 +1,6 @@
 """The serving install: `pip install 'layerflow[serve]'` in a fresh virtual environment pulls neither
-torch, Keras nor matplotlib, and serves (and lf.predicts) a raw-feature bundle exported elsewhere."""
+torch, Keras nor matplotlib, and serves (and lf.predicts) a raw-feature bundle exported elsewhere; what
+needs the training stack says `pip install 'layerflow[train]'`."""
 
 import json
 import shutil
@@ -16,6 +17,60 @@ from tests.raw_models import REQUEST_ROWS, assert_same_outputs, estimator, expec
 from tests.test_serve import free_port
 
 REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
+
+# Each training entry point, called where the training stack is missing: the error each raises.
+TRAINING_ENTRY_POINTS = [
+    "from layerflow import keras",
+    "import layerflow as lf; lf.keras",
+    "import layerflow as lf; lf.data",
+    "import layerflow as lf; lf.features",
+    "import layerflow as lf; lf.feature_spec",
+    "import layerflow as lf; lf.plot_history({'loss': [1.0, 0.5]})",
+    "import layerflow as lf; lf.history_frame({'loss': [1.0, 0.5]})",
+    "import layerflow as lf; lf.backend_info()",
+    "import layerflow as lf; lf.export_run('model.keras', 'models')",
+]
+PROBE = f"""
+import json, os, sys
+blocked = sys.argv[1:]
+for name in blocked:
+    sys.modules[name] = None  # as if not installed: importing it raises ModuleNotFoundError
+open("model.keras", "w").close()
+answers = []
+for statement in {TRAINING_ENTRY_POINTS!r}:
+    try:
+        exec(statement, {{}})
+        answers.append([statement, None, None])
+    except Exception as error:
+        answers.append([statement, type(error).__module__ + "." + type(error).__name__, str(error)])
+print(json.dumps(answers))
+"""
+
+
+def assert_training_entry_points_name_the_train_extra(python, cwd, blocked=()):
+    done = subprocess.run([str(python), "-c", PROBE, *blocked], capture_output=True, text=True, timeout=300, cwd=cwd)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for statement, error, message in json.loads(done.stdout.splitlines()[-1]):
+        assert error == "layerflow.errors.MissingDependencyError", (statement, error, message)
+        assert "pip install 'layerflow[train]'" in message, (statement, message)
+
+
+def test_training_entry_points_name_the_train_extra_when_it_is_missing(tmp_path):
+    # This interpreter has the training stack; hiding its packages stands in for a serving-only install
+    # here (fast), and the test below checks a real one.
+    for blocked in (["torch", "keras", "pandas", "matplotlib", "pyarrow"], ["keras", "pandas", "matplotlib"]):
+        assert_training_entry_points_name_the_train_extra(sys.executable, tmp_path, blocked)
+
+
+def test_the_training_packages_are_the_train_extra():
+    import tomllib
+
+    from layerflow.backend import TRAINING_PACKAGES
+
+    train = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]["train"]
+    import_names = {"scikit-learn": "sklearn"}
+    distributions = {__import__("re").split(r"[<>=!~\[; ]", r, maxsplit=1)[0].lower() for r in train}
+    assert {import_names.get(d, d) for d in distributions} == set(TRAINING_PACKAGES)
 
 
 @pytest.mark.slow
@@ -47,6 +102,9 @@ def test_serve_extra_serves_without_the_training_stack(tmp_path):
     run = subprocess.run([str(venv / "bin" / "python"), "-c", script], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr[-3000:]
     assert_same_outputs(json.loads(run.stdout), expected)
+
+    # what needs the training stack says how to install it
+    assert_training_entry_points_name_the_train_extra(venv / "bin" / "python", tmp_path)
 
     # layerflow serve from that environment
     port = free_port()

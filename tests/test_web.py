@@ -81,4 +81,4 @@ def test_cli_builds_the_page_from_a_run(tmp_path, runs_dir, write_script):
     np.testing.assert_allclose(outputs["output"], model.predict(np.array([[1.0, 2.0, 3.0]]), verbose=0), atol=1e-5)
     done = subprocess.run([sys.executable, "-m", "layerflow.cli", "export", "latest", "--format", "pdf", "--out",
                            str(tmp_path / "x")], cwd=runs_dir.parent, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 2 and "--format 'pdf' is not known" in done.stderr
+    assert done.returncode == 2 and "format 'pdf' is not known" in done.stderr

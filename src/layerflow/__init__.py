@@ -56,10 +56,13 @@ __all__ = [
     "datasets",
     "estimators",
     "export_model",
+    "export_run",
+    "fast_fit_status",
     "feature_spec",
     "features",
     "flag",
     "flags",
+    "has_type",
     "history_frame",
     "keras",
     "load_feature_spec",
@@ -73,6 +76,7 @@ __all__ = [
     "rerun",
     "run_info",
     "run_properties",
+    "serve",
     "starts_with",
     "training_run",
     "tuning",
@@ -93,9 +97,13 @@ _LAZY = {
     "load_feature_spec": ("layerflow.features", "load_feature_spec"),
     "all_numeric": ("layerflow.features", "all_numeric"),
     "all_nominal": ("layerflow.features", "all_nominal"),
+    "has_type": ("layerflow.features", "has_type"),
     "starts_with": ("layerflow.features", "starts_with"),
     "matches": ("layerflow.features", "matches"),
     "export_model": ("layerflow.deploy", "export_model"),
+    "export_run": ("layerflow.deploy", "export_run"),
+    "serve": ("layerflow.deploy", "serve"),
+    "fast_fit_status": ("layerflow.fastfit", "fast_fit_status"),
     "predict": ("layerflow.deploy", "predict"),
     "tuning": ("layerflow.tuning", None),
     "cloud": ("layerflow.cloud", None),
@@ -104,15 +112,16 @@ _LAZY = {
 
 
 def __getattr__(name: str) -> Any:
-    if name == "keras":
-        from layerflow.backend import load_keras
+    from layerflow.backend import load_keras, training_stack
 
+    if name == "keras":
         value = load_keras()
     elif name in _LAZY:
         import importlib
 
         module_name, attribute = _LAZY[name]
-        module = importlib.import_module(module_name)
+        with training_stack(f"lf.{name}"):  # a serving-only install lacks what training needs
+            module = importlib.import_module(module_name)
         value = module if attribute is None else getattr(module, attribute)
     else:
         raise AttributeError(f"module 'layerflow' has no attribute {name!r}")

@@ -6,11 +6,12 @@ user has set ``KERAS_BACKEND`` (``jax`` is supported with the ``layerflow[jax]``
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.metadata
 import os
 import platform
-from typing import Any
+from typing import Any, Iterator
 
 from layerflow.errors import InvalidValueError, MissingDependencyError, StateError
 
@@ -27,10 +28,25 @@ KERAS_PRIVATE_APIS = (
     "keras.src.trainers.data_adapters.data_adapter_utils.get_numpy_iterator",
     "keras.src.trainers.data_adapters.data_adapter_utils.get_jax_iterator",
     "keras.src.trainers.data_adapters.data_adapter_utils.get_torch_dataloader",
+    # the fast training path (layerflow/fastfit/_keras_internals.py)
+    "keras.src.backend.torch.trainer.TorchTrainer",
+    "keras.src.trainers.trainer.Trainer",
+    "keras.src.callbacks.callback_list.CallbackList",
+    "keras.src.utils.python_utils.is_default",
+    "keras.src.trainers.data_adapters.array_data_adapter.ArrayDataAdapter",
+    "keras.src.trainers.data_adapters.array_slicing.NumpySliceable",
+    "keras.src.backend.torch.core.convert_to_tensor",
+    "keras.src.optimizers.loss_scale_optimizer.LossScaleOptimizer",
+    "keras.src.optimizers.schedules.learning_rate_schedule.LearningRateSchedule",
+    "keras.src.tree.map_structure",
 )
 
 _BACKEND_PACKAGES = {"torch": "torch", "jax": "jax"}
-_EXTRAS = {"torch": "pip install torch", "jax": "pip install 'layerflow[jax]'"}
+TRAIN_INSTALL = "pip install 'layerflow[train]'"
+_EXTRAS = {"torch": TRAIN_INSTALL, "jax": "pip install 'layerflow[jax]'"}
+# The import names of pyproject's `train` extra: what a serving-only install lacks.
+TRAINING_PACKAGES = ("torch", "keras", "pandas", "matplotlib", "pyarrow", "sklearn", "onnx", "onnxmltools", "xgboost",
+                     "mmh3")
 
 
 def selected_backend() -> str:
@@ -44,6 +60,37 @@ def selected_backend() -> str:
     return name
 
 
+@contextlib.contextmanager
+def training_stack(feature: str) -> Iterator[None]:
+    """Turns a missing training-stack package into a ``MissingDependencyError`` naming the ``train`` extra.
+
+    A serving install (``pip install 'layerflow[serve]'``) has neither torch, Keras nor pandas;
+    what needs them says so instead of failing with a bare ``ModuleNotFoundError``. Usable as
+    a ``with`` block or as a decorator.
+
+    Args:
+        feature: what the user called, named in the message (e.g. ``"lf.plot_history"``).
+
+    Returns:
+        A context manager (also a decorator) that re-raises the missing package as
+        ``MissingDependencyError``; any other error passes through unchanged.
+
+    Example:
+        >>> with training_stack("lf.data"):
+        ...     import layerflow.data
+    """
+    try:
+        yield
+    except ModuleNotFoundError as error:
+        if (error.name or "").partition(".")[0] not in TRAINING_PACKAGES:
+            raise
+        raise MissingDependencyError(
+            f"{feature} needs the training stack, and {error.name!r} is not installed (a serving-only "
+            f"install): {TRAIN_INSTALL}"
+        ) from error
+
+
+@training_stack("Keras (from layerflow import keras)")
 def load_keras() -> Any:
     """Imports Keras 3 on the selected backend and returns the ``keras`` module."""
     name = selected_backend()
@@ -62,6 +109,10 @@ def load_keras() -> Any:
             f"Keras was already imported on the {keras.backend.backend()!r} backend; "
             f"set KERAS_BACKEND={name} before anything imports keras."
         )
+    if name == "torch":
+        from layerflow.fastfit import install
+
+        install(keras)
     return keras
 
 

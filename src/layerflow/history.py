@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Mapping
 
+from layerflow.backend import training_stack
 from layerflow.errors import InvalidTypeError, InvalidValueError
 
 if TYPE_CHECKING:
@@ -39,6 +40,7 @@ def split_metric_name(name: str) -> tuple[str, str]:
     return name, "training"
 
 
+@training_stack("lf.history_frame")
 def history_frame(history: Any) -> pd.DataFrame:
     """Returns a long DataFrame with columns ``epoch, metric, value, split``.
 

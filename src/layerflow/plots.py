@@ -5,12 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
+from layerflow.backend import training_stack
 from layerflow.errors import InvalidValueError
 from layerflow.history import history_frame
 
 _SPLIT_STYLE = {"training": {"color": "#1f77b4", "marker": "o"}, "validation": {"color": "#ff7f0e", "marker": "s"}}
 
 
+@training_stack("lf.plot_history")
 def plot_history(
     history: Any,
     path: str | Path | None = None,

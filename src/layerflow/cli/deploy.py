@@ -9,7 +9,6 @@ from typing import Optional
 import typer
 
 from layerflow.cli.common import RunsDirOption, console, read_json_file
-from layerflow.errors import InvalidValueError, MissingDependencyError, MissingFileError
 
 app = typer.Typer()
 
@@ -25,22 +24,14 @@ def export_command(
     runs_dir: Optional[Path] = RunsDirOption,
 ) -> None:
     """Export a model to an ONNX bundle (model.onnx, signature.json, lineage.json) or a web page."""
-    import tempfile
-
-    from layerflow.deploy.from_run import export_source
-
-    if format not in ("onnx", "web"):
-        raise InvalidValueError(f"--format {format!r} is not known; expected onnx or web.")
-    if format == "onnx":
-        console.print(f"Exported to {export_source(source, out, name=name, version=version, runs_dir=runs_dir)}")
-        return
-    from layerflow.deploy.web import build_web_page
+    from layerflow.deploy import export_run
 
     inputs = read_json_file(sample, "the sample inputs") if sample else None
-    with tempfile.TemporaryDirectory() as staging:
-        bundle = export_source(source, staging, name=name, version=version, runs_dir=runs_dir)
-        page = build_web_page(bundle, out, sample=inputs)
-    console.print(f"Web page: {page} (serve the folder over HTTP, e.g. python -m http.server -d {out})")
+    written = export_run(source, out, name=name, version=version, format=format, sample=inputs, runs_dir=runs_dir)
+    if format == "web":
+        console.print(f"Web page: {written} (serve the folder over HTTP, e.g. python -m http.server -d {out})")
+    else:
+        console.print(f"Exported to {written}")
 
 
 @app.command()
@@ -56,18 +47,11 @@ def serve(
     access_log: bool = typer.Option(False, "--access-log", help="Log every request."),
 ) -> None:
     """Serve every exported model under MODEL_DIR over REST (TF Serving and KServe v2 protocols)."""
-    try:
-        from layerflow.deploy.server import serve as run_server
-    except ImportError as error:
-        raise MissingDependencyError(f"Serving needs the serve extra: pip install 'layerflow[serve]' ({error}).") from None
-    if not model_dir.is_dir():
-        raise MissingFileError(f"Model directory {model_dir} does not exist; export a model first: "
-                               f"layerflow export RUN --out {model_dir}")
-    if max_batch_size < 0 or batch_delay_ms < 0:
-        raise InvalidValueError("--max-batch-size and --batch-delay-ms must not be negative.")
-    run_server(str(model_dir), host=host, port=port, token=token, max_batch_size=max_batch_size,
-               batch_delay_ms=batch_delay_ms, intra_op_threads=intra_op_threads,
-               inter_op_threads=inter_op_threads, access_log=access_log)
+    from layerflow.deploy import serve as run_server
+
+    run_server(model_dir, host=host, port=port, token=token, max_batch_size=max_batch_size,
+               batch_delay_ms=batch_delay_ms, intra_op_threads=intra_op_threads, inter_op_threads=inter_op_threads,
+               access_log=access_log)
 
 
 @app.command()

@@ -5,26 +5,42 @@ Example:
     >>> model.fit(ds.prepare(y="label"), epochs=2)
 """
 
+from layerflow.data.chunks import ragged
 from layerflow.data.dataset import Dataset
-from layerflow.data.readers import (
+from layerflow.data.errors import (
     CsvFormatError,
+    DatasetArgumentError,
+    DatasetColumnError,
+    DatasetFileNotFoundError,
+    DatasetKindError,
+    UnknownLengthError,
+)
+from layerflow.data.readers import (
     csv_dataset,
     file_list_dataset,
     from_arrays,
     from_frame,
     list_files,
     parquet_dataset,
+    range_dataset,
     text_line_dataset,
 )
 
 __all__ = [
     "CsvFormatError",
     "Dataset",
+    "DatasetArgumentError",
+    "DatasetColumnError",
+    "DatasetFileNotFoundError",
+    "DatasetKindError",
+    "UnknownLengthError",
     "csv_dataset",
     "file_list_dataset",
     "from_arrays",
     "from_frame",
     "list_files",
     "parquet_dataset",
+    "ragged",
+    "range_dataset",
     "text_line_dataset",
 ]

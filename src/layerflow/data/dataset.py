@@ -10,45 +10,45 @@ read until the dataset is iterated, and each iteration (each Keras epoch) starts
 from __future__ import annotations
 
 import itertools
+import os
 import queue
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
+from layerflow.data.combining import CombiningOps
+from layerflow.data.errors import DatasetArgumentError, DatasetColumnError, DatasetKindError, UnknownLengthError
 from layerflow.data.keras_feeding import KerasFeeding
-from layerflow.errors import InvalidTypeError, InvalidValueError, MissingKeyError
 
-Chunk = dict[str, np.ndarray]
-ROWS, BATCHES, PREPARED = "rows", "batches", "prepared"
-
-
-def chunk_length(chunk: Chunk) -> int:
-    return len(next(iter(chunk.values()))) if chunk else 0
-
-
-def slice_chunk(chunk: Chunk, start: int, stop: int | None = None) -> Chunk:
-    return {name: values[start:stop] for name, values in chunk.items()}
-
-
-def concat_chunks(chunks: Sequence[Chunk]) -> Chunk:
-    if len(chunks) == 1:
-        return chunks[0]
-    return {name: np.concatenate([c[name] for c in chunks]) for name in chunks[0]}
+from layerflow.data.chunks import (  # noqa: F401  (re-exported: feature specs use them)
+    BATCHES,
+    PREPARED,
+    ROWS,
+    Chunk,
+    chunk_length,
+    chunk_of_rows,
+    concat_chunks,
+    rows_of,
+    slice_chunk,
+)
 
 
-def _rows_of(chunk: Chunk) -> Iterator[dict[str, Any]]:
-    names = list(chunk)
-    for values in zip(*(chunk[n] for n in names)):
-        yield dict(zip(names, values))
+def _positive_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise DatasetArgumentError(f"{name}={value!r} must be a positive integer.")
+    return int(value)
 
 
-def _chunk_of_rows(rows: list[dict[str, Any]]) -> Chunk:
-    return {name: np.asarray([row[name] for row in rows]) for name in rows[0]}
+def _count(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise DatasetArgumentError(f"{name}={value!r} must be a non-negative integer.")
+    return int(value)
 
 
-class Dataset(KerasFeeding):
+class Dataset(CombiningOps, KerasFeeding):
     """A streamed dataset; build one with ``lf.data.csv_dataset``, ``from_frame``, ...
 
     Transformations return new datasets and read nothing. A dataset is accepted by
@@ -60,10 +60,36 @@ class Dataset(KerasFeeding):
         >>> model.fit(ds.prepare(y="label"), epochs=5)
     """
 
-    def __init__(self, make_chunks: Callable[[], Iterable[Any]], kind: str = ROWS, columns: list[str] | None = None):
+    def __init__(self, make_chunks: Callable[[], Iterable[Any]], kind: str = ROWS, columns: list[str] | None = None,
+                 length: int | None = None):
         self._make_chunks = make_chunks
         self.kind = kind
         self._columns = columns
+        self._length = length
+        # set by sources that read Arrow (CSV): lets batch() and feature specs skip the numpy detour
+        self._arrow: Any = None
+
+    def __bool__(self) -> bool:
+        return True  # a dataset is truthy even when its length is unknown (or 0), as any object
+
+    def __len__(self) -> int:
+        """The number of elements (rows, or batches after ``batch()``) when known without reading.
+
+        Known for ``from_arrays``, ``from_frame``, ``range_dataset`` and what is derived from them
+        by ``map``, ``batch``, ``take``, ``skip``, ``repeat(n)``, ``shuffle``, ``concatenate``, ``zip``,
+        ``shard``, ``window``...; unknown for files (CSV, text, Parquet), ``filter``, ``unique``,
+        ``take_while`` and ``repeat()`` forever, where it raises ``UnknownLengthError`` (a TypeError).
+
+        Example:
+            >>> len(lf.data.range_dataset(10).batch(4))
+            3
+        """
+        if self._length is None:
+            raise UnknownLengthError(
+                "The length of this dataset is not known without reading it (it comes from files, a filter, "
+                "unique(), take_while() or an endless repeat()); count it with ds.reduce(0, lambda n, _: n + 1) "
+                "after batch(), or sum(1 for _ in ds).")
+        return self._length
 
     # -- reading -------------------------------------------------------------------------
     def chunks(self) -> Iterator[Any]:
@@ -73,7 +99,7 @@ class Dataset(KerasFeeding):
     def __iter__(self) -> Iterator[Any]:
         """Rows (dicts) before ``batch()``, batches after it, (x, y) pairs after ``prepare()``."""
         if self.kind == ROWS:
-            return (row for chunk in self.chunks() for row in _rows_of(chunk))
+            return (row for chunk in self.chunks() for row in rows_of(chunk))
         return self.chunks()
 
     @property
@@ -85,15 +111,16 @@ class Dataset(KerasFeeding):
         return list(self._columns)
 
     def _derive(self, make_chunks: Callable[[], Iterable[Any]], kind: str | None = None,
-                columns: list[str] | None = None) -> "Dataset":
-        return Dataset(make_chunks, kind or self.kind, columns if columns is not None else self._columns)
+                columns: list[str] | None = None, length: int | None = None) -> "Dataset":
+        """A dataset made from this one; ``length`` None means unknown (never inherited silently)."""
+        return Dataset(make_chunks, kind or self.kind, columns if columns is not None else self._columns, length)
 
     def to_frame(self, max_rows: int | None = None):
         """Reads the rows (or batches, concatenated) into a pandas DataFrame."""
         import pandas as pd
 
         if self.kind == PREPARED:
-            raise InvalidTypeError("to_frame() reads rows or batches; call it before prepare().")
+            raise DatasetKindError("to_frame() reads rows or batches; call it before prepare().")
         taken, total = [], 0
         for chunk in self.chunks():
             taken.append(chunk)
@@ -113,14 +140,14 @@ class Dataset(KerasFeeding):
         On rows this calls Python once per row: map after ``batch()`` for speed.
         ``num_parallel_calls`` > 1 runs ``fn`` on that many threads, keeping the order.
         """
-        if num_parallel_calls < 1:
-            raise InvalidValueError(f"num_parallel_calls={num_parallel_calls!r} must be at least 1.")
+        if not isinstance(num_parallel_calls, int) or num_parallel_calls < 1:
+            raise DatasetArgumentError(f"num_parallel_calls={num_parallel_calls!r} must be at least 1.")
         source, kind = self, self.kind
 
         def apply(chunk):
             if kind == ROWS:
-                rows = [fn(row) for row in _rows_of(chunk)]
-                return _chunk_of_rows(rows) if rows else chunk
+                rows = [fn(row) for row in rows_of(chunk)]
+                return chunk_of_rows(rows) if rows else chunk
             return fn(chunk)
 
         def make():
@@ -128,7 +155,8 @@ class Dataset(KerasFeeding):
                 return (apply(chunk) for chunk in source.chunks())
             return _ordered_parallel_map(apply, source.chunks(), num_parallel_calls)
 
-        return Dataset(make, self.kind)  # fn may change the columns: they are read from the first chunk
+        # fn may change the columns: they are read from the first chunk
+        return Dataset(make, self.kind, None, self._length)
 
     def filter(self, predicate: Callable[[Any], Any]) -> "Dataset":
         """Keeps the elements for which ``predicate(element)`` is true (a row, or a whole batch)."""
@@ -137,7 +165,7 @@ class Dataset(KerasFeeding):
         def make():
             for chunk in source.chunks():
                 if kind == ROWS:
-                    mask = np.fromiter((bool(predicate(row)) for row in _rows_of(chunk)), bool, chunk_length(chunk))
+                    mask = np.fromiter((bool(predicate(row)) for row in rows_of(chunk)), bool, chunk_length(chunk))
                     if mask.any():
                         yield {k: v[mask] for k, v in chunk.items()}
                 elif predicate(chunk):
@@ -146,35 +174,59 @@ class Dataset(KerasFeeding):
         return self._derive(make)
 
     def batch(self, batch_size: int, drop_remainder: bool = False) -> "Dataset":
-        """Groups rows into batches of ``batch_size`` (dicts of arrays)."""
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise InvalidValueError(f"batch_size={batch_size!r} must be a positive integer.")
+        """Groups rows into batches of ``batch_size`` (dicts of arrays).
+
+        A batch inside one block of rows is a view of it (no copy); a batch spanning blocks is
+        copied once.
+
+        Example:
+            >>> [len(b["value"]) for b in lf.data.range_dataset(10).batch(4)]
+            [4, 4, 2]
+        """
+        batch_size = _positive_int("batch_size", batch_size)
         if self.kind != ROWS:
-            raise InvalidTypeError("batch() groups rows; this dataset is already batched.")
+            raise DatasetKindError("batch() groups rows; this dataset is already batched.")
         source = self
 
         def make():
             pending: list[Chunk] = []
             count = 0
             for chunk in source.chunks():
-                pending.append(chunk)
-                count += chunk_length(chunk)
-                if count >= batch_size:
-                    block = concat_chunks(pending)
-                    n_full = count // batch_size * batch_size
-                    for start in range(0, n_full, batch_size):
-                        yield slice_chunk(block, start, start + batch_size)
-                    rest = slice_chunk(block, n_full)
-                    pending, count = ([rest] if chunk_length(rest) else []), count - n_full
+                n, offset = chunk_length(chunk), 0
+                if count:
+                    need = batch_size - count
+                    if n < need:
+                        pending.append(chunk)
+                        count += n
+                        continue
+                    pending.append(slice_chunk(chunk, 0, need))
+                    yield concat_chunks(pending)
+                    pending, count, offset = [], 0, need
+                while offset + batch_size <= n:
+                    yield slice_chunk(chunk, offset, offset + batch_size)
+                    offset += batch_size
+                if offset < n:
+                    pending, count = [slice_chunk(chunk, offset)], n - offset
             if count and not drop_remainder:
                 yield concat_chunks(pending)
 
-        return self._derive(make, kind=BATCHES)
+        length = None
+        if self._length is not None:
+            length = self._length // batch_size if drop_remainder else -(-self._length // batch_size)
+        if self._arrow is not None:  # re-batch the Arrow record batches, convert each batch once
+            from layerflow.data.arrow_batches import rebatch
+
+            arrow = self._arrow
+            batches = type(arrow)(lambda: rebatch(arrow.record_batches(), batch_size, drop_remainder), arrow.to_chunk)
+            derived = self._derive(lambda: map(arrow.to_chunk, batches.record_batches()), kind=BATCHES, length=length)
+            derived._arrow = batches
+            return derived
+        return self._derive(make, kind=BATCHES, length=length)
 
     def unbatch(self) -> "Dataset":
         """Turns batches back into rows."""
         if self.kind != BATCHES:
-            raise InvalidTypeError("unbatch() needs a batched dataset (of dicts).")
+            raise DatasetKindError("unbatch() needs a batched dataset (of dicts).")
         return self._derive(self.chunks, kind=ROWS)
 
     def shuffle(self, buffer_size: int, seed: int | None = None, reshuffle_each_iteration: bool = True) -> "Dataset":
@@ -183,13 +235,13 @@ class Dataset(KerasFeeding):
         Each element leaving the buffer is drawn at random from the buffer and the newly
         read elements, as in tf.data; memory stays bounded by the buffer.
         """
-        if not isinstance(buffer_size, int) or buffer_size < 1:
-            raise InvalidValueError(f"buffer_size={buffer_size!r} must be a positive integer.")
+        buffer_size = _positive_int("buffer_size", buffer_size)
         source, kind = self, self.kind
         epoch = itertools.count()
 
         def make():
-            rng = np.random.default_rng(None if seed is None else seed + (next(epoch) if reshuffle_each_iteration else 0))
+            offset = next(epoch) if reshuffle_each_iteration else 0
+            rng = np.random.default_rng(None if seed is None else seed + offset)
             if kind != ROWS:
                 yield from _shuffle_elements(source.chunks(), buffer_size, rng)
                 return
@@ -208,12 +260,12 @@ class Dataset(KerasFeeding):
                 order = rng.permutation(chunk_length(buffer))
                 yield {k: v[order] for k, v in buffer.items()}
 
-        return self._derive(make)
+        return self._derive(make, length=self._length)
 
     def repeat(self, count: int | None = None) -> "Dataset":
         """Repeats the dataset ``count`` times (forever when None)."""
-        if count is not None and (not isinstance(count, int) or count < 0):
-            raise InvalidValueError(f"count={count!r} must be a non-negative integer or None.")
+        if count is not None:
+            count = _count("count", count)
         source = self
 
         def make():
@@ -221,7 +273,8 @@ class Dataset(KerasFeeding):
             for _ in passes:
                 yield from source.chunks()
 
-        return self._derive(make)
+        known = count is not None and (self._length is not None or count == 0)
+        return self._derive(make, length=(self._length or 0) * count if known else None)
 
     def take(self, count: int) -> "Dataset":
         """The first ``count`` elements (rows, or batches after ``batch()``)."""
@@ -232,21 +285,22 @@ class Dataset(KerasFeeding):
         return self._window(count, take=False)
 
     def _window(self, count: int, take: bool) -> "Dataset":
-        if not isinstance(count, int) or count < 0:
-            raise InvalidValueError(f"count={count!r} must be a non-negative integer.")
+        count = _count("count", count)
         source, kind = self, self.kind
 
         def make():
             seen = 0
+            if take and count == 0:
+                return
             for chunk in source.chunks():
                 size = chunk_length(chunk) if kind == ROWS else 1
                 if take:
-                    if seen >= count:
-                        return
                     if seen + size > count:
                         chunk = slice_chunk(chunk, 0, count - seen)
                     seen += size
                     yield chunk
+                    if seen >= count:
+                        return  # without reading a block more
                 else:
                     if seen >= count:
                         yield chunk
@@ -254,19 +308,56 @@ class Dataset(KerasFeeding):
                         yield slice_chunk(chunk, count - seen)
                     seen += size
 
-        return self._derive(make)
+        length = None
+        if self._length is not None:
+            length = min(count, self._length) if take else max(self._length - count, 0)
+        elif take and count == 0:
+            length = 0
+        return self._derive(make, length=length)
 
     def prefetch(self, buffer_size: int = 2) -> "Dataset":
         """Reads ahead on a background thread, keeping up to ``buffer_size`` chunks ready."""
-        if not isinstance(buffer_size, int) or buffer_size < 1:
-            raise InvalidValueError(f"buffer_size={buffer_size!r} must be a positive integer.")
+        buffer_size = _positive_int("buffer_size", buffer_size)
         source = self
-        return self._derive(lambda: _background(source.chunks, buffer_size))
+        derived = self._derive(lambda: read_ahead(source.chunks, buffer_size), length=self._length)
+        if self._arrow is not None:
+            arrow = self._arrow
+            derived._arrow = type(arrow)(lambda: read_ahead(arrow.record_batches, buffer_size), arrow.to_chunk)
+        return derived
+
+    def cache(self, path: str | os.PathLike[str] | None = None) -> "Dataset":
+        """Keeps the elements of the first complete pass, so that later passes (epochs) skip reading.
+
+        Args:
+            path: None keeps them in memory; a file path writes them to an Arrow IPC file there
+                (for data larger than memory), read back memory-mapped in later passes. A pass
+                that stops early (``take``, an error) caches nothing.
+
+        Returns:
+            A dataset yielding the same elements, read from the cache after the first pass.
+
+        Example:
+            >>> ds = lf.data.csv_dataset("big.csv").cache().shuffle(10_000, seed=1).batch(256)
+            >>> model.fit(ds.prepare(y="label"), epochs=5)   # the file is parsed once
+        """
+        from layerflow.data.caching import FileCache, MemoryCache
+
+        if path is not None and self.kind == PREPARED:
+            raise DatasetKindError("cache(path) stores columns; call it before prepare() (or cache() in memory).")
+        if self._arrow is not None:  # keep Arrow record batches: replayed zero-copy, encoded without numpy objects
+            arrow = self._arrow
+            store = (MemoryCache(arrow.record_batches) if path is None
+                     else FileCache(arrow.record_batches, Path(path), record_batches=True))
+            derived = self._derive(lambda: map(arrow.to_chunk, store.chunks()), length=self._length)
+            derived._arrow = type(arrow)(store.chunks, arrow.to_chunk)
+            return derived
+        store = MemoryCache(self.chunks) if path is None else FileCache(self.chunks, Path(path))
+        return self._derive(store.chunks, length=self._length)
 
     def interleave(self, fn: Callable[[Any], "Dataset"], cycle_length: int = 2, block_length: int = 1) -> "Dataset":
         """Maps each element (e.g. a file name) to a dataset and mixes their chunks round-robin."""
-        if cycle_length < 1 or block_length < 1:
-            raise InvalidValueError("cycle_length and block_length must be at least 1.")
+        _positive_int("cycle_length", cycle_length)
+        _positive_int("block_length", block_length)
         source = self
 
         def make():
@@ -303,16 +394,16 @@ class Dataset(KerasFeeding):
         dataset = self
         if dataset.kind == ROWS:
             if batch_size is None:
-                raise InvalidTypeError("prepare() needs batches: call batch(n) first or pass batch_size=.")
+                raise DatasetKindError("prepare() needs batches: call batch(n) first or pass batch_size=.")
             dataset = dataset.batch(batch_size)
         elif dataset.kind == PREPARED:
-            raise InvalidTypeError("This dataset is already prepared.")
+            raise DatasetKindError("This dataset is already prepared.")
         labels = [y] if isinstance(y, str) else list(y or [])
 
         def split(batch: Chunk):
             missing = [c for c in ([x] if isinstance(x, str) else list(x or [])) + labels if c not in batch]
             if missing:
-                raise MissingKeyError(f"Columns {missing} are not in the data; it has {sorted(batch)}.")
+                raise DatasetColumnError(f"Columns {missing} are not in the data; it has {sorted(batch)}.")
             if isinstance(x, str):
                 features: Any = batch[x]
             else:
@@ -323,11 +414,11 @@ class Dataset(KerasFeeding):
             label = batch[labels[0]] if len(labels) == 1 else {name: batch[name] for name in labels}
             return features, label
 
-        return Dataset(lambda: (split(batch) for batch in dataset.chunks()), PREPARED)
+        return Dataset(lambda: (split(batch) for batch in dataset.chunks()), PREPARED, None, dataset._length)
 
     def _keras_elements(self) -> Iterator[Any]:
         if self.kind == ROWS:
-            raise InvalidTypeError("Keras trains on batches: call .batch(n) and .prepare(x=..., y=...) first.")
+            raise DatasetKindError("Keras trains on batches: call .batch(n) and .prepare(x=..., y=...) first.")
         # a batch of features alone (for predict), or an (x, y[, sample_weight]) tuple
         return (element if isinstance(element, tuple) else (element,) for element in self.chunks())
 
@@ -367,7 +458,8 @@ def _ordered_parallel_map(fn: Callable[[Any], Any], items: Iterator[Any], worker
 _END = object()
 
 
-def _background(make: Callable[[], Iterator[Any]], size: int) -> Iterator[Any]:
+def read_ahead(make: Callable[[], Iterator[Any]], size: int) -> Iterator[Any]:
+    """The items of ``make()``, produced on a background thread up to ``size`` ahead; errors re-raised here."""
     buffer: queue.Queue = queue.Queue(maxsize=size)
     stop = threading.Event()
 

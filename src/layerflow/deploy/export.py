@@ -37,19 +37,35 @@ def _is_keras_model(model: Any) -> bool:
     return any(cls.__module__.startswith("keras") and cls.__name__ in ("Model", "Layer") for cls in type(model).__mro__)
 
 
+def _input_signature(model: Any) -> Any:
+    """The input signature Keras would derive for a Sequential or functional model, from public attributes.
+
+    Given to ``model.export``, it lets Keras export a model it has not seen called (a model just
+    loaded or declared); None for a subclassed model, which Keras exports only once called.
+    """
+    import keras
+
+    def spec(tensor: Any) -> Any:
+        return keras.InputSpec(shape=(None, *tensor.shape[1:]), dtype=tensor.dtype, name=tensor.name)
+
+    if isinstance(model, keras.Sequential):
+        return [spec(tensor) for tensor in model.inputs] if model.built else None
+    if not getattr(model, "inputs", None):  # a subclassed model declares no symbolic inputs
+        return None
+    return [keras.tree.map_structure(spec, model.input)]  # functional: the inputs' structure as built (dict, list)
+
+
 def _export_keras(model: Any, target: Path) -> None:
-    if not getattr(model, "_called", False):
-        # Keras traces a model it has seen called; a declared-but-unused one is called on zeros.
-        if not getattr(model, "inputs", None):
-            raise BundleError("The Keras model has no known inputs; train it or call it on data before exporting.")
-        import keras
-
-        def zeros(tensor):
-            return np.zeros([1 if d is None else d for d in tensor.shape], dtype=tensor.dtype)
-
-        structure = model.inputs[0] if len(model.inputs) == 1 else getattr(model, "_inputs_struct", model.inputs)
-        model(keras.tree.map_structure(zeros, structure), training=False)
-    model.export(str(target), format="onnx", verbose=False)
+    signature = _input_signature(model)
+    if signature is None and not model.built:
+        raise BundleError("The Keras model has no known inputs; train it or call it on data before exporting.")
+    try:
+        model.export(str(target), format="onnx", verbose=False, input_signature=signature)
+    except ValueError as error:
+        if signature is not None:
+            raise
+        raise BundleError(f"Keras cannot export this subclassed model yet ({error}); call it on data "
+                          "(or train it) before exporting.") from None
     names = list(getattr(model, "output_names", None) or [])
     _rename_outputs(target, names)
 

@@ -1,17 +1,22 @@
-"""Exporting the model a tracked run saved, with the run's lineage."""
+"""Exporting the model a tracked run saved, with the run's lineage (``lf.export_run``)."""
 
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
+from layerflow.backend import training_stack
 from layerflow.deploy.bundle import BundleError
 from layerflow.deploy.export import export_model
+from layerflow.deploy.web import build_web_page
+from layerflow.errors import InvalidTypeError, InvalidValueError, LayerflowError
 from layerflow.runs.files import MODEL_DIR
 from layerflow.runs.store import RunNotFoundError, RunStore
 
 MODEL_SUFFIXES = (".keras", ".h5")
+EXPORT_FORMATS = ("onnx", "web")
 # A saved model that is not one Keras file (a fitted estimator: its model, spec and head) holds
 # this file, naming the function that loads it: {"loader": "package.module:function"}. The
 # loaded object is exported through its export_parts(), so deploy imports no estimator code.
@@ -45,8 +50,11 @@ def load_saved_model(folder: Path) -> Any:
         raise BundleError(f"{folder / SAVED_MODEL_FILE} must be JSON like "
                           '{"loader": "package.module:function"}.') from None
     try:
-        load = getattr(importlib.import_module(module_name), function_name)
+        with training_stack(f"Loading the saved model {folder}"):
+            load = getattr(importlib.import_module(module_name), function_name)
     except (ImportError, AttributeError) as error:
+        if isinstance(error, LayerflowError):  # the training stack is missing: the message says what to install
+            raise
         raise BundleError(f"{folder}: its loader {loader!r} cannot be imported ({error}).") from None
     return load(folder)
 
@@ -59,6 +67,51 @@ def _load_keras_model(path: Path) -> Any:
         return keras.saving.load_model(path, compile=False)
     except Exception as error:  # noqa: BLE001 - Keras raises many kinds for a damaged file
         raise BundleError(f"{path} could not be loaded as a Keras model ({type(error).__name__}: {error}).") from None
+
+
+def export_run(run: str | os.PathLike[str], out: str | os.PathLike[str], name: str | None = None,
+               version: int | None = None, format: str = "onnx", sample: Any = None,
+               runs_dir: str | os.PathLike[str] | None = None) -> Path:
+    """Exports the model a tracked run saved (or a saved model file or folder) for serving.
+
+    ``format="onnx"`` writes an export bundle, ``out/<name>/<version>/`` (``model.onnx``,
+    ``signature.json`` and ``lineage.json`` with the run's id, flags and source hash), which
+    ``lf.serve``, ``lf.predict`` and TF Serving-style tools read. ``format="web"`` writes a
+    static page, ``out/index.html``, that runs the model in the browser (onnxruntime-web).
+    A run's model is the Keras file (``.keras``/``.h5``) the script saved, or a fitted
+    estimator's saved folder.
+
+    Args:
+        run: a run id, ``"latest"``, ``"latest~N"``, a ``.keras``/``.h5`` file, or a saved model folder.
+        out: the model base directory (onnx) or the page's folder (web).
+        name: the model's name (default: the saved model's file or folder name).
+        version: the version number (default: the next free one).
+        format: ``"onnx"`` (a bundle for serving) or ``"web"`` (a static page).
+        sample: with ``format="web"``, inputs the page shows and predicts when it opens
+            (JSON-serialisable: nested lists, or row dicts for a raw-feature model).
+        runs_dir: the runs folder (default ``$LAYERFLOW_RUNS_DIR`` or ``./runs``).
+
+    Returns:
+        The bundle's version folder (``out/<name>/<version>``), or for ``format="web"`` the
+        page (``out/index.html``).
+
+    Example:
+        >>> lf.export_run("latest", "models")                        # models/<name>/1
+        >>> lf.export_run("latest", "site", format="web", sample=x_test[:3].tolist())
+    """
+    if not isinstance(run, (str, os.PathLike)) or not str(run):
+        raise InvalidTypeError(f"run must be a run id, 'latest' or a saved model path; got {run!r}.")
+    if not isinstance(out, (str, os.PathLike)) or not str(out):
+        raise InvalidTypeError(f"out must be a folder path; got {out!r}.")
+    if format not in EXPORT_FORMATS:
+        raise InvalidValueError(f"Export format {format!r} is not known; expected one of {', '.join(EXPORT_FORMATS)}.")
+    if format == "onnx":
+        if sample is not None:
+            raise InvalidValueError("A sample input is shown by the web page; it needs the format 'web', not 'onnx'.")
+        return export_source(str(run), out, name=name, version=version, runs_dir=runs_dir)
+    with tempfile.TemporaryDirectory() as staging:  # the page holds its own copy of the model
+        bundle = export_source(str(run), staging, name=name, version=version, runs_dir=runs_dir)
+        return build_web_page(bundle, out, sample=sample)
 
 
 def export_source(source: str, out: str | os.PathLike[str], name: str | None = None, version: int | None = None,

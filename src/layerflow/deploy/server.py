@@ -1,6 +1,6 @@
 """The REST server: TF Serving's and KServe v2's protocols over onnxruntime (no Keras, no torch).
 
-Run it with ``layerflow serve DIR`` or build the app with ``create_app(DIR)``.
+Run it with ``layerflow serve DIR`` or ``lf.serve(DIR)``, or build the app with ``create_app(DIR)``.
 """
 
 from __future__ import annotations
@@ -342,10 +342,10 @@ class _BearerToken:
         await self.app(scope, receive, send)
 
 
-def serve(base_dir: str, host: str = "127.0.0.1", port: int = 8501, token: str | None = None,
-          max_batch_size: int = 0, batch_delay_ms: float = 2.0, intra_op_threads: int = 0,
-          inter_op_threads: int = 0, access_log: bool = False) -> None:
-    """Serves every model under ``base_dir`` until interrupted (loopback unless ``host`` says otherwise)."""
+def run_server(base_dir: str, host: str = "127.0.0.1", port: int = 8501, token: str | None = None,
+               max_batch_size: int = 0, batch_delay_ms: float = 2.0, intra_op_threads: int = 0,
+               inter_op_threads: int = 0, access_log: bool = False) -> None:
+    """Serves every model under ``base_dir`` until interrupted; ``lf.serve`` checks the arguments first."""
     import uvicorn
 
     app = create_app(base_dir, token=token, options=session_options(intra_op_threads, inter_op_threads),

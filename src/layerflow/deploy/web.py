@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from layerflow.deploy.bundle import MODEL_FILE, SIGNATURE_FILE, BundleError, read_bundle
+from layerflow.errors import InvalidTypeError, InvalidValueError
 
 ORT_WEB_VERSION = "1.23.2"
 RUNTIME_FILES = ("ort.wasm.min.js", "ort-wasm-simd-threaded.wasm", "ort-wasm-simd-threaded.mjs")
@@ -37,7 +38,9 @@ def _runtime_dir() -> Path:
 
 
 def _without_nan(value: Any) -> Any:
-    """JSON has no NaN: a missing value is written as null."""
+    """JSON has no NaN: a missing value is written as null (numpy arrays become lists first)."""
+    if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):
+        value = value.tolist()
     if isinstance(value, float) and value != value:
         return None
     if isinstance(value, dict):
@@ -70,8 +73,19 @@ def build_web_page(bundle_dir: str | os.PathLike[str], out: str | os.PathLike[st
 
     Returns:
         The path of ``index.html``.
+
+    Example:
+        >>> bundle = lf.export_model(model, "models", name="cnn")
+        >>> build_web_page(bundle, "site", sample=x_test[:2].tolist())   # python -m http.server -d site
     """
     bundle = read_bundle(Path(bundle_dir))
+    try:
+        sample_json = None if sample is None else json.dumps(_without_nan(sample), allow_nan=False)
+    except (TypeError, ValueError) as error:
+        raise InvalidValueError(f"sample must be JSON-serialisable inputs (nested lists or row dicts), e.g. "
+                                f"x[:3].tolist(); got {type(sample).__name__} ({error}).") from None
+    if title is not None and not isinstance(title, str):
+        raise InvalidTypeError(f"title must be a string; got {type(title).__name__}.")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     runtime = _runtime_dir()
@@ -79,8 +93,8 @@ def build_web_page(bundle_dir: str | os.PathLike[str], out: str | os.PathLike[st
         shutil.copy2(runtime / name, out / name)
     shutil.copy2(bundle["model"], out / MODEL_FILE)
     shutil.copy2(Path(bundle["path"]) / SIGNATURE_FILE, out / SIGNATURE_FILE)
-    if sample is not None:
-        (out / "sample.json").write_text(json.dumps(_without_nan(sample)))
+    if sample_json is not None:
+        (out / "sample.json").write_text(sample_json)
     name = title or Path(bundle["path"]).parent.name
     template = page_template(bundle["signature"])
     page = resources.files("layerflow.deploy").joinpath(f"web_template/{template}").read_text()

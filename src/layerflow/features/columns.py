@@ -1,29 +1,92 @@
-"""Feature columns: what each learns in ``fit`` and how it encodes a batch (numpy only)."""
+"""Feature columns: what each learns in ``fit`` and how it encodes a batch.
+
+Encoding is vectorised (pyarrow compute kernels and numpy): a vocabulary lookup is one
+``index_in`` over the batch, bucketing one ``digitize``; Python runs once per *distinct*
+out-of-vocabulary or hashed value (in ``stable_hash``), never once per row.
+"""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from layerflow.errors import InvalidValueError
+from layerflow.features.errors import SpecError
 from layerflow.features.hashing import stable_hash
 
 NORMALIZERS = (None, "standard", "minmax")
 
 
-def _as_text(values: np.ndarray) -> np.ndarray:
+def arrow_text(values: Any):
+    """Values (numpy or Arrow) as a pyarrow string array, "" for missing ones, without a per-row Python loop.
+
+    The text of a value is the same whichever form it comes in: numpy's ``str`` for floats and
+    bools (and for integers with missing values, which read as float32), the digits for integers.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if isinstance(values, (pa.Array, pa.ChunkedArray)):
+        kind = values.type
+        if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+            text = values if pa.types.is_string(kind) else values.cast(pa.string())
+            return pc.fill_null(text, "") if text.null_count else text
+        if pa.types.is_integer(kind) and not values.null_count:
+            return pc.cast(values, pa.string())
+        values = values.to_numpy(zero_copy_only=False)
+        if pa.types.is_integer(kind):
+            values = values.astype(np.float32)
     values = np.asarray(values)
-    if values.dtype.kind == "f":
-        text = np.where(np.isnan(values), "", values.astype(str))
-        return np.asarray(text, dtype=object)
-    return np.asarray([("" if v is None else str(v)) for v in values], dtype=object)
+    if values.dtype.kind in "fb":
+        text = values.astype(str)
+        if values.dtype.kind == "f":
+            text = np.where(np.isnan(values), "", text)
+        return pa.array(text, type=pa.string())
+    if values.dtype.kind in "iu":
+        return pc.cast(pa.array(values), pa.string())
+    try:
+        array = pa.array(values, type=pa.string(), from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        array = pa.array(["" if v is None else str(v) for v in values], type=pa.string())
+    return pc.fill_null(array, "") if array.null_count else array
+
+
+def hashed_ids(text, buckets: int) -> np.ndarray:
+    """``stable_hash`` of an Arrow string array, computed once per distinct value (dictionary-encoded)."""
+    import pyarrow.compute as pc
+
+    encoded = pc.dictionary_encode(text)
+    if isinstance(encoded, type(text)) and hasattr(encoded, "chunks"):
+        encoded = encoded.combine_chunks()
+    distinct = encoded.dictionary.to_numpy(zero_copy_only=False)
+    ids = stable_hash(distinct, buckets) if len(distinct) else np.zeros(0, dtype=np.int32)
+    return ids[encoded.indices.to_numpy(zero_copy_only=False)]
+
+
+def _as_text(values: np.ndarray) -> np.ndarray:
+    return arrow_text(values).to_numpy(zero_copy_only=False)
+
+
+def _float64(values: Any) -> np.ndarray:
+    if hasattr(values, "to_numpy") and not isinstance(values, np.ndarray):
+        values = values.to_numpy(zero_copy_only=False)
+    return np.asarray(values, dtype=np.float64)
+
+
+def default_embedding_dimension(depth: int) -> int:
+    """The embedding width used when none is given: ``ceil(depth ** 0.25)`` (tfdatasets' rule of thumb)."""
+    return max(1, math.ceil(depth ** 0.25))
 
 
 @dataclass
 class NumericColumn:
-    """A numeric column, optionally normalised (the normalisation runs inside the model)."""
+    """A numeric column, optionally normalised (the normalisation runs inside the model).
+
+    ``std`` is the *sample* standard deviation (divisor n - 1), as tfdatasets' ``scaler_standard``
+    and pandas' ``std()`` compute it.
+    """
 
     name: str
     normalizer: str | None = None
@@ -33,29 +96,36 @@ class NumericColumn:
     std: float | None = None
     min: float | None = None
     max: float | None = None
-    _sum: float = field(default=0.0, repr=False)
-    _sumsq: float = field(default=0.0, repr=False)
+    _m2: float = field(default=0.0, repr=False)
+    _mean: float = field(default=0.0, repr=False)
 
-    def observe(self, values: np.ndarray) -> None:
-        values = np.asarray(values, dtype=np.float64)
+    def observe(self, values: Any) -> None:
+        values = _float64(values)
         finite = values[~np.isnan(values)]
         self.missing += len(values) - len(finite)
-        if len(finite):
-            self.count += len(finite)
-            self._sum += float(finite.sum())
-            self._sumsq += float(np.square(finite).sum())
-            low, high = float(finite.min()), float(finite.max())
-            self.min = low if self.min is None else min(self.min, low)
-            self.max = high if self.max is None else max(self.max, high)
+        if not len(finite):
+            return
+        n, batch_mean = len(finite), float(finite.mean())
+        batch_m2 = float(np.square(finite - batch_mean).sum())
+        total = self.count + n
+        delta = batch_mean - self._mean  # Chan et al.'s pairwise merge: stable for large means
+        self._mean += delta * n / total
+        self._m2 += batch_m2 + delta * delta * self.count * n / total
+        self.count = total
+        low, high = float(finite.min()), float(finite.max())
+        self.min = low if self.min is None else min(self.min, low)
+        self.max = high if self.max is None else max(self.max, high)
 
     def finish(self) -> None:
         if not self.count:
-            raise InvalidValueError(f"Numeric column {self.name!r} has no values in the data (all missing).")
-        self.mean = self._sum / self.count
-        self.std = float(np.sqrt(max(self._sumsq / self.count - self.mean ** 2, 0.0)))
+            raise SpecError(f"Numeric column {self.name!r} has no values in the data (all missing).")
+        self.mean = self._mean
+        self.std = float(np.sqrt(self._m2 / (self.count - 1))) if self.count > 1 else 0.0
 
-    def encode(self, values: np.ndarray) -> np.ndarray:
-        """Raw values as float32, missing ones replaced by the mean."""
+    def encode(self, values: Any) -> np.ndarray:
+        """Raw values (numpy or Arrow) as float32, missing ones replaced by the mean."""
+        if hasattr(values, "to_numpy") and not isinstance(values, np.ndarray):
+            values = values.to_numpy(zero_copy_only=False)
         values = np.asarray(values, dtype=np.float32)
         return np.where(np.isnan(values), np.float32(self.mean), values)
 
@@ -74,7 +144,7 @@ class NumericColumn:
 
 @dataclass
 class CategoricalColumn:
-    """A categorical column encoded to integer ids: ``vocab``, ``identity``, ``hash`` or ``bucketized``."""
+    """A categorical column encoded to integer ids: ``vocab``, ``identity``, ``hash``, ``bucketized`` or ``crossed``."""
 
     name: str
     kind: str
@@ -85,6 +155,7 @@ class CategoricalColumn:
     num_buckets: int | None = None
     boundaries: list[float] | None = None
     _counts: dict[str, int] = field(default_factory=dict, repr=False)
+    _lookup: Any = field(default=None, repr=False, compare=False)
 
     @property
     def depth(self) -> int:
@@ -102,41 +173,60 @@ class CategoricalColumn:
         return self.kind == "vocab" and (self.vocabulary is None or bool(self._counts))
 
     def observe(self, values: np.ndarray) -> None:
-        if self.learns_vocabulary:
-            unique, counts = np.unique(_as_text(values), return_counts=True)
-            for value, count in zip(unique, counts):
-                if value != "":
-                    self._counts[value] = self._counts.get(value, 0) + int(count)
+        if not self.learns_vocabulary:
+            return
+        import pyarrow.compute as pc
+
+        counted = pc.value_counts(arrow_text(values))
+        for value, count in zip(counted.field("values").to_pylist(), counted.field("counts").to_pylist()):
+            if value != "":
+                self._counts[value] = self._counts.get(value, 0) + int(count)
 
     def finish(self) -> None:
         if self.kind == "vocab" and self._counts:
             ranked = sorted(self._counts.items(), key=lambda item: (-item[1], item[0]))
             self.vocabulary = [value for value, _ in ranked[: self.max_tokens]]
+            self._counts = {}
         if self.kind == "vocab" and not self.vocabulary:
-            raise InvalidValueError(f"Categorical column {self.name!r} has no values in the data to learn a vocabulary from.")
+            raise SpecError(f"Categorical column {self.name!r} has no values in the data to learn a vocabulary from.")
+        self._lookup = None
+
+    def _vocabulary_array(self):
+        import pyarrow as pa
+
+        if self._lookup is None:
+            self._lookup = pa.array(self.vocabulary, type=pa.string())
+        return self._lookup
 
     def encode(self, columns: list[np.ndarray]) -> np.ndarray:
         """Integer ids (int32) for a batch; unseen values go to the out-of-vocabulary bucket(s)."""
         if self.kind == "vocab":
-            text = _as_text(columns[0])
-            index = {value: i for i, value in enumerate(self.vocabulary)}
-            unique, inverse = np.unique(text, return_inverse=True)
-            size = len(self.vocabulary)
-            oov = size + stable_hash(unique, self.num_oov_buckets)
-            ids = np.fromiter((index.get(u, o) for u, o in zip(unique, oov.tolist())), np.int64, len(unique))
-            return ids[inverse.reshape(-1)].astype(np.int32)
+            import pyarrow.compute as pc
+
+            text = arrow_text(columns[0])
+            found = pc.index_in(text, value_set=self._vocabulary_array())
+            ids = pc.fill_null(found, -1).to_numpy(zero_copy_only=False).astype(np.int32, copy=False)
+            unseen = ids < 0
+            if unseen.any():
+                size = len(self.vocabulary)
+                if self.num_oov_buckets == 1:
+                    ids = np.where(unseen, np.int32(size), ids)
+                else:
+                    ids = ids.copy()
+                    ids[unseen] = size + hashed_ids(text.filter(unseen), self.num_oov_buckets)
+            return ids
         if self.kind == "identity":
-            values = np.asarray(columns[0], dtype=np.float64)
+            values = _float64(columns[0])
             ok = ~np.isnan(values) & (values >= 0) & (values < self.num_buckets)
             return np.where(ok, np.nan_to_num(values), self.num_buckets).astype(np.int32)
         if self.kind == "bucketized":
-            return np.digitize(np.asarray(columns[0], dtype=np.float64), self.boundaries).astype(np.int32)
+            return np.digitize(_float64(columns[0]), self.boundaries).astype(np.int32)
         if self.kind == "crossed":
-            text = _as_text(columns[0])
-            for other in columns[1:]:
-                text = np.char.add(np.char.add(text.astype(str), "\x1f"), _as_text(other).astype(str))
-            return stable_hash(text, self.num_buckets)
-        return stable_hash(_as_text(columns[0]), self.num_buckets)  # hash
+            import pyarrow.compute as pc
+
+            crossed = pc.binary_join_element_wise(*(arrow_text(c) for c in columns), "\x1f")
+            return hashed_ids(crossed, self.num_buckets)
+        return hashed_ids(arrow_text(columns[0]), self.num_buckets)  # hash
 
     def state(self) -> dict[str, Any]:
         state = {"kind": f"categorical_{self.kind}", "name": self.name, "source": self.source, "depth": self.depth}
@@ -149,14 +239,23 @@ class CategoricalColumn:
 
 @dataclass
 class DenseOf:
-    """How a categorical column enters the dense tensor: ``indicator`` (one-hot) or ``embedding``."""
+    """How a categorical column enters the dense tensor: ``indicator`` (one-hot) or ``embedding``.
+
+    ``name`` names the output (and its Keras layer); by default ``<column>_indicator`` or
+    ``<column>_embedding``.
+    """
 
     column: str
     kind: str
     dimension: int | None = None
+    name: str | None = None
+
+    @property
+    def output_name(self) -> str:
+        return self.name or f"{self.column}_{self.kind}"
 
     def state(self) -> dict[str, Any]:
-        state = {"kind": self.kind, "column": self.column}
+        state = {"kind": self.kind, "column": self.column, "name": self.output_name}
         if self.dimension:
             state["dimension"] = self.dimension
         return state

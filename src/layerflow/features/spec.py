@@ -1,13 +1,18 @@
 """Feature specs (tfdatasets' ``feature_spec() %>% step_*()``): declare, fit in one pass, use.
 
 A spec turns raw columns into model inputs. Everything that needs strings (vocabulary
-lookups, hashing, crossing, bucketing) is done on the batch in numpy by ``prepare``; what
-can run in the model (normalisation, one-hot, embeddings) is built by ``keras_inputs`` so
-it travels with the model.
+lookups, hashing, crossing, bucketing) is done on the batch, vectorised (pyarrow kernels and
+numpy), by ``prepare``; what can run in the model (normalisation, one-hot, embeddings) is
+built by ``keras_inputs`` so it travels with the model.
+
+Specs are values: every step returns a new spec and leaves the one it was called on as it
+was (as tfdatasets' recipes do), so specs branched from one base never share steps, and a
+fitted spec is never changed by a later step.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 from pathlib import Path
@@ -17,8 +22,16 @@ import numpy as np
 
 from layerflow.data import Dataset, from_frame
 from layerflow.data.dataset import ROWS, chunk_length
-from layerflow.errors import InvalidTypeError, InvalidValueError, LayerflowError, MissingKeyError
-from layerflow.features.columns import NORMALIZERS, CategoricalColumn, DenseOf, NumericColumn
+from layerflow.data.dataset import read_ahead
+from layerflow.errors import LayerflowError
+from layerflow.features.columns import (
+    NORMALIZERS,
+    CategoricalColumn,
+    DenseOf,
+    NumericColumn,
+    default_embedding_dimension,
+)
+from layerflow.features.errors import SpecColumnError, SpecError, SpecFileError, SpecTypeError
 from layerflow.features.selectors import Selector
 
 FORMAT_VERSION = 1
@@ -31,6 +44,32 @@ class NotFittedError(LayerflowError, RuntimeError):
 
 def _column_kind(values: np.ndarray) -> str:
     return "numeric" if values.dtype.kind in "biuf" else "nominal"
+
+
+def _column_type(values: np.ndarray) -> str:
+    return {"f": "float", "i": "int", "u": "int", "b": "bool"}.get(values.dtype.kind, "string")
+
+
+def _as_dataset(dataset: Any, what: str) -> Dataset:
+    if dataset is not None and hasattr(dataset, "columns") and not isinstance(dataset, Dataset):
+        dataset = from_frame(dataset)
+    if not isinstance(dataset, Dataset):
+        raise SpecTypeError(f"{what} takes a lf.data Dataset or a pandas DataFrame; got {type(dataset).__name__}.")
+    return dataset
+
+
+def _read_vocabulary_file(path: str | os.PathLike[str]) -> list[str]:
+    path = Path(path)
+    if not path.is_file():
+        raise SpecFileError(f"vocabulary_file {str(path)!r} does not exist (one value per line expected).")
+    values = [line.rstrip("\r\n") for line in path.read_text(encoding="utf-8").splitlines()]
+    values = [v for v in values if v != ""]
+    if not values:
+        raise SpecError(f"vocabulary_file {str(path)!r} holds no values (one value per line expected).")
+    duplicated = sorted({v for v in values if values.count(v) > 1}) if len(set(values)) != len(values) else []
+    if duplicated:
+        raise SpecError(f"vocabulary_file {str(path)!r} lists {duplicated[:5]} more than once.")
+    return values
 
 
 class FeatureSpec:
@@ -50,10 +89,8 @@ class FeatureSpec:
     """
 
     def __init__(self, dataset: Dataset | None = None, label: str | Sequence[str] | None = None):
-        if dataset is not None and hasattr(dataset, "columns") and not isinstance(dataset, Dataset):
-            dataset = from_frame(dataset)
-        if dataset is not None and not isinstance(dataset, Dataset):
-            raise InvalidTypeError(f"feature_spec() takes a lf.data Dataset or a pandas DataFrame; got {type(dataset).__name__}.")
+        if dataset is not None:
+            dataset = _as_dataset(dataset, "feature_spec()")
         self.dataset = dataset
         self.label = [label] if isinstance(label, str) else list(label or [])
         self._steps: list[tuple[str, tuple, dict]] = []
@@ -64,29 +101,48 @@ class FeatureSpec:
 
     # -- declaring --------------------------------------------------------------------------
     def _step(self, kind: str, columns: tuple, **options: Any) -> "FeatureSpec":
+        """A new, unfitted spec with this spec's steps and one more; this spec is left unchanged."""
         if not columns:
-            raise InvalidValueError(f"{kind}() needs at least one column name or selector.")
+            raise SpecError(f"{kind}() needs at least one column name or selector.")
         for column in columns:
             if not isinstance(column, (str, Selector)):
-                raise InvalidTypeError(f"{kind}(): {column!r} is neither a column name nor a selector such as lf.all_numeric().")
-        self._steps.append((kind, columns, options))
-        self.fitted = False
-        return self
+                raise SpecTypeError(f"{kind}(): {column!r} is neither a column name nor a selector such as "
+                                    "lf.all_numeric().")
+        spec = FeatureSpec(None, self.label)
+        spec.dataset = self.dataset
+        spec._steps = [*self._steps, (kind, tuple(columns), copy.deepcopy(options))]
+        return spec
 
     def numeric(self, *columns: str | Selector, normalizer: str | None = None) -> "FeatureSpec":
         """Numeric columns; ``normalizer`` ``"standard"`` (z-score) or ``"minmax"`` (to [0, 1])."""
         if normalizer not in NORMALIZERS:
-            raise InvalidValueError(f"normalizer={normalizer!r} is not known; expected one of {NORMALIZERS}.")
+            raise SpecError(f"normalizer={normalizer!r} is not known; expected one of {NORMALIZERS}.")
         return self._step("numeric", columns, normalizer=normalizer)
 
     def categorical_vocab(self, *columns: str | Selector, vocabulary: Sequence[str] | None = None,
+                          vocabulary_file: str | os.PathLike[str] | None = None,
                           num_oov_buckets: int = 1, max_tokens: int | None = None) -> "FeatureSpec":
         """Categorical columns mapped through a vocabulary (learned in ``fit`` unless given).
 
-        Values never seen in fit go to ``num_oov_buckets`` out-of-vocabulary ids.
+        Args:
+            *columns: column names or selectors.
+            vocabulary: the values, in id order; None learns them in ``fit`` (most frequent first).
+            vocabulary_file: a text file with one value per line, in id order (read now).
+            num_oov_buckets: ids for values not in the vocabulary (hashed among them).
+            max_tokens: keep at most this many learned values.
+
+        Returns:
+            A new spec with the step added.
+
+        Example:
+            >>> spec = lf.feature_spec(df, label="y").categorical_vocab("city", vocabulary_file="cities.txt")
         """
-        if num_oov_buckets < 1:
-            raise InvalidValueError("num_oov_buckets must be at least 1 (unseen values need a bucket).")
+        if not isinstance(num_oov_buckets, int) or num_oov_buckets < 1:
+            raise SpecError("num_oov_buckets must be at least 1 (unseen values need a bucket).")
+        if vocabulary is not None and vocabulary_file is not None:
+            raise SpecError("Give vocabulary= or vocabulary_file=, not both.")
+        if vocabulary_file is not None:
+            vocabulary = _read_vocabulary_file(vocabulary_file)
         return self._step("categorical_vocab", columns, vocabulary=list(vocabulary) if vocabulary else None,
                           num_oov_buckets=num_oov_buckets, max_tokens=max_tokens)
 
@@ -101,91 +157,181 @@ class FeatureSpec:
     def bucketized(self, column: str, boundaries: Sequence[float], name: str | None = None) -> "FeatureSpec":
         """A numeric column cut into buckets at ``boundaries`` (a categorical column ``<col>_bucketized``)."""
         if list(boundaries) != sorted(boundaries) or not boundaries:
-            raise InvalidValueError(f"boundaries {list(boundaries)} must be a non-empty increasing list.")
+            raise SpecError(f"boundaries {list(boundaries)} must be a non-empty increasing list.")
         return self._step("bucketized", (column,), boundaries=[float(b) for b in boundaries], name=name)
 
     def crossed(self, columns: Sequence[str], hash_bucket_size: int, name: str | None = None) -> "FeatureSpec":
         """The cross of several columns, hashed into ``hash_bucket_size`` ids."""
         if len(columns) < 2:
-            raise InvalidValueError("crossed() needs at least two columns.")
+            raise SpecError("crossed() needs at least two columns.")
         return self._step("crossed", tuple(columns), hash_bucket_size=int(hash_bucket_size), name=name)
 
-    def indicator(self, *columns: str | Selector) -> "FeatureSpec":
-        """One-hot encodes categorical columns into the dense tensor."""
-        return self._step("indicator", columns)
+    def indicator(self, *columns: str | Selector, name: str | None = None) -> "FeatureSpec":
+        """One-hot encodes categorical columns into the dense tensor.
 
-    def embedding(self, *columns: str | Selector, dimension: int) -> "FeatureSpec":
-        """Learns a ``dimension``-wide embedding of categorical columns in the dense tensor."""
-        if dimension < 1:
-            raise InvalidValueError("dimension must be at least 1.")
-        return self._step("embedding", columns, dimension=int(dimension))
+        Args:
+            *columns: categorical column names or selectors.
+            name: the output's name (and its Keras layer's), for a single column; by default
+                ``<column>_indicator``.
+
+        Returns:
+            A new spec with the step added.
+
+        Example:
+            >>> spec = spec.indicator("city", name="city_onehot")
+        """
+        return self._step("indicator", columns, name=self._output_name(columns, name))
+
+    def embedding(self, *columns: str | Selector, dimension: int | None = None,
+                  name: str | None = None) -> "FeatureSpec":
+        """Learns an embedding of categorical columns in the dense tensor.
+
+        Args:
+            *columns: categorical column names or selectors.
+            dimension: the embedding width; None uses ``ceil(depth ** 0.25)`` of each column
+                (tfdatasets' rule of thumb; e.g. 2 for 4 to 16 ids, 3 for 17 to 81).
+            name: the output's name, for a single column; by default ``<column>_embedding``.
+
+        Returns:
+            A new spec with the step added.
+
+        Example:
+            >>> spec = spec.embedding("shop")                  # width from the number of shops
+        """
+        if dimension is not None and (not isinstance(dimension, int) or dimension < 1):
+            raise SpecError(f"dimension={dimension!r} must be a positive integer (or None for the default).")
+        return self._step("embedding", columns, dimension=dimension, name=self._output_name(columns, name))
+
+    def remove(self, *columns: str | Selector) -> "FeatureSpec":
+        """Drops features declared by earlier steps (tfdatasets' ``step_remove_column``).
+
+        Useful after a column served only to build another, e.g. a numeric column that was
+        bucketized. A column another feature is built from (a crossed column's source) cannot
+        be removed.
+
+        Returns:
+            A new spec with the step added.
+
+        Example:
+            >>> spec = (lf.feature_spec(df, label="y").numeric(lf.all_numeric())
+            ...         .bucketized("age", [18, 30, 50]).remove("age"))
+        """
+        return self._step("remove", columns)
+
+    @staticmethod
+    def _output_name(columns: tuple, name: str | None) -> str | None:
+        if name is None:
+            return None
+        if not isinstance(name, str) or not name:
+            raise SpecError(f"name={name!r} must be a non-empty string.")
+        if len(columns) != 1 or not isinstance(columns[0], str):
+            raise SpecError(f"name={name!r} names one output: give it with a single column name.")
+        return name
 
     # -- fitting ----------------------------------------------------------------------------
-    def _dataset_kinds(self) -> dict[str, str]:
-        if self.dataset is None:
-            raise InvalidValueError("This spec has no dataset to fit on; give one: lf.feature_spec(dataset, label=...).")
-        first = next(self.dataset.chunks(), None)
+    def _dataset_columns(self, dataset: Dataset) -> dict[str, tuple[str, str]]:
+        first = next(dataset.chunks(), None)
         if not isinstance(first, dict) or not chunk_length(first):
-            raise InvalidValueError("The dataset is empty or not made of columns: nothing to fit the spec on.")
+            raise SpecError("The dataset is empty or not made of columns: nothing to fit the spec on.")
         missing = [name for name in self.label if name not in first]
         if missing:
-            raise MissingKeyError(f"Label column(s) {missing} are not in the dataset; it has {sorted(first)}.")
-        return {name: _column_kind(values) for name, values in first.items() if name not in self.label}
+            raise SpecColumnError(f"Label column(s) {missing} are not in the dataset; it has {sorted(first)}.")
+        return {name: (_column_kind(values), _column_type(values))
+                for name, values in first.items() if name not in self.label}
 
-    def _resolve(self, kind: str, columns: tuple, pool: dict[str, str]) -> list[str]:
+    @staticmethod
+    def _resolve(kind: str, columns: tuple, pool: dict[str, tuple[str, str]]) -> list[str]:
         names: list[str] = []
         for column in columns:
             if isinstance(column, Selector):
-                chosen = [n for n, k in pool.items() if column.choose(n, k)]
+                chosen = [n for n, (k, t) in pool.items() if column.selects(n, k, t)]
                 if not chosen:
-                    raise InvalidValueError(f"{kind}({column!r}) selects no column.")
+                    raise SpecError(f"{kind}({column!r}) selects no column.")
                 names += chosen
             elif column not in pool:
                 close = [n for n in pool if n.lower() == column.lower()]
-                raise MissingKeyError(f"{kind}(): column {column!r} is not in the data"
-                               f"{'' if not close else f' (did you mean {close[0]!r}?)'}; columns are {sorted(pool)}.")
+                raise SpecColumnError(f"{kind}(): column {column!r} is not in the data"
+                                      f"{'' if not close else f' (did you mean {close[0]!r}?)'}; "
+                                      f"columns are {sorted(pool)}.")
             else:
                 names.append(column)
         return list(dict.fromkeys(names))
 
-    def fit(self) -> "FeatureSpec":
-        """Learns statistics and vocabularies in one streaming pass; returns the fitted spec."""
-        kinds = self._dataset_kinds()
-        self.numeric_columns, self.categorical_columns, self.dense_columns = {}, {}, []
+    def fit(self, dataset: Any = None) -> "FeatureSpec":
+        """Learns statistics and vocabularies in one streaming pass; returns this spec, fitted.
+
+        Args:
+            dataset: the data to learn from, if not the one the spec was declared on (a
+                lf.data Dataset or a DataFrame with the same columns).
+
+        Returns:
+            This spec (fitted in place, as scikit-learn's ``fit``); later steps on it return new specs.
+
+        Example:
+            >>> spec = lf.feature_spec(sample, label="y").numeric("a", normalizer="standard")
+            >>> spec.fit(dataset=lf.data.csv_dataset("all.csv", batch_size=4096))
+        """
+        source = self.dataset if dataset is None else _as_dataset(dataset, "fit(dataset=...)")
+        if source is None:
+            raise SpecError("This spec has no dataset to fit on; give one: lf.feature_spec(dataset, label=...) "
+                            "or spec.fit(dataset=...).")
+        pool = self._dataset_columns(source)
+        numeric: dict[str, NumericColumn] = {}
+        categorical: dict[str, CategoricalColumn] = {}
+        dense: list[DenseOf] = []
         for kind, columns, options in self._steps:
             if kind in ("indicator", "embedding"):
-                pool = {name: "nominal" for name in self.categorical_columns}
-                for name in self._resolve(kind, columns, pool):
-                    self.dense_columns.append(DenseOf(name, kind, options.get("dimension")))
+                for name in self._resolve(kind, columns, {n: ("nominal", "int") for n in categorical}):
+                    dense.append(DenseOf(name, kind, options.get("dimension"), options.get("name")))
                 continue
-            pool = {**kinds, **{n: "nominal" for n in self.categorical_columns}} if kind == "crossed" else kinds
-            names = self._resolve(kind, columns, pool)
+            if kind == "remove":
+                declared = {**{n: ("numeric", "float") for n in numeric},
+                            **{n: ("nominal", "int") for n in categorical},
+                            **{d.output_name: ("dense", "float") for d in dense}}
+                for name in self._resolve(kind, columns, declared):
+                    users = [c.name for c in categorical.values() if name in c.source and c.name != name
+                             and name not in pool]
+                    if users:
+                        raise SpecError(f"remove({name!r}): {users} are built from it; remove them first.")
+                    numeric.pop(name, None)
+                    categorical.pop(name, None)
+                    dense = [d for d in dense if d.output_name != name and d.column != name]
+                continue
+            step_pool = {**pool, **{n: ("nominal", "int") for n in categorical}} if kind == "crossed" else pool
+            names = self._resolve(kind, columns, step_pool)
             if kind == "numeric":
                 for name in names:
-                    self.numeric_columns[name] = NumericColumn(name, options["normalizer"])
+                    numeric[name] = NumericColumn(name, options["normalizer"])
             elif kind == "bucketized":
                 name = options["name"] or f"{names[0]}_bucketized"
-                self.categorical_columns[name] = CategoricalColumn(name, "bucketized", names,
-                                                                   boundaries=options["boundaries"])
+                categorical[name] = CategoricalColumn(name, "bucketized", names, boundaries=options["boundaries"])
             elif kind == "crossed":
                 name = options["name"] or "_X_".join(names)
-                self.categorical_columns[name] = CategoricalColumn(name, "crossed", names,
-                                                                   num_buckets=options["hash_bucket_size"])
+                categorical[name] = CategoricalColumn(name, "crossed", names, num_buckets=options["hash_bucket_size"])
             else:
                 for name in names:
-                    style = kind.removeprefix("categorical_")
-                    self.categorical_columns[name] = CategoricalColumn(
-                        name, style, [name], vocabulary=options.get("vocabulary"),
+                    categorical[name] = CategoricalColumn(
+                        name, kind.removeprefix("categorical_"), [name], vocabulary=options.get("vocabulary"),
                         num_oov_buckets=options.get("num_oov_buckets", 1), max_tokens=options.get("max_tokens"),
                         num_buckets=options.get("num_buckets") or options.get("hash_bucket_size"))
-        learning = [c for c in self.categorical_columns.values() if c.learns_vocabulary]
-        for chunk in self.dataset.chunks():
-            for column in self.numeric_columns.values():
+        learning = [c for c in categorical.values() if c.learns_vocabulary]
+        observed = [*numeric.values(), *(c for c in learning)]
+        if source._arrow is not None:  # a CSV: learn from its Arrow batches, no Python string per row
+            blocks: Any = ({n: b.column(i) for i, n in enumerate(b.schema.names)}
+                           for b in source._arrow.record_batches())
+        else:
+            blocks = source.chunks()
+        for chunk in blocks:
+            for column in numeric.values():
                 column.observe(chunk[column.name])
             for column in learning:
                 column.observe(chunk[column.source[0]])
-        for column in [*self.numeric_columns.values(), *self.categorical_columns.values()]:
+        for column in [*observed, *(c for c in categorical.values() if c not in learning)]:
             column.finish()
+        for item in dense:
+            if item.kind == "embedding" and item.dimension is None:
+                item.dimension = default_embedding_dimension(categorical[item.column].depth)
+        self.numeric_columns, self.categorical_columns, self.dense_columns = numeric, categorical, dense
         self.fitted = True
         return self
 
@@ -200,13 +346,26 @@ class FeatureSpec:
         self._require_fitted()
         return [*self.numeric_columns, *self.categorical_columns]
 
-    def transform(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Encodes one batch of raw columns into the model's inputs (arrays of shape (n, 1))."""
+    def transform(self, batch: Any) -> dict[str, np.ndarray]:
+        """Encodes one batch of raw columns into the model's inputs (arrays of shape (n, 1)).
+
+        Args:
+            batch: a dict of column arrays (numpy or Arrow), or an Arrow record batch.
+
+        Returns:
+            A dict of (n, 1) arrays: float32 for numeric columns, int32 ids for categorical ones.
+
+        Example:
+            >>> spec.transform({"a": np.array([1.5]), "city": np.array(["rome"], dtype=object)})
+        """
         self._require_fitted()
+        if hasattr(batch, "schema") and hasattr(batch, "column"):  # an Arrow record batch
+            batch = {name: batch.column(i) for i, name in enumerate(batch.schema.names)}
         needed = {*self.numeric_columns, *(s for c in self.categorical_columns.values() for s in c.source)}
         missing = sorted(needed - set(batch) - set(self.categorical_columns))
         if missing:
-            raise MissingKeyError(f"Columns {missing} used by the feature spec are not in the data; it has {sorted(batch)}.")
+            raise SpecColumnError(f"Columns {missing} used by the feature spec are not in the data; "
+                                  f"it has {sorted(batch)}.")
         features = {name: column.encode(batch[name]) for name, column in self.numeric_columns.items()}
         for name, column in self.categorical_columns.items():
             # a crossed column may cross earlier categorical columns (e.g. a bucketized one)
@@ -217,23 +376,43 @@ class FeatureSpec:
     def prepare(self, dataset: Dataset | None = None, batch_size: int | None = None) -> Dataset:
         """A dataset of ``(inputs dict, label)`` batches for Keras, encoded by this spec."""
         self._require_fitted()
-        dataset = dataset if dataset is not None else self.dataset
+        dataset = _as_dataset(dataset, "prepare()") if dataset is not None else self.dataset
+        if dataset is None:
+            raise SpecError("prepare() needs a dataset: this spec was loaded from a file; pass one.")
         if dataset.kind == ROWS:
             if batch_size is None:
-                raise InvalidTypeError("prepare() needs batches: batch the dataset or pass batch_size=.")
+                raise SpecTypeError("prepare() needs batches: batch the dataset or pass batch_size=.")
             dataset = dataset.batch(batch_size)
         labels = self.label
+        arrow = dataset._arrow
+        if arrow is not None:  # encode the Arrow batches as they are: no Python strings made per row
+            def encode_arrow(record_batch):
+                features = self.transform(record_batch)
+                if not labels:
+                    return (features,)
+                missing = [n for n in labels if n not in record_batch.schema.names]
+                if missing:
+                    raise SpecColumnError(f"Label column {missing[0]!r} is not in the data; it has "
+                                          f"{sorted(record_batch.schema.names)}.")
+                label_chunk = arrow.to_chunk(record_batch.select(labels))
+                return features, (label_chunk[labels[0]] if len(labels) == 1 else label_chunk)
+
+            def encoded():
+                # parsing (pyarrow, GIL released) runs ahead on a thread while this one encodes
+                return map(encode_arrow, read_ahead(arrow.record_batches, 4))
+
+            return Dataset(encoded, "prepared", None, dataset._length)
 
         def encode(batch):
             features = self.transform(batch)
             if not labels:
                 return (features,)
             if labels[0] not in batch:
-                raise MissingKeyError(f"Label column {labels[0]!r} is not in the data; it has {sorted(batch)}.")
+                raise SpecColumnError(f"Label column {labels[0]!r} is not in the data; it has {sorted(batch)}.")
             label = batch[labels[0]] if len(labels) == 1 else {n: batch[n] for n in labels}
             return features, label
 
-        return Dataset(lambda: (encode(batch) for batch in dataset.chunks()), "prepared")
+        return Dataset(lambda: (encode(batch) for batch in dataset.chunks()), "prepared", None, dataset._length)
 
     def keras_inputs(self) -> tuple[dict[str, Any], Any]:
         """Keras inputs (one per encoded feature) and the dense feature tensor built from them.
@@ -250,23 +429,42 @@ class FeatureSpec:
         parts = []
         for name, column in self.numeric_columns.items():
             offset, divisor = column.scale()
-            parts.append(keras.layers.Rescaling(1.0 / divisor, offset=-offset / divisor, name=f"{name}_scaled")(inputs[name])
-                         if column.normalizer else inputs[name])
+            if column.normalizer:
+                scaling = keras.layers.Rescaling(1.0 / divisor, offset=-offset / divisor, name=f"{name}_scaled")
+                parts.append(scaling(inputs[name]))
+            else:
+                parts.append(inputs[name])
         for dense in self.dense_columns:
             depth = self.categorical_columns[dense.column].depth
             ids = inputs[dense.column]
             if dense.kind == "indicator":
-                parts.append(keras.layers.CategoryEncoding(depth, output_mode="one_hot",
-                                                           name=f"{dense.column}_indicator")(ids))
+                parts.append(keras.layers.CategoryEncoding(depth, output_mode="one_hot", name=dense.output_name)(ids))
             else:
-                embedded = keras.layers.Embedding(depth, dense.dimension, name=f"{dense.column}_embedding")(ids)
-                parts.append(keras.layers.Flatten(name=f"{dense.column}_embedding_flat")(embedded))
+                embedded = keras.layers.Embedding(depth, dense.dimension, name=dense.output_name)(ids)
+                parts.append(keras.layers.Flatten(name=f"{dense.output_name}_flat")(embedded))
         if not parts:
-            raise InvalidValueError("The spec yields no dense feature: add numeric columns or indicator/embedding steps.")
+            raise SpecError("The spec yields no dense feature: add numeric columns or indicator/embedding steps.")
         dense_tensor = parts[0] if len(parts) == 1 else keras.layers.Concatenate(name="dense_features")(parts)
         return inputs, dense_tensor
 
     # -- inspection and saving --------------------------------------------------------------
+    def feature_types(self) -> dict[str, str]:
+        """The type of every feature the spec produces, by name: model inputs, then dense outputs.
+
+        Types: ``numeric``, ``categorical_vocab``, ``categorical_identity``, ``categorical_hash``,
+        ``bucketized``, ``crossed`` (the inputs), ``indicator`` and ``embedding`` (dense outputs).
+
+        Example:
+            >>> spec.feature_types()
+            {'a': 'numeric', 'city': 'categorical_vocab', 'city_indicator': 'indicator'}
+        """
+        self._require_fitted()
+        types = {name: "numeric" for name in self.numeric_columns}
+        for name, column in self.categorical_columns.items():
+            types[name] = column.kind if column.kind in ("bucketized", "crossed") else f"categorical_{column.kind}"
+        types.update({d.output_name: d.kind for d in self.dense_columns})
+        return types
+
     def state(self) -> dict[str, Any]:
         """Everything the spec learned, JSON-ready (also what ``save`` writes)."""
         self._require_fitted()
@@ -296,24 +494,49 @@ class FeatureSpec:
             detail = f"vocabulary={c.vocabulary[:10]}{'...' if len(c.vocabulary) > 10 else ''}" if c.vocabulary else ""
             lines.append(f"  categorical {c.name} ({c.kind} of {c.source}): depth={c.depth} {detail}".rstrip())
         for d in self.dense_columns:
-            lines.append(f"  {d.kind} {d.column}" + (f" dimension={d.dimension}" if d.dimension else ""))
+            width = f" dimension={d.dimension}" if d.dimension else ""
+            lines.append(f"  {d.kind} {d.column} -> {d.output_name}{width}")
         return "\n".join(lines)
 
 
 def feature_spec(dataset: Any, label: str | Sequence[str] | None = None) -> FeatureSpec:
-    """Starts a feature spec over ``dataset`` (a lf.data Dataset or a pandas DataFrame)."""
+    """Starts a feature spec over ``dataset`` (a lf.data Dataset or a pandas DataFrame).
+
+    Args:
+        dataset: the data the spec describes and, by default, is fitted on.
+        label: the label column(s), never a feature.
+
+    Returns:
+        An empty, unfitted spec; add steps (each returns a new spec), then ``fit()``.
+
+    Example:
+        >>> spec = lf.feature_spec(df, label="y").numeric(lf.all_numeric()).fit()
+    """
     return FeatureSpec(dataset, label)
 
 
 def load_feature_spec(path: str | os.PathLike[str]) -> FeatureSpec:
-    """Reads a spec written by ``FeatureSpec.save``; it is fitted and ready to transform."""
+    """Reads a spec written by ``FeatureSpec.save``; it is fitted and ready to transform.
+
+    Args:
+        path: the JSON file ``spec.save(path)`` wrote.
+
+    Returns:
+        A fitted ``FeatureSpec`` (with no dataset: pass one to ``prepare``).
+
+    Example:
+        >>> spec = lf.load_feature_spec("spec.json")
+        >>> spec.transform({"a": np.array([1.5]), "city": np.array(["rome"], dtype=object)})
+    """
     path = Path(path)
     try:
         state = json.loads(path.read_text())
     except json.JSONDecodeError as error:
-        raise InvalidValueError(f"{path} is not a saved feature spec (invalid JSON: {error}).") from None
+        raise SpecError(f"{path} is not a saved feature spec (invalid JSON: {error}).") from None
+    except FileNotFoundError:
+        raise SpecFileError(f"{path} does not exist (a feature spec saved with spec.save(path) expected).") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT_VERSION:
-        raise InvalidValueError(f"{path} is not a saved feature spec of format {FORMAT_VERSION}.")
+        raise SpecError(f"{path} is not a saved feature spec of format {FORMAT_VERSION}.")
     spec = FeatureSpec(None, state["label"])
     for item in state["numeric"]:
         column = NumericColumn(item["name"], item["normalizer"])
@@ -325,6 +548,8 @@ def load_feature_spec(path: str | os.PathLike[str]) -> FeatureSpec:
             item["name"], item["kind"].removeprefix("categorical_"), item["source"],
             vocabulary=item.get("vocabulary"), num_oov_buckets=item.get("num_oov_buckets", 1),
             num_buckets=item.get("num_buckets"), boundaries=item.get("boundaries"))
-    spec.dense_columns = [DenseOf(d["column"], d["kind"], d.get("dimension")) for d in state["dense"]]
+    spec.dense_columns = [DenseOf(d["column"], d["kind"], d.get("dimension"),
+                                  d.get("name") if d.get("name") != f"{d['column']}_{d['kind']}" else None)
+                          for d in state["dense"]]
     spec.fitted = True
     return spec

@@ -1,0 +1,232 @@
+"""Every private Keras (and torch) API the fast training path uses, and nothing else.
+
+Private torch APIs used (torch 2.13): ``torch.utils._pytree`` (flattening batches),
+``torch.fx.experimental.proxy_tensor.make_fx`` (tracing), ``torch._fused_adam_`` and
+``torch._foreach_copy_`` (the kernels ``torch.optim`` itself calls).
+
+Keras offers no public hook to swap the per-step function of ``fit``/``evaluate``/``predict``
+on the torch backend, nor public access to the loss tracker, the optimizer's slot variables
+or the trainer's own step functions. Those accesses live here, in one place, so that a Keras
+upgrade breaks one module. They are tested with the versions in ``TESTED_VERSIONS`` (pinned in
+pyproject.toml); on other versions the fast path stays off (see ``guard.version_problem``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.utils._pytree as pytree
+from torch.fx.experimental.proxy_tensor import make_fx
+
+tree_flatten = pytree.tree_flatten
+tree_map = pytree.tree_map
+tree_leaves = pytree.tree_leaves
+
+
+def trace_fake(function: Any, arguments: tuple) -> torch.fx.GraphModule:
+    """Records ``function``'s torch operations on fake tensors (data-dependent Python raises)."""
+    return make_fx(function, tracing_mode="fake")(*arguments)
+
+
+# Keras and torch (major, minor) the fast path was written and tested against.
+TESTED_VERSIONS = {"keras": (3, 15), "torch": (2, 13)}
+
+
+def torch_trainer_class() -> type:
+    """Keras's torch trainer, whose ``make_*_function`` methods the fast path wraps."""
+    from keras.src.backend.torch.trainer import TorchTrainer
+
+    return TorchTrainer
+
+
+def base_trainer_class() -> type:
+    from keras.src.trainers.trainer import Trainer
+
+    return Trainer
+
+
+def call_model(model: Any, x: Any, training: bool) -> Any:
+    """The forward pass exactly as Keras's torch ``train_step``/``test_step`` make it."""
+    if model._call_has_training_arg:
+        return model(x, training=training)
+    return model(x)
+
+
+def compute_loss(model: Any, x: Any, y: Any, y_pred: Any, sample_weight: Any, training: bool) -> Any:
+    """Keras's loss (compiled loss + the model's added losses), honouring user overrides."""
+    return model._compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training)
+
+
+def update_loss_tracker(model: Any, loss: Any, batch_size: int) -> None:
+    model._loss_tracker.update_state(loss, sample_weight=batch_size)
+
+
+def compiled_state_ids(model: Any) -> tuple[int, int, int]:
+    """Identities of what ``compile`` creates: a recompile changes them."""
+    return (id(getattr(model, "_compile_loss", None)), id(getattr(model, "_compile_metrics", None)),
+            id(getattr(model, "optimizer", None)))
+
+
+def has_loss_tracker(model: Any) -> bool:
+    return getattr(model, "_loss_tracker", None) is not None
+
+
+def jit_compile(model: Any) -> bool:
+    return bool(getattr(model, "jit_compile", False))
+
+
+def is_loss_scale_optimizer(optimizer: Any) -> bool:
+    from keras.src.optimizers.loss_scale_optimizer import LossScaleOptimizer
+
+    return isinstance(optimizer, LossScaleOptimizer)
+
+
+def adam_slots(optimizer: Any, variables: list[Any]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """The Adam optimizer's first and second moment tensors for ``variables``, in order."""
+    indices = [optimizer._get_variable_index(v) for v in variables]
+    return ([optimizer._momentums[i].value for i in indices], [optimizer._velocities[i].value for i in indices])
+
+
+def learning_rate_is_schedule(optimizer: Any) -> bool:
+    from keras.src.optimizers.schedules.learning_rate_schedule import LearningRateSchedule
+
+    return isinstance(optimizer._learning_rate, LearningRateSchedule) or callable(optimizer._learning_rate)
+
+
+def learning_rate_tensor(optimizer: Any) -> torch.Tensor:
+    """The learning-rate variable's tensor (ReduceLROnPlateau assigns into it in place)."""
+    return optimizer._learning_rate.value
+
+
+def iterations_tensor(optimizer: Any) -> torch.Tensor:
+    return optimizer._iterations.value
+
+
+def uses_gradient_accumulation(optimizer: Any) -> bool:
+    return bool(getattr(optimizer, "gradient_accumulation_steps", None))
+
+
+def fused_adam(params: list[torch.Tensor], grads: list[torch.Tensor], exp_avgs: list[torch.Tensor],
+               exp_avg_sqs: list[torch.Tensor], steps: list[torch.Tensor], *, lr: float, beta1: float,
+               beta2: float, eps: float) -> None:
+    """torch's fused Adam kernel (the one ``torch.optim.Adam(fused=True)`` calls)."""
+    torch._fused_adam_(params, grads, exp_avgs, exp_avg_sqs, [], steps, lr=lr, beta1=beta1, beta2=beta2,
+                       weight_decay=0.0, eps=eps, amsgrad=False, maximize=False)
+
+
+def foreach_copy(destinations: list[torch.Tensor], sources: list[torch.Tensor]) -> None:
+    torch._foreach_copy_(destinations, sources)
+
+
+_BATCH_END_HOOKS = {
+    "on_train_batch_end": ("on_train_batch_end", "on_batch_end"),
+    "on_test_batch_end": ("on_test_batch_end",),
+    "on_predict_batch_end": ("on_predict_batch_end",),
+}
+
+
+def skip_unheard_batch_ends(enabled: Any) -> None:
+    """Makes ``CallbackList`` skip a batch-end call that no callback listens to.
+
+    Keras hands every batch end to a thread pool when its callbacks allow it, even when each
+    callback's hook is the inherited no-op (History, layerflow's run recorder, a silent
+    progress bar): a thread hand-off and GIL contention per step for nothing. Callbacks that
+    override a batch hook (a progress bar at verbose=1, a user's callback) are called as before.
+
+    Args:
+        enabled: a no-argument callable; the skip applies only while it returns True.
+    """
+    from keras.src.callbacks.callback_list import CallbackList
+    from keras.src.utils.python_utils import is_default
+
+    for method, hooks in _BATCH_END_HOOKS.items():
+        original = getattr(CallbackList, method)
+        if getattr(original, "_layerflow_original", None) is not None:
+            continue
+
+        def unheard(callbacks: Any, hooks: tuple[str, ...] = hooks) -> bool:
+            cache = callbacks.__dict__.setdefault("_layerflow_unheard", {})
+            key = (hooks, tuple(id(c) for c in callbacks.callbacks))
+            if key not in cache:
+                cache.clear()
+                cache[key] = all(is_default(getattr(c, h)) for c in callbacks.callbacks for h in hooks)
+            return cache[key]
+
+        def batch_end(self, batch, logs=None, _original=original, _unheard=unheard):
+            if enabled() and _unheard(self):
+                return
+            _original(self, batch, logs)
+
+        batch_end._layerflow_original = original
+        batch_end.__name__ = method
+        setattr(CallbackList, method, batch_end)
+
+
+class _ArrayBatches:
+    """Keras's own batches of NumPy arrays (same sampler, same order), sliced without a DataLoader.
+
+    Consecutive indices (no shuffling) become one slice, shuffled ones one NumPy index array,
+    instead of a DataLoader call and a fancy index from a Python list per batch.
+    """
+
+    def __init__(self, batch_sampler: Any, sliceables: Any, sequential: bool) -> None:
+        self.batch_sampler = batch_sampler
+        self.sliceables = sliceables
+        self.sequential = sequential
+
+    def __len__(self) -> int:
+        return len(self.batch_sampler)
+
+    def __iter__(self):
+        # A DataLoader draws its base seed from the global generator when an iterator is made;
+        # drawing it at the same moment keeps every later random number (shuffles, dropout) equal.
+        torch.empty((), dtype=torch.int64).random_()
+        return self._batches()
+
+    def _batches(self):
+        from keras.src import tree
+        from keras.src.backend.torch.core import convert_to_tensor
+
+        import numpy as np
+
+        for indices in self.batch_sampler:
+            if self.sequential:
+                where: Any = slice(indices[0], indices[-1] + 1)
+            else:
+                where = np.asarray(indices)
+
+            def slice_and_convert(sliceable, where=where):
+                return convert_to_tensor(sliceable.convert_to_torch_compatible(sliceable[where]))
+
+            yield tree.map_structure(slice_and_convert, self.sliceables, none_is_leaf=False)
+
+
+def slice_numpy_batches_directly(enabled: Any) -> None:
+    """Makes Keras's torch loader of NumPy arrays yield the same batches without a DataLoader.
+
+    Args:
+        enabled: a no-argument callable; the direct slicing applies only while it returns True.
+    """
+    from keras.src import tree
+    from keras.src.trainers.data_adapters.array_data_adapter import ArrayDataAdapter
+    from keras.src.trainers.data_adapters.array_slicing import NumpySliceable
+
+    original = ArrayDataAdapter.get_torch_dataloader
+    if getattr(original, "_layerflow_original", None) is not None:
+        return
+
+    def get_torch_dataloader(self):
+        loader = original(self)
+        if not enabled():
+            return loader
+        sliceables = loader.dataset.array
+        leaves = tree.flatten(sliceables)
+        if not leaves or not all(type(s) is NumpySliceable and hasattr(s.array, "__array__") for s in leaves):
+            return loader
+        sampler = getattr(loader.batch_sampler, "sampler", None)
+        sequential = isinstance(sampler, torch.utils.data.SequentialSampler)
+        return _ArrayBatches(loader.batch_sampler, sliceables, sequential)
+
+    get_torch_dataloader._layerflow_original = original
+    ArrayDataAdapter.get_torch_dataloader = get_torch_dataloader

@@ -1,0 +1,189 @@
+"""The per-step functions that replace Keras's ``train_function``/``test_function``/``predict_function``.
+
+Keras's own ``fit``/``evaluate``/``predict`` loops stay in charge (callbacks, History,
+validation, class and sample weights, ``steps_per_epoch``, the last partial batch); only the
+function they call once per batch is swapped. One graph is traced per distinct batch
+signature (shapes, dtypes, structure), e.g. one for full batches and one for the last
+partial batch; each later batch of that signature replays it.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from layerflow.fastfit import _keras_internals as ki
+from layerflow.fastfit.guard import report_fallback, switched_off
+from layerflow.fastfit.optimizer import GradientApplier
+from layerflow.fastfit.trace import TraceError, VariableGroups, trace_predict, trace_train_or_test
+
+MAX_GRAPHS = 16
+
+
+class FastStep:
+    """Callable standing in for one of the model's Keras step functions.
+
+    Args:
+        model: the compiled Keras model (torch backend).
+        kind: "train", "test" or "predict".
+        keras_function: Keras's own step function, used when the fast path cannot be.
+    """
+
+    def __init__(self, model: Any, kind: str, keras_function: Callable) -> None:
+        self.model = model
+        self.kind = kind
+        self.keras_function = keras_function
+        self.graphs: dict[Any, torch.fx.GraphModule] = {}
+        self.groups: VariableGroups | None = None
+        self.compiled_state: tuple | None = None
+        self.applier: GradientApplier | None = None
+        self.fallback_reason: str | None = None
+        self.trace_seconds = 0.0
+        self.traces = 0
+        self.fast_steps = 0
+        self.untried: torch.fx.GraphModule | None = None
+        self.pending_reason: str | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.fallback_reason is None and not switched_off()
+
+    def refresh(self) -> None:
+        """Re-reads the model's variables at the start of each fit/evaluate/predict."""
+        groups = VariableGroups(self.model)
+        compiled_state = ki.compiled_state_ids(self.model)
+        if (self.groups is None or groups.identity != self.groups.identity
+                or compiled_state != self.compiled_state):
+            self.graphs.clear()
+            self.groups, self.compiled_state = groups, compiled_state
+        self.values = self.groups.values()
+        self.device = _device(self.values)
+        self.applier = None
+
+    def fall_back(self, reason: str) -> None:
+        self.fallback_reason = reason
+        self.graphs.clear()
+        report_fallback(self.model, self.kind, reason)
+
+    def _inputs(self, data: Any) -> tuple[Any, Any, Any]:
+        import keras
+
+        batch = data[0]
+        if self.kind == "predict":
+            x, _, _ = keras.utils.unpack_x_y_sample_weight(batch)
+            y = sample_weight = None
+        else:
+            x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(batch)
+        device = self.device
+        return ki.tree_map(lambda value: _as_tensor(value, device), (x, y, sample_weight))
+
+    def _graph(self, x: Any, y: Any, sample_weight: Any) -> torch.fx.GraphModule | None:
+        leaves, spec = ki.tree_flatten((x, y, sample_weight))
+        key = (_hashable(spec), tuple((t.shape, t.dtype, t.device) if isinstance(t, torch.Tensor) else t
+                                      for t in leaves))
+        graph = self.graphs.get(key)
+        if graph is not None:
+            return graph
+        if len(self.graphs) >= MAX_GRAPHS:
+            self.fall_back(f"more than {MAX_GRAPHS} distinct batch shapes")
+            return None
+        started = time.perf_counter()
+        try:
+            if self.kind == "predict":
+                graph = trace_predict(self.model, self.groups, x)
+            else:
+                graph = trace_train_or_test(self.model, self.groups, self.kind == "train", x, y, sample_weight)
+        except TraceError as error:
+            self.pending_reason = f"its step cannot be traced into a static graph ({error})"
+            return None
+        self.trace_seconds += time.perf_counter() - started
+        self.traces += 1
+        self.graphs[key] = graph
+        self.untried = graph
+        return graph
+
+    def __call__(self, data: Any) -> Any:
+        if not self.active:
+            return self.keras_function(data)
+        x, y, sample_weight = self._inputs(data)
+        graph = self._graph(x, y, sample_weight)
+        if graph is None:
+            # Keras's own step raises the user's error if the batch itself is bad (a wrong shape
+            # fails tracing too); only when Keras runs it is the fast path given up for good.
+            result = self.keras_function(data)
+            if self.pending_reason:
+                self.fall_back(self.pending_reason)
+            return result
+        if graph is self.untried:  # a graph's first run may still fail: then Keras runs this batch
+            self.untried = None
+            try:
+                return self._run(graph, x, y, sample_weight)
+            except Exception as error:  # noqa: BLE001
+                self.fall_back(f"its traced step failed to run ({type(error).__name__}: {str(error)[:160]})")
+                return self.keras_function(data)
+        return self._run(graph, x, y, sample_weight)
+
+    def _run(self, graph: torch.fx.GraphModule, x: Any, y: Any, sample_weight: Any) -> Any:
+        self.fast_steps += 1
+        if self.kind == "train":
+            return self._train(graph, x, y, sample_weight)
+        with torch.no_grad():
+            if self.kind == "test":
+                return self._test(graph, x, y, sample_weight)
+            trainable, non_trainable, _ = self.values
+            return graph(trainable, non_trainable, x)
+
+    def _train(self, graph: torch.fx.GraphModule, x: Any, y: Any, sample_weight: Any) -> dict:
+        trainable, non_trainable, metrics = self.values
+        for parameter in trainable:
+            parameter.grad = None
+        loss, new_non_trainable, new_metrics, logs = graph(trainable, non_trainable, metrics, x, y, sample_weight)
+        loss.backward()
+        if self.applier is None:
+            self.applier = GradientApplier(self.model.optimizer, self.groups.trainable)
+        with torch.no_grad():
+            self.applier([p.grad for p in trainable])
+            _write_back(non_trainable, new_non_trainable)
+            _write_back(metrics, new_metrics)
+        return logs
+
+    def _test(self, graph: torch.fx.GraphModule, x: Any, y: Any, sample_weight: Any) -> dict:
+        trainable, non_trainable, metrics = self.values
+        _, new_non_trainable, new_metrics, logs = graph(trainable, non_trainable, metrics, x, y, sample_weight)
+        _write_back(non_trainable, new_non_trainable)
+        _write_back(metrics, new_metrics)
+        return logs
+
+
+def _write_back(targets: list[torch.Tensor], values: list[torch.Tensor]) -> None:
+    changed = [(t, v) for t, v in zip(targets, values) if v is not t]
+    if changed:
+        ki.foreach_copy([t for t, _ in changed], [v for _, v in changed])
+
+
+def _device(values: tuple[list[torch.Tensor], ...]) -> torch.device | None:
+    for group in values:
+        for tensor in group:
+            return tensor.device
+    return None
+
+
+def _as_tensor(value: Any, device: torch.device | None) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value if device is None or value.device == device else value.to(device)
+    if isinstance(value, (np.ndarray, np.generic, int, float, bool, list)):
+        import keras
+
+        return keras.ops.convert_to_tensor(value)
+    return value
+
+
+def _hashable(spec: Any) -> Any:
+    try:
+        hash(spec)
+        return spec
+    except TypeError:
+        return str(spec)
