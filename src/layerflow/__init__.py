@@ -54,6 +54,7 @@ __all__ = [
     "copy_run",
     "data",
     "datasets",
+    "estimators",
     "export_model",
     "export_run",
     "fast_fit_status",
@@ -91,6 +92,7 @@ __all__ = [
 _LAZY = {
     "data": ("layerflow.data", None),
     "deploy": ("layerflow.deploy", None),
+    "estimators": ("layerflow.estimators", None),
     "features": ("layerflow.features", None),
     "feature_spec": ("layerflow.features", "feature_spec"),
     "load_feature_spec": ("layerflow.features", "load_feature_spec"),
