@@ -152,7 +152,9 @@ def test_export_parts_give_the_models_that_predict_uses(frame):
     dnn = E.DNNLinearCombinedClassifier(label="y", hidden_units=[4], feature_columns=spec, seed=0).train(data, epochs=1)
     parts = dnn.export_parts()
     assert parts["feature_spec"] is dnn.spec and parts["class_labels"] == ["0", "1"]
-    encoded = parts["feature_spec"].transform({c: data[c].to_numpy() for c in data.columns})
+    encoded = parts["encode"]({c: data[c].to_numpy() for c in data.columns})
+    assert encoded["numeric_pack"].shape == (len(data), len(dnn.spec.numeric_columns))  # numbers enter as one input
+    assert {n for n in encoded if n != "numeric_pack"} == set(dnn.spec.categorical_columns)
     logits = np.asarray(parts["model"].predict_on_batch(encoded)).reshape(-1)
     np.testing.assert_allclose(logits, np.concatenate(dnn.predict(data).logits), rtol=1e-5, atol=1e-6)
 
@@ -254,3 +256,26 @@ def test_lazy_attribute_on_the_package():
     import layerflow
 
     assert layerflow.estimators.DNNClassifier is E.DNNClassifier
+
+
+def test_numeric_columns_enter_as_one_packed_input_and_older_checkpoints_still_load(frame, tmp_path, monkeypatch):
+    spec = mixed_spec(frame).fit()
+    est = E.DNNLinearCombinedClassifier(label="y", hidden_units=[4], feature_columns=spec, optimizer="Adam",
+                                        learning_rate=0.05, linear_feature_columns=["income", "city"], seed=0,
+                                        model_dir=tmp_path / "packed").train(frame, epochs=2)
+    names = [t.name for t in lf.keras.tree.flatten(est.model.inputs)]
+    assert "numeric_pack" in names and "age" not in names and "income" not in names
+    assert est.model.get_layer("linear_numeric_chosen").indices == [1]  # the wide part reads income only
+    assert lf.fast_fit_status(est.model)["train"] == "fast"
+    loaded = E.load(tmp_path / "packed")
+    np.testing.assert_allclose(loaded.predict(frame).logistic, est.predict(frame).logistic, rtol=1e-6)
+
+    # a model_dir written with one input per numeric column (before packing) loads, predicts and trains on
+    monkeypatch.setattr(E.DNNClassifier, "packs_numeric", False)
+    old = E.DNNClassifier(label="y", hidden_units=[4], feature_columns=spec, seed=0,
+                          model_dir=tmp_path / "per-column").train(frame, epochs=1)
+    assert {"age", "income"} <= {t.name for t in lf.keras.tree.flatten(old.model.inputs)}
+    monkeypatch.undo()
+    again = E.load(tmp_path / "per-column")
+    np.testing.assert_allclose(again.predict(frame).logistic, old.predict(frame).logistic, rtol=1e-6)
+    assert again.train(frame, epochs=2).epochs_done == 2

@@ -34,6 +34,8 @@ MS_OPSET = 1
 CROSS_SEPARATOR = "\x1f"
 ENCODED_PREFIX = "encoded/"
 NUMBER_KINDS = ("numeric", "identity", "bucketized")
+# = layerflow.features.spec.PACKED_NUMERIC_INPUT (not imported: that module pulls in the training stack)
+PACKED_NUMERIC_INPUT = "numeric_pack"
 
 
 _FLOAT_AS_TEXT = ("Column {name!r} holds floats but the spec uses it as a category (vocabulary, hash or cross); "
@@ -147,6 +149,8 @@ def preprocessing_model(spec: Any, outputs: dict[str, int], opset: int = OPSET, 
         outputs: encoded feature name -> ONNX element type wanted (e.g. ``TensorProto.INT32``);
             each comes out as ``encoded/<name>`` shaped ``[batch, 1]``.
         opset, ml_opset, ir_version: the versions of the model it will be composed with.
+            ``numeric_pack`` (``PACKED_NUMERIC_INPUT``) is all numeric columns side by side,
+            shaped ``[batch, n_numeric]`` (the canned estimators' numeric input).
         matrix: when given, instead one float32 output ``encoded/matrix`` shaped
             ``[batch, len(matrix)]``, the features side by side in this order.
 
@@ -242,6 +246,14 @@ def preprocessing_model(spec: Any, outputs: dict[str, int], opset: int = OPSET, 
         graph_outputs.append(helper.make_tensor_value_info(out, TensorProto.FLOAT, [None, len(matrix)]))
     else:
         for name, elem_type in outputs.items():
+            if name == PACKED_NUMERIC_INPUT and name not in encoded and spec.numeric_columns:
+                # the numeric columns side by side, as the canned estimators' models take them
+                parts = [b.node("Unsqueeze", [encoded[n], one], f"{n}_col") for n in spec.numeric_columns]
+                packed = parts[0] if len(parts) == 1 else b.node("Concat", parts, f"{name}_concat", axis=1)
+                out = ENCODED_PREFIX + name
+                b.nodes.append(helper.make_node("Cast", [packed], [out], name=out, to=elem_type))
+                graph_outputs.append(helper.make_tensor_value_info(out, elem_type, [None, len(parts)]))
+                continue
             if name not in encoded:
                 raise FeatureGraphError(f"The model takes an input {name!r} that the feature spec does not produce; "
                                         f"it produces {sorted(encoded)}.")

@@ -332,15 +332,18 @@ class BaseEstimator:
 
         Returns:
             ``kind`` ("keras" or "xgboost"), ``model`` (over the spec's encoded inputs),
-            ``feature_spec``, ``head``, ``class_labels`` and ``model_outputs``
-            ("logits", "probabilities" or "predictions").
+            ``feature_spec``, ``head``, ``class_labels``, ``model_outputs``
+            ("logits", "probabilities" or "predictions") and ``encode`` (raw columns -> the
+            model's inputs: ``feature_spec.transform``, with a canned Keras model's numeric
+            columns packed into one ``numeric_pack`` array).
 
         Example:
             >>> parts = est.export_parts(); parts["head"]
         """
         self._require_trained("export_parts")
         return {"kind": self.export_kind, "model": self._export_model(), "feature_spec": self.spec,
-                "head": self.head.kind, "class_labels": self.head.class_labels, "model_outputs": self.model_outputs}
+                "head": self.head.kind, "class_labels": self.head.class_labels, "model_outputs": self.model_outputs,
+                "encode": lambda batch: self._encode(batch, labelled=False)[0]}
 
     export_kind = "keras"
 

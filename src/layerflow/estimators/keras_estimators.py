@@ -36,6 +36,8 @@ class KerasEstimator(BaseEstimator):
 
     default_optimizer = "Adam"
     default_learning_rate = 0.001
+    # the canned models take the numeric columns as one packed input (one tensor, not one per column)
+    packs_numeric = True
 
     def __init__(self, label: str, feature_columns: Any = None, *, optimizer: Any = None,
                  learning_rate: float | None = None, l1: float = 0.0, l2: float = 0.0,
@@ -59,6 +61,8 @@ class KerasEstimator(BaseEstimator):
             raise EstimatorError(f"shuffle_buffer={shuffle_buffer!r} must be a positive whole number or None.")
         self.shuffle_buffer = shuffle_buffer
         self.model = None
+        self._packed_numeric = None  # the scaled numeric pack while the model is being built
+        self._pack_columns: list[str] | None = None  # numeric columns the model takes packed, in order
 
     # -- what each Keras estimator defines ---------------------------------------------------
     def _model_options(self) -> dict[str, Any]:
@@ -84,16 +88,42 @@ class KerasEstimator(BaseEstimator):
     def _build(self) -> Any:
         if self.seed is not None:
             keras.utils.set_random_seed(self.seed)
-        inputs, dense = km.spec_inputs(keras, self.spec)
-        outputs = self._logits(inputs, dense)
+        if self.packs_numeric and km.can_pack(self.spec):
+            inputs, dense, self._packed_numeric = km.packed_inputs(keras, self.spec)
+        else:
+            inputs, dense = km.spec_inputs(keras, self.spec)
+        try:
+            outputs = self._logits(inputs, dense)
+        finally:
+            self._packed_numeric = None
         model = keras.Model(inputs=inputs, outputs=outputs, name=self.kind.lower())
         model.compile(optimizer=km.make_optimizer(keras, self.optimizer, self.learning_rate),
                       loss=km.loss_for(keras, self.head.kind))
+        self._set_model(model)
         return model
+
+    def _set_model(self, model: Any) -> None:
+        """Adopts ``model``, noting whether it takes the numeric columns packed (checkpoints
+        written before packing take one input per column, and keep being fed that way)."""
+        from layerflow.features.spec import PACKED_NUMERIC_INPUT
+
+        self.model = model
+        names = {getattr(t, "name", None) for t in keras.tree.flatten(model.inputs)}
+        self._pack_columns = list(self.spec.numeric_columns) if PACKED_NUMERIC_INPUT in names else None
+
+    def _encode(self, batch: dict[str, np.ndarray], labelled: bool = True):
+        features, targets, weights = super()._encode(batch, labelled)
+        if self._pack_columns:
+            from layerflow.features.spec import PACKED_NUMERIC_INPUT
+
+            features = dict(features)
+            columns = [features.pop(name) for name in self._pack_columns]
+            features[PACKED_NUMERIC_INPUT] = np.concatenate(columns, axis=1).astype(np.float32, copy=False)
+        return features, targets, weights
 
     def _fit(self, dataset: Any, epochs: int | None, steps: int | None, on_epoch_end: EpochHook | None) -> None:
         if self.model is None:
-            self.model = self._build()
+            self._build()
         target = epochs if epochs is not None else (None if steps is not None else self.epochs_done + 1)
         remaining = steps
         while (target is None or self.epochs_done < target) and (remaining is None or remaining > 0):
@@ -147,7 +177,7 @@ class KerasEstimator(BaseEstimator):
         return name
 
     def _load_model(self, path: Path) -> None:
-        self.model = keras.saving.load_model(path)
+        self._set_model(keras.saving.load_model(path))
 
     def _export_model(self) -> Any:
         return self.model
@@ -176,7 +206,7 @@ class _DNN:
 
     def _dnn_part(self, inputs: dict[str, Any], dense: Any) -> Any:
         if dense is None or not self.spec.state()["dense"] and self.spec.state()["categorical"]:
-            dense = km.auto_dense(keras, inputs, self.spec, self.seed)
+            dense = km.auto_dense(keras, inputs, self.spec, self.seed, self._packed_numeric)
         return km.dnn_logits(keras, dense, self.head.output_units, self.hidden_units, self.activation,
                              self.dropout, self.batch_norm, self.l1, self.l2, self.seed)
 
@@ -213,7 +243,7 @@ class _LinearEstimator(_Linear, KerasEstimator):
 
     def _logits(self, inputs, dense):
         return km.linear_logits(keras, inputs, self.spec, self.head.output_units, self.linear_feature_columns,
-                                self.l1, self.l2)
+                                self.l1, self.l2, self._packed_numeric)
 
 
 class LinearRegressor(_LinearEstimator):
@@ -308,7 +338,7 @@ class _CombinedEstimator(_Linear, _DNN, KerasEstimator):
 
     def _logits(self, inputs, dense):
         wide = km.linear_logits(keras, inputs, self.spec, self.head.output_units, self.linear_feature_columns,
-                                self.l1, self.l2)
+                                self.l1, self.l2, self._packed_numeric)
         deep = self._dnn_part(inputs, dense)
         return keras.layers.Add(name="wide_and_deep_logits")([wide, deep])
 
@@ -368,6 +398,8 @@ class Estimator(KerasEstimator):
         >>> est = lf.estimators.Estimator(model_fn, label="y", head="binary", params={"units": 16})
         >>> est.train(frame, epochs=3)
     """
+
+    packs_numeric = False  # model_fn gets one input per encoded column, as documented
 
     def __init__(self, model_fn: Callable[..., Any] | None = None, label: str = "", head: str = REGRESSION,
                  feature_columns: Any = None, *, params: dict[str, Any] | None = None, **options: Any):

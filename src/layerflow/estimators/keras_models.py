@@ -1,8 +1,10 @@
 """The Keras graphs of the canned estimators, built over a fitted spec's encoded inputs.
 
-Every model takes the inputs ``spec.keras_inputs()`` declares (one (n, 1) tensor per
-encoded feature: float numbers, int ids) and returns logits (classifiers) or predictions
-(regressors). The linear part is tf.estimator's ``linear_model``: a weight per numeric
+The canned estimators' models take all numeric columns as one packed float input
+(``numeric_pack``, shaped (n, n_numeric), scaled inside the model) and one (n, 1) int input
+per categorical column (``packed_inputs``); a custom ``Estimator``'s model_fn gets the inputs
+``spec.keras_inputs()`` declares, one (n, 1) tensor per encoded feature (``spec_inputs``).
+Models return logits (classifiers) or predictions (regressors). The linear part is tf.estimator's ``linear_model``: a weight per numeric
 value and per category id (an id's weight is a one-wide embedding), summed with a bias.
 """
 
@@ -37,6 +39,50 @@ def spec_inputs(keras: Any, spec: Any) -> tuple[dict[str, Any], Any]:
     return inputs, None
 
 
+def packed_inputs(keras: Any, spec: Any) -> tuple[dict[str, Any], Any, Any]:
+    """The canned estimators' inputs: ``(inputs, dense, numeric)``.
+
+    ``inputs`` holds ``numeric_pack`` (all numeric columns, in the spec's order) and one int
+    input per categorical column; ``numeric`` is the pack scaled column by column (None without
+    numeric columns); ``dense`` is the spec's declared dense tensor (scaled numbers, indicator
+    and embedding columns), or None when it declares no indicator/embedding column.
+    """
+    from layerflow.estimators.layers import Standardize
+    from layerflow.features.spec import PACKED_NUMERIC_INPUT
+
+    state = spec.state()
+    inputs: dict[str, Any] = {}
+    numeric = None
+    if state["numeric"]:
+        packed = keras.Input(shape=(len(state["numeric"]),), name=PACKED_NUMERIC_INPUT, dtype="float32")
+        inputs[PACKED_NUMERIC_INPUT] = packed
+        scales = [spec.numeric_columns[c["name"]].scale() for c in state["numeric"]]
+        numeric = Standardize([o for o, _ in scales], [d for _, d in scales], name="numeric_scaled")(packed)
+    inputs.update({c["name"]: keras.Input(shape=(1,), name=safe_name(c["name"]), dtype="int32")
+                   for c in state["categorical"]})
+    if not state["dense"]:
+        return inputs, None, numeric
+    parts = [numeric] if numeric is not None else []
+    for dense in spec.dense_columns:
+        depth = spec.categorical_columns[dense.column].depth
+        ids, name = inputs[dense.column], safe_name(dense.output_name)
+        if dense.kind == "indicator":
+            parts.append(keras.layers.CategoryEncoding(depth, output_mode="one_hot", name=name)(ids))
+        else:
+            embedded = keras.layers.Embedding(depth, dense.dimension, name=name)(ids)
+            parts.append(keras.layers.Flatten(name=f"{name}_flat")(embedded))
+    dense_tensor = parts[0] if len(parts) == 1 else keras.layers.Concatenate(name="dense_features")(parts)
+    return inputs, dense_tensor, numeric
+
+
+def can_pack(spec: Any) -> bool:
+    """Whether the spec's columns leave the packed input's name free."""
+    from layerflow.features.spec import PACKED_NUMERIC_INPUT
+
+    state = spec.state()
+    return all(safe_name(c["name"]) != PACKED_NUMERIC_INPUT for c in state["numeric"] + state["categorical"])
+
+
 def _scaled(keras: Any, tensor: Any, column: dict[str, Any], prefix: str) -> Any:
     normalizer = column.get("normalizer")
     if normalizer == "standard":
@@ -53,14 +99,29 @@ def regularizer(keras: Any, l1: float, l2: float) -> Any:
 
 
 def linear_logits(keras: Any, inputs: dict[str, Any], spec: Any, units: int, columns: Sequence[str] | None,
-                  l1: float = 0.0, l2: float = 0.0) -> Any:
-    """A weighted sum of the numeric values and of one weight per category id, plus a bias."""
+                  l1: float = 0.0, l2: float = 0.0, packed: Any = None) -> Any:
+    """A weighted sum of the numeric values and of one weight per category id, plus a bias.
+
+    ``packed`` is the scaled numeric pack (``packed_inputs``); without it the numeric columns
+    are read from their own inputs.
+    """
     state = spec.state()
     chosen = set(columns) if columns is not None else None
     reg = regularizer(keras, l1, l2)
     parts = []
-    numeric = [_scaled(keras, inputs[c["name"]], c, "linear") for c in state["numeric"]
-               if chosen is None or c["name"] in chosen]
+    if packed is not None:
+        positions = [i for i, c in enumerate(state["numeric"]) if chosen is None or c["name"] in chosen]
+        if len(positions) == len(state["numeric"]):
+            numeric = [packed]
+        elif positions:
+            from layerflow.estimators.layers import SelectColumns
+
+            numeric = [SelectColumns(positions, name="linear_numeric_chosen")(packed)]
+        else:
+            numeric = []
+    else:
+        numeric = [_scaled(keras, inputs[c["name"]], c, "linear") for c in state["numeric"]
+                   if chosen is None or c["name"] in chosen]
     if numeric:
         joined = numeric[0] if len(numeric) == 1 else keras.layers.Concatenate(name="linear_numeric")(numeric)
         parts.append(keras.layers.Dense(units, use_bias=False, kernel_regularizer=reg, name="linear_numeric_weights")(joined))
@@ -78,11 +139,15 @@ def linear_logits(keras: Any, inputs: dict[str, Any], spec: Any, units: int, col
     return LinearBias(name="linear_logits")(summed)
 
 
-def auto_dense(keras: Any, inputs: dict[str, Any], spec: Any, seed: int | None) -> Any:
-    """A dense tensor when the spec declares none: numbers scaled, small vocabularies one-hot,
-    larger ones through an embedding of about 6 * depth ** 0.25 dimensions."""
+def auto_dense(keras: Any, inputs: dict[str, Any], spec: Any, seed: int | None, packed: Any = None) -> Any:
+    """A dense tensor when the spec declares none: numbers scaled (``packed``, the scaled numeric
+    pack, when given), small vocabularies one-hot, larger ones through an embedding of about
+    6 * depth ** 0.25 dimensions."""
     state = spec.state()
-    parts = [_scaled(keras, inputs[c["name"]], c, "dnn") for c in state["numeric"]]
+    if packed is not None:
+        parts = [packed]
+    else:
+        parts = [_scaled(keras, inputs[c["name"]], c, "dnn") for c in state["numeric"]]
     for column in state["categorical"]:
         depth, ids = column["depth"], inputs[column["name"]]
         if depth <= ONE_HOT_MAX_DEPTH:

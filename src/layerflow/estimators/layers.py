@@ -1,4 +1,4 @@
-"""The one Keras layer the canned estimators add: the linear model's bias (intercept)."""
+"""The Keras layers the canned estimators add: the linear bias and the packed numeric input's scaling."""
 
 from __future__ import annotations
 
@@ -20,3 +20,60 @@ class LinearBias(keras.layers.Layer):
 
     def call(self, inputs):
         return inputs + self.bias
+
+
+@keras.saving.register_keras_serializable(package="layerflow", name="Standardize")
+class Standardize(keras.layers.Layer):
+    """Scales each column of a packed numeric tensor: ``(x - offset) / divisor``, column by column.
+
+    The offsets and divisors are fixed (non-trainable) weights, saved with the model.
+
+    Args:
+        offsets: one value per column subtracted first.
+        divisors: one value per column divided by next (non-zero).
+
+    Example:
+        >>> scaled = Standardize([0.5, 10.0], [2.0, 4.0], name="numeric_scaled")(packed)
+    """
+
+    def __init__(self, offsets, divisors, **kwargs):
+        super().__init__(**kwargs)
+        self.offsets = [float(v) for v in offsets]
+        self.divisors = [float(v) for v in divisors]
+
+    def build(self, input_shape):
+        self.offset = self.add_weight(shape=(len(self.offsets),), trainable=False, name="offset",
+                                      initializer=keras.initializers.Constant(self.offsets))
+        self.inverse = self.add_weight(shape=(len(self.divisors),), trainable=False, name="inverse",
+                                       initializer=keras.initializers.Constant([1.0 / d for d in self.divisors]))
+
+    def call(self, inputs):
+        return (inputs - self.offset) * self.inverse
+
+    def get_config(self):
+        return {**super().get_config(), "offsets": self.offsets, "divisors": self.divisors}
+
+
+@keras.saving.register_keras_serializable(package="layerflow", name="SelectColumns")
+class SelectColumns(keras.layers.Layer):
+    """Keeps the given columns (by position) of a packed tensor.
+
+    Args:
+        indices: the column positions kept, in order.
+
+    Example:
+        >>> chosen = SelectColumns([0, 2], name="linear_numeric_chosen")(packed)
+    """
+
+    def __init__(self, indices, **kwargs):
+        super().__init__(**kwargs)
+        self.indices = [int(i) for i in indices]
+
+    def call(self, inputs):
+        return keras.ops.take(inputs, self.indices, axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], len(self.indices))
+
+    def get_config(self):
+        return {**super().get_config(), "indices": self.indices}

@@ -35,6 +35,9 @@ from layerflow.features.errors import SpecColumnError, SpecError, SpecFileError,
 from layerflow.features.selectors import Selector
 
 FORMAT_VERSION = 1
+# A model input holding all numeric columns side by side (float32, [batch, n_numeric], in the
+# spec's column order), as the canned estimators take them; the export graph builds it too.
+PACKED_NUMERIC_INPUT = "numeric_pack"
 Columns = Sequence[str | Selector]
 
 
