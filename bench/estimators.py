@@ -136,11 +136,13 @@ def tabular() -> list[dict]:
                  HistGradientBoostingRegressor(max_iter=100, max_depth=3, learning_rate=0.05, random_state=0)),
             ]
         else:
+            # the estimators' own (tf.estimator's) optimizer defaults: Ftrl 0.2 (linear), Adagrad 0.05 (DNN);
+            # on a validation split of breast_cancer's training rows they beat Adam 0.05 / 0.01 (0.991 vs
+            # 0.972 linear, 0.981 vs 0.972 DNN), the settings of the earlier run
             pairs = [
-                (E.LinearClassifier(label="target", n_classes=classes, optimizer="Adam", learning_rate=0.05,
-                                    batch_size=32, seed=0), 50, make_pipeline(StandardScaler(), LogisticRegression())),
-                (E.DNNClassifier(label="target", n_classes=classes, hidden_units=[64, 32], optimizer="Adam",
-                                 learning_rate=0.01, batch_size=32, seed=0), 50,
+                (E.LinearClassifier(label="target", n_classes=classes, seed=0), 50,
+                 make_pipeline(StandardScaler(), LogisticRegression())),
+                (E.DNNClassifier(label="target", n_classes=classes, hidden_units=[64, 32], seed=0), 50,
                  make_pipeline(StandardScaler(), MLPClassifier(hidden_layer_sizes=(64, 32), max_iter=500, random_state=0))),
                 (E.BoostedTreesClassifier(label="target", n_classes=classes, n_trees=100, max_depth=3, seed=0), None,
                  HistGradientBoostingClassifier(max_iter=100, max_depth=3, random_state=0)),

@@ -4,7 +4,9 @@ Every step of ``FeatureSpec.transform`` has an ONNX form, so an exported bundle 
 values (strings included) and any ONNX consumer (onnxruntime, onnxruntime-web, Triton) needs
 nothing else:
 
-- numeric columns: cast to float32, a missing value (NaN) replaced by the fitted mean;
+- numeric columns: cast to float32, a missing value (NaN) replaced by the fitted mean; a
+  model taking them packed (``numeric_pack``, as the canned estimators do) gets them side by
+  side through one ``Concat``;
 - vocabulary columns: ``ai.onnx.ml.LabelEncoder``; values outside the vocabulary go to the
   out-of-vocabulary bucket(s) (``com.microsoft.MurmurHash3`` when there are several);
 - identity columns: comparisons, out-of-range values to the extra id;
