@@ -22,6 +22,7 @@ from torch.fx.experimental.proxy_tensor import make_fx
 tree_flatten = pytree.tree_flatten
 tree_map = pytree.tree_map
 tree_leaves = pytree.tree_leaves
+tree_unflatten = pytree.tree_unflatten
 
 
 def trace_fake(function: Any, arguments: tuple) -> torch.fx.GraphModule:

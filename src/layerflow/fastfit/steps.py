@@ -18,6 +18,7 @@ import torch
 from layerflow.fastfit import _keras_internals as ki
 from layerflow.fastfit.guard import report_fallback, switched_off
 from layerflow.fastfit.optimizer import GradientApplier
+from layerflow.fastfit.simplify import FlatGraph
 from layerflow.fastfit.trace import TraceError, VariableGroups, trace_predict, trace_train_or_test
 
 MAX_GRAPHS = 16
@@ -36,7 +37,7 @@ class FastStep:
         self.model = model
         self.kind = kind
         self.keras_function = keras_function
-        self.graphs: dict[Any, torch.fx.GraphModule] = {}
+        self.graphs: dict[Any, FlatGraph] = {}
         self.groups: VariableGroups | None = None
         self.compiled_state: tuple | None = None
         self.applier: GradientApplier | None = None
@@ -44,7 +45,7 @@ class FastStep:
         self.trace_seconds = 0.0
         self.traces = 0
         self.fast_steps = 0
-        self.untried: torch.fx.GraphModule | None = None
+        self.untried: FlatGraph | None = None
         self.pending_reason: str | None = None
 
     @property
@@ -60,6 +61,8 @@ class FastStep:
             self.graphs.clear()
             self.groups, self.compiled_state = groups, compiled_state
         self.values = self.groups.values()
+        groups = self.values if self.kind != "predict" else self.values[:2]
+        self.flat_values = [t for group in groups for t in group]
         self.device = _device(self.values)
         self.applier = None
 
@@ -80,8 +83,9 @@ class FastStep:
         device = self.device
         return ki.tree_map(lambda value: _as_tensor(value, device), (x, y, sample_weight))
 
-    def _graph(self, x: Any, y: Any, sample_weight: Any) -> torch.fx.GraphModule | None:
+    def _graph(self, x: Any, y: Any, sample_weight: Any) -> FlatGraph | None:
         leaves, spec = ki.tree_flatten((x, y, sample_weight))
+        self.leaves = leaves
         key = (_hashable(spec), tuple((t.shape, t.dtype, t.device) if isinstance(t, torch.Tensor) else t
                                       for t in leaves))
         graph = self.graphs.get(key)
@@ -126,21 +130,20 @@ class FastStep:
                 return self.keras_function(data)
         return self._run(graph, x, y, sample_weight)
 
-    def _run(self, graph: torch.fx.GraphModule, x: Any, y: Any, sample_weight: Any) -> Any:
+    def _run(self, graph: FlatGraph, x: Any, y: Any, sample_weight: Any) -> Any:
         self.fast_steps += 1
         if self.kind == "train":
             return self._train(graph, x, y, sample_weight)
         with torch.no_grad():
             if self.kind == "test":
                 return self._test(graph, x, y, sample_weight)
-            trainable, non_trainable, _ = self.values
-            return graph(trainable, non_trainable, x)
+            return graph.call_step(self.flat_values + self.leaves[:-2])
 
-    def _train(self, graph: torch.fx.GraphModule, x: Any, y: Any, sample_weight: Any) -> dict:
+    def _train(self, graph: FlatGraph, x: Any, y: Any, sample_weight: Any) -> dict:
         trainable, non_trainable, metrics = self.values
         for parameter in trainable:
             parameter.grad = None
-        loss, new_non_trainable, new_metrics, logs = graph(trainable, non_trainable, metrics, x, y, sample_weight)
+        loss, new_non_trainable, new_metrics, logs = graph.call_step(self.flat_values + self.leaves)
         loss.backward()
         if self.applier is None:
             self.applier = GradientApplier(self.model.optimizer, self.groups.trainable)
@@ -150,9 +153,9 @@ class FastStep:
             _write_back(metrics, new_metrics)
         return logs
 
-    def _test(self, graph: torch.fx.GraphModule, x: Any, y: Any, sample_weight: Any) -> dict:
+    def _test(self, graph: FlatGraph, x: Any, y: Any, sample_weight: Any) -> dict:
         trainable, non_trainable, metrics = self.values
-        _, new_non_trainable, new_metrics, logs = graph(trainable, non_trainable, metrics, x, y, sample_weight)
+        _, new_non_trainable, new_metrics, logs = graph.call_step(self.flat_values + self.leaves)
         _write_back(non_trainable, new_non_trainable)
         _write_back(metrics, new_metrics)
         return logs

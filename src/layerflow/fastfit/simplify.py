@@ -1,0 +1,112 @@
+"""Making a traced step cheaper to replay, without changing what it computes.
+
+``make_fx`` records every operation Keras issues, including work on values known at trace
+time (the loss's constant batch-shape product, the zero checks around it) and a pytree
+wrapper that flattens the arguments and rebuilds the outputs on every call. ``simplify``
+evaluates the constant parts once, drops what nothing uses, and returns a module that
+takes and returns flat lists of tensors (``FlatGraph`` flattens and rebuilds around it
+with the structure recorded at trace time).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.fx
+
+from layerflow.fastfit import _keras_internals as ki
+
+
+def _is_pure(target: Any) -> bool:
+    """An aten operation whose result depends on its inputs only (no mutation, no randomness)."""
+    if not isinstance(target, torch._ops.OpOverload):
+        return False
+    schema = target._schema
+    if schema.is_mutable:
+        return False
+    return torch.Tag.nondeterministic_seeded not in target.tags and torch.Tag.nondeterministic_bitwise not in target.tags
+
+
+def fold_constants(module: torch.fx.GraphModule) -> int:
+    """Replaces each pure operation whose inputs are all constants by its value; returns how many."""
+    constant: dict[torch.fx.Node, Any] = {}
+    folded = 0
+    graph = module.graph
+    for node in list(graph.nodes):
+        if node.op == "get_attr":
+            constant[node] = getattr(module, node.target)
+            continue
+        if node.op != "call_function" or not _is_pure(node.target):
+            continue
+        inputs = node.all_input_nodes
+        if not all(n in constant for n in inputs):
+            continue
+        args, kwargs = torch.fx.node.map_arg((node.args, node.kwargs), lambda n: constant[n])
+        value = node.target(*args, **kwargs)
+        if not isinstance(value, torch.Tensor):
+            continue
+        value = value.clone()  # a view of another constant becomes a tensor of its own
+        name = f"_layerflow_constant{folded}"
+        module.register_buffer(name, value)
+        with graph.inserting_before(node):
+            replacement = graph.get_attr(name)
+        replacement.meta = dict(node.meta)
+        node.replace_all_uses_with(replacement)
+        graph.erase_node(node)
+        constant[replacement] = value
+        folded += 1
+    return folded
+
+
+class FlatGraph:
+    """A traced step with flat inputs and outputs, called with the traced structure."""
+
+    def __init__(self, module: torch.fx.GraphModule) -> None:
+        codegen = module.graph._codegen
+        info = getattr(codegen, "pytree_info", None)
+        if info is None or info.in_spec is None:
+            raise ValueError("expected a graph traced by make_fx from a function of pytree arguments")
+        self.in_spec, self.out_spec = info.in_spec, info.out_spec
+        fold_constants(module)
+        module.graph._codegen = torch.fx.graph.CodeGen()
+        module.graph.eliminate_dead_code()
+        module.recompile()
+        self.module = module
+        self.forward = module.forward
+        self.graph = module.graph
+        self._step_layout = _step_layout(self.out_spec)
+
+    @property
+    def code(self) -> str:
+        return self.module.code
+
+    def __call__(self, *arguments: Any) -> Any:
+        return ki.tree_unflatten(self.forward(*ki.tree_leaves(arguments)), self.out_spec)
+
+    def call_step(self, leaves: list) -> Any:
+        """Runs the step on already flattened inputs; returns its outputs in their structure."""
+        outputs = self.forward(*leaves)
+        layout = self._step_layout
+        if layout is None:
+            if self.out_spec.is_leaf():
+                return outputs[0]
+            return ki.tree_unflatten(outputs, self.out_spec)
+        non_trainable, metrics, keys = layout
+        split = 1 + non_trainable
+        end = split + metrics
+        return outputs[0], outputs[1:split], outputs[split:end], dict(zip(keys, outputs[end:]))
+
+
+def _step_layout(spec: Any) -> tuple[int, int, list] | None:
+    """(non-trainable count, metric count, log keys) when a train/test step returns
+    ``(loss, [tensors], [tensors], {name: tensor})``; None for any other structure."""
+    children = getattr(spec, "children_specs", None)
+    if spec.type is not tuple or children is None or len(children) != 4:
+        return None
+    loss, non_trainable, metrics, logs = children
+    if not (loss.is_leaf() and non_trainable.type is list and metrics.type is list and logs.type is dict):
+        return None
+    if not all(c.is_leaf() for c in non_trainable.children_specs + metrics.children_specs + logs.children_specs):
+        return None
+    return len(non_trainable.children_specs), len(metrics.children_specs), list(logs.context)
