@@ -2,7 +2,8 @@
 
 Private torch APIs used (torch 2.13): ``torch.utils._pytree`` (flattening batches),
 ``torch.fx.experimental.proxy_tensor.make_fx`` (tracing), ``torch._fused_adam_`` and
-``torch._foreach_copy_`` (the kernels ``torch.optim`` itself calls).
+``torch._foreach_copy_`` (the kernels ``torch.optim`` itself calls), ``torch.jit.script`` of
+the traced graph with aten overloads replaced by their packets (evaluate/predict replay).
 
 Keras offers no public hook to swap the per-step function of ``fit``/``evaluate``/``predict``
 on the torch backend, nor public access to the loss tracker, the optimizer's slot variables
@@ -28,6 +29,24 @@ tree_unflatten = pytree.tree_unflatten
 def trace_fake(function: Any, arguments: tuple) -> torch.fx.GraphModule:
     """Records ``function``'s torch operations on fake tensors (data-dependent Python raises)."""
     return make_fx(function, tracing_mode="fake")(*arguments)
+
+
+def script_graph(module: torch.fx.GraphModule) -> Any:
+    """``module`` compiled by TorchScript (aten overloads named by their packets), or None."""
+    import copy
+    import warnings
+
+    module = copy.deepcopy(module)
+    for node in module.graph.nodes:
+        if node.op == "call_function" and isinstance(node.target, torch._ops.OpOverload):
+            node.target = node.target.overloadpacket
+    module.recompile()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return torch.jit.script(module)
+    except Exception:  # noqa: BLE001 - anything TorchScript cannot compile stays on the Python replay
+        return None
 
 
 # Keras and torch (major, minor) the fast path was written and tested against.

@@ -84,6 +84,30 @@ class FlatGraph:
     def __call__(self, *arguments: Any) -> Any:
         return ki.tree_unflatten(self.forward(*ki.tree_leaves(arguments)), self.out_spec)
 
+    def script_for_inference(self) -> bool:
+        """Runs the graph through TorchScript's interpreter (C++, no Python per operation).
+
+        Only for steps run without gradients (evaluate, predict); a graph TorchScript cannot
+        compile, or whose first scripted run fails, keeps the Python replay. Returns whether
+        the graph is scripted.
+        """
+        scripted = ki.script_graph(self.module)
+        if scripted is None:
+            return False
+        python_forward = self.module.forward
+
+        def first_run(*leaves: Any) -> Any:
+            try:
+                outputs = scripted(*leaves)
+            except Exception:  # noqa: BLE001 - TorchScript's own limits: replay in Python instead
+                self.forward = python_forward
+                return python_forward(*leaves)
+            self.forward = scripted
+            return outputs
+
+        self.forward = first_run
+        return True
+
     def call_step(self, leaves: list) -> Any:
         """Runs the step on already flattened inputs; returns its outputs in their structure."""
         outputs = self.forward(*leaves)

@@ -103,6 +103,8 @@ class FastStep:
         except TraceError as error:
             self.pending_reason = f"its step cannot be traced into a static graph ({error})"
             return None
+        if self.kind != "train":
+            graph.script_for_inference()
         self.trace_seconds += time.perf_counter() - started
         self.traces += 1
         self.graphs[key] = graph
