@@ -78,6 +78,11 @@ def compute_loss(model: Any, x: Any, y: Any, y_pred: Any, sample_weight: Any, tr
     return model._compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training)
 
 
+def metric_names(model: Any) -> list[str]:
+    """The names ``Trainer._get_metrics_result_or_logs`` compares a step's logs with."""
+    return list(model.get_metrics_result().keys())
+
+
 def update_loss_tracker(model: Any, loss: Any, batch_size: int) -> None:
     model._loss_tracker.update_state(loss, sample_weight=batch_size)
 
@@ -146,6 +151,16 @@ _BATCH_END_HOOKS = {
 }
 
 
+# Set by CallbackList.on_{train,test}_batch_begin just before Keras's loop calls the step, and
+# read once by that step: True when no callback will read the batch's logs.
+unread_logs: dict[str, bool] = {}
+
+
+def take_unread_logs(kind: str) -> bool:
+    """Whether the logs of the step about to run go to no callback (read once, then forgotten)."""
+    return unread_logs.pop(kind, False)
+
+
 def skip_unheard_batch_ends(enabled: Any) -> None:
     """Makes ``CallbackList`` skip a batch-end call that no callback listens to.
 
@@ -181,6 +196,20 @@ def skip_unheard_batch_ends(enabled: Any) -> None:
         batch_end._layerflow_original = original
         batch_end.__name__ = method
         setattr(CallbackList, method, batch_end)
+
+        kind = method.split("_")[1]
+        if kind == "predict":
+            continue
+        begin_name = f"on_{kind}_batch_begin"
+        original_begin = getattr(CallbackList, begin_name)
+
+        def batch_begin(self, batch, logs=None, _original=original_begin, _unheard=unheard, _kind=kind):
+            _original(self, batch, logs)
+            unread_logs[_kind] = bool(enabled() and _unheard(self))
+
+        batch_begin._layerflow_original = original_begin
+        batch_begin.__name__ = begin_name
+        setattr(CallbackList, begin_name, batch_begin)
 
 
 class _ArrayBatches:

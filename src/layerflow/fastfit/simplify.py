@@ -10,6 +10,7 @@ with the structure recorded at trace time).
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import torch
@@ -78,11 +79,32 @@ class FlatGraph:
         self._step_layout = _step_layout(self.out_spec)
 
     @property
+    def log_keys(self) -> list:
+        """Names of the logs a train/test step returns ([] for another layout)."""
+        return list(self._step_layout[2]) if self._step_layout else []
+
+    @property
     def code(self) -> str:
         return self.module.code
 
     def __call__(self, *arguments: Any) -> Any:
         return ki.tree_unflatten(self.forward(*ki.tree_leaves(arguments)), self.out_spec)
+
+    def without_logs(self) -> "FlatGraph | None":
+        """The same step returning ``(loss, non-trainable, metrics, {})``: the per-batch logs
+        (metric results) are not computed. None when the step's outputs have another layout."""
+        if self._step_layout is None:
+            return None
+        non_trainable, metrics, _ = self._step_layout
+        module = copy.deepcopy(self.module)
+        output = next(n for n in module.graph.nodes if n.op == "output")
+        output.args = (list(output.args[0])[:1 + non_trainable + metrics],)
+        module.graph.eliminate_dead_code()
+        module.recompile()
+        variant = copy.copy(self)
+        variant.module, variant.forward, variant.graph = module, module.forward, module.graph
+        variant._step_layout = (non_trainable, metrics, [])
+        return variant
 
     def script_for_inference(self) -> bool:
         """Runs the graph through TorchScript's interpreter (C++, no Python per operation).

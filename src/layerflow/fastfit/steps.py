@@ -65,6 +65,7 @@ class FastStep:
         self.flat_values = [t for group in groups for t in group]
         self.device = _device(self.values)
         self.applier = None
+        ki.unread_logs.pop(self.kind, None)  # a flag left by a loop that raised is not this one's
 
     def fall_back(self, reason: str) -> None:
         self.fallback_reason = reason
@@ -103,8 +104,16 @@ class FastStep:
         except TraceError as error:
             self.pending_reason = f"its step cannot be traced into a static graph ({error})"
             return None
+        graph.lean = None
+        if self.kind != "predict" and set(graph.log_keys) == set(ki.metric_names(self.model)):
+            # Keras reads a step's logs only in batch-end callbacks and, at the loop's end, only
+            # their names (it takes the values from the metrics): a batch whose logs no callback
+            # hears runs the step without computing them.
+            graph.lean = graph.without_logs()
         if self.kind != "train":
-            graph.script_for_inference()
+            for variant in (graph, graph.lean):
+                if variant is not None:
+                    variant.script_for_inference()
         self.trace_seconds += time.perf_counter() - started
         self.traces += 1
         self.graphs[key] = graph
@@ -145,7 +154,7 @@ class FastStep:
         trainable, non_trainable, metrics = self.values
         for parameter in trainable:
             parameter.grad = None
-        loss, new_non_trainable, new_metrics, logs = graph.call_step(self.flat_values + self.leaves)
+        loss, new_non_trainable, new_metrics, logs = self._step(graph)
         loss.backward()
         if self.applier is None:
             self.applier = GradientApplier(self.model.optimizer, self.groups.trainable)
@@ -157,10 +166,17 @@ class FastStep:
 
     def _test(self, graph: FlatGraph, x: Any, y: Any, sample_weight: Any) -> dict:
         trainable, non_trainable, metrics = self.values
-        _, new_non_trainable, new_metrics, logs = graph.call_step(self.flat_values + self.leaves)
+        _, new_non_trainable, new_metrics, logs = self._step(graph)
         _write_back(non_trainable, new_non_trainable)
         _write_back(metrics, new_metrics)
         return logs
+
+
+    def _step(self, graph: FlatGraph) -> tuple:
+        if ki.take_unread_logs(self.kind) and graph.lean is not None:
+            loss, new_non_trainable, new_metrics, _ = graph.lean.call_step(self.flat_values + self.leaves)
+            return loss, new_non_trainable, new_metrics, dict.fromkeys(graph.log_keys)  # names only, see _graph
+        return graph.call_step(self.flat_values + self.leaves)
 
 
 def _write_back(targets: list[torch.Tensor], values: list[torch.Tensor]) -> None:
