@@ -36,7 +36,9 @@ def script_graph(module: torch.fx.GraphModule) -> Any:
     import copy
     import warnings
 
-    module = copy.deepcopy(module)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        module = copy.deepcopy(module)
     for node in module.graph.nodes:
         if node.op == "call_function" and isinstance(node.target, torch._ops.OpOverload):
             node.target = node.target.overloadpacket

@@ -11,6 +11,7 @@ with the structure recorded at trace time).
 from __future__ import annotations
 
 import copy
+import warnings
 from typing import Any
 
 import torch
@@ -60,6 +61,12 @@ def fold_constants(module: torch.fx.GraphModule) -> int:
     return folded
 
 
+def _copy_module(module: torch.fx.GraphModule) -> torch.fx.GraphModule:
+    with warnings.catch_warnings():  # copying the trace's tree specs warns about torch's own deprecations
+        warnings.simplefilter("ignore", FutureWarning)
+        return copy.deepcopy(module)
+
+
 class FlatGraph:
     """A traced step with flat inputs and outputs, called with the traced structure."""
 
@@ -96,7 +103,7 @@ class FlatGraph:
         if self._step_layout is None:
             return None
         non_trainable, metrics, _ = self._step_layout
-        module = copy.deepcopy(self.module)
+        module = _copy_module(self.module)
         output = next(n for n in module.graph.nodes if n.op == "output")
         output.args = (list(output.args[0])[:1 + non_trainable + metrics],)
         module.graph.eliminate_dead_code()
@@ -147,12 +154,11 @@ class FlatGraph:
 def _step_layout(spec: Any) -> tuple[int, int, list] | None:
     """(non-trainable count, metric count, log keys) when a train/test step returns
     ``(loss, [tensors], [tensors], {name: tensor})``; None for any other structure."""
-    children = getattr(spec, "children_specs", None)
-    if spec.type is not tuple or children is None or len(children) != 4:
+    if spec.type is not tuple or spec.num_children != 4:
         return None
-    loss, non_trainable, metrics, logs = children
+    loss, non_trainable, metrics, logs = spec.children()
     if not (loss.is_leaf() and non_trainable.type is list and metrics.type is list and logs.type is dict):
         return None
-    if not all(c.is_leaf() for c in non_trainable.children_specs + metrics.children_specs + logs.children_specs):
+    if not all(c.is_leaf() for c in non_trainable.children() + metrics.children() + logs.children()):
         return None
-    return len(non_trainable.children_specs), len(metrics.children_specs), list(logs.context)
+    return non_trainable.num_children, metrics.num_children, list(logs.context)
