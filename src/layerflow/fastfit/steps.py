@@ -76,6 +76,9 @@ class FastStep:
         import keras
 
         batch = data[0]
+        plain = self._plain_tensors(batch)
+        if plain is not None:
+            return plain
         if self.kind == "predict":
             x, _, _ = keras.utils.unpack_x_y_sample_weight(batch)
             y = sample_weight = None
@@ -84,11 +87,32 @@ class FastStep:
         device = self.device
         return ki.tree_map(lambda value: _as_tensor(value, device), (x, y, sample_weight))
 
+    def _plain_tensors(self, batch: Any) -> tuple[Any, Any, Any] | None:
+        """``(x, y, sample_weight)`` of a batch that is a tuple of tensors already on the
+        model's device (what Keras's array and tensor loaders yield); None for anything else."""
+        if type(batch) is not tuple or not 1 <= len(batch) <= 3:
+            return None
+        device = self.device
+        for value in batch:
+            if value is not None and (type(value) is not torch.Tensor
+                                      or (device is not None and value.device != device)):
+                return None
+        x, y, sample_weight = batch + (None,) * (3 - len(batch))
+        if self.kind == "predict":
+            return x, None, None
+        return x, y, sample_weight
+
     def _graph(self, x: Any, y: Any, sample_weight: Any) -> FlatGraph | None:
-        leaves, spec = ki.tree_flatten((x, y, sample_weight))
+        if type(x) is torch.Tensor and (y is None or type(y) is torch.Tensor) and (
+                sample_weight is None or type(sample_weight) is torch.Tensor):
+            # The leaves tree_flatten would give, without walking the tree.
+            leaves = [x, y, sample_weight]
+            key = tuple(None if t is None else (t.shape, t.dtype, t.device) for t in leaves)
+        else:
+            leaves, spec = ki.tree_flatten((x, y, sample_weight))
+            key = (_hashable(spec), tuple((t.shape, t.dtype, t.device) if isinstance(t, torch.Tensor) else t
+                                          for t in leaves))
         self.leaves = leaves
-        key = (_hashable(spec), tuple((t.shape, t.dtype, t.device) if isinstance(t, torch.Tensor) else t
-                                      for t in leaves))
         graph = self.graphs.get(key)
         if graph is not None:
             return graph
