@@ -3,7 +3,8 @@
 Private torch APIs used (torch 2.13): ``torch.utils._pytree`` (flattening batches),
 ``torch.fx.experimental.proxy_tensor.make_fx`` (tracing), ``torch._fused_adam_`` and
 ``torch._foreach_copy_`` (the kernels ``torch.optim`` itself calls), ``torch.jit.script`` of
-the traced graph with aten overloads replaced by their packets (evaluate/predict replay).
+the traced graph with aten overloads replaced by their packets (evaluate/predict replay), and
+``torch._ops.OpOverload`` / ``Graph._codegen`` (simplifying the traced graph, ``simplify.py``).
 
 Keras offers no public hook to swap the per-step function of ``fit``/``evaluate``/``predict``
 on the torch backend, nor public access to the loss tracker, the optimizer's slot variables
@@ -29,6 +30,24 @@ tree_unflatten = pytree.tree_unflatten
 def trace_fake(function: Any, arguments: tuple) -> torch.fx.GraphModule:
     """Records ``function``'s torch operations on fake tensors (data-dependent Python raises)."""
     return make_fx(function, tracing_mode="fake")(*arguments)
+
+
+def is_aten_overload(target: Any) -> bool:
+    return isinstance(target, torch._ops.OpOverload)
+
+
+def pytree_specs(module: torch.fx.GraphModule) -> tuple[Any, Any] | None:
+    """The argument and output tree specs ``make_fx`` recorded, or None."""
+    info = getattr(module.graph._codegen, "pytree_info", None)
+    if info is None or info.in_spec is None:
+        return None
+    return info.in_spec, info.out_spec
+
+
+def use_flat_arguments(module: torch.fx.GraphModule) -> None:
+    """Makes the graph's code take its inputs and return its outputs as flat tensors
+    (call ``module.recompile()`` afterwards)."""
+    module.graph._codegen = torch.fx.graph.CodeGen()
 
 
 def script_graph(module: torch.fx.GraphModule) -> Any:

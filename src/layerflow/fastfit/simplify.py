@@ -22,7 +22,7 @@ from layerflow.fastfit import _keras_internals as ki
 
 def _is_pure(target: Any) -> bool:
     """An aten operation whose result depends on its inputs only (no mutation, no randomness)."""
-    if not isinstance(target, torch._ops.OpOverload):
+    if not ki.is_aten_overload(target):
         return False
     schema = target._schema
     if schema.is_mutable:
@@ -71,13 +71,12 @@ class FlatGraph:
     """A traced step with flat inputs and outputs, called with the traced structure."""
 
     def __init__(self, module: torch.fx.GraphModule) -> None:
-        codegen = module.graph._codegen
-        info = getattr(codegen, "pytree_info", None)
-        if info is None or info.in_spec is None:
+        specs = ki.pytree_specs(module)
+        if specs is None:
             raise ValueError("expected a graph traced by make_fx from a function of pytree arguments")
-        self.in_spec, self.out_spec = info.in_spec, info.out_spec
+        self.in_spec, self.out_spec = specs
         fold_constants(module)
-        module.graph._codegen = torch.fx.graph.CodeGen()
+        ki.use_flat_arguments(module)
         module.graph.eliminate_dead_code()
         module.recompile()
         self.module = module
