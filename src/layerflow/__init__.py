@@ -54,6 +54,7 @@ __all__ = [
     "copy_run",
     "data",
     "datasets",
+    "estimators",
     "export_model",
     "export_run",
     "fast_fit_status",
@@ -80,6 +81,7 @@ __all__ = [
     "training_run",
     "tuning",
     "tuning_run",
+    "ui",
     "view_run",
     "write_run_data",
 ]
@@ -90,6 +92,7 @@ __all__ = [
 _LAZY = {
     "data": ("layerflow.data", None),
     "deploy": ("layerflow.deploy", None),
+    "estimators": ("layerflow.estimators", None),
     "features": ("layerflow.features", None),
     "feature_spec": ("layerflow.features", "feature_spec"),
     "load_feature_spec": ("layerflow.features", "load_feature_spec"),
@@ -106,6 +109,7 @@ _LAZY = {
     "tuning": ("layerflow.tuning", None),
     "cloud": ("layerflow.cloud", None),
     "tuning_run": ("layerflow.tuning", "tuning_run"),
+    "ui": ("layerflow.ui", None),  # a callable module: lf.ui(runs_dir, port) starts the UI
 }
 
 

@@ -28,6 +28,8 @@ def run(
     config: Optional[str] = typer.Option(None, "--config", help="Profile of the script's flags.yml to use, over its "
                                          "`default` profile."),
     runs_dir: Optional[Path] = RunsDirOption,
+    view: bool = typer.Option(False, "--view", help="Open the run's live page in the browser (starts `layerflow ui`)."),
+    view_port: int = typer.Option(8600, "--view-port", help="With --view: the UI's port."),
 ) -> None:
     """Run SCRIPT as a tracked run: source, flags, output, metrics and model are recorded.
 
@@ -36,8 +38,14 @@ def run(
     from layerflow.flags import parse_flag_assignments
     from layerflow.runs import training_run
 
+    run_id = None
+    if view:
+        from layerflow.ui import new_run_id, view_live
+
+        run_id = new_run_id()
+        errors.print(f"Live page: {view_live(run_id, runs_dir, port=view_port)}")
     record = training_run(script, flags=flags_file, runs_dir=runs_dir, args=ctx.args, config=config,
-                          command_line_flags=parse_flag_assignments(flag))
+                          command_line_flags=parse_flag_assignments(flag), run_id=run_id)
     if record["status"] != "completed":
         raise typer.Exit(record.get("exit_code") or 1)
 

@@ -51,13 +51,43 @@ def _without_nan(value: Any) -> Any:
 
 
 def page_template(signature: dict[str, Any]) -> str:
-    """The page template for a bundle: a form over raw feature inputs, else a JSON box (index.html).
+    """The page template for a bundle: a form over raw feature inputs (form.html), an image
+    classifier's page (image.html: draw, drop or pick an image; top classes as bars), else a JSON
+    box (index.html).
+
+    Args:
+        signature: the bundle's ``signature.json``.
+
+    Returns:
+        The file name of the template under ``web_template/``.
 
     Example:
         >>> page_template({"raw_inputs": True})
         'form.html'
+        >>> page_template({"inputs": [{"name": "x", "dtype": "float32", "shape": [None, 28, 28, 1]}]})
+        'image.html'
     """
-    return "form.html" if signature.get("raw_inputs") else "index.html"
+    if signature.get("raw_inputs"):
+        return "form.html"
+    return "image.html" if _is_image_model(signature) else "index.html"
+
+
+def _is_image_model(signature: dict[str, Any]) -> bool:
+    """One float input shaped ``[batch, H, W]``, ``[batch, C, H, W]`` or ``[batch, H, W, C]``, C of 1 or 3, H and W >= 4."""
+    inputs = signature.get("inputs") or []
+    if len(inputs) != 1 or not str(inputs[0].get("dtype", "")).startswith("float"):
+        return False
+    shape = inputs[0].get("shape") or []
+    dims = shape[1:]
+    if not all(isinstance(d, int) for d in dims):
+        return False
+    if len(dims) == 2:
+        height, width = dims
+    elif len(dims) == 3 and (dims[0] in (1, 3) or dims[2] in (1, 3)):
+        height, width = (dims[1], dims[2]) if dims[0] in (1, 3) and dims[2] not in (1, 3) else (dims[0], dims[1])
+    else:
+        return False
+    return min(height, width) >= 4
 
 
 def build_web_page(bundle_dir: str | os.PathLike[str], out: str | os.PathLike[str], title: str | None = None,

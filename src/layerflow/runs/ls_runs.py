@@ -58,6 +58,33 @@ def ls_runs(
     frame = frame.sort_values("id", ascending=False, ignore_index=True)
     if latest_n is not None:
         frame = frame.head(latest_n)
+    frame = select_runs(frame, order=order, decreasing=decreasing, filter=filter)
+    frame.attrs["runs_dir"] = str(store.path)
+    if reindexed is not None:
+        frame.attrs["reindexed"] = reindexed
+    return frame
+
+
+def select_runs(
+    frame: pd.DataFrame, order: str | None = None, decreasing: bool = False, filter: str | None = None
+) -> pd.DataFrame:
+    """Filters and sorts a table of runs as ``ls_runs`` does (its ``filter`` and ``order``).
+
+    Args:
+        frame: a table of runs, as ``ls_runs`` returns it.
+        order: a column to sort by (missing values last).
+        decreasing: sort ``order`` from the largest value down.
+        filter: a pandas ``query`` expression over the columns.
+
+    Returns:
+        The selected rows, renumbered from 0.
+
+    Raises:
+        InvalidValueError: an unknown ``order`` column or a bad ``filter``.
+
+    Example:
+        >>> select_runs(lf.ls_runs(), order="eval_accuracy", filter="status == 'completed'")
+    """
     if filter:
         try:
             frame = frame.query(filter, engine="python")
@@ -70,8 +97,4 @@ def ls_runs(
         if order not in frame.columns:
             raise InvalidValueError(f"Cannot order by {order!r}: no such column. Columns are: {', '.join(frame.columns)}.")
         frame = frame.sort_values(order, ascending=not decreasing, na_position="last", kind="stable")
-    frame = frame.reset_index(drop=True)
-    frame.attrs["runs_dir"] = str(store.path)
-    if reindexed is not None:
-        frame.attrs["reindexed"] = reindexed
-    return frame
+    return frame.reset_index(drop=True)

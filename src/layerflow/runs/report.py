@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import difflib
-import io
+import math
 import os
 import re
 import tempfile
@@ -69,34 +69,42 @@ def _source_files(run_dir: Path) -> dict[str, str]:
     return sources
 
 
-def _metrics_svg(runs: list[tuple[str, dict[str, list[tuple[int, float]]]]]) -> str | None:
-    """One panel per metric; training and validation of every run overlaid."""
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import MaxNLocator
+def curves(epochs: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """Chart columns of a run's epochs: ``{"epoch": [...], "loss": [...], "val_loss": [...]}`` (None where missing).
 
-    metrics = list(dict.fromkeys(k.removeprefix("val_") for _, series in runs for k in series))
-    if not metrics:
-        return None
-    metrics.sort(key=lambda m: m != "loss")
-    figure = Figure(figsize=(7, 2.4 * len(metrics)), layout="constrained")
-    axes = figure.subplots(len(metrics), 1, sharex=True, squeeze=False)[:, 0]
-    styles = ["-", "--", ":", "-."]
-    for ax, metric in zip(axes, metrics):
-        for i, (label, series) in enumerate(runs):
-            for key, color, split in ((metric, "#1f77b4", "training"), (f"val_{metric}", "#ff7f0e", "validation")):
-                if key in series:
-                    x, y = zip(*series[key])
-                    name = f"{label} {split}" if len(runs) > 1 else split
-                    ax.plot(x, y, styles[i % 4], color=color, marker="o", markersize=3, label=name)
-        ax.set_ylabel(metric)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize="small")
-    axes[-1].set_xlabel("epoch")
-    axes[-1].xaxis.set_major_locator(MaxNLocator(integer=True))
-    buffer = io.StringIO()
-    figure.savefig(buffer, format="svg")
-    svg = buffer.getvalue()
-    return svg[svg.index("<svg"):]
+    Args:
+        epochs: the records of ``metrics.jsonl``, as ``files.read_metrics`` returns them.
+
+    Returns:
+        One list per metric, aligned on ``epoch``; what ``charts.js`` draws.
+
+    Example:
+        >>> curves([{"epoch": 1, "loss": 0.5}, {"epoch": 2, "loss": 0.4, "val_loss": 0.45}])
+        {'epoch': [1, 2], 'loss': [0.5, 0.4], 'val_loss': [None, 0.45]}
+    """
+    names = list(dict.fromkeys(k for e in epochs for k, v in e.items()
+                               if k not in f.EPOCH_KEYS and isinstance(v, (int, float)) and not isinstance(v, bool)))
+    data: dict[str, list[Any]] = {"epoch": [e.get("epoch", i + 1) for i, e in enumerate(epochs)]}
+    for name in names:
+        data[name] = [_finite(e.get(name)) for e in epochs]
+    return data
+
+
+def _finite(value: Any) -> float | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
+
+
+def _run_curves(run_dir: Path) -> dict[str, list[Any]]:
+    return curves(f.read_metrics(run_dir / f.METRICS_FILE)[0])
+
+
+def chart_assets() -> dict[str, str]:
+    """uPlot (vendored from npm, MIT) and the chart code, inlined into reports so they make no request."""
+    assets = Path(__file__).parent / "templates" / "assets"
+    js = "\n".join((assets / name).read_text() for name in ("uPlot.iife.min.js", "charts.js"))
+    return {"css": (assets / "uPlot.min.css").read_text(), "js": js.replace("</script", "<\\/script")}
 
 
 def _deliver(html: str, out: str | os.PathLike[str] | None, name: str, browse: bool) -> Path:
@@ -123,7 +131,8 @@ def render_run(run: str, runs_dir: str | os.PathLike[str] | None = None) -> str:
     summary_path = run_dir / f.SUMMARY_FILE
     return _environment().get_template("run.html.j2").render(
         run=record,
-        plot=_metrics_svg([(record["id"], f.read_metric_series(run_dir))]),
+        curves=_run_curves(run_dir),
+        assets=chart_assets(),
         summary=summary_path.read_text() if summary_path.is_file() else None,
         output=_output(run_dir),
         sources=list(_source_files(run_dir).items()),
@@ -186,7 +195,8 @@ def render_comparison(run_a: str, run_b: str, runs_dir: str | os.PathLike[str] |
     ]
     return _environment().get_template("compare.html.j2").render(
         a=a, b=b,
-        plot=_metrics_svg([("A", f.read_metric_series(dir_a)), ("B", f.read_metric_series(dir_b))]),
+        curves_a=_run_curves(dir_a), curves_b=_run_curves(dir_b),
+        assets=chart_assets(),
         flags=_pairs(a.get("flags") or {}, b.get("flags") or {}),
         tables=[t for t in tables if t[1]],
         diffs=diffs,

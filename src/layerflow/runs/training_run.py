@@ -16,6 +16,7 @@ from layerflow.flags import FLAGS_ENV, read_flag_values
 from layerflow.runs import files as f
 from layerflow.runs.context import RUN_DIR_ENV
 from layerflow.runs.outputs import keep_outputs as copy_outputs, working_files
+from layerflow.runs.pty_tee import ScriptConsole
 from layerflow.runs.source import git_state, snapshot_source
 from layerflow.runs.store import RunStore
 
@@ -30,16 +31,6 @@ def _echo(chunk: bytes) -> None:
     else:  # notebooks and other text-only streams
         sys.stdout.write(chunk.decode(errors="replace"))
         sys.stdout.flush()
-
-
-def _pump_output(process: subprocess.Popen, log_path: Path, echo: bool) -> None:
-    with open(log_path, "ab") as log:
-        fd = process.stdout.fileno()
-        while chunk := os.read(fd, 65536):
-            log.write(chunk)
-            log.flush()
-            if echo:
-                _echo(chunk)
 
 
 def _stop_after_interrupt(process: subprocess.Popen) -> None:
@@ -59,7 +50,7 @@ def _stop_after_interrupt(process: subprocess.Popen) -> None:
         timer.start()
 
 
-def _follow(process: subprocess.Popen, log_path: Path, echo: bool) -> bool:
+def _follow(process: subprocess.Popen, log_path: Path, echo: bool, console: ScriptConsole) -> bool:
     """Copies the script's output until it exits; returns True when interrupted by Ctrl-C.
 
     Ctrl-C is handled by a signal handler rather than as KeyboardInterrupt, so that no
@@ -78,7 +69,7 @@ def _follow(process: subprocess.Popen, log_path: Path, echo: bool) -> bool:
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGINT, on_interrupt)
     try:
-        _pump_output(process, log_path, echo)
+        console.pump(process, log_path, _echo if echo else None)
         process.wait()
     finally:
         if previous is not None:
@@ -241,16 +232,17 @@ def training_run(
     before = working_files(working_dir, never_kept) if keep_outputs else {}
     env["PYTHONUNBUFFERED"] = "1"
     env.setdefault("KERAS_BACKEND", "torch")
+    console = ScriptConsole(echo)  # a pseudo-terminal when this console is one: Keras shows its live progress bar
     process = subprocess.Popen(
-        [sys.executable, "-m", "layerflow.runs.launch", str(script_path), *args],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
+        [sys.executable, "-m", "layerflow.runs.launch", str(script_path), *args], **console.popen_args(), env=env,
     )
+    console.started()
     if control is not None:
         control.run_id, control.run_dir = run_id, run_dir
         control._watch(process)
         control.started.set()
     try:
-        interrupted = _follow(process, run_dir / f.OUTPUT_FILE, echo)
+        interrupted = _follow(process, run_dir / f.OUTPUT_FILE, echo, console)
     finally:
         if process.poll() is None:
             process.kill()

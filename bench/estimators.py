@@ -1,0 +1,269 @@
+"""Canned estimators against scikit-learn and XGBoost's own API, side by side in one run.
+
+  fashion   Fashion-MNIST, flattened pixels as 784 numeric columns: LinearClassifier,
+            DNNClassifier, BoostedTreesClassifier vs LogisticRegression, MLPClassifier,
+            HistGradientBoostingClassifier and xgboost.train on the same arrays (accuracy, seconds).
+  tabular   scikit-learn's bundled breast_cancer, wine (classification) and diabetes
+            (regression): each estimator vs the nearest scikit-learn model, same split and seed.
+  bigcsv    a generated CSV of --gb gigabytes (numeric and string columns; removed afterwards):
+            BoostedTreesClassifier and DNNClassifier trained from the file, each in its own
+            process so that peak RSS is measured apart; rows/s.
+
+    .venv/bin/python bench/estimators.py [--only fashion,tabular,bigcsv] [--train-rows 60000] [--gb 5]
+
+Writes bench/results/estimators.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+RESULTS = Path(__file__).parent / "results" / "estimators.json"
+
+
+def timed(fn):
+    start = time.perf_counter()
+    value = fn()
+    return value, time.perf_counter() - start
+
+
+# -- Fashion-MNIST -------------------------------------------------------------------------------
+
+def fashion(train_rows: int, epochs: int, n_trees: int) -> list[dict]:
+    import xgboost as xgb
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.neural_network import MLPClassifier
+
+    import layerflow as lf
+
+    (x_train, y_train), (x_test, y_test) = lf.datasets.fashion_mnist()
+    x_train = x_train.reshape(len(x_train), -1)[:train_rows].astype(np.float32) / 255.0
+    y_train = y_train[:train_rows].astype(np.int64)
+    x_test = x_test.reshape(len(x_test), -1).astype(np.float32) / 255.0
+    y_test = y_test.astype(np.int64)
+    columns = [f"p{i}" for i in range(x_train.shape[1])]
+    train = pd.DataFrame(x_train, columns=columns).assign(label=y_train)
+    test = pd.DataFrame(x_test, columns=columns).assign(label=y_test)
+    spec = lf.feature_spec(train, label="label").numeric(*columns).fit()  # raw [0, 1] pixels, as the peers see them
+    rows = []
+
+    def ours(name, est, **train_args):
+        _, seconds = timed(lambda: est.train(train, **train_args))
+        accuracy = est.evaluate(test)["accuracy"]
+        rows.append({"model": name, "library": "layerflow", "accuracy": accuracy, "seconds": seconds})
+        print(rows[-1], flush=True)
+
+    def peer(name, fit, predict):
+        _, seconds = timed(fit)
+        accuracy = float((predict(x_test) == y_test).mean())
+        rows.append({"model": name, "library": "peer", "accuracy": accuracy, "seconds": seconds})
+        print(rows[-1], flush=True)
+
+    ours("LinearClassifier", lf.estimators.LinearClassifier(label="label", feature_columns=spec, n_classes=10,
+                                                            optimizer="Adam", learning_rate=0.001,
+                                                            batch_size=128, seed=0), epochs=epochs)
+    logistic = LogisticRegression(max_iter=200)
+    peer("LogisticRegression", lambda: logistic.fit(x_train, y_train), logistic.predict)
+    ours("DNNClassifier", lf.estimators.DNNClassifier(label="label", feature_columns=spec, n_classes=10,
+                                                      hidden_units=[256, 128], dropout=0.2, optimizer="Adam",
+                                                      learning_rate=0.001, batch_size=128, seed=0), epochs=epochs)
+    mlp = MLPClassifier(hidden_layer_sizes=(256, 128), max_iter=epochs, random_state=0)
+    peer("MLPClassifier", lambda: mlp.fit(x_train, y_train), mlp.predict)
+    ours("BoostedTreesClassifier", lf.estimators.BoostedTreesClassifier(
+        label="label", feature_columns=spec, n_classes=10, n_trees=n_trees, max_depth=6, learning_rate=0.3, seed=0))
+    hgb = HistGradientBoostingClassifier(max_iter=n_trees, max_depth=6, learning_rate=0.3, early_stopping=False,
+                                         random_state=0)
+    peer("HistGradientBoostingClassifier", lambda: hgb.fit(x_train, y_train), hgb.predict)
+    params = {"objective": "multi:softprob", "num_class": 10, "max_depth": 6, "eta": 0.3, "tree_method": "hist"}
+    box = {}
+    peer("xgboost.train", lambda: box.setdefault("b", xgb.train(params, xgb.DMatrix(x_train, y_train), n_trees)),
+         lambda x: box["b"].predict(xgb.DMatrix(x)).argmax(axis=1))
+    return rows
+
+
+# -- bundled tabular data ------------------------------------------------------------------------
+
+def tabular() -> list[dict]:
+    from sklearn import datasets
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+    from sklearn.linear_model import LinearRegression, LogisticRegression
+    from sklearn.model_selection import train_test_split
+    from sklearn.neural_network import MLPClassifier, MLPRegressor
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    import layerflow as lf
+
+    E = lf.estimators
+    rows = []
+    for name, loader, task in (("breast_cancer", datasets.load_breast_cancer, "binary"),
+                               ("wine", datasets.load_wine, "multiclass"),
+                               ("diabetes", datasets.load_diabetes, "regression")):
+        frame = loader(as_frame=True).frame
+        frame.columns = [c.replace(" ", "_") for c in frame.columns]
+        train, test = train_test_split(frame, test_size=0.25, random_state=0)
+        x_train, x_test = train.drop(columns=["target"]).to_numpy(), test.drop(columns=["target"]).to_numpy()
+        y_train, y_test = train.target.to_numpy(), test.target.to_numpy()
+        classes = int(frame.target.nunique()) if task != "regression" else None
+        if task == "regression":
+            pairs = [
+                (E.LinearRegressor(label="target", optimizer="Adam", learning_rate=0.5, batch_size=32, seed=0), 300,
+                 make_pipeline(StandardScaler(), LinearRegression())),
+                (E.DNNRegressor(label="target", hidden_units=[64, 32], optimizer="Adam", learning_rate=0.01,
+                                batch_size=32, seed=0), 100,
+                 make_pipeline(StandardScaler(), MLPRegressor(hidden_layer_sizes=(64, 32), max_iter=2000, random_state=0))),
+                (E.BoostedTreesRegressor(label="target", n_trees=100, max_depth=3, learning_rate=0.05, seed=0), None,
+                 HistGradientBoostingRegressor(max_iter=100, max_depth=3, learning_rate=0.05, random_state=0)),
+            ]
+        else:
+            pairs = [
+                (E.LinearClassifier(label="target", n_classes=classes, optimizer="Adam", learning_rate=0.05,
+                                    batch_size=32, seed=0), 50, make_pipeline(StandardScaler(), LogisticRegression())),
+                (E.DNNClassifier(label="target", n_classes=classes, hidden_units=[64, 32], optimizer="Adam",
+                                 learning_rate=0.01, batch_size=32, seed=0), 50,
+                 make_pipeline(StandardScaler(), MLPClassifier(hidden_layer_sizes=(64, 32), max_iter=500, random_state=0))),
+                (E.BoostedTreesClassifier(label="target", n_classes=classes, n_trees=100, max_depth=3, seed=0), None,
+                 HistGradientBoostingClassifier(max_iter=100, max_depth=3, random_state=0)),
+            ]
+        for est, epochs, peer in pairs:
+            _, ours_seconds = timed(lambda: est.train(train, epochs=epochs) if epochs else est.train(train))
+            metrics = est.evaluate(test)
+            _, peer_seconds = timed(lambda: peer.fit(x_train, y_train))
+            predicted = peer.predict(x_test)
+            if task == "regression":
+                ours_score, peer_score = metrics["mse"] ** 0.5, float(np.sqrt(np.mean((predicted - y_test) ** 2)))
+                metric = "rmse"
+            else:
+                ours_score, peer_score = metrics["accuracy"], float((predicted == y_test).mean())
+                metric = "accuracy"
+            rows.append({"data": name, "estimator": est.kind, "peer": type(peer[-1] if hasattr(peer, "steps") else peer).__name__,
+                         "metric": metric, "layerflow": ours_score, "peer_score": peer_score,
+                         "seconds": ours_seconds, "peer_seconds": peer_seconds})
+            print(rows[-1], flush=True)
+    return rows
+
+
+# -- a CSV larger than memory ----------------------------------------------------------------------
+
+CITIES = [f"city_{i:03d}" for i in range(200)]
+
+
+def generate(path: Path, gigabytes: float) -> int:
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+
+    rng = np.random.default_rng(0)
+    target, rows, block = gigabytes * 1e9, 0, 500_000
+    with pcsv.CSVWriter(path, pa.schema([("a", pa.float64()), ("b", pa.float64()), ("c", pa.int64()),
+                                         ("city", pa.string()), ("device", pa.string()), ("y", pa.int64())])) as writer:
+        while path.stat().st_size < target:
+            a, b = rng.normal(size=block), rng.uniform(0, 100, block)
+            city = rng.integers(0, len(CITIES), block)
+            device = rng.integers(0, 3, block)
+            logit = a + b / 50 - 1 + (city % 7 == 0) * 1.5 - (device == 2) * 1.0
+            writer.write_table(pa.table({
+                "a": a, "b": b, "c": rng.integers(0, 1000, block),
+                "city": np.asarray(CITIES, dtype=object)[city],
+                "device": np.asarray(["phone", "tablet", "desktop"], dtype=object)[device],
+                "y": (rng.uniform(size=block) < 1 / (1 + np.exp(-logit))).astype(np.int64)}))
+            rows += block
+    return rows
+
+
+def big_worker(kind: str, path: str, spec_path: str) -> None:
+    import layerflow as lf
+
+    spec = lf.load_feature_spec(spec_path)
+    data = lf.data.csv_dataset(path)
+    if kind == "trees":
+        est = lf.estimators.BoostedTreesClassifier(label="y", feature_columns=spec, n_trees=20, max_depth=6,
+                                                   batch_size=65_536, seed=0)
+        _, seconds = timed(lambda: est.train(data))  # the quantile matrix is streamed in; rounds read its disk pages
+    else:
+        est = lf.estimators.DNNClassifier(label="y", feature_columns=spec, hidden_units=[64, 32], optimizer="Adam",
+                                          learning_rate=0.001, batch_size=4096, shuffle_buffer=100_000, seed=0)
+        _, seconds = timed(lambda: est.train(data, epochs=1))
+    accuracy = est.evaluate(lf.data.csv_dataset(path).take(200_000))["accuracy"]
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(json.dumps({"seconds": seconds, "accuracy": accuracy, "peak_rss_bytes": peak}))
+
+
+def bigcsv(gigabytes: float) -> dict:
+    import layerflow as lf
+
+    with tempfile.TemporaryDirectory(prefix="layerflow-bench-") as folder:
+        path = Path(folder) / "big.csv"
+        rows, seconds = timed(lambda: generate(path, gigabytes))
+        print(f"generated {path.stat().st_size / 1e9:.2f} GB, {rows:,} rows in {seconds:.0f} s", flush=True)
+        sample = lf.data.csv_dataset(str(path)).take(200_000)
+        spec = (lf.feature_spec(sample, label="y").numeric("a", "b", "c", normalizer="standard")
+                .categorical_vocab("city", "device").fit())
+        spec.save(Path(folder) / "spec.json")
+        result = {"file_bytes": path.stat().st_size, "rows": rows, "runs": []}
+        for kind in ("trees", "dnn"):
+            out = subprocess.run([sys.executable, __file__, "--worker", kind, str(path), str(Path(folder) / "spec.json")],
+                                 capture_output=True, text=True, check=True)
+            run = json.loads(out.stdout.strip().splitlines()[-1])
+            run.update(kind=kind, rows_per_second=rows / run["seconds"])
+            result["runs"].append(run)
+            print(run, flush=True)
+        return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", default="fashion,tabular,bigcsv")
+    parser.add_argument("--train-rows", type=int, default=60_000)
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--n-trees", type=int, default=100)
+    parser.add_argument("--gb", type=float, default=5.0)
+    parser.add_argument("--worker", nargs=3, metavar=("KIND", "CSV", "SPEC"))
+    args = parser.parse_args()
+    if args.worker:
+        big_worker(*args.worker)
+        return
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    parts = args.only.split(",")
+    if "tabular" in parts:
+        results["tabular"] = tabular()
+    if "fashion" in parts:
+        results["fashion"] = {"train_rows": args.train_rows, "epochs": args.epochs, "n_trees": args.n_trees,
+                              "rows": fashion(args.train_rows, args.epochs, args.n_trees)}
+    if "bigcsv" in parts:
+        results["bigcsv"] = bigcsv(args.gb)
+    RESULTS.parent.mkdir(exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    print_table(results)
+
+
+def print_table(results: dict) -> None:
+    if "fashion" in results:
+        rows = results["fashion"]["rows"]
+        print(f"\nFashion-MNIST ({results['fashion']['train_rows']} training rows)")
+        for row in rows:
+            print(f"  {row['model']:32s} {row['library']:9s} accuracy {row['accuracy']:.4f}  {row['seconds']:8.1f} s")
+    for row in results.get("tabular", []):
+        ratio = row["layerflow"] / row["peer_score"]
+        print(f"  {row['data']:14s} {row['estimator']:24s} {row['metric']} {row['layerflow']:.4f} vs "
+              f"{row['peer']} {row['peer_score']:.4f} (ratio {ratio:.3f})")
+    if "bigcsv" in results:
+        big = results["bigcsv"]
+        for run in big["runs"]:
+            print(f"  {big['file_bytes'] / 1e9:.2f} GB CSV, {run['kind']}: {run['rows_per_second']:,.0f} rows/s, "
+                  f"peak RSS {run['peak_rss_bytes'] / 2**20:.0f} MiB, accuracy {run['accuracy']:.4f}")
+
+
+if __name__ == "__main__":
+    main()

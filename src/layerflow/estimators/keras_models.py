@@ -1,0 +1,132 @@
+"""The Keras graphs of the canned estimators, built over a fitted spec's encoded inputs.
+
+Every model takes the inputs ``spec.keras_inputs()`` declares (one (n, 1) tensor per
+encoded feature: float numbers, int ids) and returns logits (classifiers) or predictions
+(regressors). The linear part is tf.estimator's ``linear_model``: a weight per numeric
+value and per category id (an id's weight is a one-wide embedding), summed with a bias.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any, Sequence
+
+from layerflow.estimators.errors import EstimatorError
+
+# Categorical columns with more ids than this enter a DNN through an embedding, not one-hot.
+ONE_HOT_MAX_DEPTH = 16
+OPTIMIZERS = {"adagrad": "Adagrad", "ftrl": "Ftrl", "adam": "Adam", "rmsprop": "RMSprop", "sgd": "SGD"}
+
+
+def safe_name(name: str) -> str:
+    """A Keras layer name for a column name (Keras refuses '/' and spaces in names)."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
+
+
+def spec_inputs(keras: Any, spec: Any) -> tuple[dict[str, Any], Any]:
+    """The spec's Keras inputs and its dense tensor (None when it declares no dense part)."""
+    state = spec.state()
+    names = [c["name"] for c in state["numeric"] + state["categorical"]]
+    if all(safe_name(n) == n for n in names) and (state["numeric"] or state["dense"]):
+        return spec.keras_inputs()
+    # no dense part declared, or column names Keras refuses: the same inputs, named safely
+    inputs = {c["name"]: keras.Input(shape=(1,), name=safe_name(c["name"]), dtype="float32") for c in state["numeric"]}
+    inputs.update({c["name"]: keras.Input(shape=(1,), name=safe_name(c["name"]), dtype="int32")
+                   for c in state["categorical"]})
+    return inputs, None
+
+
+def _scaled(keras: Any, tensor: Any, column: dict[str, Any], prefix: str) -> Any:
+    normalizer = column.get("normalizer")
+    if normalizer == "standard":
+        offset, divisor = column["mean"], column["std"] or 1.0
+    elif normalizer == "minmax":
+        offset, divisor = column["min"], (column["max"] - column["min"]) or 1.0
+    else:
+        return tensor
+    return keras.layers.Rescaling(1.0 / divisor, offset=-offset / divisor, name=f"{prefix}_{safe_name(column['name'])}_scaled")(tensor)
+
+
+def regularizer(keras: Any, l1: float, l2: float) -> Any:
+    return keras.regularizers.L1L2(l1=l1, l2=l2) if (l1 or l2) else None
+
+
+def linear_logits(keras: Any, inputs: dict[str, Any], spec: Any, units: int, columns: Sequence[str] | None,
+                  l1: float = 0.0, l2: float = 0.0) -> Any:
+    """A weighted sum of the numeric values and of one weight per category id, plus a bias."""
+    state = spec.state()
+    chosen = set(columns) if columns is not None else None
+    reg = regularizer(keras, l1, l2)
+    parts = []
+    numeric = [_scaled(keras, inputs[c["name"]], c, "linear") for c in state["numeric"]
+               if chosen is None or c["name"] in chosen]
+    if numeric:
+        joined = numeric[0] if len(numeric) == 1 else keras.layers.Concatenate(name="linear_numeric")(numeric)
+        parts.append(keras.layers.Dense(units, use_bias=False, kernel_regularizer=reg, name="linear_numeric_weights")(joined))
+    for column in state["categorical"]:
+        if chosen is not None and column["name"] not in chosen:
+            continue
+        weights = keras.layers.Embedding(column["depth"], units, embeddings_initializer="zeros",
+                                         embeddings_regularizer=reg, name=f"linear_{safe_name(column['name'])}_weights")
+        parts.append(keras.layers.Flatten(name=f"linear_{safe_name(column['name'])}_flat")(weights(inputs[column["name"]])))
+    if not parts:
+        raise EstimatorError("The linear part has no columns: the spec has none of linear_feature_columns.")
+    summed = parts[0] if len(parts) == 1 else keras.layers.Add(name="linear_sum")(parts)
+    from layerflow.estimators.layers import LinearBias
+
+    return LinearBias(name="linear_logits")(summed)
+
+
+def auto_dense(keras: Any, inputs: dict[str, Any], spec: Any, seed: int | None) -> Any:
+    """A dense tensor when the spec declares none: numbers scaled, small vocabularies one-hot,
+    larger ones through an embedding of about 6 * depth ** 0.25 dimensions."""
+    state = spec.state()
+    parts = [_scaled(keras, inputs[c["name"]], c, "dnn") for c in state["numeric"]]
+    for column in state["categorical"]:
+        depth, ids = column["depth"], inputs[column["name"]]
+        if depth <= ONE_HOT_MAX_DEPTH:
+            parts.append(keras.layers.CategoryEncoding(depth, output_mode="one_hot", name=f"dnn_{safe_name(column['name'])}_onehot")(ids))
+        else:
+            dimension = min(64, max(2, int(math.ceil(6 * depth ** 0.25))))
+            embedded = keras.layers.Embedding(depth, dimension, name=f"dnn_{safe_name(column['name'])}_embedding",
+                                              embeddings_initializer=keras.initializers.RandomUniform(
+                                                  -0.05, 0.05, seed=seed))(ids)
+            parts.append(keras.layers.Flatten(name=f"dnn_{safe_name(column['name'])}_flat")(embedded))
+    return parts[0] if len(parts) == 1 else keras.layers.Concatenate(name="dnn_features")(parts)
+
+
+def dnn_logits(keras: Any, dense: Any, units: int, hidden_units: Sequence[int], activation: str,
+               dropout: float | None, batch_norm: bool, l1: float, l2: float, seed: int | None) -> Any:
+    """Hidden layers (with optional batch norm and dropout) and a final linear layer."""
+    reg = regularizer(keras, l1, l2)
+    x = dense
+    for i, width in enumerate(hidden_units):
+        x = keras.layers.Dense(width, kernel_regularizer=reg, name=f"hiddenlayer_{i}",
+                               kernel_initializer=keras.initializers.GlorotUniform(seed=None if seed is None else seed + i))(x)
+        if batch_norm:
+            x = keras.layers.BatchNormalization(name=f"batchnorm_{i}")(x)
+        x = keras.layers.Activation(activation, name=f"hiddenlayer_{i}_{activation}")(x)
+        if dropout:
+            x = keras.layers.Dropout(dropout, seed=None if seed is None else seed + 100 + i, name=f"dropout_{i}")(x)
+    return keras.layers.Dense(units, kernel_regularizer=reg, name="dnn_logits",
+                              kernel_initializer=keras.initializers.GlorotUniform(seed=None if seed is None else seed + 99))(x)
+
+
+def make_optimizer(keras: Any, optimizer: Any, learning_rate: float) -> Any:
+    """A Keras optimizer from a tf.estimator name (Adagrad, Ftrl, Adam, RMSProp, SGD) or as given."""
+    if not isinstance(optimizer, str):
+        return optimizer
+    class_name = OPTIMIZERS.get(optimizer.lower())
+    if class_name is None:
+        raise EstimatorError(f"optimizer={optimizer!r} is not known; expected one of "
+                         f"{sorted(OPTIMIZERS.values())} or a Keras optimizer.")
+    return getattr(keras.optimizers, class_name)(learning_rate=learning_rate)
+
+
+def loss_for(keras: Any, head_kind: str) -> Any:
+    if head_kind == "binary":
+        return keras.losses.BinaryCrossentropy(from_logits=True)
+    if head_kind == "multiclass":
+        return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    return keras.losses.MeanSquaredError()
