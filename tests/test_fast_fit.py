@@ -301,3 +301,43 @@ def test_predict_on_an_uncompiled_model(monkeypatch):
         results[switch] = (model.predict(X_VAL, batch_size=16, verbose=0), fast_fit_status(model)["predict"])
     assert results["1"][1] == "fast" and results["0"][1] == "keras: LAYERFLOW_FAST_FIT=0"
     np.testing.assert_allclose(results["1"][0], results["0"][0], atol=1e-6)
+
+
+class BatchLogs(keras.callbacks.Callback):
+    """Records the logs every train and test batch end receives."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.seen.append(("train", batch, dict(logs)))
+
+    def on_test_batch_end(self, batch, logs=None):
+        self.seen.append(("test", batch, dict(logs)))
+
+
+def test_batch_logs_a_callback_hears_match_keras_and_unheard_ones_change_nothing(monkeypatch):
+    def train(model):
+        quiet = model.fit(X, Y, batch_size=64, epochs=1, verbose=0).history  # no callback hears batch ends
+        listener = BatchLogs()
+        heard = model.fit(X, Y, batch_size=64, epochs=1, verbose=0, validation_data=(X_VAL, Y_VAL),
+                          callbacks=[listener]).history
+        evaluated = model.evaluate(X_VAL, Y_VAL, batch_size=32, verbose=0, return_dict=True)
+        on_batch = (model.train_on_batch(X[:32], Y[:32], return_dict=True),
+                    model.test_on_batch(X[:32], Y[:32], return_dict=True))
+        return quiet, heard, listener.seen, evaluated, on_batch
+
+    (fast, fast_model), (slow, _) = both_paths(monkeypatch, train)
+    assert fast_fit_status(fast_model)["test"] == "fast"
+    assert_history_close(fast[0], slow[0])
+    assert_history_close(fast[1], slow[1])
+    assert [(kind, batch) for kind, batch, _ in fast[2]] == [(kind, batch) for kind, batch, _ in slow[2]]
+    for (_, _, fast_logs), (_, _, slow_logs) in zip(fast[2], slow[2], strict=True):
+        assert fast_logs.keys() == slow_logs.keys()
+        for key in fast_logs:
+            assert float(fast_logs[key]) == pytest.approx(float(slow_logs[key]), rel=1e-4, abs=2e-5), key
+    assert fast[3] == pytest.approx(slow[3], rel=1e-4)
+    for fast_logs, slow_logs in zip(fast[4], slow[4], strict=True):
+        assert all(value is not None for value in fast_logs.values())
+        assert fast_logs == pytest.approx(slow_logs, rel=1e-4, abs=2e-5)

@@ -2,7 +2,9 @@
 
 Private torch APIs used (torch 2.13): ``torch.utils._pytree`` (flattening batches),
 ``torch.fx.experimental.proxy_tensor.make_fx`` (tracing), ``torch._fused_adam_`` and
-``torch._foreach_copy_`` (the kernels ``torch.optim`` itself calls).
+``torch._foreach_copy_`` (the kernels ``torch.optim`` itself calls), ``torch.jit.script`` of
+the traced graph with aten overloads replaced by their packets (evaluate/predict replay), and
+``torch._ops.OpOverload`` / ``Graph._codegen`` (simplifying the traced graph, ``simplify.py``).
 
 Keras offers no public hook to swap the per-step function of ``fit``/``evaluate``/``predict``
 on the torch backend, nor public access to the loss tracker, the optimizer's slot variables
@@ -22,11 +24,50 @@ from torch.fx.experimental.proxy_tensor import make_fx
 tree_flatten = pytree.tree_flatten
 tree_map = pytree.tree_map
 tree_leaves = pytree.tree_leaves
+tree_unflatten = pytree.tree_unflatten
 
 
 def trace_fake(function: Any, arguments: tuple) -> torch.fx.GraphModule:
     """Records ``function``'s torch operations on fake tensors (data-dependent Python raises)."""
     return make_fx(function, tracing_mode="fake")(*arguments)
+
+
+def is_aten_overload(target: Any) -> bool:
+    return isinstance(target, torch._ops.OpOverload)
+
+
+def pytree_specs(module: torch.fx.GraphModule) -> tuple[Any, Any] | None:
+    """The argument and output tree specs ``make_fx`` recorded, or None."""
+    info = getattr(module.graph._codegen, "pytree_info", None)
+    if info is None or info.in_spec is None:
+        return None
+    return info.in_spec, info.out_spec
+
+
+def use_flat_arguments(module: torch.fx.GraphModule) -> None:
+    """Makes the graph's code take its inputs and return its outputs as flat tensors
+    (call ``module.recompile()`` afterwards)."""
+    module.graph._codegen = torch.fx.graph.CodeGen()
+
+
+def script_graph(module: torch.fx.GraphModule) -> Any:
+    """``module`` compiled by TorchScript (aten overloads named by their packets), or None."""
+    import copy
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        module = copy.deepcopy(module)
+    for node in module.graph.nodes:
+        if node.op == "call_function" and isinstance(node.target, torch._ops.OpOverload):
+            node.target = node.target.overloadpacket
+    module.recompile()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return torch.jit.script(module)
+    except Exception:  # noqa: BLE001 - anything TorchScript cannot compile stays on the Python replay
+        return None
 
 
 # Keras and torch (major, minor) the fast path was written and tested against.
@@ -56,6 +97,11 @@ def call_model(model: Any, x: Any, training: bool) -> Any:
 def compute_loss(model: Any, x: Any, y: Any, y_pred: Any, sample_weight: Any, training: bool) -> Any:
     """Keras's loss (compiled loss + the model's added losses), honouring user overrides."""
     return model._compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training)
+
+
+def metric_names(model: Any) -> list[str]:
+    """The names ``Trainer._get_metrics_result_or_logs`` compares a step's logs with."""
+    return list(model.get_metrics_result().keys())
 
 
 def update_loss_tracker(model: Any, loss: Any, batch_size: int) -> None:
@@ -126,6 +172,16 @@ _BATCH_END_HOOKS = {
 }
 
 
+# Set by CallbackList.on_{train,test}_batch_begin just before Keras's loop calls the step, and
+# read once by that step: True when no callback will read the batch's logs.
+unread_logs: dict[str, bool] = {}
+
+
+def take_unread_logs(kind: str) -> bool:
+    """Whether the logs of the step about to run go to no callback (read once, then forgotten)."""
+    return unread_logs.pop(kind, False)
+
+
 def skip_unheard_batch_ends(enabled: Any) -> None:
     """Makes ``CallbackList`` skip a batch-end call that no callback listens to.
 
@@ -161,6 +217,20 @@ def skip_unheard_batch_ends(enabled: Any) -> None:
         batch_end._layerflow_original = original
         batch_end.__name__ = method
         setattr(CallbackList, method, batch_end)
+
+        kind = method.split("_")[1]
+        if kind == "predict":
+            continue
+        begin_name = f"on_{kind}_batch_begin"
+        original_begin = getattr(CallbackList, begin_name)
+
+        def batch_begin(self, batch, logs=None, _original=original_begin, _unheard=unheard, _kind=kind):
+            _original(self, batch, logs)
+            unread_logs[_kind] = bool(enabled() and _unheard(self))
+
+        batch_begin._layerflow_original = original_begin
+        batch_begin.__name__ = begin_name
+        setattr(CallbackList, begin_name, batch_begin)
 
 
 class _ArrayBatches:

@@ -18,6 +18,7 @@ import torch
 from layerflow.fastfit import _keras_internals as ki
 from layerflow.fastfit.guard import report_fallback, switched_off
 from layerflow.fastfit.optimizer import GradientApplier
+from layerflow.fastfit.simplify import FlatGraph
 from layerflow.fastfit.trace import TraceError, VariableGroups, trace_predict, trace_train_or_test
 
 MAX_GRAPHS = 16
@@ -36,7 +37,7 @@ class FastStep:
         self.model = model
         self.kind = kind
         self.keras_function = keras_function
-        self.graphs: dict[Any, torch.fx.GraphModule] = {}
+        self.graphs: dict[Any, FlatGraph] = {}
         self.groups: VariableGroups | None = None
         self.compiled_state: tuple | None = None
         self.applier: GradientApplier | None = None
@@ -44,7 +45,7 @@ class FastStep:
         self.trace_seconds = 0.0
         self.traces = 0
         self.fast_steps = 0
-        self.untried: torch.fx.GraphModule | None = None
+        self.untried: FlatGraph | None = None
         self.pending_reason: str | None = None
 
     @property
@@ -60,8 +61,11 @@ class FastStep:
             self.graphs.clear()
             self.groups, self.compiled_state = groups, compiled_state
         self.values = self.groups.values()
+        groups = self.values if self.kind != "predict" else self.values[:2]
+        self.flat_values = [t for group in groups for t in group]
         self.device = _device(self.values)
         self.applier = None
+        ki.unread_logs.pop(self.kind, None)  # a flag left by a loop that raised is not this one's
 
     def fall_back(self, reason: str) -> None:
         self.fallback_reason = reason
@@ -72,6 +76,9 @@ class FastStep:
         import keras
 
         batch = data[0]
+        plain = self._plain_tensors(batch)
+        if plain is not None:
+            return plain
         if self.kind == "predict":
             x, _, _ = keras.utils.unpack_x_y_sample_weight(batch)
             y = sample_weight = None
@@ -80,10 +87,32 @@ class FastStep:
         device = self.device
         return ki.tree_map(lambda value: _as_tensor(value, device), (x, y, sample_weight))
 
-    def _graph(self, x: Any, y: Any, sample_weight: Any) -> torch.fx.GraphModule | None:
-        leaves, spec = ki.tree_flatten((x, y, sample_weight))
-        key = (_hashable(spec), tuple((t.shape, t.dtype, t.device) if isinstance(t, torch.Tensor) else t
-                                      for t in leaves))
+    def _plain_tensors(self, batch: Any) -> tuple[Any, Any, Any] | None:
+        """``(x, y, sample_weight)`` of a batch that is a tuple of tensors already on the
+        model's device (what Keras's array and tensor loaders yield); None for anything else."""
+        if type(batch) is not tuple or not 1 <= len(batch) <= 3:
+            return None
+        device = self.device
+        for value in batch:
+            if value is not None and (type(value) is not torch.Tensor
+                                      or (device is not None and value.device != device)):
+                return None
+        x, y, sample_weight = batch + (None,) * (3 - len(batch))
+        if self.kind == "predict":
+            return x, None, None
+        return x, y, sample_weight
+
+    def _graph(self, x: Any, y: Any, sample_weight: Any) -> FlatGraph | None:
+        if type(x) is torch.Tensor and (y is None or type(y) is torch.Tensor) and (
+                sample_weight is None or type(sample_weight) is torch.Tensor):
+            # The leaves tree_flatten would give, without walking the tree.
+            leaves = [x, y, sample_weight]
+            key = tuple(None if t is None else (t.shape, t.dtype, t.device) for t in leaves)
+        else:
+            leaves, spec = ki.tree_flatten((x, y, sample_weight))
+            key = (_hashable(spec), tuple((t.shape, t.dtype, t.device) if isinstance(t, torch.Tensor) else t
+                                          for t in leaves))
+        self.leaves = leaves
         graph = self.graphs.get(key)
         if graph is not None:
             return graph
@@ -99,6 +128,16 @@ class FastStep:
         except TraceError as error:
             self.pending_reason = f"its step cannot be traced into a static graph ({error})"
             return None
+        graph.lean = None
+        if self.kind != "predict" and set(graph.log_keys) == set(ki.metric_names(self.model)):
+            # Keras reads a step's logs only in batch-end callbacks and, at the loop's end, only
+            # their names (it takes the values from the metrics): a batch whose logs no callback
+            # hears runs the step without computing them.
+            graph.lean = graph.without_logs()
+        if self.kind != "train":
+            for variant in (graph, graph.lean):
+                if variant is not None:
+                    variant.script_for_inference()
         self.trace_seconds += time.perf_counter() - started
         self.traces += 1
         self.graphs[key] = graph
@@ -126,21 +165,20 @@ class FastStep:
                 return self.keras_function(data)
         return self._run(graph, x, y, sample_weight)
 
-    def _run(self, graph: torch.fx.GraphModule, x: Any, y: Any, sample_weight: Any) -> Any:
+    def _run(self, graph: FlatGraph, x: Any, y: Any, sample_weight: Any) -> Any:
         self.fast_steps += 1
         if self.kind == "train":
             return self._train(graph, x, y, sample_weight)
         with torch.no_grad():
             if self.kind == "test":
                 return self._test(graph, x, y, sample_weight)
-            trainable, non_trainable, _ = self.values
-            return graph(trainable, non_trainable, x)
+            return graph.call_step(self.flat_values + self.leaves[:-2])
 
-    def _train(self, graph: torch.fx.GraphModule, x: Any, y: Any, sample_weight: Any) -> dict:
+    def _train(self, graph: FlatGraph, x: Any, y: Any, sample_weight: Any) -> dict:
         trainable, non_trainable, metrics = self.values
         for parameter in trainable:
             parameter.grad = None
-        loss, new_non_trainable, new_metrics, logs = graph(trainable, non_trainable, metrics, x, y, sample_weight)
+        loss, new_non_trainable, new_metrics, logs = self._step(graph)
         loss.backward()
         if self.applier is None:
             self.applier = GradientApplier(self.model.optimizer, self.groups.trainable)
@@ -150,12 +188,19 @@ class FastStep:
             _write_back(metrics, new_metrics)
         return logs
 
-    def _test(self, graph: torch.fx.GraphModule, x: Any, y: Any, sample_weight: Any) -> dict:
+    def _test(self, graph: FlatGraph, x: Any, y: Any, sample_weight: Any) -> dict:
         trainable, non_trainable, metrics = self.values
-        _, new_non_trainable, new_metrics, logs = graph(trainable, non_trainable, metrics, x, y, sample_weight)
+        _, new_non_trainable, new_metrics, logs = self._step(graph)
         _write_back(non_trainable, new_non_trainable)
         _write_back(metrics, new_metrics)
         return logs
+
+
+    def _step(self, graph: FlatGraph) -> tuple:
+        if ki.take_unread_logs(self.kind) and graph.lean is not None:
+            loss, new_non_trainable, new_metrics, _ = graph.lean.call_step(self.flat_values + self.leaves)
+            return loss, new_non_trainable, new_metrics, dict.fromkeys(graph.log_keys)  # names only, see _graph
+        return graph.call_step(self.flat_values + self.leaves)
 
 
 def _write_back(targets: list[torch.Tensor], values: list[torch.Tensor]) -> None:

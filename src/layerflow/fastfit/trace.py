@@ -16,6 +16,7 @@ import torch
 
 from layerflow.errors import LayerflowError
 from layerflow.fastfit import _keras_internals as ki
+from layerflow.fastfit.simplify import FlatGraph
 
 
 class TraceError(LayerflowError, RuntimeError):
@@ -31,16 +32,16 @@ def _stateless(model: Any, variables: list[Any], values: list[torch.Tensor], bod
     return result, [scope.get_current_value(v) for v in updated]
 
 
-def _record(function: Callable, arguments: tuple) -> torch.fx.GraphModule:
+def _record(function: Callable, arguments: tuple) -> FlatGraph:
     try:
-        return ki.trace_fake(function, arguments)
+        return FlatGraph(ki.trace_fake(function, arguments))
     except Exception as error:  # noqa: BLE001 - any failure to trace means "use Keras's loop"
         first = str(error).strip().splitlines()[0] if str(error).strip() else ""
         raise TraceError(f"{type(error).__name__}: {first[:160]}") from error
 
 
 def trace_train_or_test(model: Any, groups: "VariableGroups", training: bool, x: Any, y: Any,
-                        sample_weight: Any) -> torch.fx.GraphModule:
+                        sample_weight: Any) -> FlatGraph:
     """Graph of one train (``training=True``) or test step.
 
     The graph takes ``(trainable, non_trainable, metrics, x, y, sample_weight)`` values and
@@ -68,7 +69,7 @@ def trace_train_or_test(model: Any, groups: "VariableGroups", training: bool, x:
     return _record(step, (*detached, x, y, sample_weight))
 
 
-def trace_predict(model: Any, groups: "VariableGroups", x: Any) -> torch.fx.GraphModule:
+def trace_predict(model: Any, groups: "VariableGroups", x: Any) -> FlatGraph:
     """Graph of one predict step: ``(trainable, non_trainable, x) -> y_pred``."""
     variables = groups.trainable + groups.non_trainable
 

@@ -1,0 +1,163 @@
+"""Making a traced step cheaper to replay, without changing what it computes.
+
+``make_fx`` records every operation Keras issues, including work on values known at trace
+time (the loss's constant batch-shape product, the zero checks around it) and a pytree
+wrapper that flattens the arguments and rebuilds the outputs on every call. ``simplify``
+evaluates the constant parts once, drops what nothing uses, and returns a module that
+takes and returns flat lists of tensors (``FlatGraph`` flattens and rebuilds around it
+with the structure recorded at trace time).
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from typing import Any
+
+import torch
+import torch.fx
+
+from layerflow.fastfit import _keras_internals as ki
+
+
+def _is_pure(target: Any) -> bool:
+    """An aten operation whose result depends on its inputs only (no mutation, no randomness)."""
+    if not ki.is_aten_overload(target):
+        return False
+    schema = target._schema
+    if schema.is_mutable:
+        return False
+    return torch.Tag.nondeterministic_seeded not in target.tags and torch.Tag.nondeterministic_bitwise not in target.tags
+
+
+def fold_constants(module: torch.fx.GraphModule) -> int:
+    """Replaces each pure operation whose inputs are all constants by its value; returns how many."""
+    constant: dict[torch.fx.Node, Any] = {}
+    folded = 0
+    graph = module.graph
+    for node in list(graph.nodes):
+        if node.op == "get_attr":
+            constant[node] = getattr(module, node.target)
+            continue
+        if node.op != "call_function" or not _is_pure(node.target):
+            continue
+        inputs = node.all_input_nodes
+        if not all(n in constant for n in inputs):
+            continue
+        args, kwargs = torch.fx.node.map_arg((node.args, node.kwargs), lambda n: constant[n])
+        value = node.target(*args, **kwargs)
+        if not isinstance(value, torch.Tensor):
+            continue
+        value = value.clone()  # a view of another constant becomes a tensor of its own
+        name = f"_layerflow_constant{folded}"
+        module.register_buffer(name, value)
+        with graph.inserting_before(node):
+            replacement = graph.get_attr(name)
+        replacement.meta = dict(node.meta)
+        node.replace_all_uses_with(replacement)
+        graph.erase_node(node)
+        constant[replacement] = value
+        folded += 1
+    return folded
+
+
+def _copy_module(module: torch.fx.GraphModule) -> torch.fx.GraphModule:
+    with warnings.catch_warnings():  # copying the trace's tree specs warns about torch's own deprecations
+        warnings.simplefilter("ignore", FutureWarning)
+        return copy.deepcopy(module)
+
+
+class FlatGraph:
+    """A traced step with flat inputs and outputs, called with the traced structure."""
+
+    def __init__(self, module: torch.fx.GraphModule) -> None:
+        specs = ki.pytree_specs(module)
+        if specs is None:
+            raise ValueError("expected a graph traced by make_fx from a function of pytree arguments")
+        self.in_spec, self.out_spec = specs
+        fold_constants(module)
+        ki.use_flat_arguments(module)
+        module.graph.eliminate_dead_code()
+        module.recompile()
+        self.module = module
+        self.forward = module.forward
+        self.graph = module.graph
+        self._step_layout = _step_layout(self.out_spec)
+
+    @property
+    def log_keys(self) -> list:
+        """Names of the logs a train/test step returns ([] for another layout)."""
+        return list(self._step_layout[2]) if self._step_layout else []
+
+    @property
+    def code(self) -> str:
+        return self.module.code
+
+    def __call__(self, *arguments: Any) -> Any:
+        return ki.tree_unflatten(self.forward(*ki.tree_leaves(arguments)), self.out_spec)
+
+    def without_logs(self) -> "FlatGraph | None":
+        """The same step returning ``(loss, non-trainable, metrics, {})``: the per-batch logs
+        (metric results) are not computed. None when the step's outputs have another layout."""
+        if self._step_layout is None:
+            return None
+        non_trainable, metrics, _ = self._step_layout
+        module = _copy_module(self.module)
+        output = next(n for n in module.graph.nodes if n.op == "output")
+        output.args = (list(output.args[0])[:1 + non_trainable + metrics],)
+        module.graph.eliminate_dead_code()
+        module.recompile()
+        variant = copy.copy(self)
+        variant.module, variant.forward, variant.graph = module, module.forward, module.graph
+        variant._step_layout = (non_trainable, metrics, [])
+        return variant
+
+    def script_for_inference(self) -> bool:
+        """Runs the graph through TorchScript's interpreter (C++, no Python per operation).
+
+        Only for steps run without gradients (evaluate, predict); a graph TorchScript cannot
+        compile, or whose first scripted run fails, keeps the Python replay. Returns whether
+        the graph is scripted.
+        """
+        scripted = ki.script_graph(self.module)
+        if scripted is None:
+            return False
+        python_forward = self.module.forward
+
+        def first_run(*leaves: Any) -> Any:
+            try:
+                outputs = scripted(*leaves)
+            except Exception:  # noqa: BLE001 - TorchScript's own limits: replay in Python instead
+                self.forward = python_forward
+                return python_forward(*leaves)
+            self.forward = scripted
+            return outputs
+
+        self.forward = first_run
+        return True
+
+    def call_step(self, leaves: list) -> Any:
+        """Runs the step on already flattened inputs; returns its outputs in their structure."""
+        outputs = self.forward(*leaves)
+        layout = self._step_layout
+        if layout is None:
+            if self.out_spec.is_leaf():
+                return outputs[0]
+            return ki.tree_unflatten(outputs, self.out_spec)
+        non_trainable, metrics, keys = layout
+        split = 1 + non_trainable
+        end = split + metrics
+        return outputs[0], outputs[1:split], outputs[split:end], dict(zip(keys, outputs[end:]))
+
+
+def _step_layout(spec: Any) -> tuple[int, int, list] | None:
+    """(non-trainable count, metric count, log keys) when a train/test step returns
+    ``(loss, [tensors], [tensors], {name: tensor})``; None for any other structure."""
+    if spec.type is not tuple or spec.num_children != 4:
+        return None
+    loss, non_trainable, metrics, logs = spec.children()
+    if not (loss.is_leaf() and non_trainable.type is list and metrics.type is list and logs.type is dict):
+        return None
+    if not all(c.is_leaf() for c in non_trainable.children() + metrics.children() + logs.children()):
+        return None
+    return non_trainable.num_children, metrics.num_children, list(logs.context)
