@@ -341,3 +341,30 @@ def test_batch_logs_a_callback_hears_match_keras_and_unheard_ones_change_nothing
     for fast_logs, slow_logs in zip(fast[4], slow[4], strict=True):
         assert all(value is not None for value in fast_logs.values())
         assert fast_logs == pytest.approx(slow_logs, rel=1e-4, abs=2e-5)
+
+
+def test_regularization_losses_match_keras_over_several_steps(monkeypatch):
+    """Weight penalties are summed into a tensor written in place each step: it must not become a
+    folded constant (it would keep the previous step's autograd graph and the penalty would go stale)."""
+
+    def build_and_train(model_unused):
+        keras.utils.set_random_seed(3)
+        penalty = keras.regularizers.L1L2(l1=0.01, l2=0.01)
+        inputs = keras.Input((12,))
+        hidden = keras.layers.Dense(8, activation="relu", kernel_regularizer=penalty)(inputs)
+        outputs = keras.layers.Dense(3, activation="softmax", kernel_regularizer=penalty)(hidden)
+        model = keras.Model(inputs, outputs)
+        model.compile(loss="sparse_categorical_crossentropy", optimizer="sgd")
+        history = model.fit(X, Y, batch_size=32, epochs=2, verbose=0).history
+        steps = [float(model.train_on_batch(X[:32], Y[:32])) for _ in range(3)]
+        return (history, steps, fast_fit_status(model)["train"]), model
+
+    results = {}
+    for switch in ("1", "0"):
+        monkeypatch.setenv("LAYERFLOW_FAST_FIT", switch)
+        results[switch] = build_and_train(None)
+    (fast, fast_model), (slow, slow_model) = results["1"], results["0"]
+    assert fast[2] == "fast"
+    assert_history_close(fast[0], slow[0])
+    np.testing.assert_allclose(fast[1], slow[1], rtol=1e-4)
+    assert_weights_close(fast_model, slow_model)

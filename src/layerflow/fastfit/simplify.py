@@ -17,6 +17,7 @@ from typing import Any
 import torch
 import torch.fx
 
+from layerflow.errors import StateError
 from layerflow.fastfit import _keras_internals as ki
 
 
@@ -30,24 +31,42 @@ def _is_pure(target: Any) -> bool:
     return torch.Tag.nondeterministic_seeded not in target.tags and torch.Tag.nondeterministic_bitwise not in target.tags
 
 
+def _mutated_later(node: torch.fx.Node) -> bool:
+    """Whether an operation may write into ``node``'s result (an in-place op, or one we cannot see into).
+
+    Such a result must stay a fresh tensor each step: as a folded buffer it would keep every
+    step's writes (and their autograd history).
+    """
+    for user in node.users:
+        if user.op != "call_function":
+            continue
+        if not ki.is_aten_overload(user.target) or user.target._schema.is_mutable:
+            return True
+    return False
+
+
 def fold_constants(module: torch.fx.GraphModule) -> int:
-    """Replaces each pure operation whose inputs are all constants by its value; returns how many."""
+    """Replaces each pure operation whose inputs are all constants (not requiring grad) by its value; returns how many."""
     constant: dict[torch.fx.Node, Any] = {}
     folded = 0
     graph = module.graph
     for node in list(graph.nodes):
         if node.op == "get_attr":
-            constant[node] = getattr(module, node.target)
+            value = getattr(module, node.target)
+            # A captured tensor that requires grad (a variable the trace saw as a constant) must be
+            # read at each step: folding it would keep one step's autograd graph in the buffer.
+            if not (isinstance(value, torch.Tensor) and value.requires_grad):
+                constant[node] = value
             continue
         if node.op != "call_function" or not _is_pure(node.target):
             continue
         inputs = node.all_input_nodes
-        if not all(n in constant for n in inputs):
+        if not all(n in constant for n in inputs) or _mutated_later(node):
             continue
         args, kwargs = torch.fx.node.map_arg((node.args, node.kwargs), lambda n: constant[n])
         value = node.target(*args, **kwargs)
-        if not isinstance(value, torch.Tensor):
-            continue
+        if not isinstance(value, torch.Tensor) or value.requires_grad:
+            continue  # a value with autograd history depends on a live variable: it is no constant
         value = value.clone()  # a view of another constant becomes a tensor of its own
         name = f"_layerflow_constant{folded}"
         module.register_buffer(name, value)
@@ -73,7 +92,7 @@ class FlatGraph:
     def __init__(self, module: torch.fx.GraphModule) -> None:
         specs = ki.pytree_specs(module)
         if specs is None:
-            raise ValueError("expected a graph traced by make_fx from a function of pytree arguments")
+            raise StateError("expected a graph traced by make_fx from a function of pytree arguments")
         self.in_spec, self.out_spec = specs
         fold_constants(module)
         ki.use_flat_arguments(module)
