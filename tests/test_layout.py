@@ -18,6 +18,12 @@ ALLOWED = {
     "layerflow.runs": {"layerflow.flags"},
     "layerflow.cloud": {"layerflow.runs", "layerflow.flags"},
     "layerflow.tuning": {"layerflow.runs", "layerflow.cloud", "layerflow.flags"},
+    "layerflow.data": set(),
+    "layerflow.features": {"layerflow.data"},
+    "layerflow.estimators": {"layerflow.features", "layerflow.data", "layerflow.runs"},
+    "layerflow.fastfit": set(),
+    "layerflow.ui": {"layerflow.runs"},
+    "layerflow.deploy": {"layerflow.runs", "layerflow.features"},
 }
 # The public API the command line may use: the top-level package and each package's __init__.
 PUBLIC = {"layerflow", "layerflow.errors", "layerflow.flags", "layerflow.runs", "layerflow.tuning", "layerflow.cloud",
@@ -185,3 +191,12 @@ def test_a_command_group_is_one_module_listed_once():
     commands = typer.main.get_command(app).commands
     assert {"run", "runs", "show", "compare", "rerun", "tune", "cloud", "export", "serve", "predict", "info"} <= set(commands)
     assert {"clean", "purge", "copy"} <= set(commands["runs"].commands)
+
+
+def test_estimators_meet_runs_in_one_module_and_deploy_where_exporting_a_run():
+    crossings = {}
+    for package in ("estimators", "deploy"):
+        for path in sorted((SOURCE / package).rglob("*.py")):
+            if any(target.startswith("layerflow.runs") for _, target in _imports(path)):
+                crossings.setdefault(package, []).append(path.name)
+    assert crossings == {"estimators": ["tracking.py"], "deploy": ["from_run.py"]}

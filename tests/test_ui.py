@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -204,6 +203,9 @@ def test_bad_input_pages(server, store, tmp_path):
         refused = httpx.get(f"{server}/runs/{store['first']}/files/{path}")
         assert refused.status_code in (403, 404) and "root:" not in refused.text, path
     assert httpx.get(f"{server}/runs/{store['first']}/files/source/..%2f..%2f{store['second']}%2frun.json").status_code == 403
+    served = httpx.get(f"{server}/runs/{store['first']}/files/run.json")  # shown, never run as a page of the UI
+    assert served.status_code == 200 and served.headers["content-security-policy"] == "sandbox"
+    assert served.headers["x-content-type-options"] == "nosniff"
     assert httpx.get(f"{server}/compare?runs={store['first']}").status_code == 400
     assert httpx.get(f"{server}/compare?runs={store['first']}&runs=nope1234").status_code == 404
     assert httpx.get(f"{server}/tuning/nope").status_code == 404
@@ -386,7 +388,7 @@ def rss_mb(pid: int) -> float:
 def test_health_names_the_runs_folder(server, store):
     health = httpx.get(server + "/health").json()
     assert health["runs_dir"] == str(store["runs_dir"]) and health["pid"] == os.getpid()
-    assert json.loads(json.dumps(health))
+    assert set(health) == {"status", "runs_dir", "pid"}
 
 
 def test_reports_share_the_charts_and_make_no_network_request(store, page, tmp_path):
@@ -414,3 +416,19 @@ def wait_for_http(url: str, timeout: float = 60) -> None:
         except httpx.TransportError:
             time.sleep(0.1)
     raise AssertionError(f"nothing answered at {url}")
+
+
+def test_file_paths_leading_out_of_the_run_folder_are_refused(tmp_path):
+    from layerflow.ui import run_files
+
+    run_dir = tmp_path / "runs" / "20260101T000000-000000-0a1b"
+    (run_dir / "plots").mkdir(parents=True)
+    (run_dir / "plots" / "history.png").write_bytes(b"png")
+    (tmp_path / "secret.txt").write_text("secret")
+    (run_dir / "plots" / "link.txt").symlink_to(tmp_path / "secret.txt")
+    assert run_files.run_file(run_dir, "plots/history.png") == (run_dir / "plots" / "history.png").resolve()
+    for path in ("../../secret.txt", "plots/../../../secret.txt", str(tmp_path / "secret.txt"), "plots/link.txt"):
+        with pytest.raises(run_files.UnsafePathError):
+            run_files.run_file(run_dir, path)
+    with pytest.raises(FileNotFoundError):
+        run_files.run_file(run_dir, "plots/none.png")

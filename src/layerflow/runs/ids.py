@@ -16,6 +16,11 @@ class RunExistsError(LayerflowError, FileExistsError):
     """A run id asked for that a run in the runs folder already has."""
 
 
+def format_run_id(start: datetime) -> str:
+    """The id of a run started at ``start`` (UTC): sortable by time, with 16 random bits against collisions."""
+    return f"{start:%Y%m%dT%H%M%S}-{start:%f}-{secrets.token_hex(2)}"
+
+
 def new_run_folder(runs_dir: Path, run_id: str | None = None) -> tuple[str, Path, datetime]:
     """Creates a fresh run folder under ``runs_dir``; returns (id, folder, start time).
 
@@ -35,7 +40,7 @@ def new_run_folder(runs_dir: Path, run_id: str | None = None) -> tuple[str, Path
         return run_id, folder, datetime.now(timezone.utc)
     while True:
         start = datetime.now(timezone.utc)
-        run_id = f"{start:%Y%m%dT%H%M%S}-{start:%f}-{secrets.token_hex(2)}"
+        run_id = format_run_id(start)
         folder = runs_dir / run_id
         try:
             os.mkdir(folder)

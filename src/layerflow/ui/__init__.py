@@ -117,6 +117,8 @@ def ui(runs_dir: str | os.PathLike[str] | None = None, port: int = DEFAULT_PORT,
         if not thread.is_alive():
             raise UIError(f"The UI could not listen on {host}:{port} (taken, or not an address of this machine).")
         if time.monotonic() > deadline:
+            server.should_exit = True
+            thread.join(timeout=5)
             raise UIError(f"The UI did not start on {host}:{port} within 30 s.")
         time.sleep(0.02)
     bound = server.servers[0].sockets[0].getsockname()[1]
@@ -200,9 +202,9 @@ def view_live(run_id: str, runs_dir: str | os.PathLike[str] | None = None, port:
         if serving == folder:
             break
         if serving is None and _port_free(host, candidate):
-            log = open(os.devnull, "wb")
             subprocess.Popen([sys.executable, "-m", "layerflow.ui", "--runs-dir", folder, "--port", str(candidate),
-                              "--host", host], stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+                              "--host", host], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             stdin=subprocess.DEVNULL,
                              start_new_session=True)
             deadline = time.monotonic() + 30
             while _serving(base) != folder and time.monotonic() < deadline:
@@ -229,11 +231,11 @@ def _main(argv: list[str] | None = None) -> None:
 
 def new_run_id() -> str:
     """A fresh run id (as the runs store makes them) for a run whose page opens before it starts."""
-    import secrets
     from datetime import datetime, timezone
 
-    start = datetime.now(timezone.utc)
-    return f"{start:%Y%m%dT%H%M%S}-{start:%f}-{secrets.token_hex(2)}"
+    from layerflow.runs.ids import format_run_id
+
+    return format_run_id(datetime.now(timezone.utc))
 
 
 class _CallableModule(type(sys)):

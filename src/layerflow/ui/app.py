@@ -202,7 +202,9 @@ def create_app(runs_dir: str | Path | None = None, token: str | None = None) -> 
             return page(request, "error.html.j2", 403, title="Refused", message=str(problem))
         except FileNotFoundError as problem:
             return not_found(request, str(problem))
-        return FileResponse(path)
+        # A run's files are shown, never run as pages of this site: an HTML or SVG file a script
+        # wrote could otherwise script the UI with the user's token cookie.
+        return FileResponse(path, headers={"Content-Security-Policy": "sandbox", "X-Content-Type-Options": "nosniff"})
 
     async def events(request: Request) -> Response:
         from sse_starlette.sse import EventSourceResponse
