@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
+from layerflow.data.arrow_batches import rebatch
 from layerflow.data.combining import CombiningOps
 from layerflow.data.errors import DatasetArgumentError, DatasetColumnError, DatasetKindError, UnknownLengthError
 from layerflow.data.keras_feeding import KerasFeeding
@@ -189,33 +190,13 @@ class Dataset(CombiningOps, KerasFeeding):
         source = self
 
         def make():
-            pending: list[Chunk] = []
-            count = 0
-            for chunk in source.chunks():
-                n, offset = chunk_length(chunk), 0
-                if count:
-                    need = batch_size - count
-                    if n < need:
-                        pending.append(chunk)
-                        count += n
-                        continue
-                    pending.append(slice_chunk(chunk, 0, need))
-                    yield concat_chunks(pending)
-                    pending, count, offset = [], 0, need
-                while offset + batch_size <= n:
-                    yield slice_chunk(chunk, offset, offset + batch_size)
-                    offset += batch_size
-                if offset < n:
-                    pending, count = [slice_chunk(chunk, offset)], n - offset
-            if count and not drop_remainder:
-                yield concat_chunks(pending)
+            return rebatch(source.chunks(), batch_size, drop_remainder, length=chunk_length, take=slice_chunk,
+                           concat=concat_chunks)
 
         length = None
         if self._length is not None:
             length = self._length // batch_size if drop_remainder else -(-self._length // batch_size)
         if self._arrow is not None:  # re-batch the Arrow record batches, convert each batch once
-            from layerflow.data.arrow_batches import rebatch
-
             arrow = self._arrow
             batches = type(arrow)(lambda: rebatch(arrow.record_batches(), batch_size, drop_remainder), arrow.to_chunk)
             derived = self._derive(lambda: map(arrow.to_chunk, batches.record_batches()), kind=BATCHES, length=length)
