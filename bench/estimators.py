@@ -7,7 +7,7 @@
             (regression): each estimator vs the nearest scikit-learn model, same split and seed.
   bigcsv    generated CSVs of --gb gigabytes each (numeric and string columns; removed afterwards):
             "narrow" (6 columns, ~64 bytes a row) and "wide" (28 columns: 14 floats, 6 counts,
-            7 strings of 3 to 20,000 values, ~360 bytes a row). BoostedTreesClassifier and
+            7 strings of 3 to 20,000 values, ~370 bytes a row). BoostedTreesClassifier and
             DNNClassifier trained from each file, each in its own process so that peak RSS is
             measured apart; rows/s.
 
@@ -200,7 +200,7 @@ def generate(path: Path, gigabytes: float) -> int:
 
 
 def generate_wide(path: Path, gigabytes: float) -> int:
-    """The wide table: 14 floats f0.., 6 ints i0.., 7 strings s0.. (3 to 20,000 values), label y (~360 bytes a row)."""
+    """The wide table: 14 floats f0.., 6 ints i0.., 7 strings s0.. (3 to 20,000 values), label y (~370 bytes a row)."""
     import pyarrow as pa
     import pyarrow.csv as pcsv
 

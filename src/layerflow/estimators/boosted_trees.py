@@ -5,12 +5,13 @@ The spec encodes each batch (numbers as they are, categories as their ids); an
 a cache folder on disk, so the table of features is never held in memory whole.
 
 What external memory does not bound: XGBoost keeps per-row state in memory whatever the
-width of the table (measured with XGBoost 3.2, binary objective, depth 6): labels 4 bytes,
-the prediction cache 4, gradient pairs 8, the row-partition indices 8, the partition
-builder's blocks 8 growing towards 16 over rounds, and each round's leaf positions 4, about
-40 bytes a row after the first round and 50 after twenty. Evaluating the training matrix
-every round keeps one more copy of the predictions (4 bytes a row), so it is done only where
-its numbers go somewhere: inside a tracked run (``metrics.jsonl``).
+width of the table (measured with XGBoost 3.2, binary objective, depth 6): labels 4 bytes
+(about 7 a row while the matrix is built), then the prediction cache 4, gradient pairs 8,
+the row-partition indices 8, the partition builder's blocks 8 growing towards 16 over rounds
+and each round's leaf positions 4: about 35 bytes a row more after the first round and 47
+after twenty. Evaluating the training matrix every round keeps one more copy of the
+predictions (4 bytes a row), so it is done only where its numbers go somewhere: inside a
+tracked run (``metrics.jsonl``).
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ from layerflow.estimators.base import BaseEstimator, EpochHook
 from layerflow.estimators.errors import EstimatorError
 from layerflow.estimators.heads import BINARY, REGRESSION
 from layerflow.estimators.inputs import batches
-from layerflow.runs import current_run_dir
 
 MODEL_FILE = "trees.ubj"
 PRUNING_MODES = ("none", "pre", "post")
@@ -184,7 +184,8 @@ class _BoostedTrees(BaseEstimator):
         """The training matrix as XGBoost's eval set inside a tracked run (its per-round metrics are
         recorded there); none outside one, which saves a copy of the predictions (4 bytes a row)
         and a pass over them each round. The trees are the same either way."""
-        return [(matrix, "train")] if current_run_dir() is not None else []
+        inside_a_run = tracking.run_model_dir() is not None
+        return [(matrix, "train")] if inside_a_run else []
 
     def _outputs(self, features: dict[str, np.ndarray]) -> np.ndarray:
         return np.asarray(self.booster.inplace_predict(feature_matrix(features, self._feature_names)))
