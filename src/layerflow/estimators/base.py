@@ -75,6 +75,7 @@ class BaseEstimator:
         self.model_dir = Path(model_dir) if model_dir is not None else None
         self.epochs_done = 0
         self.global_step = 0
+        self._train_data_in_memory = False
 
     # -- to be provided by each family -----------------------------------------------------
     def _options(self) -> dict[str, Any]:
@@ -235,7 +236,12 @@ class BaseEstimator:
         self._check_data(dataset)
         self._prepare_spec(dataset)
         check_columns(first_batch(dataset), spec_columns(self.spec), "feature spec column")
-        self._fit(dataset, epochs, steps, _on_epoch_end)
+        # a DataFrame is in memory already: its encoded rows may be kept for the later epochs
+        self._train_data_in_memory = isinstance(data, pd.DataFrame)
+        try:
+            self._fit(dataset, epochs, steps, _on_epoch_end)
+        finally:
+            self._train_data_in_memory = False
         tracking.save_to_run(self)
         return self
 
