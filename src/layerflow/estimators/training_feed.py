@@ -9,8 +9,9 @@ matrix, one id column per categorical feature) instead of every raw column, and 
 feature spec's per-column work runs once per block instead of once per batch.
 
 Data that is already in memory (a DataFrame) is encoded once per ``train`` call: the
-encoded blocks of the first full pass are kept (up to ``CACHE_MAX_BYTES``) and later
-epochs shuffle and batch those. A stream (CSV, Parquet, a lf.data pipeline, whose ``map``
+encoded rows of the first full pass are kept (up to ``CACHE_MAX_BYTES``), and later
+epochs shuffle and batch row numbers (in blocks of the source's lengths, so the shuffle is
+the same) and gather each batch's rows from them: one copy of the data per epoch. A stream (CSV, Parquet, a lf.data pipeline, whose ``map``
 may draw new random values each pass) is read and encoded afresh each epoch.
 """
 
@@ -29,6 +30,7 @@ CACHE_MAX_BYTES = 1 << 30
 # Keys of the label and weight arrays inside an encoded block (beside the model's input names).
 TARGETS_KEY = "\x00layerflow_targets"
 WEIGHTS_KEY = "\x00layerflow_weights"
+ROW_KEY = "row"
 
 Encode = Callable[[dict[str, np.ndarray]], tuple[dict[str, np.ndarray], np.ndarray, "np.ndarray | None"]]
 
@@ -57,7 +59,8 @@ class TrainingFeed:
         self.batch_size = batch_size
         self.shuffle_buffer = shuffle_buffer
         self.keep_encoded = keep_encoded
-        self.encoded: list[dict[str, np.ndarray]] | None = None
+        self.encoded: dict[str, np.ndarray] | None = None  # every row encoded, after a first full pass
+        self.block_rows: list[int] = []  # the lengths of the blocks the source gave
 
     def epoch(self, seed: int | None) -> Iterator[tuple[dict[str, np.ndarray], np.ndarray, np.ndarray | None]]:
         """One epoch's batches, shuffled with ``seed`` (None: unseeded)."""
@@ -65,17 +68,23 @@ class TrainingFeed:
             length = len(self.dataset)
         except TypeError:
             length = None
-        encoded = Dataset(self._encoded_blocks, self.dataset.kind, None, length)
-        for batch in batches(encoded, self.batch_size, self.shuffle_buffer, seed).chunks():
+        if self.encoded is not None:
+            # shuffle and batch row numbers (blocks of the same lengths), then gather each batch once
+            encoded, starts = self.encoded, np.cumsum([0] + self.block_rows[:-1])
+            numbers = Dataset(lambda: ({ROW_KEY: np.arange(s, s + n)} for s, n in zip(starts, self.block_rows)),
+                              self.dataset.kind, None, length)
+            chosen = (batch[ROW_KEY] for batch in batches(numbers, self.batch_size, self.shuffle_buffer, seed).chunks())
+            blocks = ({name: values[rows] for name, values in encoded.items()} for rows in chosen)
+        else:
+            encoded = Dataset(self._encoded_blocks, self.dataset.kind, None, length)
+            blocks = batches(encoded, self.batch_size, self.shuffle_buffer, seed).chunks()
+        for batch in blocks:
             batch = dict(batch)
             targets = batch.pop(TARGETS_KEY)
             weights = batch.pop(WEIGHTS_KEY, None)
             yield batch, targets, weights
 
     def _encoded_blocks(self) -> Iterator[dict[str, np.ndarray]]:
-        if self.encoded is not None:
-            yield from self.encoded
-            return
         kept: list[dict[str, np.ndarray]] | None = [] if self.keep_encoded else None
         size = 0
         for block in self.dataset.chunks():
@@ -89,5 +98,6 @@ class TrainingFeed:
                 if kept is not None:
                     kept.append(encoded)
             yield encoded
-        if kept is not None:  # a full pass (a pass stopped early by steps= keeps nothing)
-            self.encoded = kept
+        if kept:  # a full pass (a pass stopped early by steps= keeps nothing)
+            self.block_rows = [len(block[TARGETS_KEY]) for block in kept]
+            self.encoded = {name: np.concatenate([block[name] for block in kept]) for name in kept[0]}
