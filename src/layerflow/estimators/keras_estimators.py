@@ -14,6 +14,7 @@ from layerflow.estimators import tracking
 from layerflow.estimators.base import BaseEstimator, EpochHook
 from layerflow.estimators.errors import EstimatorError
 from layerflow.estimators.heads import BINARY, MULTICLASS, REGRESSION
+from layerflow.estimators.dropout_seeds import EpochRng
 from layerflow.estimators.step_threads import StepThreads
 from layerflow.estimators.train_steps import TrainSteps
 from layerflow.estimators.training_feed import TrainingFeed
@@ -129,16 +130,17 @@ class KerasEstimator(BaseEstimator):
         feed = TrainingFeed(dataset, self._encode, self.batch_size, self.shuffle_buffer,
                             keep_encoded=self._train_data_in_memory)
         step = TrainSteps(self.model)
-        with StepThreads() as threads:
-            self._epochs(feed, step, threads, epochs, steps, on_epoch_end)
+        with StepThreads() as threads, EpochRng(self.model, self.seed) as rng:
+            self._epochs(feed, step, threads, rng, epochs, steps, on_epoch_end)
 
-    def _epochs(self, feed: TrainingFeed, step: TrainSteps, threads: StepThreads, epochs: int | None,
-                steps: int | None, on_epoch_end: EpochHook | None) -> None:
+    def _epochs(self, feed: TrainingFeed, step: TrainSteps, threads: StepThreads, rng: EpochRng,
+                epochs: int | None, steps: int | None, on_epoch_end: EpochHook | None) -> None:
         target = epochs if epochs is not None else (None if steps is not None else self.epochs_done + 1)
         remaining = steps
         while (target is None or self.epochs_done < target) and (remaining is None or remaining > 0):
             seed = None if self.seed is None else self.seed * 1000 + self.epochs_done
             self._reseed_random_layers()
+            rng.start_epoch(self.epochs_done)
             losses, finished = [], True
             for features, targets, weights in feed.epoch(seed):
                 threads.before(len(targets))
