@@ -155,7 +155,13 @@ class BaseEstimator:
 
     def _manifest(self, checkpoint: str | None) -> dict[str, Any]:
         return {"format": FORMAT_VERSION, "kind": self.kind, "config": self.config(), "checkpoint": checkpoint,
-                "epochs_done": self.epochs_done, "global_step": self.global_step}
+                "epochs_done": self.epochs_done, "global_step": self.global_step,
+                "training": self._training_settings()}
+
+    def _training_settings(self) -> dict[str, Any]:
+        """How batches are drawn (not part of the model: not checked against a model_dir, but
+        given back by ``load`` so that training a loaded estimator resumes as it would have)."""
+        return {"batch_size": self.batch_size, "seed": self.seed}
 
     def _write_spec(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
@@ -382,6 +388,9 @@ def load(model_dir: str | os.PathLike[str]) -> BaseEstimator:
     if cls is None:
         raise ModelDirError(f"{folder} holds a {manifest['kind']!r}, which is not an estimator this layerflow knows.")
     estimator = cls._from_config(manifest["config"])
+    for name, value in manifest.get("training", {}).items():  # absent from folders written before it was kept
+        if hasattr(estimator, name):
+            setattr(estimator, name, value)
     estimator.model_dir = folder
     estimator._restore(folder, manifest)
     return estimator

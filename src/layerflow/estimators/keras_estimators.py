@@ -80,6 +80,9 @@ class KerasEstimator(BaseEstimator):
         return {**self._model_options(), "optimizer": optimizer, "learning_rate": self.learning_rate,
                 "l1": self.l1, "l2": self.l2}
 
+    def _training_settings(self) -> dict[str, Any]:
+        return {**super()._training_settings(), "shuffle_buffer": self.shuffle_buffer}
+
     @property
     def model_outputs(self) -> str:
         return "logits" if self.head.is_classifier else "predictions"

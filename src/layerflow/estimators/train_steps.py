@@ -38,17 +38,35 @@ class TrainSteps:
         self.direct = keras.backend.backend() == "torch"
         self.function = None
         self.metric_tensors: list[Any] | None = None
+        self.device = None
 
     def __call__(self, features: dict[str, np.ndarray], targets: np.ndarray, weights: np.ndarray | None) -> Any:
         if self.function is None or not self.direct:
             logs = self.model.train_on_batch(features, targets, sample_weight=weights, return_dict=True)
             if self.direct:
+                from keras.src.backend.torch.core import get_device  # where Keras puts the tensors it makes
+
                 self.function = self.model.train_function
                 self.metric_tensors = _zeroable_metric_tensors(self.model)
+                self.device = _torch_device(get_device())
             return logs["loss"]
         self._reset_metrics()
-        logs = self.function([(features, targets, weights)])
-        return logs["loss"]
+        features = {name: self._tensor(values) for name, values in features.items()}
+        batch = (features, self._tensor(targets), None if weights is None else self._tensor(weights))
+        loss = self.function([batch])["loss"]
+        return loss.detach() if hasattr(loss, "detach") else loss  # its autograd graph is not kept per step
+
+    def _tensor(self, values: np.ndarray) -> Any:
+        """The tensor Keras's ``convert_to_tensor`` makes of a batch array (same dtype and device),
+        sharing the array's memory instead of copying it."""
+        if not isinstance(values, np.ndarray) or values.dtype.kind not in "biuf" or values.dtype == np.uint32:
+            return values  # left to Keras's conversion
+        import torch
+
+        if not values.flags.writeable:  # a view of Arrow's memory: torch takes writable arrays only
+            values = values.copy()
+        tensor = torch.from_numpy(np.ascontiguousarray(values))
+        return tensor if self.device is None or self.device.type == "cpu" else tensor.to(self.device)
 
     def _reset_metrics(self) -> None:
         if self.metric_tensors is None:
@@ -78,3 +96,9 @@ def _zeroable_metric_tensors(model: Any) -> list[Any] | None:
     if not all(type(m) is keras.metrics.Mean for m in metrics):
         return None
     return [v.value for m in metrics for v in m.variables]
+
+
+def _torch_device(name: Any) -> Any:
+    import torch
+
+    return name if isinstance(name, torch.device) else torch.device(name)
