@@ -133,7 +133,7 @@ class KerasEstimator(BaseEstimator):
         feed = TrainingFeed(dataset, self._encode, self.batch_size, self.shuffle_buffer,
                             keep_encoded=self._train_data_in_memory)
         step = TrainSteps(self.model)
-        with StepThreads() as threads, EpochRng(self.model, self.seed) as rng:
+        with StepThreads(self.model) as threads, EpochRng(self.model, self.seed) as rng:
             self._epochs(feed, step, threads, rng, epochs, steps, on_epoch_end)
 
     def _epochs(self, feed: TrainingFeed, step: TrainSteps, threads: StepThreads, rng: EpochRng,

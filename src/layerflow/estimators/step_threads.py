@@ -27,15 +27,19 @@ class StepThreads:
 
     Use ``before(batch_rows)`` and ``after()`` around each step, and ``close()`` (or a ``with``
     block) at the end of training to give torch its thread count back. On a backend other
-    than torch, or when torch already runs one thread, it does nothing.
+    than torch, with the model on an accelerator, or when torch already runs one thread, it
+    does nothing.
+
+    Args:
+        model: the Keras model trained (its variables say where it computes); None: on the CPU.
 
     Example:
-        >>> with StepThreads() as threads:
+        >>> with StepThreads(model) as threads:
         ...     for x, y in batches:
         ...         threads.before(len(y)); model.train_on_batch(x, y); threads.after()
     """
 
-    def __init__(self) -> None:
+    def __init__(self, model: Any = None) -> None:
         import keras
 
         self.torch = None
@@ -44,7 +48,8 @@ class StepThreads:
             import torch
 
             self.torch = torch
-            self.original = torch.get_num_threads()
+            on_cpu = model is None or all(v.value.device.type == "cpu" for v in model.variables[:1])
+            self.original = torch.get_num_threads() if on_cpu else 1  # on an accelerator: nothing to choose
         self.done = self.torch is None or self.original <= 1
         self.samples: dict[int, list[float]] = {self.original: [], 1: []}
         self.shape: int | None = None  # the batch length timed (the first seen; its first step traces)

@@ -44,11 +44,9 @@ class TrainSteps:
         if self.function is None or not self.direct:
             logs = self.model.train_on_batch(features, targets, sample_weight=weights, return_dict=True)
             if self.direct:
-                from keras.src.backend.torch.core import get_device  # where Keras puts the tensors it makes
-
                 self.function = self.model.train_function
                 self.metric_tensors = _zeroable_metric_tensors(self.model)
-                self.device = _torch_device(get_device())
+                self.device = self.model.variables[0].value.device  # where Keras puts what it converts
             return logs["loss"]
         self._reset_metrics()
         features = {name: self._tensor(values) for name, values in features.items()}
@@ -97,8 +95,3 @@ def _zeroable_metric_tensors(model: Any) -> list[Any] | None:
         return None
     return [v.value for m in metrics for v in m.variables]
 
-
-def _torch_device(name: Any) -> Any:
-    import torch
-
-    return name if isinstance(name, torch.device) else torch.device(name)
