@@ -75,6 +75,35 @@ def _read_vocabulary_file(path: str | os.PathLike[str]) -> list[str]:
     return values
 
 
+class _Outputs:
+    """The names a spec's steps produce (model inputs and dense outputs), each claimed by one step.
+
+    A column may feed several features (``numeric("x")`` and ``bucketized("x")`` make ``x`` and
+    ``x_bucketized``), but two steps making the *same* name would silently replace one another
+    (TensorFlow's feature columns refuse that too: "Duplicate feature column name found").
+    """
+
+    def __init__(self) -> None:
+        self._steps: dict[str, str] = {}
+
+    def claim(self, name: str, kind: str, columns: tuple, selected: str | None = None) -> None:
+        step = f"{kind}({', '.join(map(repr, columns))})"
+        if selected is not None and not any(c == selected for c in columns):
+            step += f", which selected {selected!r}"
+        if name in self._steps:
+            raise SpecError(
+                f"Column {name!r} is declared twice: by {self._steps[name]} and by {step}; both would produce the "
+                f"model input or output {name!r}, and one would silently replace the other. Declare it once (a "
+                f"selector takes exclude=[{name!r}]), or .remove({name!r}) before declaring it again; to feed one "
+                f"column into two features give the second its own name (e.g. bucketized({name!r}, ...) makes "
+                f"{name + '_bucketized'!r}).")
+        self._steps[name] = step
+
+    def keep(self, names: set[str]) -> None:
+        """Forgets the names a ``remove`` step dropped (they may be declared again)."""
+        self._steps = {n: s for n, s in self._steps.items() if n in names}
+
+
 class FeatureSpec:
     """A declared (then fitted) set of feature columns over a dataset.
 
@@ -282,10 +311,13 @@ class FeatureSpec:
         numeric: dict[str, NumericColumn] = {}
         categorical: dict[str, CategoricalColumn] = {}
         dense: list[DenseOf] = []
+        outputs = _Outputs()
         for kind, columns, options in self._steps:
             if kind in ("indicator", "embedding"):
                 for name in self._resolve(kind, columns, {n: ("nominal", "int") for n in categorical}):
-                    dense.append(DenseOf(name, kind, options.get("dimension"), options.get("name")))
+                    item = DenseOf(name, kind, options.get("dimension"), options.get("name"))
+                    outputs.claim(item.output_name, kind, columns, name)
+                    dense.append(item)
                 continue
             if kind == "remove":
                 declared = {**{n: ("numeric", "float") for n in numeric},
@@ -299,20 +331,25 @@ class FeatureSpec:
                     numeric.pop(name, None)
                     categorical.pop(name, None)
                     dense = [d for d in dense if d.output_name != name and d.column != name]
+                outputs.keep({*numeric, *categorical, *(d.output_name for d in dense)})
                 continue
             step_pool = {**pool, **{n: ("nominal", "int") for n in categorical}} if kind == "crossed" else pool
             names = self._resolve(kind, columns, step_pool)
             if kind == "numeric":
                 for name in names:
+                    outputs.claim(name, kind, columns, name)
                     numeric[name] = NumericColumn(name, options["normalizer"])
             elif kind == "bucketized":
                 name = options["name"] or f"{names[0]}_bucketized"
+                outputs.claim(name, kind, columns)
                 categorical[name] = CategoricalColumn(name, "bucketized", names, boundaries=options["boundaries"])
             elif kind == "crossed":
                 name = options["name"] or "_X_".join(names)
+                outputs.claim(name, kind, (list(columns),))
                 categorical[name] = CategoricalColumn(name, "crossed", names, num_buckets=options["hash_bucket_size"])
             else:
                 for name in names:
+                    outputs.claim(name, kind, columns, name)
                     categorical[name] = CategoricalColumn(
                         name, kind.removeprefix("categorical_"), [name], vocabulary=options.get("vocabulary"),
                         num_oov_buckets=options.get("num_oov_buckets", 1), max_tokens=options.get("max_tokens"),
