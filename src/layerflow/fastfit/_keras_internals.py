@@ -233,17 +233,51 @@ def skip_unheard_batch_ends(enabled: Any) -> None:
         setattr(CallbackList, begin_name, batch_begin)
 
 
+# NumPy dtypes Keras's ``convert_to_tensor`` turns into a tensor of the same dtype (it copies the
+# slice first; uint32 becomes int64 and bfloat16 float32, so those keep Keras's conversion).
+_SAME_DTYPE = frozenset(["bool", "uint8", "int8", "int16", "int32", "int64", "float16", "float32", "float64",
+                         "complex64", "complex128"])
+
+
+def _direct_slicer(sliceable: Any, device: Any) -> Any:
+    """``where -> tensor`` equal to Keras's slice-and-convert of ``sliceable``, without its copy
+    and dtype checks (``torch.from_numpy`` of the slice), or None where Keras's conversion is kept.
+
+    Only for a C-contiguous, writeable NumPy array in native byte order whose dtype Keras keeps:
+    the tensor then has the dtype, shape, strides and values Keras's copy would have.
+    """
+    import numpy as np
+
+    array = getattr(sliceable, "array", None)
+    if (type(array) is not np.ndarray or array.dtype.name not in _SAME_DTYPE or not array.flags.c_contiguous
+            or not array.flags.writeable or not array.dtype.isnative or array.ndim == 0):
+        return None
+    from_numpy = torch.from_numpy
+    if device.type == "cpu":
+        return lambda where: from_numpy(array[where])
+    return lambda where: from_numpy(array[where]).to(device)
+
+
 class _ArrayBatches:
     """Keras's own batches of NumPy arrays (same sampler, same order), sliced without a DataLoader.
 
     Consecutive indices (no shuffling) become one slice, shuffled ones one NumPy index array,
-    instead of a DataLoader call and a fancy index from a Python list per batch.
+    instead of a DataLoader call and a fancy index from a Python list per batch. Arrays Keras
+    would convert to a tensor of their own dtype are sliced straight into tensors (see
+    ``_direct_slicer``); a batch of a tuple of arrays stays a tuple, one array a tensor.
     """
 
     def __init__(self, batch_sampler: Any, sliceables: Any, sequential: bool) -> None:
+        from keras.src.backend.torch.core import convert_to_tensor
+
         self.batch_sampler = batch_sampler
         self.sliceables = sliceables
         self.sequential = sequential
+        device = convert_to_tensor(0.0).device  # where Keras puts every batch
+        leaves = sliceables if type(sliceables) is tuple else (sliceables,)
+        slicers = [_direct_slicer(s, device) for s in leaves]
+        self.slicers = None if None in slicers else slicers
+        self.single = type(sliceables) is not tuple
 
     def __len__(self) -> int:
         return len(self.batch_sampler)
@@ -252,20 +286,30 @@ class _ArrayBatches:
         # A DataLoader draws its base seed from the global generator when an iterator is made;
         # drawing it at the same moment keeps every later random number (shuffles, dropout) equal.
         torch.empty((), dtype=torch.int64).random_()
-        return self._batches()
+        return self._batches() if self.slicers is None else self._direct_batches()
+
+    def _wheres(self):
+        import numpy as np
+
+        sequential = self.sequential
+        for indices in self.batch_sampler:
+            yield slice(indices[0], indices[-1] + 1) if sequential else np.asarray(indices)
+
+    def _direct_batches(self):
+        slicers = self.slicers
+        if self.single:
+            (slicer,) = slicers
+            for where in self._wheres():
+                yield slicer(where)
+        else:
+            for where in self._wheres():
+                yield tuple([slicer(where) for slicer in slicers])
 
     def _batches(self):
         from keras.src import tree
         from keras.src.backend.torch.core import convert_to_tensor
 
-        import numpy as np
-
-        for indices in self.batch_sampler:
-            if self.sequential:
-                where: Any = slice(indices[0], indices[-1] + 1)
-            else:
-                where = np.asarray(indices)
-
+        for where in self._wheres():
             def slice_and_convert(sliceable, where=where):
                 return convert_to_tensor(sliceable.convert_to_torch_compatible(sliceable[where]))
 
