@@ -102,6 +102,9 @@ def install(keras: Any) -> bool:
         setattr(trainer, name, _wrap(kind, getattr(trainer, name)))
     ki.skip_unheard_batch_ends(lambda: not switched_off())
     ki.slice_numpy_batches_directly(lambda: not switched_off())
+    from layerflow.fastfit import loops
+
+    ki.run_batch_loops_directly(loops.test_loop, loops.predict_loop, lambda: not switched_off())
     _installed = True
     return True
 
