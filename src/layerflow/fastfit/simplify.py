@@ -11,6 +11,7 @@ with the structure recorded at trace time).
 from __future__ import annotations
 
 import copy
+import math
 import warnings
 from typing import Any
 
@@ -80,6 +81,143 @@ def fold_constants(module: torch.fx.GraphModule) -> int:
     return folded
 
 
+def _value(node: Any) -> Any:
+    """The fake tensor ``make_fx`` recorded for ``node`` (None for a non-node or no record)."""
+    return node.meta.get("val") if isinstance(node, torch.fx.Node) else None
+
+
+def _is_cast(node: Any) -> bool:
+    """``aten._to_copy`` changing the dtype only (same device, layout, memory format)."""
+    return (isinstance(node, torch.fx.Node) and node.op == "call_function" and node.target is torch.ops.aten._to_copy.default
+            and len(node.args) == 1 and set(node.kwargs) == {"dtype"})
+
+
+def _exact_integers(dtype: torch.dtype) -> int:
+    """How far from 0 every integer is exactly representable in ``dtype``."""
+    if dtype.is_floating_point:
+        return 2 ** (round(-math.log2(torch.finfo(dtype).eps)) + 1)  # float32: 2**24
+    if dtype == torch.bool:
+        return 1
+    return torch.iinfo(dtype).max
+
+
+def _is_integer(value: Any) -> bool:
+    return isinstance(value, torch.Tensor) and not value.dtype.is_floating_point and not value.dtype.is_complex \
+        and value.dtype != torch.bool
+
+
+def _round_trip_source(node: torch.fx.Node) -> torch.fx.Node | None:
+    """The integer tensor ``t`` when ``node`` is ``t`` cast to a float type and back to ``t``'s dtype."""
+    if not _is_cast(node) or not _is_cast(node.args[0]):
+        return None
+    source = node.args[0].args[0]
+    value, middle, result = _value(source), _value(node.args[0]), _value(node)
+    if not (_is_integer(value) and isinstance(middle, torch.Tensor) and middle.dtype.is_floating_point
+            and isinstance(result, torch.Tensor) and result.dtype == value.dtype):
+        return None
+    return source
+
+
+def _bounded_index(node: Any) -> tuple[torch.fx.Node, int] | None:
+    """``(argmax node, its bound)`` when ``node`` is an argmax (values in [0, bound)) under casts
+    that keep every such value exact."""
+    bound_checks = []
+    while _is_cast(node):
+        bound_checks.append(_value(node).dtype)
+        node = node.args[0]
+    if not (isinstance(node, torch.fx.Node) and node.op == "call_function"
+            and node.target in (torch.ops.aten.argmax.default, torch.ops.aten.argmin.default)):
+        return None
+    scores = _value(node.args[0])
+    if not isinstance(scores, torch.Tensor):
+        return None
+    dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
+    bound = scores.numel() if dim is None else (scores.shape[dim] if scores.ndim else 1)
+    if any(bound > _exact_integers(dtype) for dtype in bound_checks):
+        return None
+    return node, bound
+
+
+def _fresh(nodes: Any) -> bool:
+    """Whether every node is an operation returning a new tensor (no input, constant or view):
+    only such a result may stand for an output, which must not alias what the graph was given."""
+    return all(isinstance(n, torch.fx.Node) and n.op == "call_function" and ki.is_aten_overload(n.target)
+               and all(r.alias_info is None for r in n.target._schema.returns) for n in nodes)
+
+
+def rewrite_exact_identities(module: torch.fx.GraphModule) -> int:
+    """Rewrites patterns whose result is the same without some of their operations; returns how many.
+
+    Keras's sparse categorical cross-entropy and accuracy cast integer labels to float and back,
+    and compare labels with predicted classes as floats (the class index cast to int32, then
+    float); its mean loss chooses with a constant condition and sums a scalar. For each of these
+    the shorter form gives bit-identical values (and errors for the same labels):
+
+    - ``int(float(labels))`` as the target of ``nll_loss`` becomes ``labels``: every label in
+      range (below the class count, exact in the float type) or equal to the ignore index
+      survives the round trip, and any other label is an error either way;
+    - ``float(labels) == float(int32(argmax))`` becomes ``labels == argmax`` when every class
+      index is exact in each cast: a label the float cast rounds is too large to equal one;
+    - ``where(constant condition, a, b)`` becomes the branch chosen, when it has the result's
+      shape and dtype; ``sum`` of a floating scalar becomes the scalar.
+    """
+    graph = module.graph
+    rewritten = 0
+    outputs = set()
+    for node in graph.nodes:
+        if node.op == "output":
+            outputs.update(n for n in node.all_input_nodes)
+    for node in list(graph.nodes):
+        if node.op != "call_function":
+            continue
+        target = node.target
+        if target in (torch.ops.aten.nll_loss_forward.default, torch.ops.aten.nll_loss2d_forward.default):
+            labels = node.args[1]
+            source = _round_trip_source(labels) if isinstance(labels, torch.fx.Node) else None
+            scores = _value(node.args[0])
+            if source is not None and isinstance(scores, torch.Tensor):
+                classes = scores.shape[1] if scores.ndim >= 2 else scores.shape[0]
+                middle = _value(labels.args[0]).dtype
+                if classes <= _exact_integers(middle):
+                    node.replace_input_with(labels, source)
+                    rewritten += 1
+        elif target is torch.ops.aten.eq.Tensor and len(node.args) == 2 and not node.kwargs:
+            for left, right in (node.args, node.args[::-1]):
+                bounded = _bounded_index(right)
+                if bounded is None or not _is_cast(left):
+                    continue
+                labels = left.args[0]
+                floated = _value(left)
+                if not (_is_integer(_value(labels)) and floated.dtype.is_floating_point
+                        and bounded[1] <= _exact_integers(floated.dtype)):
+                    continue
+                node.args = (labels, bounded[0])
+                rewritten += 1
+                break
+        elif target is torch.ops.aten.where.self:
+            condition, chosen_if_true, chosen_if_false = node.args
+            if not (isinstance(condition, torch.fx.Node) and condition.op == "get_attr"):
+                continue
+            flag = getattr(module, condition.target)
+            if not isinstance(flag, torch.Tensor) or flag.numel() != 1 or flag.requires_grad:
+                continue
+            chosen = chosen_if_true if bool(flag) else chosen_if_false
+            if node in outputs and not _fresh([chosen]):
+                continue
+            value, result = _value(chosen), _value(node)
+            if (isinstance(value, torch.Tensor) and isinstance(result, torch.Tensor) and value.shape == result.shape
+                    and value.dtype == result.dtype and value.device == result.device):
+                node.replace_all_uses_with(chosen)
+                rewritten += 1
+        elif target is torch.ops.aten.sum.default and len(node.args) == 1 and not node.kwargs and node not in outputs:
+            value, result = _value(node.args[0]), _value(node)
+            if (isinstance(value, torch.Tensor) and value.ndim == 0 and value.dtype.is_floating_point
+                    and isinstance(result, torch.Tensor) and result.dtype == value.dtype):
+                node.replace_all_uses_with(node.args[0])
+                rewritten += 1
+    return rewritten
+
+
 def _copy_module(module: torch.fx.GraphModule) -> torch.fx.GraphModule:
     with warnings.catch_warnings():  # copying the trace's tree specs warns about torch's own deprecations
         warnings.simplefilter("ignore", FutureWarning)
@@ -95,6 +233,7 @@ class FlatGraph:
             raise StateError("expected a graph traced by make_fx from a function of pytree arguments")
         self.in_spec, self.out_spec = specs
         fold_constants(module)
+        self.rewritten = rewrite_exact_identities(module)
         ki.use_flat_arguments(module)
         module.graph.eliminate_dead_code()
         module.recompile()
