@@ -138,6 +138,15 @@ def _bounded_index(node: Any) -> tuple[torch.fx.Node, int] | None:
     return node, bound
 
 
+def _counts(node: Any) -> bool:
+    """Whether ``node`` casts a boolean mask to a float type that holds its size exactly."""
+    if not _is_cast(node):
+        return False
+    mask, floated = _value(node.args[0]), _value(node)
+    return (isinstance(mask, torch.Tensor) and mask.dtype == torch.bool and floated.dtype.is_floating_point
+            and mask.numel() <= _exact_integers(floated.dtype))
+
+
 def _fresh(nodes: Any) -> bool:
     """Whether every node is an operation returning a new tensor (no input, constant or view):
     only such a result may stand for an output, which must not alias what the graph was given."""
@@ -159,7 +168,8 @@ def rewrite_exact_identities(module: torch.fx.GraphModule) -> int:
     - ``float(labels) == float(int32(argmax))`` becomes ``labels == argmax`` when every class
       index is exact in each cast: a label the float cast rounds is too large to equal one;
     - ``where(constant condition, a, b)`` becomes the branch chosen, when it has the result's
-      shape and dtype; ``sum`` of a floating scalar becomes the scalar.
+      shape and dtype; ``sum`` of a floating scalar becomes the scalar;
+    - ``sum(float(mask))`` becomes ``sum(mask, dtype=float)``: a count, exact in any order.
     """
     graph = module.graph
     rewritten = 0
@@ -209,6 +219,13 @@ def rewrite_exact_identities(module: torch.fx.GraphModule) -> int:
                     and value.dtype == result.dtype and value.device == result.device):
                 node.replace_all_uses_with(chosen)
                 rewritten += 1
+        elif target is torch.ops.aten.sum.default and len(node.args) == 1 and not node.kwargs and _counts(node.args[0]):
+            # sum(float(mask)) counts the True entries: every partial sum is an integer exact in the
+            # float type, in any order, so summing the mask straight into that type is the same.
+            cast = node.args[0]
+            node.args = (cast.args[0],)
+            node.kwargs = {"dtype": _value(cast).dtype}
+            rewritten += 1
         elif target is torch.ops.aten.sum.default and len(node.args) == 1 and not node.kwargs and node not in outputs:
             value, result = _value(node.args[0]), _value(node)
             if (isinstance(value, torch.Tensor) and value.ndim == 0 and value.dtype.is_floating_point
@@ -288,7 +305,7 @@ class FlatGraph:
             except Exception:  # noqa: BLE001 - TorchScript's own limits: replay in Python instead
                 self.forward = python_forward
                 return python_forward(*leaves)
-            self.forward = scripted
+            self.forward = scripted.forward  # the compiled method itself, without nn.Module's call hooks
             return outputs
 
         self.forward = first_run
