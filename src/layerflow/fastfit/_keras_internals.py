@@ -292,8 +292,15 @@ class _ArrayBatches:
     def _wheres(self):
         import numpy as np
 
+        sampler = self.batch_sampler
+        if self.sequential and type(sampler) is torch.utils.data.BatchSampler and not sampler.drop_last:
+            # The slices of the index lists BatchSampler would build, without building them.
+            size, total = sampler.batch_size, len(sampler.sampler)
+            for start in range(0, total, size):
+                yield slice(start, min(start + size, total))
+            return
         sequential = self.sequential
-        for indices in self.batch_sampler:
+        for indices in sampler:
             yield slice(indices[0], indices[-1] + 1) if sequential else np.asarray(indices)
 
     def _direct_batches(self):

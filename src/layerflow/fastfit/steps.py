@@ -146,15 +146,15 @@ class FastStep:
         return graph
 
     def __call__(self, data: Any) -> Any:
-        if not self.active:
-            return self.keras_function(data)
-        return self.run_batch(data[0], data, ki.take_unread_logs(self.kind) if self.kind != "predict" else False)
+        lean = ki.take_unread_logs(self.kind) if self.kind != "predict" else False
+        return self.run_batch(data[0], data, lean)
 
     def run_batch(self, batch: Any, data: Any = None, lean: bool = False) -> Any:
         """One step on ``batch`` (what Keras's loader yields); Keras's step runs it when the fast
-        path cannot. ``lean``: no callback reads this batch's logs (see ``_graph``). Gradients
-        must be off for evaluate and predict steps (``batch_loops`` holds them off)."""
-        if not self.active:
+        path cannot. ``data``: Keras's list of batches, when Keras's loop calls (the env switch is
+        then read per batch; ``loops`` reads it once per loop). ``lean``: no callback reads this
+        batch's logs (see ``_graph``)."""
+        if self.fallback_reason is not None or (data is not None and switched_off()):
             return self.keras_function([batch] if data is None else data)
         x, y, sample_weight = self._inputs(batch)
         graph = self._graph(x, y, sample_weight)
