@@ -304,3 +304,47 @@ def test_a_constant_condition_picks_its_branch():
     assert "aten.where.self" not in _ops(graph)
     values = torch.randn(16)
     torch.testing.assert_close(graph(values), mean_or_zero(values), rtol=0, atol=0)
+
+
+def test_inference_graphs_write_in_place_only_where_no_value_changes():
+    from layerflow.fastfit.simplify import write_in_place
+
+    def network(x, weight, bias):
+        hidden = torch.relu(torch.mm(x, weight) + bias)  # fresh intermediates: written in place
+        transposed = weight.t()  # a view of an input: never written
+        shared = hidden * 2.0  # used twice: kept
+        return torch.log((shared + 1.0).clamp(1e-3, 10.0)), (transposed + 1.0).sum(), shared.sum() + hidden.sum()
+
+    x, weight, bias = torch.randn(8, 5), torch.randn(5, 5), torch.randn(5)
+    expected = network(x, weight, bias)
+    graph = _graph(network, x, weight, bias)
+    changed = write_in_place(graph.module)
+    ops = _ops(graph)
+    assert changed == 5 and ops.count("aten.relu_.default") == 1 and ops.count("aten.add_.Tensor") == 2
+    assert "aten.mul.Tensor" in ops  # the shared one
+    graph.forward = graph.module.forward
+    weight_before = weight.clone()
+    for got, want in zip(graph(x, weight, bias), expected, strict=True):
+        torch.testing.assert_close(got, want, rtol=0, atol=0)
+    torch.testing.assert_close(weight, weight_before, rtol=0, atol=0)
+
+
+def test_a_failing_first_run_leaves_the_metric_totals_as_they_were():
+    """Metric totals are updated in place; a first run that fails after updating them must put
+    them back, since the batch then runs again on the Python replay or on Keras's path."""
+
+    def step(trainable, non_trainable, metrics, x, y):
+        total = metrics[0] + x.sum()
+        loss = torch.nn.functional.nll_loss(torch.log_softmax(x, -1), y)  # fails for a label out of range
+        return loss, [], [total], {"loss": loss}
+
+    x, total = torch.randn(4, 3), torch.zeros(())
+    graph = FlatGraph(_keras_internals.trace_fake(step, ([], [], [total], x, torch.zeros(4, dtype=torch.int64))))
+    graph.script_for_inference()
+    assert graph.in_place == 1 and "aten.add_.Tensor" in _ops(graph)
+    with pytest.raises(Exception, match="out of bounds"):
+        graph.call_step([total, x, torch.tensor([0, 1, 7, 2])])
+    assert float(total) == 0.0
+    loss, _, (new_total,), _ = graph.call_step([total, x, torch.tensor([0, 1, 2, 2])])
+    assert new_total is total and float(total) == pytest.approx(float(x.sum()))
+    torch.testing.assert_close(loss, torch.nn.functional.nll_loss(torch.log_softmax(x, -1), torch.tensor([0, 1, 2, 2])))

@@ -235,6 +235,50 @@ def rewrite_exact_identities(module: torch.fx.GraphModule) -> int:
     return rewritten
 
 
+def _in_place_forms() -> dict:
+    aten = torch.ops.aten
+    return {aten.add.Tensor: aten.add_.Tensor, aten.sub.Tensor: aten.sub_.Tensor, aten.mul.Tensor: aten.mul_.Tensor,
+            aten.div.Tensor: aten.div_.Tensor, aten.relu.default: aten.relu_.default,
+            aten.clamp.default: aten.clamp_.default, aten.log.default: aten.log_.default}
+
+
+def write_in_place(module: torch.fx.GraphModule, accumulators: set[str] = frozenset()) -> int:
+    """For a graph run without gradients: an elementwise operation whose first operand is a
+    fresh intermediate result used by nothing else writes into that operand instead of a new
+    tensor (the same kernel, the same values, one allocation fewer). ``accumulators`` names
+    inputs the step replaces by a new value (metric totals): their one update writes into them,
+    which spares the copy back. Returns how many operations now write in place."""
+    forms = _in_place_forms()
+    graph = module.graph
+    output = next(n for n in graph.nodes if n.op == "output")
+    outputs = set(output.all_input_nodes)
+    written: set[torch.fx.Node] = set()  # results written into a fresh intermediate: fresh themselves
+    changed = 0
+    for node in list(graph.nodes):
+        if node.op != "call_function" or node.target not in forms or not node.args:
+            continue
+        first = node.args[0]
+        if not isinstance(first, torch.fx.Node) or len(first.users) != 1:
+            continue
+        if first.op == "placeholder":
+            if first.target not in accumulators or node not in outputs:
+                continue
+        elif first in outputs or not (first in written or _fresh([first])):
+            continue
+        operand, result = _value(first), _value(node)
+        if not (isinstance(operand, torch.Tensor) and isinstance(result, torch.Tensor)
+                and operand.shape == result.shape and operand.dtype == result.dtype
+                and operand.device == result.device and operand.stride() == result.stride()):
+            continue
+        node.target = forms[node.target]
+        if first.op != "placeholder":
+            written.add(node)
+        changed += 1
+    if changed:
+        module.recompile()
+    return changed
+
+
 def _copy_module(module: torch.fx.GraphModule) -> torch.fx.GraphModule:
     with warnings.catch_warnings():  # copying the trace's tree specs warns about torch's own deprecations
         warnings.simplefilter("ignore", FutureWarning)
@@ -288,28 +332,61 @@ class FlatGraph:
         return variant
 
     def script_for_inference(self) -> bool:
-        """Runs the graph through TorchScript's interpreter (C++, no Python per operation).
+        """Prepares the graph for steps run without gradients (evaluate, predict).
 
-        Only for steps run without gradients (evaluate, predict); a graph TorchScript cannot
-        compile, or whose first scripted run fails, keeps the Python replay. Returns whether
-        the graph is scripted.
+        Elementwise results are written in place where that changes no value (see
+        ``write_in_place``), and the graph runs through TorchScript's interpreter (C++, no
+        Python per operation); a graph TorchScript cannot compile, or whose first scripted run
+        fails, keeps the Python replay. A first run that fails puts the metric totals it may
+        have updated back, so that the batch can run again elsewhere. Returns whether the graph
+        is scripted.
         """
+        accumulators = self._accumulators()
+        self.in_place = write_in_place(self.module, accumulators)
+        placeholders = [n.target for n in self.graph.nodes if n.op == "placeholder"]
+        updated = [i for i, name in enumerate(placeholders) if name in accumulators]
         scripted = ki.script_graph(self.module)
-        if scripted is None:
-            return False
         python_forward = self.module.forward
+        if scripted is None and not updated:
+            return False
 
         def first_run(*leaves: Any) -> Any:
+            before = [leaves[i].clone() for i in updated]
+
+            def restore() -> None:
+                for i, value in zip(updated, before):
+                    leaves[i].copy_(value)
+
+            if scripted is not None:
+                try:
+                    outputs = scripted(*leaves)
+                    self.forward = scripted.forward  # the compiled method, without nn.Module's call hooks
+                    return outputs
+                except Exception:  # noqa: BLE001 - TorchScript's own limits: replay in Python instead
+                    restore()
+            self.forward = python_forward
             try:
-                outputs = scripted(*leaves)
-            except Exception:  # noqa: BLE001 - TorchScript's own limits: replay in Python instead
-                self.forward = python_forward
                 return python_forward(*leaves)
-            self.forward = scripted.forward  # the compiled method itself, without nn.Module's call hooks
-            return outputs
+            except Exception:
+                restore()
+                raise
 
         self.forward = first_run
-        return True
+        return scripted is not None
+
+    def _accumulators(self) -> set[str]:
+        """Names of the placeholders holding metric totals, for a step taking
+        ``(trainable, non_trainable, metrics, ...)`` and returning its step layout."""
+        arguments = self.in_spec
+        if (self._step_layout is None or arguments.type is not tuple or arguments.num_children < 3
+                or not all(c.type is list for c in arguments.children()[:3])):
+            return set()
+        trainable, non_trainable, metrics = (c.num_children for c in arguments.children()[:3])
+        if metrics != self._step_layout[1]:
+            return set()
+        placeholders = [n for n in self.graph.nodes if n.op == "placeholder"]
+        start = trainable + non_trainable
+        return {n.target for n in placeholders[start:start + metrics]}
 
     def call_step(self, leaves: list) -> Any:
         """Runs the step on already flattened inputs; returns its outputs in their structure."""
