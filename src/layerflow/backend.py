@@ -39,6 +39,13 @@ KERAS_PRIVATE_APIS = (
     "keras.src.optimizers.loss_scale_optimizer.LossScaleOptimizer",
     "keras.src.optimizers.schedules.learning_rate_schedule.LearningRateSchedule",
     "keras.src.tree.map_structure",
+    "keras.src.tree.map_structure_up_to",
+    # the direct evaluate/predict loops (layerflow/fastfit/_keras_internals.py, copied from Keras 3.15)
+    "keras.src.backend.torch.trainer.TorchEpochIterator",
+    "keras.src.backend.torch.core.convert_to_numpy",
+    "keras.src.callbacks.CallbackList",
+    "keras.src.utils.traceback_utils.filter_traceback",
+    "keras.src.utils.python_utils.pythonify_logs",
 )
 
 _BACKEND_PACKAGES = {"torch": "torch", "jax": "jax"}
