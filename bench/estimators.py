@@ -2,7 +2,8 @@
 
   fashion   Fashion-MNIST, flattened pixels as 784 numeric columns: LinearClassifier,
             DNNClassifier, BoostedTreesClassifier vs LogisticRegression, MLPClassifier,
-            HistGradientBoostingClassifier and xgboost.train on the same arrays (accuracy, seconds).
+            HistGradientBoostingClassifier and xgboost.train on the same arrays (accuracy, seconds;
+            LogisticRegression and MLPClassifier timed with their BLAS's threads and on one thread).
   tabular   scikit-learn's bundled breast_cancer, wine (classification) and diabetes
             (regression): each estimator vs the nearest scikit-learn model, same split and seed.
   bigcsv    a generated CSV of --gb gigabytes (numeric and string columns; removed afterwards):
@@ -42,6 +43,9 @@ def timed(fn):
 # -- Fashion-MNIST -------------------------------------------------------------------------------
 
 FASHION_GROUPS = ("linear", "dnn", "trees")
+# The Keras estimators choose between torch's thread count and one thread (whichever their first
+# steps ran faster); the linear and MLP peers are timed with their BLAS's own thread count and on one.
+PEER_THREADS = (None, 1)
 
 
 def fashion(train_rows: int, epochs: int, n_trees: int, groups: tuple[str, ...] = FASHION_GROUPS) -> list[dict]:
@@ -69,10 +73,14 @@ def fashion(train_rows: int, epochs: int, n_trees: int, groups: tuple[str, ...] 
         rows.append({"model": name, "library": "layerflow", "accuracy": accuracy, "seconds": seconds, **setting})
         print(rows[-1], flush=True)
 
-    def peer(name, fit, predict):
-        _, seconds = timed(fit)
+    def peer(name, fit, predict, threads=None):
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=threads):  # None: the BLAS's own thread count
+            _, seconds = timed(fit)
         accuracy = float((predict(x_test) == y_test).mean())
-        rows.append({"model": name, "library": "peer", "accuracy": accuracy, "seconds": seconds, **setting})
+        rows.append({"model": name, "library": "peer", "accuracy": accuracy, "seconds": seconds,
+                     "threads": threads or "default", **setting})
         print(rows[-1], flush=True)
 
     setting = {"train_rows": len(x_train), "epochs": epochs, "n_trees": n_trees}
@@ -80,14 +88,16 @@ def fashion(train_rows: int, epochs: int, n_trees: int, groups: tuple[str, ...] 
         ours("LinearClassifier", lf.estimators.LinearClassifier(label="label", feature_columns=spec, n_classes=10,
                                                                 optimizer="Adam", learning_rate=0.001,
                                                                 batch_size=128, seed=0), epochs=epochs)
-        logistic = LogisticRegression(max_iter=200)
-        peer("LogisticRegression", lambda: logistic.fit(x_train, y_train), logistic.predict)
+        for threads in PEER_THREADS:
+            logistic = LogisticRegression(max_iter=200)
+            peer("LogisticRegression", lambda: logistic.fit(x_train, y_train), logistic.predict, threads)
     if "dnn" in groups:
         ours("DNNClassifier", lf.estimators.DNNClassifier(label="label", feature_columns=spec, n_classes=10,
                                                           hidden_units=[256, 128], dropout=0.2, optimizer="Adam",
                                                           learning_rate=0.001, batch_size=128, seed=0), epochs=epochs)
-        mlp = MLPClassifier(hidden_layer_sizes=(256, 128), max_iter=epochs, random_state=0)
-        peer("MLPClassifier", lambda: mlp.fit(x_train, y_train), mlp.predict)
+        for threads in PEER_THREADS:
+            mlp = MLPClassifier(hidden_layer_sizes=(256, 128), max_iter=epochs, random_state=0)
+            peer("MLPClassifier", lambda: mlp.fit(x_train, y_train), mlp.predict, threads)
     if "trees" in groups:
         ours("BoostedTreesClassifier", lf.estimators.BoostedTreesClassifier(
             label="label", feature_columns=spec, n_classes=10, n_trees=n_trees, max_depth=6, learning_rate=0.3, seed=0))
@@ -279,13 +289,20 @@ def print_table(results: dict) -> None:
     if "fashion" in results:
         rows = results["fashion"]["rows"]
         print("\nFashion-MNIST (10,000 test rows)")
+        ours = {_group(r["model"]): r for r in rows if r["library"] == "layerflow"}
         for row in rows:
+            mine = ours.get(_group(row["model"]))
+            versus = (f"  layerflow's time / this: {mine['seconds'] / row['seconds']:.2f}"
+                      if mine is not None and row is not mine else "")
+            threads = f", {row['threads']} threads" if "threads" in row else ""
             print(f"  {row['model']:32s} {row['library']:9s} accuracy {row['accuracy']:.4f}  {row['seconds']:8.1f} s"
-                  f"  ({row.get('train_rows', '?')} rows, {row.get('epochs', '?')} epochs, {row.get('n_trees', '?')} trees)")
+                  f"  ({row.get('train_rows', '?')} rows, {row.get('epochs', '?')} epochs, {row.get('n_trees', '?')} trees"
+                  f"{threads}){versus}")
     for row in results.get("tabular", []):
         ratio = row["layerflow"] / row["peer_score"]
         print(f"  {row['data']:14s} {row['estimator']:24s} {row['metric']} {row['layerflow']:.4f} vs "
-              f"{row['peer']} {row['peer_score']:.4f} (ratio {ratio:.3f})")
+              f"{row['peer']} {row['peer_score']:.4f} (ratio {ratio:.3f}); training {row['seconds']:.2f} s vs "
+              f"{row['peer_seconds']:.2f} s ({row['seconds'] / row['peer_seconds']:.1f}x)")
     if "bigcsv" in results:
         big = results["bigcsv"]
         for run in big["runs"]:
