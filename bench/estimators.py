@@ -2,7 +2,8 @@
 
   fashion   Fashion-MNIST, flattened pixels as 784 numeric columns: LinearClassifier,
             DNNClassifier, BoostedTreesClassifier vs LogisticRegression, MLPClassifier,
-            HistGradientBoostingClassifier and xgboost.train on the same arrays (accuracy, seconds).
+            HistGradientBoostingClassifier and xgboost.train on the same arrays (accuracy, seconds;
+            LogisticRegression and MLPClassifier timed with their BLAS's threads and on one thread).
   tabular   scikit-learn's bundled breast_cancer, wine (classification) and diabetes
             (regression): each estimator vs the nearest scikit-learn model, same split and seed.
   bigcsv    generated CSVs of --gb gigabytes each (numeric and string columns; removed afterwards):
@@ -12,7 +13,7 @@
             measured apart; rows/s.
 
     .venv/bin/python bench/estimators.py [--only fashion,tabular,bigcsv] [--train-rows 60000] [--gb 5]
-        [--tables narrow,wide] [--fashion-models linear,dnn,trees] [--epochs 10] [--n-trees 100]
+        [--tables narrow,wide] [--kinds trees,dnn] [--fashion-models linear,dnn,trees] [--epochs 10] [--n-trees 100]
 
 Writes bench/results/estimators.json.
 """
@@ -44,6 +45,9 @@ def timed(fn):
 # -- Fashion-MNIST -------------------------------------------------------------------------------
 
 FASHION_GROUPS = ("linear", "dnn", "trees")
+# The Keras estimators choose between torch's thread count and one thread (whichever their first
+# steps ran faster); the linear and MLP peers are timed with their BLAS's own thread count and on one.
+PEER_THREADS = (None, 1)
 
 
 def fashion(train_rows: int, epochs: int, n_trees: int, groups: tuple[str, ...] = FASHION_GROUPS) -> list[dict]:
@@ -71,10 +75,14 @@ def fashion(train_rows: int, epochs: int, n_trees: int, groups: tuple[str, ...] 
         rows.append({"model": name, "library": "layerflow", "accuracy": accuracy, "seconds": seconds, **setting})
         print(rows[-1], flush=True)
 
-    def peer(name, fit, predict):
-        _, seconds = timed(fit)
+    def peer(name, fit, predict, threads=None):
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=threads):  # None: the BLAS's own thread count
+            _, seconds = timed(fit)
         accuracy = float((predict(x_test) == y_test).mean())
-        rows.append({"model": name, "library": "peer", "accuracy": accuracy, "seconds": seconds, **setting})
+        rows.append({"model": name, "library": "peer", "accuracy": accuracy, "seconds": seconds,
+                     "threads": threads or "default", **setting})
         print(rows[-1], flush=True)
 
     setting = {"train_rows": len(x_train), "epochs": epochs, "n_trees": n_trees}
@@ -82,14 +90,16 @@ def fashion(train_rows: int, epochs: int, n_trees: int, groups: tuple[str, ...] 
         ours("LinearClassifier", lf.estimators.LinearClassifier(label="label", feature_columns=spec, n_classes=10,
                                                                 optimizer="Adam", learning_rate=0.001,
                                                                 batch_size=128, seed=0), epochs=epochs)
-        logistic = LogisticRegression(max_iter=200)
-        peer("LogisticRegression", lambda: logistic.fit(x_train, y_train), logistic.predict)
+        for threads in PEER_THREADS:
+            logistic = LogisticRegression(max_iter=200)
+            peer("LogisticRegression", lambda: logistic.fit(x_train, y_train), logistic.predict, threads)
     if "dnn" in groups:
         ours("DNNClassifier", lf.estimators.DNNClassifier(label="label", feature_columns=spec, n_classes=10,
                                                           hidden_units=[256, 128], dropout=0.2, optimizer="Adam",
                                                           learning_rate=0.001, batch_size=128, seed=0), epochs=epochs)
-        mlp = MLPClassifier(hidden_layer_sizes=(256, 128), max_iter=epochs, random_state=0)
-        peer("MLPClassifier", lambda: mlp.fit(x_train, y_train), mlp.predict)
+        for threads in PEER_THREADS:
+            mlp = MLPClassifier(hidden_layer_sizes=(256, 128), max_iter=epochs, random_state=0)
+            peer("MLPClassifier", lambda: mlp.fit(x_train, y_train), mlp.predict, threads)
     if "trees" in groups:
         ours("BoostedTreesClassifier", lf.estimators.BoostedTreesClassifier(
             label="label", feature_columns=spec, n_classes=10, n_trees=n_trees, max_depth=6, learning_rate=0.3, seed=0))
@@ -171,6 +181,7 @@ def tabular() -> list[dict]:
 
 CITIES = [f"city_{i:03d}" for i in range(200)]
 BIG_TABLES = ("narrow", "wide")
+BIG_KINDS = ("trees", "dnn")
 # the wide table: HIGGS-like float columns (full precision), Criteo-like counts and categories
 WIDE_FLOATS, WIDE_INTS = 14, 6
 WIDE_CATEGORIES = (3, 12, 50, 200, 1_000, 5_000, 20_000)  # vocabulary size of each string column
@@ -288,7 +299,7 @@ def big_worker(kind: str, path: str, spec_path: str) -> None:
                       "rss_after_imports_bytes": baseline, **sampled}))
 
 
-def bigcsv(gigabytes: float, table: str) -> dict:
+def bigcsv(gigabytes: float, table: str, kinds: tuple[str, ...] = BIG_KINDS) -> dict:
     import layerflow as lf
 
     with tempfile.TemporaryDirectory(prefix="layerflow-bench-") as folder:
@@ -299,7 +310,7 @@ def bigcsv(gigabytes: float, table: str) -> dict:
         spec.save(Path(folder) / "spec.json")
         columns = len(next(lf.data.csv_dataset(str(path)).take(1).chunks()))
         result = {"file_bytes": path.stat().st_size, "rows": rows, "columns": columns, "runs": []}
-        for kind in ("trees", "dnn"):
+        for kind in kinds:
             out = subprocess.run([sys.executable, __file__, "--worker", kind, str(path), str(Path(folder) / "spec.json")],
                                  capture_output=True, text=True)
             if out.returncode != 0:
@@ -319,6 +330,7 @@ def main() -> None:
     parser.add_argument("--n-trees", type=int, default=100)
     parser.add_argument("--gb", type=float, default=5.0)
     parser.add_argument("--tables", default=",".join(BIG_TABLES), help="which generated CSVs bigcsv runs: narrow,wide")
+    parser.add_argument("--kinds", default=",".join(BIG_KINDS), help="which estimators bigcsv trains: trees,dnn")
     parser.add_argument("--fashion-models", default=",".join(FASHION_GROUPS),
                         help="which Fashion-MNIST pairs to (re)run: linear,dnn,trees")
     parser.add_argument("--worker", nargs=3, metavar=("KIND", "CSV", "SPEC"))
@@ -347,8 +359,14 @@ def main() -> None:
             parser.error(f"--tables: {unknown} not in {BIG_TABLES}")
         big = results.get("bigcsv", {})
         big = big if "runs" not in big else {}  # a result from before the tables had names
+        kinds = tuple(args.kinds.split(","))
+        if sorted(set(kinds) - set(BIG_KINDS)):
+            parser.error(f"--kinds: {sorted(set(kinds) - set(BIG_KINDS))} not in {BIG_KINDS}")
         for table in tables:  # each table written as soon as it is done (a later one may not finish)
-            big[table] = bigcsv(args.gb, table)
+            fresh = bigcsv(args.gb, table, kinds)
+            kept = [run for run in big.get(table, {}).get("runs", []) if run["kind"] not in kinds
+                    and big[table]["rows"] == fresh["rows"]]  # runs of kinds not rerun, on the same table
+            big[table] = {**fresh, "runs": kept + fresh["runs"]}
             results["bigcsv"] = big
             _write({"bigcsv": big})
     _write({key: results[key] for key in fresh_keys})
@@ -375,13 +393,20 @@ def print_table(results: dict) -> None:
     if "fashion" in results:
         rows = results["fashion"]["rows"]
         print("\nFashion-MNIST (10,000 test rows)")
+        ours = {_group(r["model"]): r for r in rows if r["library"] == "layerflow"}
         for row in rows:
+            mine = ours.get(_group(row["model"]))
+            versus = (f"  layerflow's time / this: {mine['seconds'] / row['seconds']:.2f}"
+                      if mine is not None and row is not mine else "")
+            threads = f", {row['threads']} threads" if "threads" in row else ""
             print(f"  {row['model']:32s} {row['library']:9s} accuracy {row['accuracy']:.4f}  {row['seconds']:8.1f} s"
-                  f"  ({row.get('train_rows', '?')} rows, {row.get('epochs', '?')} epochs, {row.get('n_trees', '?')} trees)")
+                  f"  ({row.get('train_rows', '?')} rows, {row.get('epochs', '?')} epochs, {row.get('n_trees', '?')} trees"
+                  f"{threads}){versus}")
     for row in results.get("tabular", []):
         ratio = row["layerflow"] / row["peer_score"]
         print(f"  {row['data']:14s} {row['estimator']:24s} {row['metric']} {row['layerflow']:.4f} vs "
-              f"{row['peer']} {row['peer_score']:.4f} (ratio {ratio:.3f})")
+              f"{row['peer']} {row['peer_score']:.4f} (ratio {ratio:.3f}); training {row['seconds']:.2f} s vs "
+              f"{row['peer_seconds']:.2f} s ({row['seconds'] / row['peer_seconds']:.1f}x)")
     for table, big in results.get("bigcsv", {}).items():
         for run in big.get("runs", []):
             print(f"  {table} {big['file_bytes'] / 1e9:.2f} GB CSV ({big['rows']:,} rows, {big.get('columns', '?')} columns), "

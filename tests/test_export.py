@@ -68,6 +68,9 @@ def test_feature_spec_model_exports_with_its_preprocessing(tmp_path):
     np.testing.assert_allclose(predicted, model.predict(features, verbose=0), atol=1e-5)
     signature = json.loads((folder / "signature.json").read_text())
     assert signature["class_labels"] == ["a", "b", "c"]
+    # the spec's format and hash function travel with the bundle (what any hashed bucket in its graph means)
+    assert signature["preprocessing"]["format"] == 2
+    assert signature["preprocessing"]["hashing"] == "murmur3_x86_32/seed=0/utf-8"
     assert signature["preprocessing"] == spec.state()
     assert signature["raw_inputs"] is True
     assert {i["name"]: i["dtype"] for i in signature["inputs"]} == {k: "float64" for k in raw}

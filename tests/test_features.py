@@ -1,5 +1,7 @@
 """Feature specs: one-pass fit, what they learn, encoding, Keras inputs, saving, bad input."""
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -63,7 +65,7 @@ def test_encoding_oov_missing_and_normalisation_in_the_model(frame):
 
 def test_all_column_kinds_and_selectors(frame):
     spec = (lf.feature_spec(frame, label="y")
-            .numeric(lf.all_numeric(), normalizer="standard")
+            .numeric(lf.all_numeric(exclude=["shop"]), normalizer="standard")  # shop: ids, declared below
             .categorical_hash("city", hash_bucket_size=7)
             .categorical_identity("shop", num_buckets=5)
             .bucketized("b", boundaries=[2.5, 5, 7.5])
@@ -71,7 +73,7 @@ def test_all_column_kinds_and_selectors(frame):
             .indicator(lf.all_nominal())
             .embedding("city", dimension=3)
             .fit())
-    assert set(spec.numeric_columns) == {"a", "b", "shop"}  # the label is never a feature
+    assert set(spec.numeric_columns) == {"a", "b"}  # the label is never a feature
     depths = {name: c.depth for name, c in spec.categorical_columns.items()}
     assert depths == {"city": 7, "shop": 6, "b_bucketized": 4, "city_X_b_bucketized": 16}
     encoded = spec.transform({k: frame[k].to_numpy()[:50] for k in frame})
@@ -80,7 +82,7 @@ def test_all_column_kinds_and_selectors(frame):
     again = spec.transform({k: frame[k].to_numpy()[:50] for k in frame})
     assert np.array_equal(encoded["city"], again["city"])  # hashing is stable
     _, dense = spec.keras_inputs()
-    assert dense.shape == (None, 3 + 7 + 6 + 4 + 16 + 3)
+    assert dense.shape == (None, 2 + 7 + 6 + 4 + 16 + 3)
     model_inputs, dense = spec.keras_inputs()
     model = keras.Model(model_inputs, keras.layers.Dense(1, activation="sigmoid")(dense))
     model.compile(loss="binary_crossentropy", optimizer="adam")
@@ -99,6 +101,47 @@ def test_save_and_load_keeps_what_was_learned(frame, tmp_path):
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(ValueError, match="not a saved feature spec"):
         lf.load_feature_spec(tmp_path / "bad.json")
+
+
+def _as_saved_before_murmur3(state: dict) -> dict:
+    """The JSON the spec format before MurmurHash3 wrote (format 1, no hashing key): its buckets were CRC32's."""
+    old = {key: value for key, value in state.items() if key != "hashing"}
+    old["format"] = 1
+    return old
+
+
+@pytest.mark.parametrize("declare, hashed", [
+    (lambda s: s.categorical_hash("city", hash_bucket_size=5), ["city"]),
+    (lambda s: s.bucketized("a", [2.0]).categorical_vocab("city").crossed(["city", "a_bucketized"], 8),
+     ["city_X_a_bucketized"]),
+    (lambda s: s.categorical_vocab("city", max_tokens=1, num_oov_buckets=3), ["city"]),  # unseen values hashed
+])
+def test_a_spec_saved_with_crc32_buckets_is_refused(frame, tmp_path, declare, hashed):
+    spec = declare(lf.feature_spec(frame, label="y").numeric("a")).fit()
+    saved = json.loads(spec.save(tmp_path / "spec.json").read_text())
+    assert saved["format"] == 2 and saved["hashing"] == "murmur3_x86_32/seed=0/utf-8"
+    assert lf.load_feature_spec(tmp_path / "spec.json").state() == spec.state()
+    (tmp_path / "old.json").write_text(json.dumps(_as_saved_before_murmur3(saved)))
+    with pytest.raises(ValueError) as refused:
+        lf.load_feature_spec(tmp_path / "old.json")
+    message = str(refused.value)
+    assert f"hashed columns {hashed}" in message and "CRC32" in message
+    assert "Refit the spec" in message and "save the spec again" in message
+
+
+def test_a_spec_saved_before_murmur3_without_hashed_columns_still_loads(frame, tmp_path):
+    spec = (lf.feature_spec(frame, label="y").numeric("a", normalizer="standard").categorical_vocab("city")
+            .bucketized("b", [2.5, 5.0]).indicator("city").fit())
+    (tmp_path / "old.json").write_text(json.dumps(_as_saved_before_murmur3(spec.state())))
+    loaded = lf.load_feature_spec(tmp_path / "old.json")
+    batch = {k: frame[k].to_numpy()[:20] for k in frame}
+    for name, values in spec.transform(batch).items():
+        assert np.array_equal(values, loaded.transform(batch)[name])
+    assert loaded.state() == spec.state()  # saved again, it is the current format
+    for version, expected in ((3, "written by a newer layerflow"), ("2", "format '2'"), (None, "found no format")):
+        (tmp_path / "other.json").write_text(json.dumps({**spec.state(), "format": version}))
+        with pytest.raises(ValueError, match=expected):
+            lf.load_feature_spec(tmp_path / "other.json")
 
 
 def test_bad_specs_fail_clearly(frame):

@@ -192,3 +192,39 @@ def test_a_csv_is_encoded_the_same_through_arrow_as_through_numpy(tmp_path):
     assert first["i_na"].ravel().tolist() == [0, 3]  # a missing value is out of the vocabulary
     assert through_arrow[1][0]["f"].ravel()[0] == pytest.approx(spec.numeric_columns["f"].mean)  # missing -> mean
 
+
+
+@pytest.mark.parametrize("declare, column, first, second", [
+    (lambda s: s.numeric("b").categorical_vocab("b"), "b", "numeric('b')", "categorical_vocab('b')"),
+    (lambda s: s.categorical_vocab("city").numeric("a").categorical_hash("city", hash_bucket_size=4), "city",
+     "categorical_vocab('city')", "categorical_hash('city')"),
+    (lambda s: s.numeric(lf.all_numeric()).categorical_identity("n", num_buckets=4), "n",
+     "numeric(all_numeric()), which selected 'n'", "categorical_identity('n')"),
+    (lambda s: s.numeric("a").numeric("a", normalizer="standard"), "a", "numeric('a')", "numeric('a')"),
+    (lambda s: s.numeric("a").bucketized("a", [3.0], name="a"), "a", "numeric('a')", "bucketized('a')"),
+    (lambda s: s.categorical_vocab("city").indicator("city").indicator("city"), "city_indicator",
+     "indicator('city')", "indicator('city')"),
+])
+def test_two_steps_making_the_same_name_are_refused(frame, declare, column, first, second):
+    # The same output name from two steps would let one silently replace the other (and Keras would get two
+    # inputs of one name); TensorFlow's feature columns refuse it too ("Duplicate feature column name").
+    with pytest.raises(SpecError) as raised:
+        declare(lf.feature_spec(frame, label="y")).fit()
+    message = str(raised.value)
+    assert f"Column {column!r} is declared twice: by {first} and by {second};" in message, message
+    assert f".remove({column!r})" in message
+
+
+def test_one_column_feeding_several_features_under_their_own_names_is_kept(frame):
+    # As in tfdatasets: a column may be numeric and bucketized, crossed, one-hot and embedded at once.
+    spec = (lf.feature_spec(frame, label="y").numeric("a", normalizer="standard").bucketized("a", [3.0, 6.0])
+            .categorical_vocab("city").crossed(["city", "a_bucketized"], hash_bucket_size=8)
+            .indicator("city").embedding("city", dimension=2).fit())
+    assert spec.feature_types() == {"a": "numeric", "city": "categorical_vocab", "a_bucketized": "bucketized",
+                                    "city_X_a_bucketized": "crossed", "city_indicator": "indicator",
+                                    "city_embedding": "embedding"}
+    encoded = spec.transform({name: frame[name].to_numpy() for name in frame})
+    assert encoded["a"].ravel().tolist() == frame["a"].tolist()  # the numeric column is the raw value, not an id
+    # remove() then declaring the column again is the way to change how it is encoded.
+    redeclared = lf.feature_spec(frame, label="y").numeric("b").remove("b").categorical_vocab("b").fit()
+    assert redeclared.feature_types() == {"b": "categorical_vocab"}

@@ -5,6 +5,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 import layerflow
 
 SOURCE = Path(layerflow.__file__).parent
@@ -124,8 +126,21 @@ def test_runs_meet_keras_in_one_module():
                 assert path.name == "keras_autolog.py", f"{path.name}:{line} imports {target}"
 
 
-def test_the_model_server_needs_no_training_stack():
-    seen, queue, wrong = set(), ["layerflow.deploy.server"], []
+# What a serving install (`pip install 'layerflow[serve]'`) runs: `layerflow serve` / lf.serve, the model server,
+# and lf.predict on a bundle folder. Every import in them is followed, also those inside functions (a lazy
+# `import keras` there would fail only when that line runs, on a machine without the training stack).
+SERVING_ROOTS = ("layerflow.deploy.serving", "layerflow.deploy.server", "layerflow.deploy.predict")
+# Imports inside functions of the serving modules that only a training install reaches, each with why.
+# (module, imported name) -> reason. Empty today: nothing on the serving path imports the training stack.
+LAZY_TRAINING_IMPORTS: dict[tuple[str, str], str] = {}
+
+
+def _serving_path_violations(extra: dict[str, list[tuple[int, str]]] | None = None) -> list[str]:
+    """Every forbidden import reachable from the serving roots (``extra`` adds imports to a module, as if written)."""
+    from layerflow.backend import TRAINING_PACKAGES
+
+    third_party = set(TRAINING_PACKAGES) | {"jax"}
+    seen, queue, wrong = set(), list(SERVING_ROOTS), []
     while queue:
         module = queue.pop()
         if module in seen:
@@ -135,12 +150,48 @@ def test_the_model_server_needs_no_training_stack():
         path = (SOURCE.parent / relative).with_suffix(".py")
         if not path.is_file():
             path = SOURCE.parent / relative / "__init__.py"
-        for line, target in _imports(path, top_level_only=True):
-            if target.startswith(SERVER_FORBIDDEN) or target.split(".")[0] in SERVER_FORBIDDEN:
+        for line, target in [*_imports(path), *(extra or {}).get(module, [])]:
+            if (module, target) in LAZY_TRAINING_IMPORTS:
+                continue
+            if target.split(".")[0] in third_party or (
+                    target.startswith("layerflow.") and _package_of(target) in SERVER_FORBIDDEN):
                 wrong.append(f"{module}:{line} imports {target}")
             elif target.startswith("layerflow.deploy") or target == "layerflow.errors":
                 queue.append(target)
-    assert not wrong, "\n".join(wrong)
+    return wrong
+
+
+def test_the_model_server_needs_no_training_stack():
+    assert not _serving_path_violations(), "\n".join(_serving_path_violations())
+    assert all(reason.strip() for reason in LAZY_TRAINING_IMPORTS.values()), "each exception says why"
+
+
+@pytest.mark.parametrize("module, target", [
+    ("layerflow.deploy.server", "keras"),            # a lazy import inside a server function
+    ("layerflow.deploy.repository", "pandas"),       # reached from the server, not a root itself
+    ("layerflow.deploy.serving", "layerflow.features.spec"),
+])
+def test_a_lazy_training_import_on_the_serving_path_is_caught(module, target):
+    assert _serving_path_violations({module: [(999, target)]}) == [f"{module}:999 imports {target}"]
+
+
+def test_the_serving_path_check_follows_imports_inside_functions(tmp_path, monkeypatch):
+    # The check reads the files: a lazy `import keras` written into a function of a copy of the
+    # server's source is reported (the server's real imports of uvicorn and onnxruntime are lazy too).
+    import shutil
+    import sys
+
+    copy = tmp_path / "layerflow"
+    shutil.copytree(SOURCE, copy, ignore=lambda folder, names: [n for n in names if not n.endswith(".py")
+                                                                and not (Path(folder) / n).is_dir()])
+    server = copy / "deploy" / "server.py"
+    text = server.read_text()
+    anchor = "    import uvicorn\n"
+    assert anchor in text
+    server.write_text(text.replace(anchor, anchor + "    import keras  # noqa: F401\n", 1))
+    monkeypatch.setattr(sys.modules[__name__], "SOURCE", copy)
+    found = _serving_path_violations()
+    assert len(found) == 1 and found[0].startswith("layerflow.deploy.server:") and found[0].endswith("imports keras")
 
 
 def test_no_import_cycles_between_modules():

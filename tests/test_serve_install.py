@@ -29,6 +29,13 @@ TRAINING_ENTRY_POINTS = [
     "import layerflow as lf; lf.history_frame({'loss': [1.0, 0.5]})",
     "import layerflow as lf; lf.backend_info()",
     "import layerflow as lf; lf.export_run('model.keras', 'models')",
+    # what needs pandas (or scikit-learn's data) but is reachable without importing it first
+    "import layerflow as lf; lf.ls_runs()",
+    "import layerflow as lf; lf.flags(units=8).to_frame()",
+    "import layerflow as lf; lf.datasets.iris()",
+    "import layerflow as lf; lf.datasets.digits()",
+    "import layerflow as lf; lf.tuning_run('model.keras', flags={'units': [8, 16]})",
+    "import layerflow as lf; lf.cloud.cloud_jobs('http://127.0.0.1:9')",
 ]
 PROBE = f"""
 import json, os, sys
@@ -58,7 +65,8 @@ def assert_training_entry_points_name_the_train_extra(python, cwd, blocked=()):
 def test_training_entry_points_name_the_train_extra_when_it_is_missing(tmp_path):
     # This interpreter has the training stack; hiding its packages stands in for a serving-only install
     # here (fast), and the test below checks a real one.
-    for blocked in (["torch", "keras", "pandas", "matplotlib", "pyarrow"], ["keras", "pandas", "matplotlib"]):
+    for blocked in (["torch", "keras", "pandas", "matplotlib", "pyarrow", "sklearn"],
+                    ["keras", "pandas", "matplotlib", "sklearn"]):
         assert_training_entry_points_name_the_train_extra(sys.executable, tmp_path, blocked)
 
 

@@ -153,6 +153,37 @@ def test_table_filters_as_layerflow_runs_does(store, expression):
     assert [r["id"] for r in ordered.rows] == list(by_pandas["id"]), expression
 
 
+def _listed(html: str) -> list[str]:
+    return re.findall(r'<tr[^>]* data-run="([^"]+)"', html)
+
+
+def test_the_filter_knows_every_column_of_layerflow_runs(server, store, tmp_path):
+    frame = lf.ls_runs(store["runs_dir"])
+    for column in frame.columns:  # run_dir included: `layerflow runs` shows it, the index does not hold it
+        reply = httpx.get(server + "/", params={"filter": f"{column} == {column} or {column} != {column}",
+                                                "group": "0", "size": 100})
+        assert reply.status_code == 200, (column, reply.text[-500:])
+        assert sorted(_listed(reply.text)) == sorted(frame["id"]), column
+    first_dir = str(store["runs_dir"] / store["first"])
+    assert frame.set_index("id").loc[store["first"], "run_dir"] == first_dir
+    for expression in (f"run_dir == {first_dir!r}", f"run_dir.str.endswith({store['first']!r})"):  # SQL, then pandas
+        reply = httpx.get(server + "/", params={"filter": expression, "group": "0"})
+        assert reply.status_code == 200 and _listed(reply.text) == [store["first"]], (expression, reply.text[-500:])
+    ordered = httpx.get(server + "/", params={"order": "run_dir", "desc": "1", "group": "0"})
+    assert ordered.status_code == 200 and _listed(ordered.text) == list(frame.sort_values("run_dir", ascending=False)["id"])
+    unknown = httpx.get(server + "/", params={"filter": "run_folder == 'x'"})
+    assert unknown.status_code == 400 and "No column &#39;run_folder&#39;" in unknown.text and "run_dir" in unknown.text
+    # A runs folder with no run yet takes the same filters (its table has the same columns, no rows).
+    (tmp_path / "empty").mkdir()
+    empty = lf.ui(tmp_path / "empty", port=0)
+    try:
+        for expression in ("status == 'completed'", f"run_dir == {first_dir!r}", "epochs > 1 and error != ''"):
+            reply = httpx.get(empty.url.rstrip("/") + "/", params={"filter": expression})
+            assert reply.status_code == 200 and _listed(reply.text) == [], (expression, reply.text[-500:])
+    finally:
+        empty.stop()
+
+
 def test_comparison_shows_curves_flag_differences_and_source_diff(server, store, page):
     page.goto(f"{server}/compare?runs={store['first']}&runs={store['second']}")
     diff = page.locator('.source-diff[data-file="helper.py"]').inner_text()

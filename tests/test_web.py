@@ -82,3 +82,48 @@ def test_cli_builds_the_page_from_a_run(tmp_path, runs_dir, write_script):
     done = subprocess.run([sys.executable, "-m", "layerflow.cli", "export", "latest", "--format", "pdf", "--out",
                            str(tmp_path / "x")], cwd=runs_dir.parent, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "format 'pdf' is not known" in done.stderr
+
+
+WEB_TEMPLATES = ("form.html", "image.html", "index.html")
+LOAD_FAILURE = 'status.textContent = "Could not load the model: " + error.message;'
+
+
+def test_the_pages_share_one_start_up_error_block():
+    from importlib import resources
+
+    from layerflow.deploy.web import render_page
+
+    folder = resources.files("layerflow.deploy") / "web_template"
+    sources = {path.name: path.read_text() for path in folder.iterdir() if path.name.endswith(".html")}
+    assert [name for name, text in sources.items() if LOAD_FAILURE in text] == ["_page.html"]
+    for template in WEB_TEMPLATES:
+        assert "{% call load_or_show_error() %}" in sources[template], template
+        page = render_page(template, "a<b & c")
+        assert page.count(LOAD_FAILURE) == 1 and page.count("(async () => {") == 1, template
+        assert "{%" not in page and "{{" not in page and "caller" not in page, template
+        assert "<title>a&lt;b &amp; c — layerflow</title>" in page and "<h1>a&lt;b &amp; c</h1>" in page
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed (apt-get install chromium)")
+@pytest.mark.parametrize("template, signature", [
+    ("index.html", {"inputs": [{"name": "x", "dtype": "float32", "shape": [None, 3]}],
+                    "outputs": [{"name": "y", "dtype": "float32", "shape": [None, 2]}]}),
+    ("image.html", {"inputs": [{"name": "x", "dtype": "float32", "shape": [None, 8, 8, 1]}],
+                    "outputs": [{"name": "y", "dtype": "float32", "shape": [None, 4]}]}),
+    ("form.html", {"raw_inputs": True, "inputs": [{"name": "age", "dtype": "float64", "shape": [None]}],
+                   "outputs": [{"name": "y", "dtype": "float32", "shape": [None, 1]}]}),
+])
+def test_a_page_whose_model_cannot_load_says_so(tmp_path, template, signature):
+    from layerflow.deploy.web import RUNTIME_FILES, _runtime_dir, render_page
+
+    site = tmp_path / "site"
+    site.mkdir()
+    for name in RUNTIME_FILES:
+        shutil.copy2(_runtime_dir() / name, site / name)
+    (site / "signature.json").write_text(json.dumps(signature))
+    (site / "model.onnx").write_bytes(b"not an ONNX model")
+    (site / "index.html").write_text(render_page(template, "broken"))
+    dom = render(site, tmp_path)
+    assert 'data-state="error"' in dom, dom[-3000:]
+    status = re.search(r'<p id="status">(.*?)</p>', dom).group(1)
+    assert status.startswith("Could not load the model: "), status

@@ -6,14 +6,14 @@ user has set ``KERAS_BACKEND`` (``jax`` is supported with the ``layerflow[jax]``
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import importlib.metadata
 import os
 import platform
-from typing import Any, Iterator
+from typing import Any
 
-from layerflow.errors import InvalidValueError, MissingDependencyError, StateError
+from layerflow.errors import TRAIN_INSTALL, TRAINING_PACKAGES, InvalidValueError, MissingDependencyError, StateError
+from layerflow.errors import training_stack  # noqa: F401 - also imported from here
 
 DEFAULT_BACKEND = "torch"
 SUPPORTED_BACKENDS = ("torch", "jax")
@@ -39,14 +39,17 @@ KERAS_PRIVATE_APIS = (
     "keras.src.optimizers.loss_scale_optimizer.LossScaleOptimizer",
     "keras.src.optimizers.schedules.learning_rate_schedule.LearningRateSchedule",
     "keras.src.tree.map_structure",
+    "keras.src.tree.map_structure_up_to",
+    # the direct evaluate/predict loops (layerflow/fastfit/_keras_internals.py, copied from Keras 3.15)
+    "keras.src.backend.torch.trainer.TorchEpochIterator",
+    "keras.src.backend.torch.core.convert_to_numpy",
+    "keras.src.callbacks.CallbackList",
+    "keras.src.utils.traceback_utils.filter_traceback",
+    "keras.src.utils.python_utils.pythonify_logs",
 )
 
 _BACKEND_PACKAGES = {"torch": "torch", "jax": "jax"}
-TRAIN_INSTALL = "pip install 'layerflow[train]'"
 _EXTRAS = {"torch": TRAIN_INSTALL, "jax": "pip install 'layerflow[jax]'"}
-# The import names of pyproject's `train` extra: what a serving-only install lacks.
-TRAINING_PACKAGES = ("torch", "keras", "pandas", "matplotlib", "pyarrow", "sklearn", "onnx", "onnxmltools", "xgboost",
-                     "mmh3")
 
 
 def selected_backend() -> str:
@@ -58,36 +61,6 @@ def selected_backend() -> str:
             f"expected one of {', '.join(SUPPORTED_BACKENDS)}."
         )
     return name
-
-
-@contextlib.contextmanager
-def training_stack(feature: str) -> Iterator[None]:
-    """Turns a missing training-stack package into a ``MissingDependencyError`` naming the ``train`` extra.
-
-    A serving install (``pip install 'layerflow[serve]'``) has neither torch, Keras nor pandas;
-    what needs them says so instead of failing with a bare ``ModuleNotFoundError``. Usable as
-    a ``with`` block or as a decorator.
-
-    Args:
-        feature: what the user called, named in the message (e.g. ``"lf.plot_history"``).
-
-    Returns:
-        A context manager (also a decorator) that re-raises the missing package as
-        ``MissingDependencyError``; any other error passes through unchanged.
-
-    Example:
-        >>> with training_stack("lf.data"):
-        ...     import layerflow.data
-    """
-    try:
-        yield
-    except ModuleNotFoundError as error:
-        if (error.name or "").partition(".")[0] not in TRAINING_PACKAGES:
-            raise
-        raise MissingDependencyError(
-            f"{feature} needs the training stack, and {error.name!r} is not installed (a serving-only "
-            f"install): {TRAIN_INSTALL}"
-        ) from error
 
 
 @training_stack("Keras (from layerflow import keras)")

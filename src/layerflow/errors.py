@@ -16,7 +16,15 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+from typing import Iterator
+
 __all__ = ["LayerflowError"]
+
+TRAIN_INSTALL = "pip install 'layerflow[train]'"
+# The import names of pyproject's `train` extra: what a serving-only install lacks.
+TRAINING_PACKAGES = ("torch", "keras", "pandas", "matplotlib", "pyarrow", "sklearn", "onnx", "onnxmltools", "xgboost",
+                     "mmh3")
 
 
 class LayerflowError(Exception):
@@ -104,5 +112,36 @@ class StateError(LayerflowError, RuntimeError):
     """
 
 
+@contextlib.contextmanager
+def training_stack(feature: str) -> Iterator[None]:
+    """Turns a missing training-stack package into a ``MissingDependencyError`` naming the ``train`` extra.
+
+    A serving install (``pip install 'layerflow[serve]'``) has neither torch, Keras nor pandas;
+    what needs them says so instead of failing with a bare ``ModuleNotFoundError``. Usable as
+    a ``with`` block or as a decorator. It lives here, in a leaf every layer may import (``runs/``
+    must not import ``backend``, which knows Keras).
+
+    Args:
+        feature: what the user called, named in the message (e.g. ``"lf.plot_history"``).
+
+    Returns:
+        A context manager (also a decorator) that re-raises the missing package as
+        ``MissingDependencyError``; any other error passes through unchanged.
+
+    Example:
+        >>> with training_stack("lf.data"):
+        ...     import layerflow.data
+    """
+    try:
+        yield
+    except ModuleNotFoundError as error:
+        if (error.name or "").partition(".")[0] not in TRAINING_PACKAGES:
+            raise
+        raise MissingDependencyError(
+            f"{feature} needs the training stack, and {error.name!r} is not installed (a serving-only "
+            f"install): {TRAIN_INSTALL}"
+        ) from error
+
+
 __all__ += ["InvalidTypeError", "InvalidValueError", "MissingDependencyError", "MissingFileError",
-            "MissingKeyError", "StateError"]
+            "MissingKeyError", "StateError", "training_stack"]

@@ -7,6 +7,7 @@ import sys
 from typing import Any, Mapping, Sequence
 
 from layerflow.cloud.cluster import ClusterError, RayCluster
+from layerflow.errors import training_stack
 from layerflow.cloud.job_log import output_only
 from layerflow.cloud.remote_run import RemoteRun, echo as echo_line
 from layerflow.runs.training_run import check_script
@@ -83,6 +84,7 @@ def cloud_train(
         cluster.close()
 
 
+@training_stack("lf.cloud.cloud_jobs")
 def cloud_jobs(address: str | None = None):
     """The cluster's layerflow jobs, newest first.
 

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from layerflow.errors import InvalidValueError
+from layerflow.errors import InvalidValueError, training_stack
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -20,6 +20,7 @@ def _split(n: int, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndar
     return order[n_test:], order[:n_test]
 
 
+@training_stack("lf.datasets.digits")
 def digits(test_fraction: float = 0.2, seed: int = 0):
     """Loads the 8x8 handwritten digits as ``(x_train, y_train), (x_test, y_test)``.
 
@@ -34,6 +35,7 @@ def digits(test_fraction: float = 0.2, seed: int = 0):
     return (images[train], labels[train]), (images[test], labels[test])
 
 
+@training_stack("lf.datasets.breast_cancer")
 def breast_cancer() -> pd.DataFrame:
     """The Wisconsin breast-cancer table: 30 numeric columns and a 0/1 ``target`` column."""
     from sklearn.datasets import load_breast_cancer
@@ -43,6 +45,7 @@ def breast_cancer() -> pd.DataFrame:
     return frame
 
 
+@training_stack("lf.datasets.iris")
 def iris() -> pd.DataFrame:
     """The iris table: four numeric columns and the ``species`` name (a string column)."""
     from sklearn.datasets import load_iris

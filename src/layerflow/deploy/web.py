@@ -10,9 +10,10 @@ import json
 import os
 import shutil
 import subprocess
-from importlib import resources
 from pathlib import Path
 from typing import Any
+
+import jinja2
 
 from layerflow.deploy.bundle import MODEL_FILE, SIGNATURE_FILE, BundleError, read_bundle
 from layerflow.errors import InvalidTypeError, InvalidValueError
@@ -35,6 +36,29 @@ def _runtime_dir() -> Path:
     if done.returncode != 0 or not all((dist / name).is_file() for name in RUNTIME_FILES):
         raise BundleError(f"npm could not install onnxruntime-web@{ORT_WEB_VERSION}:\n{done.stderr[-2000:]}")
     return dist
+
+
+def render_page(template: str, title: str) -> str:
+    """The page ``web_template/<template>`` for a model titled ``title`` (HTML-escaped).
+
+    The pages are Jinja templates sharing ``_page.html`` (the start-up code that reports a model
+    that cannot load).
+
+    Args:
+        template: ``form.html``, ``image.html`` or ``index.html`` (see ``page_template``).
+        title: the page's heading.
+
+    Returns:
+        The page's HTML.
+
+    Example:
+        >>> "<h1>iris</h1>" in render_page("form.html", "iris")
+        True
+    """
+    environment = jinja2.Environment(loader=jinja2.PackageLoader("layerflow.deploy", "web_template"),
+                                     autoescape=True, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
+                                     undefined=jinja2.StrictUndefined)
+    return environment.get_template(template).render(TITLE=title)
 
 
 def _without_nan(value: Any) -> Any:
@@ -126,7 +150,5 @@ def build_web_page(bundle_dir: str | os.PathLike[str], out: str | os.PathLike[st
     if sample_json is not None:
         (out / "sample.json").write_text(sample_json)
     name = title or Path(bundle["path"]).parent.name
-    template = page_template(bundle["signature"])
-    page = resources.files("layerflow.deploy").joinpath(f"web_template/{template}").read_text()
-    (out / "index.html").write_text(page.replace("{{TITLE}}", name.replace("<", "&lt;")))
+    (out / "index.html").write_text(render_page(page_template(bundle["signature"]), name))
     return out / "index.html"

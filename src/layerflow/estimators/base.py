@@ -75,6 +75,7 @@ class BaseEstimator:
         self.model_dir = Path(model_dir) if model_dir is not None else None
         self.epochs_done = 0
         self.global_step = 0
+        self._train_data_in_memory = False
 
     # -- to be provided by each family -----------------------------------------------------
     def _options(self) -> dict[str, Any]:
@@ -154,7 +155,13 @@ class BaseEstimator:
 
     def _manifest(self, checkpoint: str | None) -> dict[str, Any]:
         return {"format": FORMAT_VERSION, "kind": self.kind, "config": self.config(), "checkpoint": checkpoint,
-                "epochs_done": self.epochs_done, "global_step": self.global_step}
+                "epochs_done": self.epochs_done, "global_step": self.global_step,
+                "training": self._training_settings()}
+
+    def _training_settings(self) -> dict[str, Any]:
+        """How batches are drawn (not part of the model: not checked against a model_dir, but
+        given back by ``load`` so that training a loaded estimator resumes as it would have)."""
+        return {"batch_size": self.batch_size, "seed": self.seed}
 
     def _write_spec(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
@@ -235,7 +242,12 @@ class BaseEstimator:
         self._check_data(dataset)
         self._prepare_spec(dataset)
         check_columns(first_batch(dataset), spec_columns(self.spec), "feature spec column")
-        self._fit(dataset, epochs, steps, _on_epoch_end)
+        # a DataFrame is in memory already: its encoded rows may be kept for the later epochs
+        self._train_data_in_memory = isinstance(data, pd.DataFrame)
+        try:
+            self._fit(dataset, epochs, steps, _on_epoch_end)
+        finally:
+            self._train_data_in_memory = False
         tracking.save_to_run(self)
         return self
 
@@ -376,6 +388,9 @@ def load(model_dir: str | os.PathLike[str]) -> BaseEstimator:
     if cls is None:
         raise ModelDirError(f"{folder} holds a {manifest['kind']!r}, which is not an estimator this layerflow knows.")
     estimator = cls._from_config(manifest["config"])
+    for name, value in manifest.get("training", {}).items():  # absent from folders written before it was kept
+        if hasattr(estimator, name):
+            setattr(estimator, name, value)
     estimator.model_dir = folder
     estimator._restore(folder, manifest)
     return estimator

@@ -14,7 +14,10 @@ from layerflow.estimators import tracking
 from layerflow.estimators.base import BaseEstimator, EpochHook
 from layerflow.estimators.errors import EstimatorError
 from layerflow.estimators.heads import BINARY, MULTICLASS, REGRESSION
-from layerflow.estimators.inputs import batches
+from layerflow.estimators.dropout_seeds import EpochRng
+from layerflow.estimators.step_threads import StepThreads
+from layerflow.estimators.train_steps import TrainSteps
+from layerflow.estimators.training_feed import TrainingFeed
 
 keras = load_keras()
 import layerflow.estimators.layers  # noqa: E402,F401 - registers LinearBias before any checkpoint loads
@@ -77,6 +80,9 @@ class KerasEstimator(BaseEstimator):
         return {**self._model_options(), "optimizer": optimizer, "learning_rate": self.learning_rate,
                 "l1": self.l1, "l2": self.l2}
 
+    def _training_settings(self) -> dict[str, Any]:
+        return {**super()._training_settings(), "shuffle_buffer": self.shuffle_buffer}
+
     @property
     def model_outputs(self) -> str:
         return "logits" if self.head.is_classifier else "predictions"
@@ -124,31 +130,39 @@ class KerasEstimator(BaseEstimator):
     def _fit(self, dataset: Any, epochs: int | None, steps: int | None, on_epoch_end: EpochHook | None) -> None:
         if self.model is None:
             self._build()
+        feed = TrainingFeed(dataset, self._encode, self.batch_size, self.shuffle_buffer,
+                            keep_encoded=self._train_data_in_memory)
+        step = TrainSteps(self.model)
+        with StepThreads(self.model) as threads, EpochRng(self.model, self.seed) as rng:
+            self._epochs(feed, step, threads, rng, epochs, steps, on_epoch_end)
+
+    def _epochs(self, feed: TrainingFeed, step: TrainSteps, threads: StepThreads, rng: EpochRng,
+                epochs: int | None, steps: int | None, on_epoch_end: EpochHook | None) -> None:
         target = epochs if epochs is not None else (None if steps is not None else self.epochs_done + 1)
         remaining = steps
         while (target is None or self.epochs_done < target) and (remaining is None or remaining > 0):
             seed = None if self.seed is None else self.seed * 1000 + self.epochs_done
             self._reseed_random_layers()
-            total, count, finished = 0.0, 0, True
-            for batch in batches(dataset, self.batch_size, self.shuffle_buffer, seed).chunks():
-                features, targets, weights = self._encode(batch)
-                loss = self.model.train_on_batch(features, targets, sample_weight=weights)
-                total += float(np.asarray(loss).reshape(-1)[0])
-                count += 1
+            rng.start_epoch(self.epochs_done)
+            losses, finished = [], True
+            for features, targets, weights in feed.epoch(seed):
+                threads.before(len(targets))
+                losses.append(step(features, targets, weights))
+                threads.after()
                 self.global_step += 1
                 if remaining is not None:
                     remaining -= 1
                     if remaining == 0:
                         finished = False
                         break
-            if count == 0:
+            if not losses:
                 raise EstimatorError("The training data has no rows.")
             if not finished:
                 self._checkpoint()
                 break
             self.epochs_done += 1
             self._checkpoint()
-            metrics = {"loss": total / count}
+            metrics = {"loss": TrainSteps.mean(losses)}
             stop = False
             if on_epoch_end is not None:
                 extra, stop = on_epoch_end(self, self.epochs_done)

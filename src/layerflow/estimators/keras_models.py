@@ -172,8 +172,12 @@ def dnn_logits(keras: Any, dense: Any, units: int, hidden_units: Sequence[int], 
         if batch_norm:
             x = keras.layers.BatchNormalization(name=f"batchnorm_{i}")(x)
         x = keras.layers.Activation(activation, name=f"hiddenlayer_{i}_{activation}")(x)
-        if dropout:
-            x = keras.layers.Dropout(dropout, seed=None if seed is None else seed + 100 + i, name=f"dropout_{i}")(x)
+        if dropout and seed is None:
+            x = keras.layers.Dropout(dropout, name=f"dropout_{i}")(x)
+        elif dropout:  # seeded: masks from torch's generator, seeded per epoch by the estimator
+            from layerflow.estimators.layers import EpochSeededDropout
+
+            x = EpochSeededDropout(dropout, seed=seed + 100 + i, name=f"dropout_{i}")(x)
     return keras.layers.Dense(units, kernel_regularizer=reg, name="dnn_logits",
                               kernel_initializer=keras.initializers.GlorotUniform(seed=None if seed is None else seed + 99))(x)
 

@@ -77,3 +77,30 @@ class SelectColumns(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "indices": self.indices}
+
+
+@keras.saving.register_keras_serializable(package="layerflow", name="EpochSeededDropout")
+class EpochSeededDropout(keras.layers.Dropout):
+    """Keras's ``Dropout``, whose masks on the torch backend come from torch's global generator.
+
+    Keras's seeded dropout on torch builds a ``torch.Generator`` from the seed state at every
+    step (a read of a tensor's value), which no traced graph can hold, so a seeded DNN stayed on
+    Keras's slow per-layer loop. This layer draws as Keras's unseeded dropout does (torch's
+    ``dropout``, traceable); the estimator seeds torch's generator at the start of every epoch
+    from its seed and the epoch number (``dropout_seeds.epoch_rng``), so the masks are
+    repeatable and an epoch resumed from a checkpoint draws the same ones. On another backend,
+    or with a ``noise_shape``, it is Keras's ``Dropout`` with its seed.
+
+    Args:
+        rate: the fraction of units dropped; noise_shape, seed: as in ``keras.layers.Dropout``.
+
+    Example:
+        >>> x = EpochSeededDropout(0.2, seed=101, name="dropout_0")(x)
+    """
+
+    def call(self, inputs, training=False):
+        if training and self.rate > 0 and self.noise_shape is None and keras.backend.backend() == "torch":
+            import torch
+
+            return torch.nn.functional.dropout(inputs, p=self.rate, training=True)
+        return super().call(inputs, training=training)

@@ -4,6 +4,8 @@ Installed by ``layerflow.backend.load_keras`` (so ``from layerflow import keras`
 Keras's own loops keep running, with their callbacks, History, validation and weighting,
 but the function they call once per batch replays a torch graph traced once from the
 model's step (see ``trace``), and Adam steps with torch's fused kernel (see ``optimizer``).
+Over NumPy arrays, ``evaluate`` and ``predict`` run their batch loop without Keras's epoch
+iterator, with the same callbacks and results (see ``loops``).
 A model whose step cannot be traced (data-dependent Python, seeded random layers, a custom
 ``train_step``...) stays on Keras's path, with one line on stderr saying why.
 ``LAYERFLOW_FAST_FIT=0`` turns the fast path off.
@@ -102,6 +104,9 @@ def install(keras: Any) -> bool:
         setattr(trainer, name, _wrap(kind, getattr(trainer, name)))
     ki.skip_unheard_batch_ends(lambda: not switched_off())
     ki.slice_numpy_batches_directly(lambda: not switched_off())
+    from layerflow.fastfit import loops
+
+    ki.run_batch_loops_directly(loops.test_loop, loops.predict_loop, lambda: not switched_off())
     _installed = True
     return True
 

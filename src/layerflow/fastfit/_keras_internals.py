@@ -233,17 +233,52 @@ def skip_unheard_batch_ends(enabled: Any) -> None:
         setattr(CallbackList, begin_name, batch_begin)
 
 
+# NumPy dtypes Keras's ``convert_to_tensor`` turns into a tensor of the same dtype (it copies the
+# slice first; uint32 becomes int64 and bfloat16 float32, so those keep Keras's conversion).
+_SAME_DTYPE = frozenset(["bool", "uint8", "int8", "int16", "int32", "int64", "float16", "float32", "float64",
+                         "complex64", "complex128"])
+
+
+def _direct_slicer(sliceable: Any, device: Any) -> Any:
+    """``where -> tensor`` equal to Keras's slice-and-convert of ``sliceable``, without its copy
+    and dtype checks (``torch.from_numpy`` of the slice), or None where Keras's conversion is kept.
+
+    Only for a C-contiguous, writeable NumPy array in native byte order whose dtype Keras keeps:
+    the tensor then has the dtype, shape, strides and values Keras's copy would have.
+    """
+    import numpy as np
+
+    array = getattr(sliceable, "array", None)
+    if (type(array) is not np.ndarray or array.dtype.name not in _SAME_DTYPE or not array.flags.c_contiguous
+            or not array.flags.writeable or not array.dtype.isnative or array.ndim == 0):
+        return None
+    from_numpy = torch.from_numpy
+    if device.type == "cpu":
+        return lambda where: from_numpy(array[where])
+    return lambda where: from_numpy(array[where]).to(device)
+
+
 class _ArrayBatches:
     """Keras's own batches of NumPy arrays (same sampler, same order), sliced without a DataLoader.
 
     Consecutive indices (no shuffling) become one slice, shuffled ones one NumPy index array,
-    instead of a DataLoader call and a fancy index from a Python list per batch.
+    instead of a DataLoader call and a fancy index from a Python list per batch. Arrays Keras
+    would convert to a tensor of their own dtype are sliced straight into tensors (see
+    ``_direct_slicer``); a batch of a tuple of arrays stays a tuple, one array a tensor.
     """
 
     def __init__(self, batch_sampler: Any, sliceables: Any, sequential: bool) -> None:
+        from keras.src.backend.torch.core import convert_to_tensor
+
         self.batch_sampler = batch_sampler
         self.sliceables = sliceables
         self.sequential = sequential
+        device = convert_to_tensor(0.0).device  # where Keras puts every batch
+        leaves = sliceables if type(sliceables) is tuple else (sliceables,)
+        slicers = [_direct_slicer(s, device) for s in leaves]
+        self.slicers = None if None in slicers else slicers
+        self.single = type(sliceables) is not tuple
+        self.num_samples = len(leaves[0].array) if self.slicers is not None else None
 
     def __len__(self) -> int:
         return len(self.batch_sampler)
@@ -252,20 +287,37 @@ class _ArrayBatches:
         # A DataLoader draws its base seed from the global generator when an iterator is made;
         # drawing it at the same moment keeps every later random number (shuffles, dropout) equal.
         torch.empty((), dtype=torch.int64).random_()
-        return self._batches()
+        return self._batches() if self.slicers is None else self._direct_batches()
+
+    def _wheres(self):
+        import numpy as np
+
+        sampler = self.batch_sampler
+        if self.sequential and type(sampler) is torch.utils.data.BatchSampler and not sampler.drop_last:
+            # The slices of the index lists BatchSampler would build, without building them.
+            size, total = sampler.batch_size, len(sampler.sampler)
+            for start in range(0, total, size):
+                yield slice(start, min(start + size, total))
+            return
+        sequential = self.sequential
+        for indices in sampler:
+            yield slice(indices[0], indices[-1] + 1) if sequential else np.asarray(indices)
+
+    def _direct_batches(self):
+        slicers = self.slicers
+        if self.single:
+            (slicer,) = slicers
+            for where in self._wheres():
+                yield slicer(where)
+        else:
+            for where in self._wheres():
+                yield tuple([slicer(where) for slicer in slicers])
 
     def _batches(self):
         from keras.src import tree
         from keras.src.backend.torch.core import convert_to_tensor
 
-        import numpy as np
-
-        for indices in self.batch_sampler:
-            if self.sequential:
-                where: Any = slice(indices[0], indices[-1] + 1)
-            else:
-                where = np.asarray(indices)
-
+        for where in self._wheres():
             def slice_and_convert(sliceable, where=where):
                 return convert_to_tensor(sliceable.convert_to_torch_compatible(sliceable[where]))
 
@@ -300,3 +352,180 @@ def slice_numpy_batches_directly(enabled: Any) -> None:
 
     get_torch_dataloader._layerflow_original = original
     ArrayDataAdapter.get_torch_dataloader = get_torch_dataloader
+
+
+def batch_hooks_heard(callbacks: Any, kind: str) -> tuple[bool, bool]:
+    """Whether any of ``callbacks`` (a ``CallbackList``) overrides the ``kind`` ("test" or
+    "predict") batch-begin hook, and the batch-end hook."""
+    from keras.src.utils.python_utils import is_default
+
+    listed = callbacks.callbacks
+    return (any(not is_default(getattr(c, f"on_{kind}_batch_begin")) for c in listed),
+            any(not is_default(getattr(c, f"on_{kind}_batch_end")) for c in listed))
+
+
+def _direct_batches(model: Any, epoch_iterator: Any) -> Any:
+    """The epoch's batches as one ``_ArrayBatches`` that slices every array straight into tensors,
+    when the epoch iterator would yield exactly those batches one per step; None otherwise."""
+    if epoch_iterator.steps_per_epoch is not None or epoch_iterator.steps_per_execution != 1:
+        return None
+    from keras.src.trainers.data_adapters.array_data_adapter import ArrayDataAdapter
+
+    adapter = epoch_iterator.data_adapter
+    if type(adapter) is not ArrayDataAdapter or not adapter.num_batches:
+        return None
+    batches = adapter.get_torch_dataloader()
+    if type(batches) is not _ArrayBatches or batches.slicers is None or len(batches) != adapter.num_batches:
+        return None
+    return batches
+
+
+def run_batch_loops_directly(test_loop: Any, predict_loop: Any, enabled: Any) -> None:
+    """Makes ``evaluate``/``predict`` hand their batch loop to ``test_loop``/``predict_loop``.
+
+    The replacements are Keras 3.15's ``TorchTrainer.evaluate``/``predict``, line for line,
+    except their ``for ... in epoch_iterator`` loop: where the batches are NumPy arrays sliced
+    straight into tensors (see ``_direct_batches``), one per step, the loop functions run the
+    batches instead, given ``(model, batches, callbacks)``; they return what Keras's loop would
+    leave behind (the last logs, or the gathered predictions), or ``NotImplemented`` before
+    touching a batch to leave the loop to Keras.
+
+    Args:
+        test_loop: ``(model, batches, callbacks) -> logs | NotImplemented``.
+        predict_loop: ``(model, batches, callbacks) -> outputs | NotImplemented``.
+        enabled: a no-argument callable; the replacements apply only while it returns True.
+    """
+    from keras.src import callbacks as callbacks_module
+    from keras.src import tree
+    from keras.src.backend.torch.core import convert_to_numpy
+    from keras.src.backend.torch.trainer import TorchEpochIterator
+    from keras.src.utils import traceback_utils
+    from keras.src.utils.python_utils import pythonify_logs
+
+    trainer = torch_trainer_class()
+    if getattr(trainer.evaluate, "_layerflow_original", None) is not None:
+        return
+    original_evaluate, original_predict = trainer.evaluate, trainer.predict
+
+    @traceback_utils.filter_traceback
+    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None, steps=None,
+                 callbacks=None, return_dict=False, **kwargs):
+        if not enabled():
+            return original_evaluate(self, x=x, y=y, batch_size=batch_size, verbose=verbose,
+                                     sample_weight=sample_weight, steps=steps, callbacks=callbacks,
+                                     return_dict=return_dict, **kwargs)
+        use_cached_eval_dataset = kwargs.pop("_use_cached_eval_dataset", False)
+        if kwargs:
+            raise ValueError(f"Arguments not recognized: {kwargs}")
+        if use_cached_eval_dataset:
+            epoch_iterator = self._eval_epoch_iterator
+        else:
+            epoch_iterator = TorchEpochIterator(x=x, y=y, sample_weight=sample_weight, batch_size=batch_size,
+                                                steps_per_epoch=steps, shuffle=False,
+                                                steps_per_execution=self.steps_per_execution)
+        self._symbolic_build(iterator=epoch_iterator)
+        epoch_iterator.reset()
+        if not isinstance(callbacks, callbacks_module.CallbackList):
+            callbacks = callbacks_module.CallbackList(callbacks, add_progbar=verbose != 0, verbose=verbose, epochs=1,
+                                                      steps=epoch_iterator.num_batches, model=self)
+        self.eval()
+        self.make_test_function()
+        self.stop_evaluating = False
+        callbacks.on_test_begin()
+        logs = {}
+        self.reset_metrics()
+        batches = _direct_batches(self, epoch_iterator)
+        result = NotImplemented if batches is None else test_loop(self, batches, callbacks)
+        if result is NotImplemented:
+            for begin_step, end_step, data in epoch_iterator:
+                callbacks.on_test_batch_begin(begin_step)
+                logs = self.test_function(data)
+                callbacks.on_test_batch_end(end_step, logs)
+                if self.stop_evaluating:
+                    break
+        else:
+            logs = result
+        logs = pythonify_logs(self._get_metrics_result_or_logs(logs))
+        callbacks.on_test_end(logs)
+        if return_dict:
+            return logs
+        return self._flatten_metrics_in_order(logs)
+
+    @traceback_utils.filter_traceback
+    def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
+        if not enabled():
+            return original_predict(self, x, batch_size=batch_size, verbose=verbose, steps=steps,
+                                    callbacks=callbacks)
+        epoch_iterator = TorchEpochIterator(x=x, batch_size=batch_size, steps_per_epoch=steps, shuffle=False,
+                                            steps_per_execution=self.steps_per_execution)
+        if not isinstance(callbacks, callbacks_module.CallbackList):
+            callbacks = callbacks_module.CallbackList(callbacks, add_progbar=verbose != 0, verbose=verbose, epochs=1,
+                                                      steps=epoch_iterator.num_batches, model=self)
+
+        def append_to_outputs(batch_outputs, outputs):
+            if outputs is None:
+                outputs = tree.map_structure(lambda batch_output: [batch_output], batch_outputs)
+            else:
+                tree.map_structure_up_to(batch_outputs, lambda output, batch_output: output.append(batch_output),
+                                         outputs, batch_outputs)
+            return outputs
+
+        self.eval()
+        self.make_predict_function()
+        self.stop_predicting = False
+        callbacks.on_predict_begin()
+        batches = _direct_batches(self, epoch_iterator)
+        result = NotImplemented if batches is None else predict_loop(self, batches, callbacks)
+        if result is not NotImplemented:
+            callbacks.on_predict_end()
+            return result
+        outputs = None
+        for begin_step, end_step, data in epoch_iterator:
+            callbacks.on_predict_batch_begin(begin_step)
+            batch_outputs = self.predict_function(data)
+            outputs = append_to_outputs(batch_outputs, outputs)
+            callbacks.on_predict_batch_end(end_step, {"outputs": batch_outputs})
+            if self.stop_predicting:
+                break
+        callbacks.on_predict_end()
+        outputs = tree.map_structure(convert_to_numpy, outputs)
+        return tree.map_structure_up_to(batch_outputs, np.concatenate, outputs)
+
+    import numpy as np
+
+    for name, replacement, original in (("evaluate", evaluate, original_evaluate),
+                                        ("predict", predict, original_predict)):
+        replacement._layerflow_original = original
+        replacement.__name__ = name
+        replacement.__doc__ = original.__doc__
+        setattr(trainer, name, replacement)
+
+
+def to_numpy(tensor: torch.Tensor) -> Any:
+    """A predicted tensor as a NumPy array, as Keras's ``convert_to_numpy`` makes it."""
+    if tensor.device.type == "cpu" and tensor.dtype != torch.bfloat16 and not tensor.requires_grad:
+        return tensor.numpy()
+    from keras.src.backend.torch.core import convert_to_numpy
+
+    return convert_to_numpy(tensor)
+
+
+def append_predictions(batch_outputs: Any, outputs: Any) -> Any:
+    """Keras's ``predict`` gathering of one batch's outputs (per-leaf lists)."""
+    from keras.src import tree
+
+    if outputs is None:
+        return tree.map_structure(lambda batch_output: [batch_output], batch_outputs)
+    tree.map_structure_up_to(batch_outputs, lambda output, batch_output: output.append(batch_output), outputs,
+                             batch_outputs)
+    return outputs
+
+
+def concatenate_predictions(outputs: Any, last_batch_outputs: Any) -> Any:
+    """Keras's ``predict`` result from the gathered lists."""
+    import numpy as np
+    from keras.src import tree
+    from keras.src.backend.torch.core import convert_to_numpy
+
+    outputs = tree.map_structure(convert_to_numpy, outputs)
+    return tree.map_structure_up_to(last_batch_outputs, np.concatenate, outputs)

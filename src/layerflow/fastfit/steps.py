@@ -72,10 +72,9 @@ class FastStep:
         self.graphs.clear()
         report_fallback(self.model, self.kind, reason)
 
-    def _inputs(self, data: Any) -> tuple[Any, Any, Any]:
+    def _inputs(self, batch: Any) -> tuple[Any, Any, Any]:
         import keras
 
-        batch = data[0]
         plain = self._plain_tensors(batch)
         if plain is not None:
             return plain
@@ -88,11 +87,13 @@ class FastStep:
         return ki.tree_map(lambda value: _as_tensor(value, device), (x, y, sample_weight))
 
     def _plain_tensors(self, batch: Any) -> tuple[Any, Any, Any] | None:
-        """``(x, y, sample_weight)`` of a batch that is a tuple of tensors already on the
-        model's device (what Keras's array and tensor loaders yield); None for anything else."""
+        """``(x, y, sample_weight)`` of a batch that is a tensor or a tuple of tensors already on
+        the model's device (what Keras's array and tensor loaders yield); None for anything else."""
+        device = self.device
+        if type(batch) is torch.Tensor:  # x alone (predict, or a loss of x only)
+            return (batch, None, None) if device is None or batch.device == device else None
         if type(batch) is not tuple or not 1 <= len(batch) <= 3:
             return None
-        device = self.device
         for value in batch:
             if value is not None and (type(value) is not torch.Tensor
                                       or (device is not None and value.device != device)):
@@ -145,40 +146,53 @@ class FastStep:
         return graph
 
     def __call__(self, data: Any) -> Any:
-        if not self.active:
-            return self.keras_function(data)
-        x, y, sample_weight = self._inputs(data)
+        lean = ki.take_unread_logs(self.kind) if self.kind != "predict" else False
+        return self.run_batch(data[0], data, lean)
+
+    def run_batch(self, batch: Any, data: Any = None, lean: bool = False) -> Any:
+        """One step on ``batch`` (what Keras's loader yields); Keras's step runs it when the fast
+        path cannot. ``data``: Keras's list of batches, when Keras's loop calls (the env switch is
+        then read per batch; ``loops`` reads it once per loop). ``lean``: no callback reads this
+        batch's logs (see ``_graph``)."""
+        if self.fallback_reason is not None or (data is not None and switched_off()):
+            return self.keras_function([batch] if data is None else data)
+        x, y, sample_weight = self._inputs(batch)
         graph = self._graph(x, y, sample_weight)
         if graph is None:
             # Keras's own step raises the user's error if the batch itself is bad (a wrong shape
             # fails tracing too); only when Keras runs it is the fast path given up for good.
-            result = self.keras_function(data)
+            result = self.keras_function([batch] if data is None else data)
             if self.pending_reason:
                 self.fall_back(self.pending_reason)
             return result
         if graph is self.untried:  # a graph's first run may still fail: then Keras runs this batch
             self.untried = None
             try:
-                return self._run(graph, x, y, sample_weight)
+                return self._run(graph, lean)
             except Exception as error:  # noqa: BLE001
                 self.fall_back(f"its traced step failed to run ({type(error).__name__}: {str(error)[:160]})")
-                return self.keras_function(data)
-        return self._run(graph, x, y, sample_weight)
+                return self.keras_function([batch] if data is None else data)
+        return self._run(graph, lean)
 
-    def _run(self, graph: FlatGraph, x: Any, y: Any, sample_weight: Any) -> Any:
+    def _run(self, graph: FlatGraph, lean: bool) -> Any:
         self.fast_steps += 1
         if self.kind == "train":
-            return self._train(graph, x, y, sample_weight)
-        with torch.no_grad():
-            if self.kind == "test":
-                return self._test(graph, x, y, sample_weight)
-            return graph.call_step(self.flat_values + self.leaves[:-2])
+            return self._train(graph, lean)
+        if torch.is_grad_enabled():
+            with torch.no_grad():
+                return self._infer(graph, lean)
+        return self._infer(graph, lean)
 
-    def _train(self, graph: FlatGraph, x: Any, y: Any, sample_weight: Any) -> dict:
+    def _infer(self, graph: FlatGraph, lean: bool) -> Any:
+        if self.kind == "test":
+            return self._test(graph, lean)
+        return graph.call_step(self.flat_values + self.leaves[:-2])
+
+    def _train(self, graph: FlatGraph, lean: bool) -> dict:
         trainable, non_trainable, metrics = self.values
         for parameter in trainable:
             parameter.grad = None
-        loss, new_non_trainable, new_metrics, logs = self._step(graph)
+        loss, new_non_trainable, new_metrics, logs = self._step(graph, lean)
         loss.backward()
         if self.applier is None:
             self.applier = GradientApplier(self.model.optimizer, self.groups.trainable)
@@ -188,16 +202,15 @@ class FastStep:
             _write_back(metrics, new_metrics)
         return logs
 
-    def _test(self, graph: FlatGraph, x: Any, y: Any, sample_weight: Any) -> dict:
+    def _test(self, graph: FlatGraph, lean: bool) -> dict:
         trainable, non_trainable, metrics = self.values
-        _, new_non_trainable, new_metrics, logs = self._step(graph)
+        _, new_non_trainable, new_metrics, logs = self._step(graph, lean)
         _write_back(non_trainable, new_non_trainable)
         _write_back(metrics, new_metrics)
         return logs
 
-
-    def _step(self, graph: FlatGraph) -> tuple:
-        if ki.take_unread_logs(self.kind) and graph.lean is not None:
+    def _step(self, graph: FlatGraph, lean: bool) -> tuple:
+        if lean and graph.lean is not None:
             loss, new_non_trainable, new_metrics, _ = graph.lean.call_step(self.flat_values + self.leaves)
             return loss, new_non_trainable, new_metrics, dict.fromkeys(graph.log_keys)  # names only, see _graph
         return graph.call_step(self.flat_values + self.leaves)

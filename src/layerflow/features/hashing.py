@@ -11,6 +11,8 @@ import mmh3
 import numpy as np
 
 SEED = 0
+# Recorded in a saved spec (and so in a bundle's signature.json): what its hashed buckets mean.
+HASH_FUNCTION = "murmur3_x86_32/seed=0/utf-8"
 
 
 def murmur3(text: str) -> int:

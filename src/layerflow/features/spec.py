@@ -32,9 +32,14 @@ from layerflow.features.columns import (
     default_embedding_dimension,
 )
 from layerflow.features.errors import SpecColumnError, SpecError, SpecFileError, SpecTypeError
+from layerflow.features.hashing import HASH_FUNCTION
 from layerflow.features.selectors import Selector
 
-FORMAT_VERSION = 1
+# 2: hashed buckets (categorical_hash, crossed, several out-of-vocabulary buckets) are MurmurHash3's.
+# Format 1 hashed with CRC32: such a spec still loads when it hashes nothing, and is refused when it
+# does (its buckets would now differ, silently).
+FORMAT_VERSION = 2
+CRC32_FORMAT = 1
 # A model input holding all numeric columns side by side (float32, [batch, n_numeric], in the
 # spec's column order), as the canned estimators take them; the export graph builds it too.
 PACKED_NUMERIC_INPUT = "numeric_pack"
@@ -73,6 +78,35 @@ def _read_vocabulary_file(path: str | os.PathLike[str]) -> list[str]:
     if duplicated:
         raise SpecError(f"vocabulary_file {str(path)!r} lists {duplicated[:5]} more than once.")
     return values
+
+
+class _Outputs:
+    """The names a spec's steps produce (model inputs and dense outputs), each claimed by one step.
+
+    A column may feed several features (``numeric("x")`` and ``bucketized("x")`` make ``x`` and
+    ``x_bucketized``), but two steps making the *same* name would silently replace one another
+    (TensorFlow's feature columns refuse that too: "Duplicate feature column name found").
+    """
+
+    def __init__(self) -> None:
+        self._steps: dict[str, str] = {}
+
+    def claim(self, name: str, kind: str, columns: tuple, selected: str | None = None) -> None:
+        step = f"{kind}({', '.join(map(repr, columns))})"
+        if selected is not None and not any(c == selected for c in columns):
+            step += f", which selected {selected!r}"
+        if name in self._steps:
+            raise SpecError(
+                f"Column {name!r} is declared twice: by {self._steps[name]} and by {step}; both would produce the "
+                f"model input or output {name!r}, and one would silently replace the other. Declare it once (a "
+                f"selector takes exclude=[{name!r}]), or .remove({name!r}) before declaring it again; to feed one "
+                f"column into two features give the second its own name (e.g. bucketized({name!r}, ...) makes "
+                f"{name + '_bucketized'!r}).")
+        self._steps[name] = step
+
+    def keep(self, names: set[str]) -> None:
+        """Forgets the names a ``remove`` step dropped (they may be declared again)."""
+        self._steps = {n: s for n, s in self._steps.items() if n in names}
 
 
 class FeatureSpec:
@@ -282,10 +316,13 @@ class FeatureSpec:
         numeric: dict[str, NumericColumn] = {}
         categorical: dict[str, CategoricalColumn] = {}
         dense: list[DenseOf] = []
+        outputs = _Outputs()
         for kind, columns, options in self._steps:
             if kind in ("indicator", "embedding"):
                 for name in self._resolve(kind, columns, {n: ("nominal", "int") for n in categorical}):
-                    dense.append(DenseOf(name, kind, options.get("dimension"), options.get("name")))
+                    item = DenseOf(name, kind, options.get("dimension"), options.get("name"))
+                    outputs.claim(item.output_name, kind, columns, name)
+                    dense.append(item)
                 continue
             if kind == "remove":
                 declared = {**{n: ("numeric", "float") for n in numeric},
@@ -299,20 +336,25 @@ class FeatureSpec:
                     numeric.pop(name, None)
                     categorical.pop(name, None)
                     dense = [d for d in dense if d.output_name != name and d.column != name]
+                outputs.keep({*numeric, *categorical, *(d.output_name for d in dense)})
                 continue
             step_pool = {**pool, **{n: ("nominal", "int") for n in categorical}} if kind == "crossed" else pool
             names = self._resolve(kind, columns, step_pool)
             if kind == "numeric":
                 for name in names:
+                    outputs.claim(name, kind, columns, name)
                     numeric[name] = NumericColumn(name, options["normalizer"])
             elif kind == "bucketized":
                 name = options["name"] or f"{names[0]}_bucketized"
+                outputs.claim(name, kind, columns)
                 categorical[name] = CategoricalColumn(name, "bucketized", names, boundaries=options["boundaries"])
             elif kind == "crossed":
                 name = options["name"] or "_X_".join(names)
+                outputs.claim(name, kind, (list(columns),))
                 categorical[name] = CategoricalColumn(name, "crossed", names, num_buckets=options["hash_bucket_size"])
             else:
                 for name in names:
+                    outputs.claim(name, kind, columns, name)
                     categorical[name] = CategoricalColumn(
                         name, kind.removeprefix("categorical_"), [name], vocabulary=options.get("vocabulary"),
                         num_oov_buckets=options.get("num_oov_buckets", 1), max_tokens=options.get("max_tokens"),
@@ -473,6 +515,7 @@ class FeatureSpec:
         self._require_fitted()
         return {
             "format": FORMAT_VERSION,
+            "hashing": HASH_FUNCTION,
             "label": self.label,
             "numeric": [c.state() for c in self.numeric_columns.values()],
             "categorical": [c.state() for c in self.categorical_columns.values()],
@@ -518,6 +561,13 @@ def feature_spec(dataset: Any, label: str | Sequence[str] | None = None) -> Feat
     return FeatureSpec(dataset, label)
 
 
+def _hashed_columns(categorical: list[dict[str, Any]]) -> list[str]:
+    """The saved categorical columns whose ids come from a hash (their buckets depend on the hash function)."""
+    return [item.get("name") for item in categorical if isinstance(item, dict) and (
+        item.get("kind") in ("categorical_hash", "categorical_crossed")
+        or (item.get("kind") == "categorical_vocab" and (item.get("num_oov_buckets") or 1) > 1))]
+
+
 def load_feature_spec(path: str | os.PathLike[str]) -> FeatureSpec:
     """Reads a spec written by ``FeatureSpec.save``; it is fitted and ready to transform.
 
@@ -526,6 +576,10 @@ def load_feature_spec(path: str | os.PathLike[str]) -> FeatureSpec:
 
     Returns:
         A fitted ``FeatureSpec`` (with no dataset: pass one to ``prepare``).
+
+    Raises:
+        SpecError: not a saved spec, a newer format, or a spec saved before hashing became
+            MurmurHash3 (format 1) that has hashed columns: refit and save it again.
 
     Example:
         >>> spec = lf.load_feature_spec("spec.json")
@@ -538,8 +592,23 @@ def load_feature_spec(path: str | os.PathLike[str]) -> FeatureSpec:
         raise SpecError(f"{path} is not a saved feature spec (invalid JSON: {error}).") from None
     except FileNotFoundError:
         raise SpecFileError(f"{path} does not exist (a feature spec saved with spec.save(path) expected).") from None
-    if not isinstance(state, dict) or state.get("format") != FORMAT_VERSION:
-        raise SpecError(f"{path} is not a saved feature spec of format {FORMAT_VERSION}.")
+    version = state.get("format") if isinstance(state, dict) else None
+    if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION:
+        raise SpecError(f"{path} is a feature spec of format {version}, written by a newer layerflow than this one "
+                        f"(format {FORMAT_VERSION}); upgrade layerflow to load it.")
+    if version not in (CRC32_FORMAT, FORMAT_VERSION) or isinstance(version, bool):
+        raise SpecError(f"{path} is not a saved feature spec (format {FORMAT_VERSION} expected, found "
+                        f"{'no format' if version is None else f'format {version!r}'}).")
+    if version == CRC32_FORMAT:
+        hashed = _hashed_columns(state.get("categorical") or [])
+        if hashed:
+            raise SpecError(
+                f"{path} was saved by an older layerflow (feature spec format {CRC32_FORMAT}) that hashed with CRC32; "
+                f"its hashed columns {hashed} would now fall into other buckets (this layerflow hashes with "
+                f"MurmurHash3), so a model trained with it would silently get wrong inputs. Refit the spec on the "
+                f"data, retrain the model that uses it, and save the spec again (format {FORMAT_VERSION}).")
+    elif state.get("hashing", HASH_FUNCTION) != HASH_FUNCTION:
+        raise SpecError(f"{path} hashes with {state['hashing']!r}; this layerflow hashes with {HASH_FUNCTION!r}.")
     spec = FeatureSpec(None, state["label"])
     for item in state["numeric"]:
         column = NumericColumn(item["name"], item["normalizer"])

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
+from layerflow.errors import training_stack
 from layerflow.flags.parsing import (
     FlagError,
     UnknownFlagError,
@@ -114,6 +115,7 @@ class Flags(Mapping[str, Any]):
         inner = ", ".join(f"{k}={v!r}" for k, v in self._values.items())
         return f"Flags({inner})"
 
+    @training_stack("Flags.to_frame")
     def to_frame(self):
         """A DataFrame of name, value, default, type, source and description."""
         import pandas as pd

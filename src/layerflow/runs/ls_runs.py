@@ -8,10 +8,12 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import pandas as pd
 
-from layerflow.errors import InvalidValueError
+from layerflow.errors import InvalidValueError, training_stack
 from layerflow.runs.record import BASE_COLUMNS
 from layerflow.runs.store import RunStore
 
+
+@training_stack("lf.ls_runs")
 def ls_runs(
     runs_dir: str | os.PathLike[str] | None = None,
     order: str | None = None,
@@ -40,13 +42,15 @@ def ls_runs(
 
     Raises:
         InvalidValueError: an unknown ``order`` column, a bad ``filter`` or ``latest_n``.
+        MissingDependencyError: pandas is not installed (a serving-only install), naming
+            ``pip install 'layerflow[train]'``.
 
     Example:
         >>> lf.ls_runs(order="eval_accuracy", decreasing=True).head()
     """
     if latest_n is not None and latest_n < 1:
         raise InvalidValueError(f"latest_n={latest_n!r} must be a positive number of runs.")
-    import pandas as pd
+    import pandas as pd  # before the store is touched: a serving-only install lacks it
 
     store = RunStore(runs_dir)
     reindexed = store.index.rebuild() if reindex else None

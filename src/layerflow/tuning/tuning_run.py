@@ -14,6 +14,7 @@ from typing import Any, Mapping, Sequence
 
 from layerflow.flags.declared import declared_flags
 from layerflow.flags.flags import Flag, _unknown_message
+from layerflow.errors import training_stack
 from layerflow.flags.parsing import FlagError, coerce
 from layerflow.runs.record import flatten_record, read_record
 from layerflow.runs.store import RunStore
@@ -149,6 +150,8 @@ def tuning_run(
         ...                         sample=0.5, parallel=2, metric="val_accuracy")
         >>> results.iloc[0]["id"]
     """
+    with training_stack("lf.tuning_run"):  # its summary is a DataFrame: say so before any trial runs
+        import pandas  # noqa: F401
     script_path = check_script(script)
     if isinstance(parallel, bool) or not isinstance(parallel, int) or parallel < 1:
         raise TuningError(f"parallel={parallel!r}: expected a whole number of trials at once, at least 1.")

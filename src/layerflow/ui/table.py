@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from layerflow.errors import InvalidValueError
+from layerflow.errors import InvalidValueError, MissingDependencyError
 from layerflow.runs.index import INDEX_FILE, RunIndex
-from layerflow.runs.record import FINISHED_STATUSES
+from layerflow.runs.record import BASE_COLUMNS, FINISHED_STATUSES
 from layerflow.ui.query import UnknownColumn, Untranslatable, column_sql, filter_to_sql
 
 TUNING_COLUMN = "prop_tuning_id"
@@ -29,6 +29,9 @@ TRIAL_COLUMN = "prop_trial"
 VALUE_PREFIXES = ("flag_", "metric_", "eval_")
 SHOWN_BASE = ("id", "status", "script", "start", "epochs")
 FULL_REFRESH_SECONDS = 60.0
+RUN_DIR_COLUMN = "run_dir"
+# The columns every `layerflow runs` table has, runs or not (besides id); flag_*, metric_* ... come with the runs.
+FIXED_COLUMNS = [*(c for c in BASE_COLUMNS if c != "id"), "epochs", "error", RUN_DIR_COLUMN]
 
 
 class TableError(InvalidValueError):
@@ -67,14 +70,16 @@ class RunTable:
 
     def __init__(self, runs_dir: Path, max_age: float = 2.0):
         self.runs_dir = Path(runs_dir)
+        self._folder = self.runs_dir.absolute()  # run_dir values, as ls_runs gives them
         self.max_age = max_age
         self._index = RunIndex(self.runs_dir)
         self._refreshed_at: float | None = None
         self._refreshing = False
         self._lock = threading.Lock()  # guards the mirror connection
         self._mirror = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
-        self._mirror.execute("CREATE TABLE runs (id TEXT PRIMARY KEY, _stamp TEXT, _row TEXT)")
-        self._columns: list[str] = []  # every column but id
+        fixed = ", ".join(column_sql(c) for c in FIXED_COLUMNS)
+        self._mirror.execute(f"CREATE TABLE runs (id TEXT PRIMARY KEY, _stamp TEXT, _row TEXT, {fixed})")
+        self._columns: list[str] = list(FIXED_COLUMNS)  # every column but id
         self._stamps: dict[str, str] = {}
         self._folder_mtime: int | None = None
         self._full_at = 0.0
@@ -123,7 +128,11 @@ class RunTable:
         return len(self._stamps)
 
     def _apply(self, stamps: dict[str, str], rows: list[tuple[str, str]]) -> None:
-        parsed = [(run_id, text, json.loads(text)) for run_id, text in rows]
+        parsed = []
+        for run_id, text in rows:
+            row = json.loads(text)
+            row[RUN_DIR_COLUMN] = str(self._folder / run_id)  # a column of `layerflow runs`, not of the index
+            parsed.append((run_id, json.dumps(row), row))
         new_columns = list(dict.fromkeys(k for _, _, row in parsed for k in row if k != "id" and k not in self._columns))
         gone = [i for i in self._stamps if i not in stamps]
         with self._lock:
@@ -166,7 +175,8 @@ class RunTable:
 
     @property
     def columns(self) -> list[str]:
-        """Every column some run has (``id``, ``status``, ``flag_*``, ``metric_*``, ``eval_*``, ``prop_*`` ...)."""
+        """The columns of ``layerflow runs``: ``id``, ``status``, ..., ``run_dir`` and each ``flag_*``, ``metric_*``,
+        ``eval_*``, ``prop_*`` some run has."""
         self.fresh()
         return ["id", *self._columns]
 
@@ -241,6 +251,8 @@ class RunTable:
             frame = select_runs(ls_runs(self.runs_dir), order=order, decreasing=decreasing, filter=filter)
         except ValueError as error:
             raise TableError(str(error)) from None
+        except MissingDependencyError as error:
+            raise TableError(f"Filter {filter!r} needs pandas (SQL cannot express it): {error}") from None
         records = json.loads(frame.to_json(orient="records"))
         sizes: dict[str, int] = {}
         if group_tuning:
