@@ -416,7 +416,9 @@ def run_batch_loops_directly(test_loop: Any, predict_loop: Any, enabled: Any) ->
                                      return_dict=return_dict, **kwargs)
         use_cached_eval_dataset = kwargs.pop("_use_cached_eval_dataset", False)
         if kwargs:
-            raise ValueError(f"Arguments not recognized: {kwargs}")
+            from layerflow.errors import InvalidValueError
+
+            raise InvalidValueError(f"evaluate(): arguments not recognized: {kwargs}")
         if use_cached_eval_dataset:
             epoch_iterator = self._eval_epoch_iterator
         else:
