@@ -6,12 +6,14 @@
             LogisticRegression and MLPClassifier timed with their BLAS's threads and on one thread).
   tabular   scikit-learn's bundled breast_cancer, wine (classification) and diabetes
             (regression): each estimator vs the nearest scikit-learn model, same split and seed.
-  bigcsv    a generated CSV of --gb gigabytes (numeric and string columns; removed afterwards):
-            BoostedTreesClassifier and DNNClassifier trained from the file, each in its own
-            process so that peak RSS is measured apart; rows/s.
+  bigcsv    generated CSVs of --gb gigabytes each (numeric and string columns; removed afterwards):
+            "narrow" (6 columns, ~64 bytes a row) and "wide" (28 columns: 14 floats, 6 counts,
+            7 strings of 3 to 20,000 values, ~370 bytes a row). BoostedTreesClassifier and
+            DNNClassifier trained from each file, each in its own process so that peak RSS is
+            measured apart; rows/s.
 
     .venv/bin/python bench/estimators.py [--only fashion,tabular,bigcsv] [--train-rows 60000] [--gb 5]
-        [--fashion-models linear,dnn,trees] [--epochs 10] [--n-trees 100]
+        [--tables narrow,wide] [--kinds trees,dnn] [--fashion-models linear,dnn,trees] [--epochs 10] [--n-trees 100]
 
 Writes bench/results/estimators.json.
 """
@@ -178,9 +180,15 @@ def tabular() -> list[dict]:
 # -- a CSV larger than memory ----------------------------------------------------------------------
 
 CITIES = [f"city_{i:03d}" for i in range(200)]
+BIG_TABLES = ("narrow", "wide")
+BIG_KINDS = ("trees", "dnn")
+# the wide table: HIGGS-like float columns (full precision), Criteo-like counts and categories
+WIDE_FLOATS, WIDE_INTS = 14, 6
+WIDE_CATEGORIES = (3, 12, 50, 200, 1_000, 5_000, 20_000)  # vocabulary size of each string column
 
 
 def generate(path: Path, gigabytes: float) -> int:
+    """The narrow table: 2 floats, an int, 2 strings (200 and 3 values), a 0/1 label y (~64 bytes a row)."""
     import pyarrow as pa
     import pyarrow.csv as pcsv
 
@@ -202,11 +210,80 @@ def generate(path: Path, gigabytes: float) -> int:
     return rows
 
 
+def generate_wide(path: Path, gigabytes: float) -> int:
+    """The wide table: 14 floats f0.., 6 ints i0.., 7 strings s0.. (3 to 20,000 values), label y (~370 bytes a row)."""
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+
+    rng = np.random.default_rng(1)
+    target, rows, block = gigabytes * 1e9, 0, 200_000
+    vocabularies = [np.asarray([f"s{k}_{v:05d}" for v in range(size)], dtype=object)
+                    for k, size in enumerate(WIDE_CATEGORIES)]
+    schema = pa.schema([(f"f{j}", pa.float64()) for j in range(WIDE_FLOATS)]
+                       + [(f"i{j}", pa.int64()) for j in range(WIDE_INTS)]
+                       + [(f"s{k}", pa.string()) for k in range(len(WIDE_CATEGORIES))] + [("y", pa.int64())])
+    with pcsv.CSVWriter(path, schema) as writer:
+        while path.stat().st_size < target:
+            floats = rng.normal(size=(block, WIDE_FLOATS))
+            ints = rng.poisson(lam=[1, 3, 10, 30, 100, 1000], size=(block, WIDE_INTS))
+            codes = [rng.zipf(1.3, block) % size for size in WIDE_CATEGORIES]  # long-tailed, as real categories are
+            logit = (floats[:, 0] - 0.5 * floats[:, 1] * floats[:, 2] + np.log1p(ints[:, 2]) / 3 - 0.7
+                     + (codes[1] % 3 == 0) * 0.8 - (codes[4] % 5 == 1) * 0.6)
+            columns = {f"f{j}": floats[:, j] for j in range(WIDE_FLOATS)}
+            columns.update({f"i{j}": ints[:, j] for j in range(WIDE_INTS)})
+            columns.update({f"s{k}": vocabularies[k][code] for k, code in enumerate(codes)})
+            columns["y"] = (rng.uniform(size=block) < 1 / (1 + np.exp(-logit))).astype(np.int64)
+            writer.write_table(pa.table(columns, schema=schema))
+            rows += block
+    return rows
+
+
+def big_spec(table: str, sample):
+    """The feature spec of a generated table, fitted on a sample of its rows."""
+    import layerflow as lf
+
+    spec = lf.feature_spec(sample, label="y")
+    if table == "narrow":
+        return spec.numeric("a", "b", "c", normalizer="standard").categorical_vocab("city", "device").fit()
+    numeric = [f"f{j}" for j in range(WIDE_FLOATS)] + [f"i{j}" for j in range(WIDE_INTS)]
+    return spec.numeric(*numeric, normalizer="standard").categorical_vocab(
+        *[f"s{k}" for k in range(len(WIDE_CATEGORIES))]).fit()
+
+
+class RssSampler:
+    """Largest resident memory seen, as a whole and its anonymous and file-backed parts (/proc/self/status)."""
+
+    FIELDS = ("VmRSS", "RssAnon", "RssFile")
+
+    def __init__(self, every: float = 0.25):
+        import threading
+
+        self.peak = dict.fromkeys(self.FIELDS, 0)
+        self._every, self._stop = every, threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._every):
+            with open("/proc/self/status") as status:
+                for line in status:
+                    key, _, value = line.partition(":")
+                    if key in self.peak:
+                        self.peak[key] = max(self.peak[key], int(value.split()[0]) * 1024)
+
+    def stop(self) -> dict[str, int]:
+        self._stop.set()
+        self._thread.join()
+        return {f"peak_{key}_bytes": value for key, value in self.peak.items()}
+
+
 def big_worker(kind: str, path: str, spec_path: str) -> None:
     import layerflow as lf
 
     spec = lf.load_feature_spec(spec_path)
     data = lf.data.csv_dataset(path)
+    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Python, pyarrow, Keras, xgboost loaded
+    sampler = RssSampler()
     if kind == "trees":
         est = lf.estimators.BoostedTreesClassifier(label="y", feature_columns=spec, n_trees=20, max_depth=6,
                                                    batch_size=65_536, seed=0)
@@ -215,30 +292,33 @@ def big_worker(kind: str, path: str, spec_path: str) -> None:
         est = lf.estimators.DNNClassifier(label="y", feature_columns=spec, hidden_units=[64, 32], optimizer="Adam",
                                           learning_rate=0.001, batch_size=4096, shuffle_buffer=100_000, seed=0)
         _, seconds = timed(lambda: est.train(data, epochs=1))
+    sampled = sampler.stop()
     accuracy = est.evaluate(lf.data.csv_dataset(path).take(200_000))["accuracy"]
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    print(json.dumps({"seconds": seconds, "accuracy": accuracy, "peak_rss_bytes": peak}))
+    print(json.dumps({"seconds": seconds, "accuracy": accuracy, "peak_rss_bytes": peak,
+                      "rss_after_imports_bytes": baseline, **sampled}))
 
 
-def bigcsv(gigabytes: float) -> dict:
+def bigcsv(gigabytes: float, table: str, kinds: tuple[str, ...] = BIG_KINDS) -> dict:
     import layerflow as lf
 
     with tempfile.TemporaryDirectory(prefix="layerflow-bench-") as folder:
-        path = Path(folder) / "big.csv"
-        rows, seconds = timed(lambda: generate(path, gigabytes))
-        print(f"generated {path.stat().st_size / 1e9:.2f} GB, {rows:,} rows in {seconds:.0f} s", flush=True)
-        sample = lf.data.csv_dataset(str(path)).take(200_000)
-        spec = (lf.feature_spec(sample, label="y").numeric("a", "b", "c", normalizer="standard")
-                .categorical_vocab("city", "device").fit())
+        path = Path(folder) / f"big_{table}.csv"
+        rows, seconds = timed(lambda: (generate if table == "narrow" else generate_wide)(path, gigabytes))
+        print(f"{table}: generated {path.stat().st_size / 1e9:.2f} GB, {rows:,} rows in {seconds:.0f} s", flush=True)
+        spec = big_spec(table, lf.data.csv_dataset(str(path)).take(200_000))
         spec.save(Path(folder) / "spec.json")
-        result = {"file_bytes": path.stat().st_size, "rows": rows, "runs": []}
-        for kind in ("trees", "dnn"):
+        columns = len(next(lf.data.csv_dataset(str(path)).take(1).chunks()))
+        result = {"file_bytes": path.stat().st_size, "rows": rows, "columns": columns, "runs": []}
+        for kind in kinds:
             out = subprocess.run([sys.executable, __file__, "--worker", kind, str(path), str(Path(folder) / "spec.json")],
-                                 capture_output=True, text=True, check=True)
+                                 capture_output=True, text=True)
+            if out.returncode != 0:
+                raise SystemExit(f"{table} {kind} worker failed:\n{out.stderr[-4000:]}")
             run = json.loads(out.stdout.strip().splitlines()[-1])
             run.update(kind=kind, rows_per_second=rows / run["seconds"])
             result["runs"].append(run)
-            print(run, flush=True)
+            print(table, run, flush=True)
         return result
 
 
@@ -249,6 +329,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--n-trees", type=int, default=100)
     parser.add_argument("--gb", type=float, default=5.0)
+    parser.add_argument("--tables", default=",".join(BIG_TABLES), help="which generated CSVs bigcsv runs: narrow,wide")
+    parser.add_argument("--kinds", default=",".join(BIG_KINDS), help="which estimators bigcsv trains: trees,dnn")
     parser.add_argument("--fashion-models", default=",".join(FASHION_GROUPS),
                         help="which Fashion-MNIST pairs to (re)run: linear,dnn,trees")
     parser.add_argument("--worker", nargs=3, metavar=("KIND", "CSV", "SPEC"))
@@ -258,6 +340,7 @@ def main() -> None:
         return
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     parts = args.only.split(",")
+    fresh_keys = [part for part in ("tabular", "fashion", "bigcsv") if part in parts]
     if "tabular" in parts:
         results["tabular"] = tabular()
     if "fashion" in parts:
@@ -270,10 +353,31 @@ def main() -> None:
         kept = [r for r in results.get("fashion", {}).get("rows", []) if _group(r["model"]) not in groups]
         results["fashion"] = {"rows": kept + fresh}
     if "bigcsv" in parts:
-        results["bigcsv"] = bigcsv(args.gb)
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+        tables = tuple(args.tables.split(","))
+        unknown = sorted(set(tables) - set(BIG_TABLES))
+        if unknown:
+            parser.error(f"--tables: {unknown} not in {BIG_TABLES}")
+        big = results.get("bigcsv", {})
+        big = big if "runs" not in big else {}  # a result from before the tables had names
+        kinds = tuple(args.kinds.split(","))
+        if sorted(set(kinds) - set(BIG_KINDS)):
+            parser.error(f"--kinds: {sorted(set(kinds) - set(BIG_KINDS))} not in {BIG_KINDS}")
+        for table in tables:  # each table written as soon as it is done (a later one may not finish)
+            fresh = bigcsv(args.gb, table, kinds)
+            kept = [run for run in big.get(table, {}).get("runs", []) if run["kind"] not in kinds
+                    and big[table]["rows"] == fresh["rows"]]  # runs of kinds not rerun, on the same table
+            big[table] = {**fresh, "runs": kept + fresh["runs"]}
+            results["bigcsv"] = big
+            _write({"bigcsv": big})
+    _write({key: results[key] for key in fresh_keys})
     print_table(results)
+
+
+def _write(fresh: dict) -> None:
+    """Writes the parts measured now into the results file, keeping the parts other runs wrote since."""
+    RESULTS.parent.mkdir(exist_ok=True)
+    latest = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    RESULTS.write_text(json.dumps({**latest, **fresh}, indent=2) + "\n")
 
 
 def _group(model: str) -> str:
@@ -303,11 +407,11 @@ def print_table(results: dict) -> None:
         print(f"  {row['data']:14s} {row['estimator']:24s} {row['metric']} {row['layerflow']:.4f} vs "
               f"{row['peer']} {row['peer_score']:.4f} (ratio {ratio:.3f}); training {row['seconds']:.2f} s vs "
               f"{row['peer_seconds']:.2f} s ({row['seconds'] / row['peer_seconds']:.1f}x)")
-    if "bigcsv" in results:
-        big = results["bigcsv"]
-        for run in big["runs"]:
-            print(f"  {big['file_bytes'] / 1e9:.2f} GB CSV, {run['kind']}: {run['rows_per_second']:,.0f} rows/s, "
-                  f"peak RSS {run['peak_rss_bytes'] / 2**20:.0f} MiB, accuracy {run['accuracy']:.4f}")
+    for table, big in results.get("bigcsv", {}).items():
+        for run in big.get("runs", []):
+            print(f"  {table} {big['file_bytes'] / 1e9:.2f} GB CSV ({big['rows']:,} rows, {big.get('columns', '?')} columns), "
+                  f"{run['kind']}: {run['rows_per_second']:,.0f} rows/s, peak RSS {run['peak_rss_bytes'] / 2**20:,.0f} MiB "
+                  f"(< 2 GiB: {run['peak_rss_bytes'] < 2 * 2**30}), accuracy {run['accuracy']:.4f}")
 
 
 if __name__ == "__main__":
