@@ -3,6 +3,8 @@ replaced, the traced step for seeded dropout, and torch's global state (threads,
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -11,7 +13,7 @@ import torch
 import layerflow as lf
 from layerflow.estimators.inputs import as_dataset, batches
 from layerflow.estimators.step_threads import StepThreads
-from layerflow.estimators.train_steps import TrainSteps
+from layerflow.estimators.train_steps import EpochLoss, TrainSteps
 from layerflow.estimators.training_feed import TrainingFeed
 
 E = lf.estimators
@@ -107,7 +109,29 @@ def test_each_step_returns_the_loss_train_on_batch_returns():
         mine.append(steps(features, targets, weights))
         theirs.append(float(other.model.train_on_batch(features, targets, sample_weight=weights)))
     assert [float(loss) for loss in mine] == theirs
-    assert TrainSteps.mean(mine) == sum(theirs) / len(theirs)  # added in order, as the epoch's loss was
+    epoch_loss = EpochLoss()
+    for loss in mine:
+        epoch_loss.add(loss)
+    assert epoch_loss.mean() == sum(theirs) / len(theirs)  # added in order, as the epoch's loss was
+
+
+def test_the_epoch_loss_is_the_python_float_sum_and_keeps_no_batch_loss():
+    rng = np.random.default_rng(5)
+    values = rng.uniform(0, 3, 500).astype(np.float32)
+    tensors = [torch.tensor(v) for v in values]
+    kept = [weakref.ref(t) for t in tensors]
+    loss = EpochLoss()
+    loss.add(float(values[0]))  # the first step's loss comes from train_on_batch as a float
+    for tensor in tensors[1:]:
+        loss.add(tensor)
+    del tensors, tensor
+    assert [ref() for ref in kept[1:]] == [None] * (len(kept) - 1)  # the sum holds none of them
+    total = 0.0
+    for v in values:
+        total += float(v)
+    assert loss.mean() == total / len(values) and loss.count == len(values)
+    with pytest.raises(ZeroDivisionError):
+        EpochLoss().mean()
 
 
 def test_a_seeded_dnn_with_dropout_trains_on_the_traced_step_and_repeats_itself():

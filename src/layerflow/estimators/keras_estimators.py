@@ -16,7 +16,7 @@ from layerflow.estimators.errors import EstimatorError
 from layerflow.estimators.heads import BINARY, MULTICLASS, REGRESSION
 from layerflow.estimators.dropout_seeds import EpochRng
 from layerflow.estimators.step_threads import StepThreads
-from layerflow.estimators.train_steps import TrainSteps
+from layerflow.estimators.train_steps import EpochLoss, TrainSteps
 from layerflow.estimators.training_feed import TrainingFeed
 
 keras = load_keras()
@@ -144,10 +144,10 @@ class KerasEstimator(BaseEstimator):
             seed = None if self.seed is None else self.seed * 1000 + self.epochs_done
             self._reseed_random_layers()
             rng.start_epoch(self.epochs_done)
-            losses, finished = [], True
+            loss, finished = EpochLoss(), True
             for features, targets, weights in feed.epoch(seed):
                 threads.before(len(targets))
-                losses.append(step(features, targets, weights))
+                loss.add(step(features, targets, weights))
                 threads.after()
                 self.global_step += 1
                 if remaining is not None:
@@ -155,14 +155,14 @@ class KerasEstimator(BaseEstimator):
                     if remaining == 0:
                         finished = False
                         break
-            if not losses:
+            if not loss.count:
                 raise EstimatorError("The training data has no rows.")
             if not finished:
                 self._checkpoint()
                 break
             self.epochs_done += 1
             self._checkpoint()
-            metrics = {"loss": TrainSteps.mean(losses)}
+            metrics = {"loss": loss.mean()}
             stop = False
             if on_epoch_end is not None:
                 extra, stop = on_epoch_end(self, self.epochs_done)

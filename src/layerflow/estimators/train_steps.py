@@ -26,9 +26,10 @@ class TrainSteps:
         model: a compiled Keras model.
 
     Example:
-        >>> steps = TrainSteps(model)
-        >>> losses = [steps(x, y, None) for x, y in batches]
-        >>> TrainSteps.mean(losses)
+        >>> steps, loss = TrainSteps(model), EpochLoss()
+        >>> for x, y in batches:
+        ...     loss.add(steps(x, y, None))
+        >>> loss.mean()
     """
 
     def __init__(self, model: Any) -> None:
@@ -76,13 +77,45 @@ class TrainSteps:
             for tensor in self.metric_tensors:
                 tensor.zero_()
 
-    @staticmethod
-    def mean(losses: list[Any]) -> float:
-        """The mean of the batch losses (added in order, as Python floats)."""
-        total = 0.0
-        for loss in losses:
-            total += loss if isinstance(loss, float) else float(loss.item())
-        return total / len(losses)
+
+class EpochLoss:
+    """The mean of an epoch's batch losses, summed as it goes without keeping the batches' losses.
+
+    The sum is the one adding the losses in order as Python floats gives (float64 additions of
+    the float32 losses), but a loss that is a torch tensor is added on its device into one
+    float64 tensor, so no step waits for the host. Nothing of a batch is kept: an epoch of
+    20,000 batches used to keep 20,000 loss tensors until its end, and those small blocks,
+    scattered among the batches' freed memory, kept the heap from shrinking (the process grew
+    ~7 bytes per training row).
+
+    Example:
+        >>> loss = EpochLoss()
+        >>> loss.add(0.5); loss.add(torch.tensor(0.25))
+        >>> loss.mean(), loss.count
+        (0.375, 2)
+    """
+
+    def __init__(self) -> None:
+        self.total = 0.0
+        self.tensor: Any = None  # the float64 sum on the losses' device, from the first tensor loss on
+        self.count = 0
+
+    def add(self, loss: Any) -> None:
+        """Adds one batch's loss (a Python float, a numpy scalar or a 0-d tensor)."""
+        self.count += 1
+        if self.tensor is None and hasattr(loss, "detach"):
+            import torch
+
+            self.tensor = torch.tensor(self.total, dtype=torch.float64, device=loss.device)
+        if self.tensor is None:
+            self.total += float(loss)
+        else:
+            self.tensor.add_(loss.detach() if hasattr(loss, "detach") else float(loss))
+
+    def mean(self) -> float:
+        """The mean of the losses added (raises ZeroDivisionError when none were)."""
+        total = self.total if self.tensor is None else float(self.tensor.item())
+        return total / self.count
 
 
 def _zeroable_metric_tensors(model: Any) -> list[Any] | None:
