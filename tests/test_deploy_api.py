@@ -4,7 +4,6 @@ import json
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -16,7 +15,7 @@ from layerflow import keras
 from layerflow.deploy import BundleError, build_web_page, onnx_predict
 from layerflow.errors import InvalidTypeError, InvalidValueError, LayerflowError, MissingFileError
 from tests.conftest import layerflow_cli
-from tests.test_serve import free_port
+from tests.test_serve import free_port, wait_for_server
 
 
 @pytest.fixture(scope="module")
@@ -123,12 +122,7 @@ def test_lf_serve_serves_what_export_run_wrote(saved_model, tmp_path):
     process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         url = f"http://127.0.0.1:{port}"
-        for _ in range(300):
-            try:
-                if httpx.get(f"{url}/v2/health/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.2)
+        wait_for_server(process, url)
         x = np.random.default_rng(2).normal(size=(3, 3)).astype("float32")
         reply = httpx.post(f"{url}/v1/models/tiny:predict", json={"instances": x.tolist()}, timeout=30)
         assert reply.status_code == 200, reply.text

@@ -38,17 +38,23 @@ def start_server(base, *options):
     process = subprocess.Popen([sys.executable, "-m", "layerflow.cli", "serve", str(base), "--port", str(port),
                                 *options], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
+    wait_for_server(process, url, "/v2/health/live")
+    return process, url
+
+
+def wait_for_server(process: subprocess.Popen, url: str, health: str = "/v2/health/ready") -> None:
+    """Waits until the server ``process`` started answers 200 at ``url + health``; kills it and fails
+    with its output if it does not within a minute."""
     deadline = time.time() + 60
     while time.time() < deadline:
         try:
-            if httpx.get(f"{url}/v2/health/live", timeout=1).status_code == 200:
-                break
+            if httpx.get(f"{url}{health}", timeout=1).status_code == 200:
+                return
         except httpx.TransportError:
-            time.sleep(0.2)
-    else:
-        process.kill()
-        raise AssertionError(process.stdout.read().decode())
-    return process, url
+            pass
+        time.sleep(0.2)
+    process.kill()
+    raise AssertionError(process.stdout.read().decode())
 
 
 @pytest.fixture(scope="module")

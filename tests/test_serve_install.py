@@ -6,7 +6,6 @@ import json
 import shutil
 import subprocess
 import sys
-import time
 
 import httpx
 import pytest
@@ -14,7 +13,7 @@ import pytest
 import layerflow as lf
 from tests.raw_models import REQUEST_ROWS, assert_same_outputs, estimator, expected_outputs, fitted_spec, \
     request_frame, training_frame
-from tests.test_serve import free_port
+from tests.test_serve import free_port, wait_for_server
 
 REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
 
@@ -120,12 +119,7 @@ def test_serve_extra_serves_without_the_training_stack(tmp_path):
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         url = f"http://127.0.0.1:{port}"
-        for _ in range(300):
-            try:
-                if httpx.get(f"{url}/v2/health/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.2)
+        wait_for_server(server, url)
         reply = httpx.post(f"{url}/v1/models/wide:predict", json={"instances": REQUEST_ROWS}, timeout=30)
         assert reply.status_code == 200, reply.text
         predictions = reply.json()["predictions"]
