@@ -29,7 +29,8 @@ SCRIPT = """
     from helper import scale
     FLAGS = lf.flags(lr=0.1, units=4)
     for epoch in range(1, 4):
-        lf.log_metrics(epoch, loss=scale(FLAGS.lr) / epoch + 1 / FLAGS.units, val_loss=1.5 / epoch)
+        lf.log_metrics(epoch, loss=scale(FLAGS.lr) / epoch + 1 / FLAGS.units, val_loss=1.5 / epoch,
+                       mae=0.5 / FLAGS.units)
         print(f"epoch {epoch} loss {1 / epoch:.3f}")
     lf.write_run_data("predictions.csv", "id,p\\n1,0.5\\n")
 """
@@ -220,6 +221,15 @@ def test_tuning_page_marks_the_best_trial(server, store, page):
     trials = frame[frame["id"].isin(store["trials"])]
     assert best == trials.sort_values("metric_loss")["id"].iloc[0]
     assert page.locator("#scatter canvas").count() == 1  # units is the flag that varies
+
+
+def test_tuning_page_minimises_errors_as_tune_does(server, store):
+    # No mode given: an error metric (mae) is minimised, as `layerflow tune` orders it.
+    shown = httpx.get(f"{server}/tuning/{store['tuning_id']}?metric=metric_mae").text
+    frame = lf.ls_runs(store["runs_dir"])
+    trials = frame[frame["id"].isin(store["trials"])]
+    lowest = trials.sort_values("metric_mae")["id"].iloc[0]
+    assert re.search(r'id="best"[^>]*>\s*' + re.escape(lowest), shown), shown[:2000]
 
 
 def test_bad_input_pages(server, store, tmp_path):

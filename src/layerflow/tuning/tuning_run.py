@@ -17,27 +17,12 @@ from layerflow.flags.flags import Flag, _unknown_message
 from layerflow.errors import training_stack
 from layerflow.flags.parsing import FlagError, coerce
 from layerflow.runs.record import flatten_record, read_record
+from layerflow.runs.metric_goals import default_metric, metric_column, metric_mode
 from layerflow.runs.store import RunStore
 from layerflow.runs.training_run import check_script
 from layerflow.tuning.asha import Asha
 from layerflow.tuning.space import Range, TuningError, frame_combinations, is_frame, trial_flags
 from layerflow.tuning.trial import Transport, Trial
-
-# Summary order when no metric is named: the first of these that the trials recorded.
-_DEFAULT_METRICS = (("eval_accuracy", "max"), ("metric_val_accuracy", "max"), ("eval_loss", "min"),
-                    ("metric_val_loss", "min"), ("metric_accuracy", "max"), ("metric_loss", "min"))
-
-
-def infer_mode(metric: str) -> str:
-    """``min`` for losses and errors, ``max`` for everything else (accuracy, AUC, ...)."""
-    name = metric.lower()
-    return "min" if any(word in name for word in ("loss", "error", "mse", "mae", "rmse")) else "max"
-
-
-def metric_column(metric: str) -> str:
-    """The ``ls_runs`` column of a metric name: ``val_loss`` -> ``metric_val_loss``; ``eval_*`` kept."""
-    return metric if metric.startswith(("eval_", "metric_")) else f"metric_{metric}"
-
 
 def _new_tuning_id() -> str:
     return f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{secrets.token_hex(2)}"
@@ -217,7 +202,7 @@ def _scheduler(early_stopping: bool | Asha, metric: str | None, mode: str | None
     if isinstance(early_stopping, Asha):
         return early_stopping
     try:
-        return Asha(watched.removeprefix("metric_"), mode or infer_mode(watched), grace_epochs, reduction_factor)
+        return Asha(watched.removeprefix("metric_"), mode or metric_mode(watched), grace_epochs, reduction_factor)
     except ValueError as error:
         raise TuningError(str(error)) from None
 
@@ -301,11 +286,10 @@ def _summary(plan: list[Trial], store: RunStore, metric: str | None, mode: str |
     frame = pd.DataFrame(rows)
     column = metric_column(metric) if metric else None
     if column is None:
-        for candidate, default_mode in _DEFAULT_METRICS:
-            if candidate in frame.columns and frame[candidate].notna().any():
-                column, mode = candidate, mode or default_mode
-                break
-    mode = mode or (infer_mode(column) if column else None)
+        found = default_metric(c for c in frame.columns if frame[c].notna().any())
+        if found is not None:
+            column, mode = found[0], mode or found[1]
+    mode = mode or (metric_mode(column) if column else None)
     if column is not None and column in frame.columns:
         frame = frame.sort_values(column, ascending=(mode == "min"), na_position="last", kind="stable")
     frame = frame.reset_index(drop=True)

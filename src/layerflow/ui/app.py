@@ -24,6 +24,7 @@ from starlette.templating import Jinja2Templates
 
 from layerflow.runs import files as f
 from layerflow.runs.ids import looks_like_run_id
+from layerflow.runs.metric_goals import default_metric, metric_mode
 from layerflow.runs.record import FINISHED_STATUSES, read_record
 from layerflow.runs.store import RunNotFoundError, RunStore
 from layerflow.ui import run_files
@@ -35,9 +36,6 @@ TOKEN_COOKIE = "layerflow_ui_token"
 PAGE_SIZES = (25, 50, 100, 200)
 MAX_COMPARED = 20
 _REF = re.compile(r"^(latest(~\d+)?|[0-9A-Za-z-]{4,27})$")
-# Default metric of a tuning page: the first of these its trials recorded (as `layerflow tune` picks).
-TUNING_METRICS = (("eval_accuracy", "max"), ("metric_val_accuracy", "max"), ("eval_loss", "min"),
-                  ("metric_val_loss", "min"), ("metric_accuracy", "max"), ("metric_loss", "min"))
 
 
 def _templates() -> Jinja2Templates:
@@ -243,10 +241,11 @@ def create_app(runs_dir: str | Path | None = None, token: str | None = None) -> 
         metric_choices = [k for k in keys if k.startswith(("metric_", "eval_"))]
         metric = request.query_params.get("metric")
         mode = request.query_params.get("mode")
-        if metric not in metric_choices:
-            metric = next((m for m, _ in TUNING_METRICS if m in metric_choices), metric_choices[0] if metric_choices else None)
+        if metric not in metric_choices:  # the default metric, as `layerflow tune` picks it
+            found = default_metric(metric_choices)
+            metric = found[0] if found else (metric_choices[0] if metric_choices else None)
         if mode not in ("min", "max"):
-            mode = dict(TUNING_METRICS).get(metric) or ("min" if metric and "loss" in metric else "max")
+            mode = metric_mode(metric) if metric else "max"
         scored = [t for t in trials if isinstance(t.get(metric), (int, float)) and t[metric] == t[metric]]
         best = (min if mode == "min" else max)(scored, key=lambda t: t[metric])["id"] if scored else None
         flag_columns = [k for k in keys if k.startswith("flag_") and len({repr(t.get(k)) for t in trials}) > 1]
