@@ -200,7 +200,7 @@ def test_run_page_summary_output_code_and_data(server, store, page):
     page.goto(f"{server}/runs/{store['second']}")
     assert page.locator("#status").inner_text() == "completed"
     assert "0.3" in page.locator("#flags").inner_text()
-    assert page.locator("#charts canvas").count() == 1  # one panel: loss with val_loss
+    assert page.locator("#charts canvas").count() == 2  # two panels: loss with val_loss, and mae
     page.click('a[data-tab="output"]')
     assert "epoch 3 loss" in page.locator("#log").inner_text()
     page.click('a[data-tab="code"]')
@@ -439,7 +439,7 @@ def test_reports_share_the_charts_and_make_no_network_request(store, page, tmp_p
     shared = (Path(lf.__file__).parent / "runs" / "templates" / "assets" / "charts.js").read_text()
     requests: list[str] = []
     page.on("request", lambda request: requests.append(request.url))
-    for path, panels in ((report, 1), (comparison, 1)):
+    for path, panels in ((report, 2), (comparison, 2)):
         assert shared.splitlines()[-3] in path.read_text()  # the UI's chart code, inlined
         requests.clear()
         page.goto(path.as_uri())
