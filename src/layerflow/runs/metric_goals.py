@@ -23,10 +23,8 @@ _LOWER_IS_BETTER = ("loss", "error", "mse", "mae", "rmse", "mape", "msle", "hing
                     "divergence", "poisson", "cosh")
 
 # The ranking metric when none is named: the first of these that the runs recorded.
-DEFAULT_METRICS: tuple[tuple[str, Mode], ...] = (
-    ("eval_accuracy", "max"), ("metric_val_accuracy", "max"), ("eval_loss", "min"),
-    ("metric_val_loss", "min"), ("metric_accuracy", "max"), ("metric_loss", "min"),
-)
+DEFAULT_METRICS = ("eval_accuracy", "metric_val_accuracy", "eval_loss", "metric_val_loss", "metric_accuracy",
+                   "metric_loss")
 
 
 def metric_mode(metric: str) -> Mode:
@@ -51,7 +49,5 @@ def default_metric(columns: Iterable[str]) -> tuple[str, Mode] | None:
         columns: the runs-table columns that hold a value for at least one run.
     """
     present = set(columns)
-    for column, mode in DEFAULT_METRICS:
-        if column in present:
-            return column, mode
-    return None
+    column = next((name for name in DEFAULT_METRICS if name in present), None)
+    return None if column is None else (column, metric_mode(column))

@@ -16,8 +16,8 @@ from layerflow.flags.declared import declared_flags
 from layerflow.flags.flags import Flag, _unknown_message
 from layerflow.errors import training_stack
 from layerflow.flags.parsing import FlagError, coerce
-from layerflow.runs.record import flatten_record, read_record
 from layerflow.runs.metric_goals import default_metric, metric_column, metric_mode
+from layerflow.runs.record import flatten_record, read_record
 from layerflow.runs.store import RunStore
 from layerflow.runs.training_run import check_script
 from layerflow.tuning.asha import Asha
