@@ -113,7 +113,7 @@ def add_sources(runs_dir: Path, run_ids: list[str]) -> None:
         lines = [f"x_{n} = {n} * scale  # line {n}" for n in range(300)]
         lines[100 + i] = f"x_{100 + i} = {i} * scale  # changed in run {i}"
         (source / "train.py").write_text("import layerflow as lf\nscale = 2\n" + "\n".join(lines) + "\n")
-        (source / "model.py").write_text("UNITS = %d\n" % (64 * (1 + i % 3)) + "def build():\n    return UNITS\n")
+        (source / "model.py").write_text(f"UNITS = {64 * (1 + i % 3)}\n" + "def build():\n    return UNITS\n")
         (source / "README.md").write_text("same in every run\n" * 50)
 
 

@@ -34,7 +34,7 @@ class LayerflowGroup(TyperGroup):
     Any other exception propagates with its traceback: it is a bug, not a user's mistake.
     """
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
         except LayerflowError as error:

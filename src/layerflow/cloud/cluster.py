@@ -175,7 +175,7 @@ class RayCluster:
                     entrypoint=entrypoint, runtime_env=runtime_env, entrypoint_num_cpus=cpus,
                     entrypoint_num_gpus=gpus or None, metadata={"layerflow_run_id": run_id, "script": script.name},
                 )
-            except Exception as error:  # the job client raises RuntimeError with the server's reason
+            except Exception as error:  # noqa: BLE001 - the job client raises RuntimeError with the server's reason
                 # A cluster that has just started answers before its job agent is up.
                 if "No available agent" in str(error) and time.monotonic() < deadline:
                     time.sleep(1)

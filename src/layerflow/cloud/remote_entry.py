@@ -28,8 +28,10 @@ _POLL_SECONDS = 0.2
 def _relay(control: RunControl, finished: threading.Event) -> None:
     """Prints the run's output lines and metrics (one thread, so lines never interleave)."""
     control.started.wait()
-    output = FileFollower(control.run_dir / f.OUTPUT_FILE)
-    metrics = FileFollower(control.run_dir / f.METRICS_FILE)
+    run_dir = control.run_dir
+    assert run_dir is not None, "a started run has its folder"
+    output = FileFollower(run_dir / f.OUTPUT_FILE)
+    metrics = FileFollower(run_dir / f.METRICS_FILE)
     while True:
         done = finished.wait(_POLL_SECONDS)
         lines = output.new_lines()

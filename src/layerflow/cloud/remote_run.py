@@ -159,6 +159,7 @@ class RemoteRun:
     def collect(self) -> dict[str, Any]:
         """Files an ended job's run from its log (a detached ``cloud train``, or one followed elsewhere)."""
         info = self._job_info(self.cluster, self.job_id)
+        assert info is not None, "the job's info was read when contact was not lost"
         status = str(getattr(info.status, "value", info.status))
         if status not in TERMINAL_STATUSES:
             raise ClusterError(f"Job {self.job_id} is still {status.lower()}; collect it once it has ended "
@@ -210,6 +211,7 @@ class RemoteRun:
         if lost is not None:
             return finish(self.run_dir, "failed", f"lost contact with the Ray cluster at {self.cluster.address} while "
                           f"job {self.job_id} ran ({type(lost).__name__}: {lost}); its output until then is in output.log")
+        assert info is not None, "the job's info was read when contact was not lost"
         status = str(getattr(info.status, "value", info.status))
         if status == "STOPPED":
             return finish(self.run_dir, "interrupted", f"the Ray job {self.job_id} was stopped")

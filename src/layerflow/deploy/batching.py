@@ -42,6 +42,7 @@ class Batcher:
         if self._worker is None or self._worker.done():
             self._queue = asyncio.Queue()
             self._worker = asyncio.get_running_loop().create_task(self._serve())
+        assert self._queue is not None
         future = asyncio.get_running_loop().create_future()
         await self._queue.put((feed, future))
         return await future
@@ -53,15 +54,17 @@ class Batcher:
 
     async def _collect(self) -> list[tuple[Feed, asyncio.Future]]:
         loop = asyncio.get_running_loop()
-        first = await self._queue.get()
+        queue = self._queue
+        assert queue is not None, "predict() creates the queue before the worker starts"
+        first = await queue.get()
         items, rows = [first], _rows(first[0])
         deadline = loop.time() + self.max_delay
         while rows < self.max_batch_size:
             remaining = deadline - loop.time()
-            if remaining <= 0 and self._queue.empty():
+            if remaining <= 0 and queue.empty():
                 break
             try:
-                item = self._queue.get_nowait() if remaining <= 0 else await asyncio.wait_for(self._queue.get(), remaining)
+                item = queue.get_nowait() if remaining <= 0 else await asyncio.wait_for(queue.get(), remaining)
             except (asyncio.TimeoutError, asyncio.QueueEmpty):
                 break
             items.append(item)

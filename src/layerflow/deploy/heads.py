@@ -100,10 +100,10 @@ def head_model(head: str, model_outputs: str, width: int, labels: Sequence[str],
             node("Reshape", [x, const("column", [-1, 1], np.int64)], "logits")
             node("Sigmoid", ["logits"], "logistic")
         else:
-            width = "head/width"  # p itself, or the last of [1 - p, p]
+            last_column = "head/last_column"  # p itself, or the last of [1 - p, p]
             node("Slice", [x, const("start", [-1], np.int64), const("end", [2 ** 62], np.int64),
-                           const("axis", [1], np.int64)], width)
-            node("Identity", [width], "logistic")
+                           const("axis", [1], np.int64)], last_column)
+            node("Identity", [last_column], "logistic")
             clipped = node("Clip", ["logistic", const("low", CLIP, np.float32), const("high", 1 - CLIP, np.float32)],
                            "head/clipped")
             complement = node("Sub", [const("one", 1.0, np.float32), clipped], "head/complement")

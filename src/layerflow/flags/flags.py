@@ -326,7 +326,7 @@ def flags(*declared: Flag, file: str | Path | None = None, argv: list[str] | Non
     values = {name: spec.default for name, spec in specs.items()}
 
     use_sys_argv = argv is None
-    command_line, rest = extract_cli_flags(list(sys.argv[1:] if use_sys_argv else argv))
+    command_line, rest = extract_cli_flags(list(sys.argv[1:] if argv is None else argv))
     if use_sys_argv:
         sys.argv[1:] = rest
     layers = [(settings.get("file_name") or "flags file", settings.get("file") or {}), ("command line", command_line),

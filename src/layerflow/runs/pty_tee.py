@@ -92,7 +92,12 @@ class ScriptConsole:
 
     def pump(self, process: subprocess.Popen, log_path: Path, echo: Callable[[bytes], None] | None) -> None:
         """Copies the script's output into ``log_path`` (and to ``echo``) until the script closes it."""
-        fd = self._master if self.terminal else process.stdout.fileno()
+        if self.terminal:
+            assert self._master is not None, "open() gives the terminal its master end"
+            fd = self._master
+        else:
+            assert process.stdout is not None, "the script's output is piped when there is no terminal"
+            fd = process.stdout.fileno()
         with open(log_path, "ab") as stream:
             log = CleanLog(stream) if self.terminal else None
             try:
@@ -108,7 +113,7 @@ class ScriptConsole:
                 if log is not None:
                     log.close()
                 if self.terminal:
-                    os.close(self._master)
+                    os.close(fd)
 
 
 def _read(fd: int) -> bytes:

@@ -7,7 +7,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from layerflow.errors import InvalidValueError
 from layerflow.runs import files as f
@@ -15,6 +15,10 @@ from layerflow.runs.store import RunStore
 from layerflow.runs.training_run import training_run
 
 RERUN_OF = "rerun_of"
+
+
+def _is_number(value: Any) -> TypeGuard[float]:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def compare_final_metrics(original: dict[str, Any], rerun: dict[str, Any], rel_tol: float = 1e-6,
@@ -39,13 +43,14 @@ def compare_final_metrics(original: dict[str, Any], rerun: dict[str, Any], rel_t
         a, b = original.get(key) or {}, rerun.get(key) or {}
         for name in dict.fromkeys([*a, *b]):
             va, vb = a.get(name), b.get(name)
-            numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (va, vb))
-            if numbers:
+            difference = None
+            if _is_number(va) and _is_number(vb):
                 agrees = math.isclose(va, vb, rel_tol=rel_tol, abs_tol=abs_tol) or (math.isnan(va) and math.isnan(vb))
+                difference = vb - va
             else:
                 agrees = va == vb
             rows.append({"name": f"{prefix}{name}", "original": va, "rerun": vb,
-                         "difference": vb - va if numbers else None, "agrees": agrees})
+                         "difference": difference, "agrees": agrees})
     completed = original.get("status") == rerun.get("status") == "completed"
     return {"matches": completed and all(r["agrees"] for r in rows), "differences": rows,
             "statuses": [original.get("status"), rerun.get("status")]}

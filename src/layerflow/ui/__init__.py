@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+import types
 import webbrowser
 from dataclasses import dataclass
 from typing import Any
@@ -47,7 +48,7 @@ def create_app(runs_dir: str | os.PathLike[str] | None = None, token: str | None
         ) from None
     from layerflow.ui.app import create_app as make
 
-    return make(runs_dir, token=token)
+    return make(None if runs_dir is None else os.fspath(runs_dir), token=token)
 
 DEFAULT_PORT = 8600
 
@@ -238,7 +239,7 @@ def new_run_id() -> str:
     return format_run_id(datetime.now(timezone.utc))
 
 
-class _CallableModule(type(sys)):
+class _CallableModule(types.ModuleType):
     """``lf.ui(...)`` calls ``ui`` even after ``import layerflow.ui`` made ``lf.ui`` this module."""
 
     def __call__(self, *args: Any, **kwargs: Any) -> UIServer:

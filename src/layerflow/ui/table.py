@@ -160,7 +160,8 @@ class RunTable:
                 first = True
             else:
                 first = False
-                if not self._refreshing and time.monotonic() - self._refreshed_at > self.max_age:
+                refreshed_at = self._refreshed_at
+                if not self._refreshing and refreshed_at is not None and time.monotonic() - refreshed_at > self.max_age:
                     self._refreshing = start = True
         if first:
             self._refresh()
@@ -208,7 +209,8 @@ class RunTable:
         columns = set(self.columns)
         if order is not None and order not in columns:
             raise TableError(f"Cannot order by {order!r}: no such column. Columns are: {', '.join(sorted(columns))}.")
-        where, params = "1", []
+        where = "1"
+        params: list[Any] = []
         if filter:
             try:
                 where, params = filter_to_sql(filter, columns)
