@@ -18,7 +18,7 @@ LEAVES = {"layerflow.errors", "layerflow.backend", "layerflow.history", "layerfl
 ALLOWED = {
     "layerflow.flags": set(),
     "layerflow.runs": {"layerflow.flags"},
-    "layerflow.cloud": {"layerflow.runs", "layerflow.flags"},
+    "layerflow.cloud": {"layerflow.runs", "layerflow.flags", "layerflow.deploy"},  # deploy: the server Ray Serve replicates
     "layerflow.tuning": {"layerflow.runs", "layerflow.cloud", "layerflow.flags"},
     "layerflow.data": set(),
     "layerflow.features": {"layerflow.data"},

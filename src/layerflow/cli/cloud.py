@@ -92,3 +92,15 @@ def cloud_cancel_command(
     from layerflow.cloud import cloud_cancel
 
     errors.print(f"Asked the cluster to stop job {cloud_cancel(job, address, runs_dir)}.")
+
+
+@cloud_app.command("unserve")
+def cloud_unserve_command(
+    address: Optional[str] = AddressOption,
+    name: str = typer.Option("layerflow", "--name", help="The Serve application's name."),
+) -> None:
+    """Remove the models that `layerflow serve --ray` deployed on a Ray cluster."""
+    from layerflow.cloud import stop_serving
+
+    removed = stop_serving(address, name=name)
+    console.print(f"Removed Serve application {name!r}." if removed else f"No Serve application {name!r} was deployed.")

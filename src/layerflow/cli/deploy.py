@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 
 from layerflow.cli.common import RunsDirOption, console, read_json_file
+from layerflow.errors import InvalidValueError
 
 app = typer.Typer()
 
@@ -45,10 +46,26 @@ def serve(
     intra_op_threads: int = typer.Option(0, "--intra-op-threads", help="onnxruntime threads per call (0: default)."),
     inter_op_threads: int = typer.Option(0, "--inter-op-threads", help="onnxruntime threads across nodes (0: default)."),
     access_log: bool = typer.Option(False, "--access-log", help="Log every request."),
+    ray_address: Optional[str] = typer.Option(None, "--ray", help="Deploy on this Ray cluster (dashboard address, e.g. "
+                                      "http://head:8265) as Ray Serve replicas instead of serving here."),
+    replicas: int = typer.Option(1, "--replicas", help="With --ray: server replicas (initial number when autoscaling)."),
+    min_replicas: Optional[int] = typer.Option(None, "--min-replicas", help="With --ray: autoscale from this many..."),
+    max_replicas: Optional[int] = typer.Option(None, "--max-replicas", help="...up to this many replicas."),
 ) -> None:
     """Serve every exported model under MODEL_DIR over REST (TF Serving and KServe v2 protocols)."""
     from layerflow.deploy import serve as run_server
 
+    if ray_address is not None:
+        from layerflow.cloud import serve_on_ray
+
+        status = serve_on_ray(model_dir, address=ray_address, replicas=replicas, min_replicas=min_replicas,
+                              max_replicas=max_replicas, token=token, host=host, port=port)
+        console.print(f"Serving on Ray: {status['url']} ({status['replicas']} replica(s) running; "
+                      f"remove with: layerflow cloud unserve --address {ray_address})")
+        return
+    if replicas != 1 or min_replicas is not None or max_replicas is not None:
+        raise InvalidValueError("--replicas, --min-replicas and --max-replicas need --ray ADDRESS, the Ray cluster "
+                                "to deploy the replicas on (e.g. --ray http://head:8265).")
     run_server(model_dir, host=host, port=port, token=token, max_batch_size=max_batch_size,
                batch_delay_ms=batch_delay_ms, intra_op_threads=intra_op_threads, inter_op_threads=inter_op_threads,
                access_log=access_log)

@@ -2,7 +2,8 @@
 
 ``cloud_train`` runs a script there and streams it here; ``cloud_jobs``, ``cloud_logs``,
 ``cloud_collect`` and ``cloud_cancel`` manage jobs; ``RemoteRun`` is the per-run API
-(submit, follow, collect, cancel) the tuner's Ray transport is built on.
+(submit, follow, collect, cancel) the tuner's Ray transport is built on. ``serve_on_ray`` serves
+exported models as Ray Serve replicas (``stop_serving`` removes them).
 
 Example:
     >>> import layerflow as lf
@@ -13,6 +14,7 @@ Example:
 from layerflow.cloud.cluster import ClusterError, RayCluster
 from layerflow.cloud.jobs import cloud_cancel, cloud_collect, cloud_jobs, cloud_logs, cloud_train
 from layerflow.cloud.remote_run import RemoteRun
+from layerflow.cloud.serving import serve_on_ray, stop_serving
 
 __all__ = ["ClusterError", "RayCluster", "RemoteRun", "cloud_cancel", "cloud_collect", "cloud_jobs", "cloud_logs",
-           "cloud_train"]
+           "cloud_train", "serve_on_ray", "stop_serving"]
