@@ -87,7 +87,7 @@ def test_other_optimizers_use_kerass_update_and_match(monkeypatch, optimizer):
 
     (fast, fast_model), (slow, slow_model) = both_paths(monkeypatch, train, optimizer=optimizer)
     assert fast_fit_status(fast_model)["train"] == "fast"
-    assert not fast_model.train_function.applier.fused
+    assert not fast_model.train_function.applier.direct
     assert_history_close(fast, slow)
     assert_weights_close(fast_model, slow_model)
 

@@ -1,8 +1,8 @@
 """Every private Keras (and torch) API the fast training path uses, and nothing else.
 
 Private torch APIs used (torch 2.13): ``torch.utils._pytree`` (flattening batches),
-``torch.fx.experimental.proxy_tensor.make_fx`` (tracing), ``torch._fused_adam_`` and
-``torch._foreach_copy_`` (the kernels ``torch.optim`` itself calls), ``torch.jit.script`` of
+``torch.fx.experimental.proxy_tensor.make_fx`` (tracing), ``torch._foreach_copy_`` (the
+kernel ``torch.optim`` itself calls), ``torch.jit.script`` of
 the traced graph with aten overloads replaced by their packets (evaluate/predict replay), and
 ``torch._ops.OpOverload`` / ``Graph._codegen`` (simplifying the traced graph, ``simplify.py``).
 
@@ -81,10 +81,9 @@ def torch_trainer_class() -> type:
     return TorchTrainer
 
 
-def base_trainer_class() -> type:
-    from keras.src.trainers.trainer import Trainer
-
-    return Trainer
+def all_layers(model: Any) -> list[Any]:
+    """Every layer inside ``model``, nested ones included (Keras has no public walk)."""
+    return list(model._flatten_layers(include_self=False))
 
 
 def call_model(model: Any, x: Any, training: bool) -> Any:
@@ -128,21 +127,10 @@ def is_loss_scale_optimizer(optimizer: Any) -> bool:
     return isinstance(optimizer, LossScaleOptimizer)
 
 
-def adam_slots(optimizer: Any, variables: list[Any]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """The Adam optimizer's first and second moment tensors for ``variables``, in order."""
-    indices = [optimizer._get_variable_index(v) for v in variables]
-    return ([optimizer._momentums[i].value for i in indices], [optimizer._velocities[i].value for i in indices])
-
-
 def learning_rate_is_schedule(optimizer: Any) -> bool:
     from keras.src.optimizers.schedules.learning_rate_schedule import LearningRateSchedule
 
     return isinstance(optimizer._learning_rate, LearningRateSchedule) or callable(optimizer._learning_rate)
-
-
-def learning_rate_tensor(optimizer: Any) -> torch.Tensor:
-    """The learning-rate variable's tensor (ReduceLROnPlateau assigns into it in place)."""
-    return optimizer._learning_rate.value
 
 
 def iterations_tensor(optimizer: Any) -> torch.Tensor:
@@ -153,12 +141,11 @@ def uses_gradient_accumulation(optimizer: Any) -> bool:
     return bool(getattr(optimizer, "gradient_accumulation_steps", None))
 
 
-def fused_adam(params: list[torch.Tensor], grads: list[torch.Tensor], exp_avgs: list[torch.Tensor],
-               exp_avg_sqs: list[torch.Tensor], steps: list[torch.Tensor], *, lr: float, beta1: float,
-               beta2: float, eps: float) -> None:
-    """torch's fused Adam kernel (the one ``torch.optim.Adam(fused=True)`` calls)."""
-    torch._fused_adam_(params, grads, exp_avgs, exp_avg_sqs, [], steps, lr=lr, beta1=beta1, beta2=beta2,
-                       weight_decay=0.0, eps=eps, amsgrad=False, maximize=False)
+def parallel_update_step(optimizer: Any, grads: list[torch.Tensor], variables: list[Any]) -> None:
+    """The torch backend optimizer's own update of ``variables`` (what ``optimizer.apply`` runs
+    when no clipping, weight decay, EMA, accumulation or loss scaling is set), without the
+    bookkeeping around it; the caller advances ``iterations`` after it, as ``apply`` does."""
+    optimizer._backend_update_step(grads, variables, optimizer.learning_rate)
 
 
 def foreach_copy(destinations: list[torch.Tensor], sources: list[torch.Tensor]) -> None:

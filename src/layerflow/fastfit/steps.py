@@ -127,7 +127,7 @@ class FastStep:
             else:
                 graph = trace_train_or_test(self.model, self.groups, self.kind == "train", x, y, sample_weight)
         except TraceError as error:
-            self.pending_reason = f"its step cannot be traced into a static graph ({error})"
+            self.pending_reason = str(error)
             return None
         graph.lean = None
         if self.kind != "predict" and set(graph.log_keys) == set(ki.metric_names(self.model)):

@@ -10,6 +10,7 @@ torch ops on the Keras variables' own tensors, so the Keras variables stay the t
 
 from __future__ import annotations
 
+import re
 from typing import Any, Callable
 
 import torch
@@ -23,21 +24,87 @@ class TraceError(LayerflowError, RuntimeError):
     """The step could not be recorded as a static graph (the message says why)."""
 
 
-def _stateless(model: Any, variables: list[Any], values: list[torch.Tensor], body: Callable[[], Any],
-               updated: list[Any]) -> tuple[Any, list[torch.Tensor]]:
+class StatefulPredictError(TraceError):
+    """A model whose ``call()`` assigns variables while predicting (Keras keeps those updates)."""
+
+
+def _eager_like_scope(mapping: list[tuple[Any, torch.Tensor]]) -> Any:
+    """A ``keras.StatelessScope`` whose assignments behave as Keras's eager torch ones do.
+
+    Keras's torch variables assign under ``torch.no_grad()``, so a value assigned inside
+    ``call()`` (a running total, a moving statistic) carries no gradient to what computed it;
+    here the assigned value is detached for the same reason. Losses added inside ``call()``
+    (``add_loss``, activity regularizers) are collected, as in Keras's own stateless steps.
+    """
     import keras
 
-    with keras.StatelessScope(state_mapping=list(zip(variables, values))) as scope:
+    class EagerLikeScope(keras.StatelessScope):
+        def __init__(self) -> None:
+            super().__init__(state_mapping=mapping, collect_losses=True)
+            self.assigned: list[Any] = []
+
+        def add_update(self, update: tuple[Any, Any]) -> None:
+            variable, value = update
+            self.assigned.append(variable)
+            super().add_update((variable, value.detach() if isinstance(value, torch.Tensor) else value))
+
+    return EagerLikeScope()
+
+
+def _stateless(model: Any, variables: list[Any], values: list[torch.Tensor], body: Callable[[], Any],
+               updated: list[Any]) -> tuple[Any, list[torch.Tensor], list[Any]]:
+    with _eager_like_scope(list(zip(variables, values))) as scope:
         result = body()
-    return result, [scope.get_current_value(v) for v in updated]
+    return result, [scope.get_current_value(v) for v in updated], scope.assigned
 
 
 def _record(function: Callable, arguments: tuple) -> FlatGraph:
     try:
         return FlatGraph(ki.trace_fake(function, arguments))
+    except TraceError:
+        raise
     except Exception as error:  # noqa: BLE001 - any failure to trace means "use Keras's loop"
-        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        raise TraceError(f"{type(error).__name__}: {first[:160]}") from error
+        raise TraceError(f"its step cannot be traced into a static graph: {_cause(error)}") from error
+
+
+def _cause(error: BaseException) -> str:
+    """What in the model stopped the trace, in words a user can act on.
+
+    Keras wraps a layer's exception in "Exception encountered when calling X.call()" with the
+    original message below; torch's fake tensors raise bare or terse errors. The layer is taken
+    from Keras's wrapper or, failing that, from the innermost ``call()`` of a Keras layer in the
+    traceback; known torch errors are said in Keras terms.
+    """
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(error)).strip()
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    layer = _failing_layer(error)
+    if lines and lines[0].startswith("Exception encountered when calling"):
+        layer = layer or lines[0].removeprefix("Exception encountered when calling").strip().rstrip(".")
+        lines = [line for line in lines[1:] if not line.startswith(("Arguments received", "•"))]
+    detail = lines[0] if lines else ""
+    where = layer or "the model"
+    if "convert all Tensors to FakeTensors" in detail:
+        return (f"{where} uses a torch tensor that is neither a Keras variable nor an input (a constant held on "
+                "a layer); make it a weight (add_weight(..., trainable=False)) or a NumPy constant")
+    if "DataDependent" in type(error).__name__ or "data-dependent" in detail:
+        return (f"{where} decides on a tensor's value in Python (if/float()/.item()/NumPy on a tensor), "
+                "which one static graph cannot hold")
+    return f"{type(error).__name__} in {where}: {detail[:160]}" if detail else f"{type(error).__name__} in {where}"
+
+
+def _failing_layer(error: BaseException) -> str:
+    """``Layer.call() (file:line)`` of the innermost Keras layer's ``call`` the error passed through."""
+    import keras
+
+    found = ""
+    traceback = error.__traceback__
+    while traceback is not None:
+        frame = traceback.tb_frame
+        owner = frame.f_locals.get("self")
+        if frame.f_code.co_name == "call" and isinstance(owner, keras.layers.Layer):
+            found = f"{type(owner).__name__}.call() ({frame.f_code.co_filename.rsplit('/', 1)[-1]}:{traceback.tb_lineno})"
+        traceback = traceback.tb_next
+    return found
 
 
 def trace_train_or_test(model: Any, groups: "VariableGroups", training: bool, x: Any, y: Any,
@@ -59,8 +126,8 @@ def trace_train_or_test(model: Any, groups: "VariableGroups", training: bool, x:
             logs = model.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
             return loss, logs
 
-        (loss, logs), new_values = _stateless(model, variables, list(trainable) + list(non_trainable) + list(metrics),
-                                               body, updated)
+        (loss, logs), new_values, _ = _stateless(
+            model, variables, list(trainable) + list(non_trainable) + list(metrics), body, updated)
         count = len(groups.non_trainable)
         return loss, new_values[:count], new_values[count:], logs
 
@@ -74,8 +141,14 @@ def trace_predict(model: Any, groups: "VariableGroups", x: Any) -> FlatGraph:
     variables = groups.trainable + groups.non_trainable
 
     def step(trainable, non_trainable, x):
-        y_pred, _ = _stateless(model, variables, list(trainable) + list(non_trainable),
-                               lambda: ki.call_model(model, x, False), [])
+        y_pred, _, assigned = _stateless(model, variables, list(trainable) + list(non_trainable),
+                                         lambda: ki.call_model(model, x, False), [])
+        if assigned:
+            # Keras's predict keeps such updates (its step runs eagerly); a predict graph returns
+            # predictions only, so this model predicts on Keras's loop.
+            names = sorted({v.path for v in assigned})
+            raise StatefulPredictError(f"its call() assigns {', '.join(names)} while predicting, "
+                                       "which Keras's predict keeps")
         return y_pred
 
     trainable, non_trainable, _ = groups.values()

@@ -65,10 +65,6 @@ def hashed_ids(text, buckets: int) -> np.ndarray:
     return ids[encoded.indices.to_numpy(zero_copy_only=False)]
 
 
-def _as_text(values: np.ndarray) -> np.ndarray:
-    return arrow_text(values).to_numpy(zero_copy_only=False)
-
-
 def _float64(values: Any) -> np.ndarray:
     if hasattr(values, "to_numpy") and not isinstance(values, np.ndarray):
         values = values.to_numpy(zero_copy_only=False)
