@@ -141,11 +141,15 @@ def uses_gradient_accumulation(optimizer: Any) -> bool:
     return bool(getattr(optimizer, "gradient_accumulation_steps", None))
 
 
-def parallel_update_step(optimizer: Any, grads: list[torch.Tensor], variables: list[Any]) -> None:
-    """The torch backend optimizer's own update of ``variables`` (what ``optimizer.apply`` runs
-    when no clipping, weight decay, EMA, accumulation or loss scaling is set), without the
-    bookkeeping around it; the caller advances ``iterations`` after it, as ``apply`` does."""
-    optimizer._backend_update_step(grads, variables, optimizer.learning_rate)
+def adam_moments(optimizer: Any, variables: list[Any]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """The Adam optimizer's first and second moment tensors for ``variables``, in order."""
+    indices = [optimizer._get_variable_index(v) for v in variables]
+    return ([optimizer._momentums[i].value for i in indices], [optimizer._velocities[i].value for i in indices])
+
+
+def learning_rate_tensor(optimizer: Any) -> torch.Tensor:
+    """The learning-rate variable's tensor (ReduceLROnPlateau assigns into it in place)."""
+    return optimizer._learning_rate.value
 
 
 def foreach_copy(destinations: list[torch.Tensor], sources: list[torch.Tensor]) -> None:
