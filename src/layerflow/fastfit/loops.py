@@ -108,5 +108,7 @@ class _Gathered:
 
     def result(self) -> Any:
         if self.gathered is None:
-            return self.array if self.filled == len(self.array) else self.array[:self.filled].copy()
+            array = self.array
+            assert array is not None, "predictions are either gathered or written into one array"
+            return array if self.filled == len(array) else array[:self.filled].copy()
         return ki.concatenate_predictions(self.gathered, self.last)

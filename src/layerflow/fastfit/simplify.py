@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import math
 import warnings
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 import torch
@@ -20,6 +21,16 @@ import torch.fx
 
 from layerflow.errors import StateError
 from layerflow.fastfit import _keras_internals as ki
+
+
+def _schema(target: Any) -> Any:
+    """An aten overload's schema (FX types a node's target as any callable or name)."""
+    return target._schema
+
+
+def _argument(node: Any, index: int) -> Any:
+    """``node.args[index]`` (FX types it as any argument kind; the callers check what it is)."""
+    return node.args[index]
 
 
 def _is_pure(target: Any) -> bool:
@@ -41,7 +52,7 @@ def _mutated_later(node: torch.fx.Node) -> bool:
     for user in node.users:
         if user.op != "call_function":
             continue
-        if not ki.is_aten_overload(user.target) or user.target._schema.is_mutable:
+        if not ki.is_aten_overload(user.target) or _schema(user.target).is_mutable:
             return True
     return False
 
@@ -110,7 +121,7 @@ def _round_trip_source(node: torch.fx.Node) -> torch.fx.Node | None:
     """The integer tensor ``t`` when ``node`` is ``t`` cast to a float type and back to ``t``'s dtype."""
     if not _is_cast(node) or not _is_cast(node.args[0]):
         return None
-    source = node.args[0].args[0]
+    source = _argument(_argument(node, 0), 0)
     value, middle, result = _value(source), _value(node.args[0]), _value(node)
     if not (_is_integer(value) and isinstance(middle, torch.Tensor) and middle.dtype.is_floating_point
             and isinstance(result, torch.Tensor) and result.dtype == value.dtype):
@@ -131,7 +142,7 @@ def _bounded_index(node: Any) -> tuple[torch.fx.Node, int] | None:
     scores = _value(node.args[0])
     if not isinstance(scores, torch.Tensor):
         return None
-    dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
+    dim: Any = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
     bound = scores.numel() if dim is None else (scores.shape[dim] if scores.ndim else 1)
     if any(bound > _exact_integers(dtype) for dtype in bound_checks):
         return None
@@ -151,7 +162,7 @@ def _fresh(nodes: Any) -> bool:
     """Whether every node is an operation returning a new tensor (no input, constant or view):
     only such a result may stand for an output, which must not alias what the graph was given."""
     return all(isinstance(n, torch.fx.Node) and n.op == "call_function" and ki.is_aten_overload(n.target)
-               and all(r.alias_info is None for r in n.target._schema.returns) for n in nodes)
+               and all(r.alias_info is None for r in _schema(n.target).returns) for n in nodes)
 
 
 def rewrite_exact_identities(module: torch.fx.GraphModule) -> int:
@@ -173,7 +184,7 @@ def rewrite_exact_identities(module: torch.fx.GraphModule) -> int:
     """
     graph = module.graph
     rewritten = 0
-    outputs = set()
+    outputs: set[torch.fx.Node] = set()
     for node in graph.nodes:
         if node.op == "output":
             outputs.update(n for n in node.all_input_nodes)
@@ -208,7 +219,7 @@ def rewrite_exact_identities(module: torch.fx.GraphModule) -> int:
             condition, chosen_if_true, chosen_if_false = node.args
             if not (isinstance(condition, torch.fx.Node) and condition.op == "get_attr"):
                 continue
-            flag = getattr(module, condition.target)
+            flag = getattr(module, str(condition.target))
             if not isinstance(flag, torch.Tensor) or flag.numel() != 1 or flag.requires_grad:
                 continue
             chosen = chosen_if_true if bool(flag) else chosen_if_false
@@ -242,7 +253,7 @@ def _in_place_forms() -> dict:
             aten.clamp.default: aten.clamp_.default, aten.log.default: aten.log_.default}
 
 
-def write_in_place(module: torch.fx.GraphModule, accumulators: set[str] = frozenset()) -> int:
+def write_in_place(module: torch.fx.GraphModule, accumulators: AbstractSet[str] = frozenset()) -> int:
     """For a graph run without gradients: an elementwise operation whose first operand is a
     fresh intermediate result used by nothing else writes into that operand instead of a new
     tensor (the same kernel, the same values, one allocation fewer). ``accumulators`` names
@@ -293,6 +304,7 @@ class FlatGraph:
         if specs is None:
             raise StateError("expected a graph traced by make_fx from a function of pytree arguments")
         self.in_spec, self.out_spec = specs
+        self.lean: FlatGraph | None = None  # the same step without its per-batch logs (steps.py)
         fold_constants(module)
         self.rewritten = rewrite_exact_identities(module)
         ki.use_flat_arguments(module)

@@ -61,8 +61,8 @@ class FastStep:
             self.graphs.clear()
             self.groups, self.compiled_state = groups, compiled_state
         self.values = self.groups.values()
-        groups = self.values if self.kind != "predict" else self.values[:2]
-        self.flat_values = [t for group in groups for t in group]
+        used = self.values if self.kind != "predict" else self.values[:2]
+        self.flat_values = [t for group in used for t in group]
         self.device = _device(self.values)
         self.applier = None
         ki.unread_logs.pop(self.kind, None)  # a flag left by a loop that raised is not this one's
@@ -108,7 +108,7 @@ class FastStep:
                 sample_weight is None or type(sample_weight) is torch.Tensor):
             # The leaves tree_flatten would give, without walking the tree.
             leaves = [x, y, sample_weight]
-            key = tuple(None if t is None else (t.shape, t.dtype, t.device) for t in leaves)
+            key: Any = tuple(None if t is None else (t.shape, t.dtype, t.device) for t in leaves)
         else:
             leaves, spec = ki.tree_flatten((x, y, sample_weight))
             key = (_hashable(spec), tuple((t.shape, t.dtype, t.device) if isinstance(t, torch.Tensor) else t
@@ -121,6 +121,7 @@ class FastStep:
             self.fall_back(f"more than {MAX_GRAPHS} distinct batch shapes")
             return None
         started = time.perf_counter()
+        assert self.groups is not None, "refresh() reads the variables before any batch"
         try:
             if self.kind == "predict":
                 graph = trace_predict(self.model, self.groups, x)
@@ -195,6 +196,7 @@ class FastStep:
         loss, new_non_trainable, new_metrics, logs = self._step(graph, lean)
         loss.backward()
         if self.applier is None:
+            assert self.groups is not None, "refresh() reads the variables before any batch"
             self.applier = GradientApplier(self.model.optimizer, self.groups.trainable)
         with torch.no_grad():
             self.applier([p.grad for p in trainable])
