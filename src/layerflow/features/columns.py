@@ -71,6 +71,12 @@ def _float64(values: Any) -> np.ndarray:
     return np.asarray(values, dtype=np.float64)
 
 
+def _fitted(value: float | None, column: str) -> float:
+    if value is None:
+        raise SpecError(f"Numeric column {column!r} is not fitted yet: fit the spec on data first.")
+    return value
+
+
 def default_embedding_dimension(depth: int) -> int:
     """The embedding width used when none is given: ``ceil(depth ** 0.25)`` (tfdatasets' rule of thumb)."""
     return max(1, math.ceil(depth ** 0.25))
@@ -128,9 +134,10 @@ class NumericColumn:
     def scale(self) -> tuple[float, float]:
         """(offset, divisor) that the model applies: (x - offset) / divisor."""
         if self.normalizer == "standard":
-            return self.mean, self.std or 1.0
+            return _fitted(self.mean, self.name), _fitted(self.std, self.name) or 1.0
         if self.normalizer == "minmax":
-            return self.min, (self.max - self.min) or 1.0
+            low, high = _fitted(self.min, self.name), _fitted(self.max, self.name)
+            return low, (high - low) or 1.0
         return 0.0, 1.0
 
     def state(self) -> dict[str, Any]:
@@ -159,10 +166,25 @@ class CategoricalColumn:
         if self.kind == "vocab":
             return len(self.vocabulary or []) + self.num_oov_buckets
         if self.kind == "identity":
-            return self.num_buckets + 1  # the last id holds out-of-range values
+            return self._buckets() + 1  # the last id holds out-of-range values
         if self.kind == "bucketized":
-            return len(self.boundaries) + 1
+            return len(self._boundaries()) + 1
+        return self._buckets()
+
+    def _buckets(self) -> int:
+        if self.num_buckets is None:
+            raise SpecError(f"Categorical column {self.name!r} ({self.kind}) has no num_buckets.")
         return self.num_buckets
+
+    def _boundaries(self) -> list[float]:
+        if self.boundaries is None:
+            raise SpecError(f"Bucketized column {self.name!r} has no boundaries.")
+        return self.boundaries
+
+    def _fitted_vocabulary(self) -> list[str]:
+        if self.vocabulary is None:
+            raise SpecError(f"Categorical column {self.name!r} has no vocabulary yet: fit the spec first.")
+        return self.vocabulary
 
     @property
     def learns_vocabulary(self) -> bool:
@@ -204,7 +226,7 @@ class CategoricalColumn:
             ids = pc.fill_null(found, -1).to_numpy(zero_copy_only=False).astype(np.int32, copy=False)
             unseen = ids < 0
             if unseen.any():
-                size = len(self.vocabulary)
+                size = len(self._fitted_vocabulary())
                 if self.num_oov_buckets == 1:
                     ids = np.where(unseen, np.int32(size), ids)
                 else:
@@ -213,16 +235,17 @@ class CategoricalColumn:
             return ids
         if self.kind == "identity":
             values = _float64(columns[0])
-            ok = ~np.isnan(values) & (values >= 0) & (values < self.num_buckets)
-            return np.where(ok, np.nan_to_num(values), self.num_buckets).astype(np.int32)
+            buckets = self._buckets()
+            ok = ~np.isnan(values) & (values >= 0) & (values < buckets)
+            return np.where(ok, np.nan_to_num(values), buckets).astype(np.int32)
         if self.kind == "bucketized":
-            return np.digitize(_float64(columns[0]), self.boundaries).astype(np.int32)
+            return np.digitize(_float64(columns[0]), self._boundaries()).astype(np.int32)
         if self.kind == "crossed":
             import pyarrow.compute as pc
 
             crossed = pc.binary_join_element_wise(*(arrow_text(c) for c in columns), "\x1f")
-            return hashed_ids(crossed, self.num_buckets)
-        return hashed_ids(arrow_text(columns[0]), self.num_buckets)  # hash
+            return hashed_ids(crossed, self._buckets())
+        return hashed_ids(arrow_text(columns[0]), self._buckets())  # hash
 
     def state(self) -> dict[str, Any]:
         state = {"kind": f"categorical_{self.kind}", "name": self.name, "source": self.source, "depth": self.depth}
@@ -251,7 +274,7 @@ class DenseOf:
         return self.name or f"{self.column}_{self.kind}"
 
     def state(self) -> dict[str, Any]:
-        state = {"kind": self.kind, "column": self.column, "name": self.output_name}
+        state: dict[str, Any] = {"kind": self.kind, "column": self.column, "name": self.output_name}
         if self.dimension:
             state["dimension"] = self.dimension
         return state
