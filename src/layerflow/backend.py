@@ -22,7 +22,7 @@ SUPPORTED_BACKENDS = ("torch", "jax")
 # (tests/test_keras_versions.py checks them all: the installed releases, pyproject's pins, that
 # each API below exists, and that only the two modules named here import ``keras.src``).
 # The specifiers are pyproject's keras and torch dependencies; the fast path
-# (layerflow/fastfit/_keras_internals.py) reads its (major, minor) from them with ``tested_minor``.
+# (layerflow/fastfit/_keras_internals.py) reads its (major, minor) from them with ``minor_release``.
 # Any other Keras release fails that test until the suite has passed on it and the range is widened.
 TESTED_KERAS_VERSIONS = ">=3.15,<3.16"
 TESTED_TORCH_VERSIONS = ">=2.13,<2.14"
@@ -55,7 +55,7 @@ KERAS_PRIVATE_APIS = (
 
 
 
-def tested_minor(specifier: str) -> tuple[int, int]:
+def minor_release(specifier: str) -> tuple[int, int]:
     """The (major, minor) release a ``">=X.Y,<X.Z"`` specifier of the tested versions names.
 
     Args:
@@ -65,7 +65,7 @@ def tested_minor(specifier: str) -> tuple[int, int]:
         ``(X, Y)`` of its lower bound.
 
     Example:
-        >>> tested_minor(">=3.15,<3.16")
+        >>> minor_release(">=3.15,<3.16")
         (3, 15)
     """
     lower = next(part.strip()[2:] for part in specifier.split(",") if part.strip().startswith(">="))

@@ -24,7 +24,7 @@ import torch
 import torch.utils._pytree as pytree
 from torch.fx.experimental.proxy_tensor import make_fx
 
-from layerflow.backend import TESTED_KERAS_VERSIONS, TESTED_TORCH_VERSIONS, tested_minor
+from layerflow.backend import TESTED_KERAS_VERSIONS, TESTED_TORCH_VERSIONS, minor_release
 
 tree_flatten = pytree.tree_flatten
 tree_map = pytree.tree_map
@@ -77,7 +77,7 @@ def script_graph(module: torch.fx.GraphModule) -> Any:
 
 # Keras and torch (major, minor) the fast path was written and tested against: read from the
 # one owner of the tested releases, ``layerflow.backend`` (``TESTED_KERAS_VERSIONS``, ``TESTED_TORCH_VERSIONS``).
-TESTED_VERSIONS = {"keras": tested_minor(TESTED_KERAS_VERSIONS), "torch": tested_minor(TESTED_TORCH_VERSIONS)}
+TESTED_VERSIONS = {"keras": minor_release(TESTED_KERAS_VERSIONS), "torch": minor_release(TESTED_TORCH_VERSIONS)}
 
 
 # The model whose ``fit``/``evaluate``/``predict`` is running with the fast path enabled, or None.
@@ -355,6 +355,21 @@ class _ArrayBatches:
             yield tree.map_structure(slice_and_convert, self.sliceables, none_is_leaf=False)
 
 
+def _array_batches(loader: Any) -> Any:
+    """Keras's torch loader of NumPy arrays as ``_ArrayBatches`` (the same batches), or the loader
+    itself where its data is anything else."""
+    from keras.src import tree
+    from keras.src.trainers.data_adapters.array_slicing import NumpySliceable
+
+    sliceables = loader.dataset.array
+    leaves = tree.flatten(sliceables)
+    if not leaves or not all(type(s) is NumpySliceable and hasattr(s.array, "__array__") for s in leaves):
+        return loader
+    sampler = getattr(loader.batch_sampler, "sampler", None)
+    sequential = isinstance(sampler, torch.utils.data.SequentialSampler)
+    return _ArrayBatches(loader.batch_sampler, sliceables, sequential)
+
+
 def slice_numpy_batches_directly(enabled: Any) -> None:
     """Makes Keras's torch loader of NumPy arrays yield the same batches without a DataLoader.
 
@@ -364,9 +379,7 @@ def slice_numpy_batches_directly(enabled: Any) -> None:
     Args:
         enabled: a no-argument callable; the direct slicing applies only while it returns True.
     """
-    from keras.src import tree
     from keras.src.trainers.data_adapters.array_data_adapter import ArrayDataAdapter
-    from keras.src.trainers.data_adapters.array_slicing import NumpySliceable
 
     original = ArrayDataAdapter.get_torch_dataloader
     if getattr(original, "_layerflow_original", None) is not None:
@@ -376,13 +389,7 @@ def slice_numpy_batches_directly(enabled: Any) -> None:
         loader = original(self)
         if _running.get() is None or not enabled():
             return loader
-        sliceables = loader.dataset.array
-        leaves = tree.flatten(sliceables)
-        if not leaves or not all(type(s) is NumpySliceable and hasattr(s.array, "__array__") for s in leaves):
-            return loader
-        sampler = getattr(loader.batch_sampler, "sampler", None)
-        sequential = isinstance(sampler, torch.utils.data.SequentialSampler)
-        return _ArrayBatches(loader.batch_sampler, sliceables, sequential)
+        return _array_batches(loader)
 
     get_torch_dataloader._layerflow_original = original
     ArrayDataAdapter.get_torch_dataloader = get_torch_dataloader
@@ -408,7 +415,9 @@ def _direct_batches(model: Any, epoch_iterator: Any) -> Any:
     adapter = epoch_iterator.data_adapter
     if type(adapter) is not ArrayDataAdapter or not adapter.num_batches:
         return None
-    batches = adapter.get_torch_dataloader()
+    keras_loader = getattr(ArrayDataAdapter.get_torch_dataloader, "_layerflow_original",
+                           ArrayDataAdapter.get_torch_dataloader)
+    batches = _array_batches(keras_loader(adapter))
     if type(batches) is not _ArrayBatches or batches.slicers is None or len(batches) != adapter.num_batches:
         return None
     return batches
