@@ -39,11 +39,29 @@ def train(model):
     return history.history, model.evaluate(X, Y, verbose=0), model.predict(X, verbose=0)
 
 
+class SeesHooks(plain_keras.callbacks.Callback):
+    """Notes, per batch, for which model the fast path's class hooks act (None: for none)."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = set()
+
+    def on_train_batch_begin(self, batch, logs=None):
+        from layerflow.fastfit import _keras_internals
+
+        self.seen.add(_keras_internals.running_model())
+
+
 def test_a_plain_keras_model_keeps_kerass_own_functions_after_importing_layerflow():
     layerflow_model = build(keras)
     train(layerflow_model)  # the fast path's hooks are installed by now
+    hooks = SeesHooks()
+    layerflow_model.fit(X, Y, epochs=1, callbacks=[hooks], verbose=0)
+    assert hooks.seen == {layerflow_model}
     model = build(plain_keras)
     train(model)
+    model.fit(X, Y, epochs=1, callbacks=[hooks := SeesHooks()], verbose=0)
+    assert hooks.seen == {None}  # the hooks pass a plain model's loop through to Keras's code
     assert not is_enabled(model)
     for function in (model.train_function, model.test_function, model.predict_function):
         assert function is not None and not isinstance(function, FastStep)
