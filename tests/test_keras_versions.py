@@ -1,4 +1,5 @@
-"""layerflow runs on tested Keras releases only: it reaches into one private Keras API (the data adapter)."""
+"""layerflow runs on tested Keras (and torch) releases only: the one owner of those releases and of the
+private Keras APIs layerflow uses is ``layerflow.backend``; this is the one test of them."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 
 import layerflow
-from layerflow.backend import KERAS_PRIVATE_APIS, TESTED_KERAS_VERSIONS
+from layerflow.backend import (KERAS_PRIVATE_API_MODULES, KERAS_PRIVATE_APIS, TESTED_KERAS_VERSIONS,
+                               TESTED_TORCH_VERSIONS, minor_release)
 
 REPO = Path(__file__).resolve().parents[1]
 SOURCE = Path(layerflow.__file__).parent
@@ -27,11 +29,28 @@ def test_installed_keras_is_a_tested_release():
     )
 
 
+def test_installed_torch_is_a_tested_release():
+    installed = importlib.metadata.version("torch").split("+")[0]
+    assert installed in SpecifierSet(TESTED_TORCH_VERSIONS), (installed, TESTED_TORCH_VERSIONS)
+
+
 def test_pyproject_pins_the_tested_releases():
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     listed = [*project["dependencies"], *project["optional-dependencies"]["train"]]  # the training stack is an extra
-    keras = [Requirement(r) for r in listed if Requirement(r).name == "keras"]
-    assert len(keras) == 1 and keras[0].specifier == SpecifierSet(TESTED_KERAS_VERSIONS)
+    for name, tested in (("keras", TESTED_KERAS_VERSIONS), ("torch", TESTED_TORCH_VERSIONS)):
+        pins = [Requirement(r) for r in listed if Requirement(r).name == name]
+        assert len(pins) == 1 and pins[0].specifier == SpecifierSet(tested), (name, pins)
+
+
+def test_the_fast_path_reads_its_tested_releases_from_the_one_owner():
+    from layerflow.fastfit import _keras_internals
+
+    assert _keras_internals.TESTED_VERSIONS == {"keras": minor_release(TESTED_KERAS_VERSIONS),
+                                                "torch": minor_release(TESTED_TORCH_VERSIONS)}
+    assert minor_release(">=3.15,<3.16") == (3, 15) and minor_release("<2.14, >=2.13") == (2, 13)
+    for path in SOURCE.rglob("*.py"):  # no second copy of a tested release anywhere in the package
+        if path.name != "backend.py":
+            assert "3.15,<3.16" not in path.read_text() and '"keras": (3, 15)' not in path.read_text(), path
 
 
 def test_the_private_apis_used_exist_in_this_keras():
@@ -52,7 +71,7 @@ def test_private_keras_imports_live_in_one_module():
             if any(n.startswith("keras.src") for n in names):
                 found.add(path.relative_to(SOURCE).as_posix())
     # one module per feature that needs them: the data adapter, and the fast training path
-    assert found == {"data/keras_feeding.py", "fastfit/_keras_internals.py"}, found
+    assert found == set(KERAS_PRIVATE_API_MODULES), found
 
 
 
@@ -79,7 +98,7 @@ def test_no_private_keras_model_attributes_outside_the_one_module():
     assert {"_called", "_inputs_struct"} <= private  # what export read before it used public API
     found = []
     for path in SOURCE.rglob("*.py"):
-        if path.relative_to(SOURCE).as_posix() in ("data/keras_feeding.py", "fastfit/_keras_internals.py"):
+        if path.relative_to(SOURCE).as_posix() in KERAS_PRIVATE_API_MODULES:
             continue
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Attribute) and node.attr in private and not (

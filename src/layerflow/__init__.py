@@ -58,6 +58,7 @@ __all__ = [
     "export_model",
     "export_run",
     "fast_fit_status",
+    "fastfit",
     "feature_spec",
     "features",
     "flag",
@@ -105,6 +106,7 @@ _LAZY = {
     "export_run": ("layerflow.deploy", "export_run"),
     "serve": ("layerflow.deploy", "serve"),
     "fast_fit_status": ("layerflow.fastfit", "fast_fit_status"),
+    "fastfit": ("layerflow.fastfit", None),  # lf.fastfit.enable(model) / disable(model)
     "predict": ("layerflow.deploy", "predict"),
     "tuning": ("layerflow.tuning", None),
     "cloud": ("layerflow.cloud", None),

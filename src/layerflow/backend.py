@@ -18,12 +18,18 @@ from layerflow.errors import training_stack  # noqa: F401 - also imported from h
 DEFAULT_BACKEND = "torch"
 SUPPORTED_BACKENDS = ("torch", "jax")
 
-# The Keras releases layerflow is tested on (the same specifier as pyproject's keras dependency).
-# layerflow uses one private Keras API, where no public one serves: a layerflow Dataset is a
-# Keras DataAdapter (layerflow/data/keras_feeding.py), the names below. tests/test_keras_versions.py
-# fails on any other Keras release until the suite has passed on it and this range is widened.
+# The one owner of the releases layerflow is tested on and of the private Keras APIs it uses
+# (tests/test_keras_versions.py checks them all: the installed releases, pyproject's pins, that
+# each API below exists, and that only the two modules named here import ``keras.src``).
+# The specifiers are pyproject's keras and torch dependencies; the fast path
+# (layerflow/fastfit/_keras_internals.py) reads its (major, minor) from them with ``minor_release``.
+# Any other Keras release fails that test until the suite has passed on it and the range is widened.
 TESTED_KERAS_VERSIONS = ">=3.15,<3.16"
+TESTED_TORCH_VERSIONS = ">=2.13,<2.14"
+# The modules allowed to import private Keras APIs (``keras.src``), one per feature that needs them.
+KERAS_PRIVATE_API_MODULES = ("data/keras_feeding.py", "fastfit/_keras_internals.py")
 KERAS_PRIVATE_APIS = (
+    # a layerflow Dataset is a Keras DataAdapter (layerflow/data/keras_feeding.py)
     "keras.src.trainers.data_adapters.data_adapter.DataAdapter",
     "keras.src.trainers.data_adapters.data_adapter_utils.get_numpy_iterator",
     "keras.src.trainers.data_adapters.data_adapter_utils.get_jax_iterator",
@@ -48,6 +54,26 @@ KERAS_PRIVATE_APIS = (
     "keras.src.utils.python_utils.pythonify_logs",
 )
 
+
+
+def minor_release(specifier: str) -> tuple[int, int]:
+    """The (major, minor) release a ``">=X.Y,<X.Z"`` specifier of the tested versions names.
+
+    Args:
+        specifier: ``TESTED_KERAS_VERSIONS`` or ``TESTED_TORCH_VERSIONS``.
+
+    Returns:
+        ``(X, Y)`` of its lower bound.
+
+    Example:
+        >>> minor_release(">=3.15,<3.16")
+        (3, 15)
+    """
+    lower = next(part.strip()[2:] for part in specifier.split(",") if part.strip().startswith(">="))
+    major, minor = lower.split(".")[:2]
+    return int(major), int(minor)
+
+
 _BACKEND_PACKAGES = {"torch": "torch", "jax": "jax"}
 _EXTRAS = {"torch": TRAIN_INSTALL, "jax": "pip install 'layerflow[jax]'"}
 
@@ -65,7 +91,21 @@ def selected_backend() -> str:
 
 @training_stack("Keras (from layerflow import keras)")
 def load_keras() -> Any:
-    """Imports Keras 3 on the selected backend and returns the ``keras`` module."""
+    """Imports Keras 3 on the selected backend and returns layerflow's ``keras`` module.
+
+    On torch that is ``layerflow.fastfit.layerflow_keras(keras)``: Keras itself, except that the
+    models its ``Model``/``Sequential`` build have layerflow's fast path enabled (per model;
+    ``import keras`` and the models it builds are left exactly as Keras made them). On JAX it is
+    the ``keras`` module itself.
+
+    Returns:
+        The module ``from layerflow import keras`` gives.
+
+    Example:
+        >>> keras = load_keras()
+        >>> keras.backend.backend()
+        'torch'
+    """
     name = selected_backend()
     package = _BACKEND_PACKAGES[name]
     try:
@@ -83,9 +123,9 @@ def load_keras() -> Any:
             f"set KERAS_BACKEND={name} before anything imports keras."
         )
     if name == "torch":
-        from layerflow.fastfit import install
+        from layerflow.fastfit import layerflow_keras
 
-        install(keras)
+        return layerflow_keras(keras)
     return keras
 
 

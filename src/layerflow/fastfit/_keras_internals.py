@@ -15,11 +15,16 @@ pyproject.toml); on other versions the fast path stays off (see ``guard.version_
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+from collections.abc import Iterator
 from typing import Any
 
 import torch
 import torch.utils._pytree as pytree
 from torch.fx.experimental.proxy_tensor import make_fx
+
+from layerflow.backend import TESTED_KERAS_VERSIONS, TESTED_TORCH_VERSIONS, minor_release
 
 tree_flatten = pytree.tree_flatten
 tree_map = pytree.tree_map
@@ -70,8 +75,30 @@ def script_graph(module: torch.fx.GraphModule) -> Any:
         return None
 
 
-# Keras and torch (major, minor) the fast path was written and tested against.
-TESTED_VERSIONS = {"keras": (3, 15), "torch": (2, 13)}
+# Keras and torch (major, minor) the fast path was written and tested against: read from the
+# one owner of the tested releases, ``layerflow.backend`` (``TESTED_KERAS_VERSIONS``, ``TESTED_TORCH_VERSIONS``).
+TESTED_VERSIONS = {"keras": minor_release(TESTED_KERAS_VERSIONS), "torch": minor_release(TESTED_TORCH_VERSIONS)}
+
+
+# The model whose ``fit``/``evaluate``/``predict`` is running with the fast path enabled, or None.
+# The class-level hooks below act only while it is set (see ``running``): every other model,
+# in the same process, takes Keras's own code.
+_running: contextvars.ContextVar[Any] = contextvars.ContextVar("layerflow_fast_model", default=None)
+
+
+@contextlib.contextmanager
+def running(model: Any) -> Iterator[None]:
+    """Marks ``model`` as the enabled model whose loop is running (the hooks act for it only)."""
+    token = _running.set(model)
+    try:
+        yield
+    finally:
+        _running.reset(token)
+
+
+def running_model() -> Any:
+    """The enabled model whose loop is running, or None."""
+    return _running.get()
 
 
 def torch_trainer_class() -> type:
@@ -173,6 +200,12 @@ def take_unread_logs(kind: str) -> bool:
     return unread_logs.pop(kind, False)
 
 
+def _acts_for(callbacks: Any) -> bool:
+    """Whether ``callbacks`` (a ``CallbackList``) belong to the enabled model whose loop is running."""
+    model = _running.get()
+    return model is not None and callbacks._model is model
+
+
 def skip_unheard_batch_ends(enabled: Any) -> None:
     """Makes ``CallbackList`` skip a batch-end call that no callback listens to.
 
@@ -180,6 +213,9 @@ def skip_unheard_batch_ends(enabled: Any) -> None:
     callback's hook is the inherited no-op (History, layerflow's run recorder, a silent
     progress bar): a thread hand-off and GIL contention per step for nothing. Callbacks that
     override a batch hook (a progress bar at verbose=1, a user's callback) are called as before.
+
+    The hook acts only for the callbacks of the enabled model whose loop is running (see
+    ``running``); any other ``CallbackList`` runs Keras's code unchanged.
 
     Args:
         enabled: a no-argument callable; the skip applies only while it returns True.
@@ -201,7 +237,7 @@ def skip_unheard_batch_ends(enabled: Any) -> None:
             return cache[key]
 
         def batch_end(self, batch, logs=None, _original=original, _unheard=unheard):
-            if enabled() and _unheard(self):
+            if _acts_for(self) and enabled() and _unheard(self):
                 return
             _original(self, batch, logs)
 
@@ -217,7 +253,8 @@ def skip_unheard_batch_ends(enabled: Any) -> None:
 
         def batch_begin(self, batch, logs=None, _original=original_begin, _unheard=unheard, _kind=kind):
             _original(self, batch, logs)
-            unread_logs[_kind] = bool(enabled() and _unheard(self))
+            if _acts_for(self):
+                unread_logs[_kind] = bool(enabled() and _unheard(self))
 
         batch_begin._layerflow_original = original_begin
         batch_begin.__name__ = begin_name
@@ -315,15 +352,31 @@ class _ArrayBatches:
             yield tree.map_structure(slice_and_convert, self.sliceables, none_is_leaf=False)
 
 
+def _array_batches(loader: Any) -> Any:
+    """Keras's torch loader of NumPy arrays as ``_ArrayBatches`` (the same batches), or the loader
+    itself where its data is anything else."""
+    from keras.src import tree
+    from keras.src.trainers.data_adapters.array_slicing import NumpySliceable
+
+    sliceables = loader.dataset.array
+    leaves = tree.flatten(sliceables)
+    if not leaves or not all(type(s) is NumpySliceable and hasattr(s.array, "__array__") for s in leaves):
+        return loader
+    sampler = getattr(loader.batch_sampler, "sampler", None)
+    sequential = isinstance(sampler, torch.utils.data.SequentialSampler)
+    return _ArrayBatches(loader.batch_sampler, sliceables, sequential)
+
+
 def slice_numpy_batches_directly(enabled: Any) -> None:
     """Makes Keras's torch loader of NumPy arrays yield the same batches without a DataLoader.
+
+    The hook acts only inside the loop of an enabled model (see ``running``); any other
+    model's batches come from Keras's DataLoader unchanged.
 
     Args:
         enabled: a no-argument callable; the direct slicing applies only while it returns True.
     """
-    from keras.src import tree
     from keras.src.trainers.data_adapters.array_data_adapter import ArrayDataAdapter
-    from keras.src.trainers.data_adapters.array_slicing import NumpySliceable
 
     original = ArrayDataAdapter.get_torch_dataloader
     if getattr(original, "_layerflow_original", None) is not None:
@@ -331,15 +384,9 @@ def slice_numpy_batches_directly(enabled: Any) -> None:
 
     def get_torch_dataloader(self):
         loader = original(self)
-        if not enabled():
+        if _running.get() is None or not enabled():
             return loader
-        sliceables = loader.dataset.array
-        leaves = tree.flatten(sliceables)
-        if not leaves or not all(type(s) is NumpySliceable and hasattr(s.array, "__array__") for s in leaves):
-            return loader
-        sampler = getattr(loader.batch_sampler, "sampler", None)
-        sequential = isinstance(sampler, torch.utils.data.SequentialSampler)
-        return _ArrayBatches(loader.batch_sampler, sliceables, sequential)
+        return _array_batches(loader)
 
     get_torch_dataloader._layerflow_original = original
     ArrayDataAdapter.get_torch_dataloader = get_torch_dataloader
@@ -365,14 +412,18 @@ def _direct_batches(model: Any, epoch_iterator: Any) -> Any:
     adapter = epoch_iterator.data_adapter
     if type(adapter) is not ArrayDataAdapter or not adapter.num_batches:
         return None
-    batches = adapter.get_torch_dataloader()
+    keras_loader = getattr(ArrayDataAdapter.get_torch_dataloader, "_layerflow_original",
+                           ArrayDataAdapter.get_torch_dataloader)
+    batches = _array_batches(keras_loader(adapter))
     if type(batches) is not _ArrayBatches or batches.slicers is None or len(batches) != adapter.num_batches:
         return None
     return batches
 
 
-def run_batch_loops_directly(test_loop: Any, predict_loop: Any, enabled: Any) -> None:
-    """Makes ``evaluate``/``predict`` hand their batch loop to ``test_loop``/``predict_loop``.
+def direct_loops(test_loop: Any, predict_loop: Any, enabled: Any) -> tuple[Any, Any]:
+    """``evaluate`` and ``predict`` methods that hand their batch loop to ``test_loop``/``predict_loop``.
+
+    ``layerflow.fastfit.enable`` binds them to one model (they replace no class's method).
 
     The replacements are Keras 3.15's ``TorchTrainer.evaluate``/``predict``, line for line,
     except their ``for ... in epoch_iterator`` loop: where the batches are NumPy arrays sliced
@@ -384,7 +435,11 @@ def run_batch_loops_directly(test_loop: Any, predict_loop: Any, enabled: Any) ->
     Args:
         test_loop: ``(model, batches, callbacks) -> logs | NotImplemented``.
         predict_loop: ``(model, batches, callbacks) -> outputs | NotImplemented``.
-        enabled: a no-argument callable; the replacements apply only while it returns True.
+        enabled: a no-argument callable; the replacements apply only while it returns True
+            (otherwise Keras's own ``evaluate``/``predict`` run).
+
+    Returns:
+        ``(evaluate, predict)``: functions taking the model as their first argument.
     """
     from keras.src import callbacks as callbacks_module
     from keras.src import tree
@@ -394,8 +449,6 @@ def run_batch_loops_directly(test_loop: Any, predict_loop: Any, enabled: Any) ->
     from keras.src.utils.python_utils import pythonify_logs
 
     trainer = torch_trainer_class()
-    if getattr(trainer.evaluate, "_layerflow_original", None) is not None:
-        return
     original_evaluate, original_predict = trainer.evaluate, trainer.predict
 
     @traceback_utils.filter_traceback
@@ -491,7 +544,7 @@ def run_batch_loops_directly(test_loop: Any, predict_loop: Any, enabled: Any) ->
         replacement._layerflow_original = original
         replacement.__name__ = name
         replacement.__doc__ = original.__doc__
-        setattr(trainer, name, replacement)
+    return evaluate, predict
 
 
 def to_numpy(tensor: torch.Tensor) -> Any:

@@ -1,14 +1,20 @@
 """The one place where runs meet Keras: recording fit, evaluate and save inside a tracked run.
 
-``install(keras)`` wraps ``keras.Model.fit``, ``evaluate`` and ``save`` so that a script
-needs no change to be recorded: each epoch's metrics are appended to ``metrics.jsonl`` as
-it ends, and the model's summary, optimizer, loss, evaluation and history plot are kept.
+A script needs no change to be recorded: in a tracked run's process (``layerflow run``,
+``lf.training_run``; ``runs/launch.py`` calls ``install`` when the script imports Keras),
+every ``keras.callbacks.CallbackList`` that Keras's ``fit``/``evaluate``/``predict`` make for a
+model gets one more callback, the run's ``RunRecorder``, through Keras's public callback
+interface: each epoch's metrics are appended to ``metrics.jsonl`` as it ends, and the model's
+summary, optimizer, loss, evaluation (a top-level ``evaluate``, not ``fit``'s validation) and
+history plot are kept. The recorder also records the files the model's ``save`` writes, by
+giving that one model its own ``save`` (Keras's, then a copy into the run). ``keras.Model``'s
+methods are not wrapped, and outside a tracked run nothing is installed.
 """
 
 from __future__ import annotations
 
-import functools
 import shutil
+import types
 import time
 import warnings
 from pathlib import Path
@@ -17,7 +23,7 @@ from typing import Any
 from layerflow.runs import files as f
 from layerflow.runs.context import current_run_dir, update_json
 
-_state = {"epochs": 0, "fits": 0, "fit_depth": 0}
+_state = {"epochs": 0, "fits": 0}
 
 
 def _plain(value: Any) -> Any:
@@ -59,10 +65,34 @@ def _compile_details(model: Any) -> dict[str, Any]:
 
 
 def make_recorder(keras: Any, run_dir: Path) -> Any:
-    """A Keras callback appending each epoch's logs to the run's ``metrics.jsonl``."""
+    """The run's Keras callback: epochs into ``metrics.jsonl``, a top-level ``evaluate``'s logs,
+    and the files the model saves.
+
+    Args:
+        keras: the imported ``keras`` module.
+        run_dir: the tracked run's folder.
+
+    Returns:
+        A ``keras.callbacks.Callback``.
+
+    Example:
+        >>> model.fit(x, y, callbacks=[make_recorder(keras, run_dir)])
+    """
 
     class RunRecorder(keras.callbacks.Callback):
+        _layerflow_run_recorder = True
+
+        def __init__(self):
+            super().__init__()
+            self._training = False
+
+        def set_model(self, model):
+            super().set_model(model)
+            if model is not None:
+                record_saves(model)
+
         def on_train_begin(self, logs=None):
+            self._training = True
             _state["fits"] += 1
             self._started = time.time()
             details = _compile_details(self.model)
@@ -82,22 +112,50 @@ def make_recorder(keras: Any, run_dir: Path) -> Any:
             f.append_jsonl(run_dir / f.METRICS_FILE, line)
 
         def on_train_end(self, logs=None):
+            self._training = False
             try:
                 save_history_plot(run_dir)
             except Exception as error:  # noqa: BLE001 - a plot must never break training
                 warnings.warn(f"layerflow could not draw the history plot: {error}", stacklevel=2)
 
+        def on_test_end(self, logs=None):
+            if not self._training:  # fit's validation runs inside fit, with fit's callbacks
+                update_json(f.EVALUATION_FILE, {k: _plain(v) for k, v in (logs or {}).items()})
+
     return RunRecorder()
 
 
-def make_evaluation_recorder(keras: Any) -> Any:
-    """A Keras callback recording ``evaluate``'s final logs (every metric by name) in the run."""
+def _saving(self: Any, filepath: Any, *args: Any, **kwargs: Any) -> Any:
+    """A recorded model's ``save``: Keras's, then the file copied into the run's ``model/``."""
+    result = type(self).save(self, filepath, *args, **kwargs)
+    run_dir = current_run_dir()
+    source = Path(str(filepath))
+    if run_dir is not None and source.is_file():
+        target = run_dir / f.MODEL_DIR / source.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.resolve() != target.resolve():
+            shutil.copy2(source, target)
+        update_json(f.KERAS_FILE, {"saved_model": f"{f.MODEL_DIR}/{source.name}"})
+    return result
 
-    class EvaluationRecorder(keras.callbacks.Callback):
-        def on_test_end(self, logs=None):
-            update_json(f.EVALUATION_FILE, {k: _plain(v) for k, v in (logs or {}).items()})
 
-    return EvaluationRecorder()
+def record_saves(model: Any) -> None:
+    """Makes this one model's ``save`` also copy the saved file into the current run (idempotent).
+
+    Args:
+        model: a Keras model; one whose class overrides ``save`` is left alone.
+
+    Returns:
+        None.
+
+    Example:
+        >>> record_saves(model); model.save("m.keras")   # also <run>/model/m.keras
+    """
+    import keras
+
+    if "save" in vars(model) or getattr(type(model), "save", None) is not keras.Model.save:
+        return
+    vars(model)["save"] = types.MethodType(_saving, model)
 
 
 def save_history_plot(run_dir: Path) -> Path | None:
@@ -113,43 +171,36 @@ def save_history_plot(run_dir: Path) -> Path | None:
 
 
 def install(keras: Any) -> None:
-    """Wraps ``keras.Model`` methods so that the current tracked run records them."""
-    model_class = keras.Model
-    if getattr(model_class, "_layerflow_autolog", False):
+    """Adds the run's recorder to the callbacks of every loop Keras runs in this process (idempotent).
+
+    Called only in a tracked run's process (the user asked for the recording): the
+    ``keras.callbacks.CallbackList`` Keras makes for a model's ``fit``/``evaluate``/``predict``
+    gets one ``RunRecorder`` after the user's callbacks, while the process is in a run. A
+    ``CallbackList`` the caller made (``fit(callbacks=CallbackList(...))``) or one made without
+    a model is left as it is.
+
+    Args:
+        keras: the imported ``keras`` module.
+
+    Returns:
+        None.
+
+    Example:
+        >>> install(keras)   # runs/launch.py does this when the script imports keras
+    """
+    callback_list = keras.callbacks.CallbackList
+    if getattr(callback_list.__init__, "_layerflow_recording", False):
         return
-    original_fit, original_evaluate, original_save = model_class.fit, model_class.evaluate, model_class.save
+    original_init = callback_list.__init__
 
-    @functools.wraps(original_fit)
-    def fit(self, *args, **kwargs):
+    def __init__(self, callbacks=None, add_history=False, add_progbar=False, model=None, **params):
         run_dir = current_run_dir()
-        if run_dir is not None:
-            callbacks = list(kwargs.get("callbacks") or [])
-            callbacks.append(make_recorder(keras, run_dir))
-            kwargs["callbacks"] = callbacks
-        _state["fit_depth"] += 1
-        try:
-            return original_fit(self, *args, **kwargs)
-        finally:
-            _state["fit_depth"] -= 1
+        if run_dir is not None and model is not None:
+            listed = keras.tree.flatten(callbacks) if callbacks else []
+            if not any(getattr(c, "_layerflow_run_recorder", False) for c in listed):
+                callbacks = [*listed, make_recorder(keras, run_dir)]
+        original_init(self, callbacks, add_history=add_history, add_progbar=add_progbar, model=model, **params)
 
-    @functools.wraps(original_evaluate)
-    def evaluate(self, *args, **kwargs):
-        if current_run_dir() is not None and _state["fit_depth"] == 0:  # not fit's validation
-            kwargs["callbacks"] = [*(kwargs.get("callbacks") or []), make_evaluation_recorder(keras)]
-        return original_evaluate(self, *args, **kwargs)
-
-    @functools.wraps(original_save)
-    def save(self, filepath, *args, **kwargs):
-        result = original_save(self, filepath, *args, **kwargs)
-        run_dir = current_run_dir()
-        source = Path(str(filepath))
-        if run_dir is not None and source.is_file():
-            target = run_dir / f.MODEL_DIR / source.name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if source.resolve() != target.resolve():
-                shutil.copy2(source, target)
-            update_json(f.KERAS_FILE, {"saved_model": f"{f.MODEL_DIR}/{source.name}"})
-        return result
-
-    model_class.fit, model_class.evaluate, model_class.save = fit, evaluate, save
-    model_class._layerflow_autolog = True
+    __init__._layerflow_recording = True
+    __init__.__wrapped__ = original_init
+    callback_list.__init__ = __init__

@@ -1,6 +1,7 @@
 """Entry point of the script's process in a tracked run: ``python -m layerflow.runs.launch SCRIPT ARGS``.
 
-It arranges the recording (flags, Keras autolog), runs the script as ``__main__`` and
+It arranges the recording (flags; the run's recorder callback in every Keras loop, see
+``keras_autolog.install``, once anything imports keras), runs the script as ``__main__`` and
 leaves an exit marker saying how the script ended, before the process exits.
 """
 
@@ -20,7 +21,7 @@ from layerflow.runs.context import current_run_dir, record_flags
 
 
 class _KerasImportHook(importlib.abc.MetaPathFinder):
-    """Installs the Keras autolog the moment the script (or anything) imports keras."""
+    """Adds the run's recorder to Keras's callback lists the moment the script (or anything) imports keras."""
 
     def find_spec(self, name, path, target=None):
         if name != "keras":
