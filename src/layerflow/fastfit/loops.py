@@ -1,6 +1,6 @@
 """``evaluate``'s and ``predict``'s batch loops over NumPy arrays, without Keras's epoch iterator.
 
-Keras's loops stay in charge everywhere else (see ``_keras_internals.run_batch_loops_directly``):
+Keras's loops stay in charge everywhere else (see ``_keras_internals.direct_loops``):
 these run only when every batch is a slice of NumPy arrays sliced straight into a tensor, one
 batch per step (no ``steps``, no ``steps_per_execution``). They call the same callbacks with
 the same arguments as Keras's loops (a batch hook no callback overrides is skipped, as
