@@ -22,6 +22,7 @@ import numpy as np
 from layerflow.data.chunks import ROWS, Chunk
 from layerflow.data.dataset import Dataset
 from layerflow.data.errors import CsvFormatError, DatasetArgumentError
+from layerflow.data.files import list_files
 
 BLOCK_BYTES = 1 << 20
 
@@ -420,8 +421,6 @@ def csv_dataset(
         >>> ds = lf.data.csv_dataset("big.csv.gz", batch_size=4096,
         ...                          column_types={"a": "double", "n": "int32", "city": "string"})
     """
-    from layerflow.data.readers import list_files
-
     files = list_files(file_pattern)
     if not isinstance(header, bool):
         raise DatasetArgumentError(f"header={header!r} must be True or False.")

@@ -19,7 +19,9 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
+from layerflow.data.arguments import non_negative_int, positive_int
 from layerflow.data.arrow_batches import rebatch
+from layerflow.data.caching import FileCache, MemoryCache
 from layerflow.data.combining import CombiningOps
 from layerflow.data.errors import DatasetArgumentError, DatasetColumnError, DatasetKindError, UnknownLengthError
 from layerflow.data.keras_feeding import KerasFeeding
@@ -35,18 +37,6 @@ from layerflow.data.chunks import (  # noqa: F401  (re-exported: feature specs u
     rows_of,
     slice_chunk,
 )
-
-
-def _positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise DatasetArgumentError(f"{name}={value!r} must be a positive integer.")
-    return int(value)
-
-
-def _count(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-        raise DatasetArgumentError(f"{name}={value!r} must be a non-negative integer.")
-    return int(value)
 
 
 class Dataset(CombiningOps, KerasFeeding):
@@ -184,7 +174,7 @@ class Dataset(CombiningOps, KerasFeeding):
             >>> [len(b["value"]) for b in lf.data.range_dataset(10).batch(4)]
             [4, 4, 2]
         """
-        batch_size = _positive_int("batch_size", batch_size)
+        batch_size = positive_int("batch_size", batch_size)
         if self.kind != ROWS:
             raise DatasetKindError("batch() groups rows; this dataset is already batched.")
         source = self
@@ -216,7 +206,7 @@ class Dataset(CombiningOps, KerasFeeding):
         Each element leaving the buffer is drawn at random from the buffer and the newly
         read elements, as in tf.data; memory stays bounded by the buffer.
         """
-        buffer_size = _positive_int("buffer_size", buffer_size)
+        buffer_size = positive_int("buffer_size", buffer_size)
         source, kind = self, self.kind
         epoch = itertools.count()
 
@@ -246,7 +236,7 @@ class Dataset(CombiningOps, KerasFeeding):
     def repeat(self, count: int | None = None) -> "Dataset":
         """Repeats the dataset ``count`` times (forever when None)."""
         if count is not None:
-            count = _count("count", count)
+            count = non_negative_int("count", count)
         source = self
 
         def make():
@@ -266,7 +256,7 @@ class Dataset(CombiningOps, KerasFeeding):
         return self._window(count, take=False)
 
     def _window(self, count: int, take: bool) -> "Dataset":
-        count = _count("count", count)
+        count = non_negative_int("count", count)
         source, kind = self, self.kind
 
         def make():
@@ -298,7 +288,7 @@ class Dataset(CombiningOps, KerasFeeding):
 
     def prefetch(self, buffer_size: int = 2) -> "Dataset":
         """Reads ahead on a background thread, keeping up to ``buffer_size`` chunks ready."""
-        buffer_size = _positive_int("buffer_size", buffer_size)
+        buffer_size = positive_int("buffer_size", buffer_size)
         source = self
         derived = self._derive(lambda: read_ahead(source.chunks, buffer_size), length=self._length)
         if self._arrow is not None:
@@ -321,8 +311,6 @@ class Dataset(CombiningOps, KerasFeeding):
             >>> ds = lf.data.csv_dataset("big.csv").cache().shuffle(10_000, seed=1).batch(256)
             >>> model.fit(ds.prepare(y="label"), epochs=5)   # the file is parsed once
         """
-        from layerflow.data.caching import FileCache, MemoryCache
-
         if path is not None and self.kind == PREPARED:
             raise DatasetKindError("cache(path) stores columns; call it before prepare() (or cache() in memory).")
         if self._arrow is not None:  # keep Arrow record batches: replayed zero-copy, encoded without numpy objects
@@ -337,8 +325,8 @@ class Dataset(CombiningOps, KerasFeeding):
 
     def interleave(self, fn: Callable[[Any], "Dataset"], cycle_length: int = 2, block_length: int = 1) -> "Dataset":
         """Maps each element (e.g. a file name) to a dataset and mixes their chunks round-robin."""
-        _positive_int("cycle_length", cycle_length)
-        _positive_int("block_length", block_length)
+        positive_int("cycle_length", cycle_length)
+        positive_int("block_length", block_length)
         source = self
 
         def make():
