@@ -15,7 +15,7 @@ SOURCE = Path(layerflow.__file__).parent
 # What each package may import from layerflow besides itself (leaves: errors, backend, history,
 # plots, summary, datasets). Checked on every import statement, also those inside functions.
 LEAVES = {"layerflow.errors", "layerflow.backend", "layerflow.history", "layerflow.plots", "layerflow.summary",
-          "layerflow.datasets"}
+          "layerflow.datasets", "layerflow.http_token"}
 ALLOWED = {
     "layerflow.flags": set(),
     "layerflow.runs": {"layerflow.flags"},
@@ -170,7 +170,7 @@ def _serving_path_violations(extra: dict[str, list[tuple[int, str]]] | None = No
             if target.split(".")[0] in third_party or (
                     target.startswith("layerflow.") and _package_of(target) in SERVER_FORBIDDEN):
                 wrong.append(f"{module}:{line} imports {target}")
-            elif target.startswith("layerflow.deploy") or target == "layerflow.errors":
+            elif target.startswith("layerflow.deploy") or target in ("layerflow.errors", "layerflow.http_token"):
                 queue.append(target)
     return wrong
 
