@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from layerflow.data.arguments import non_negative_int, positive_int
-from layerflow.data.arrow_batches import rebatch
+from layerflow.data.arrow_batches import ArrowBatches, rebatch
 from layerflow.data.caching import FileCache, MemoryCache
 from layerflow.data.combining import CombiningOps
 from layerflow.data.errors import DatasetArgumentError, DatasetColumnError, DatasetKindError, UnknownLengthError
@@ -57,8 +57,8 @@ class Dataset(CombiningOps, KerasFeeding):
         self.kind = kind
         self._columns = columns
         self._length = length
-        # set by sources that read Arrow (CSV): lets batch() and feature specs skip the numpy detour
-        self._arrow: Any = None
+        # set by sources that read Arrow (CSV), kept by batch/prefetch/cache: see arrow_batches()
+        self._arrow: ArrowBatches | None = None
 
     def __bool__(self) -> bool:
         return True  # a dataset is truthy even when its length is unknown (or 0), as any object
@@ -81,6 +81,35 @@ class Dataset(CombiningOps, KerasFeeding):
                 "unique(), take_while() or an endless repeat()); count it with ds.reduce(0, lambda n, _: n + 1) "
                 "after batch(), or sum(1 for _ in ds).")
         return self._length
+
+    @property
+    def known_length(self) -> int | None:
+        """The number of elements when known without reading (as ``len()`` gives it), else None.
+
+        Example:
+            >>> lf.data.range_dataset(10).batch(4).known_length
+            3
+        """
+        return self._length
+
+    def arrow_batches(self) -> ArrowBatches | None:
+        """The Arrow record batches behind this dataset's elements, or None when it has none.
+
+        A dataset read from Arrow (``csv_dataset``) has them, and keeps them through ``batch``,
+        ``prefetch`` and ``cache``; any other transformation (``map``, ``filter``, ``shuffle``...)
+        and every other source give None, and then only ``chunks()`` holds the data. This is the
+        interface between ``lf.data`` and ``lf.feature_spec`` (which encodes these batches with
+        pyarrow kernels, no Python string per row); ``ArrowBatches`` states its contract.
+
+        Returns:
+            An ``ArrowBatches`` whose record batch *i* is this dataset's chunk *i*, or None.
+
+        Example:
+            >>> arrow = lf.data.csv_dataset("data.csv").batch(256).arrow_batches()
+            >>> next(arrow.record_batches()).num_rows
+            256
+        """
+        return self._arrow
 
     # -- reading -------------------------------------------------------------------------
     def chunks(self) -> Iterator[Any]:
@@ -188,7 +217,7 @@ class Dataset(CombiningOps, KerasFeeding):
             length = self._length // batch_size if drop_remainder else -(-self._length // batch_size)
         if self._arrow is not None:  # re-batch the Arrow record batches, convert each batch once
             arrow = self._arrow
-            batches = type(arrow)(lambda: rebatch(arrow.record_batches(), batch_size, drop_remainder), arrow.to_chunk)
+            batches = ArrowBatches(lambda: rebatch(arrow.record_batches(), batch_size, drop_remainder), arrow.to_chunk)
             derived = self._derive(lambda: map(arrow.to_chunk, batches.record_batches()), kind=BATCHES, length=length)
             derived._arrow = batches
             return derived
@@ -293,7 +322,7 @@ class Dataset(CombiningOps, KerasFeeding):
         derived = self._derive(lambda: read_ahead(source.chunks, buffer_size), length=self._length)
         if self._arrow is not None:
             arrow = self._arrow
-            derived._arrow = type(arrow)(lambda: read_ahead(arrow.record_batches, buffer_size), arrow.to_chunk)
+            derived._arrow = ArrowBatches(lambda: read_ahead(arrow.record_batches, buffer_size), arrow.to_chunk)
         return derived
 
     def cache(self, path: str | os.PathLike[str] | None = None) -> "Dataset":
@@ -318,7 +347,7 @@ class Dataset(CombiningOps, KerasFeeding):
             store = (MemoryCache(arrow.record_batches) if path is None
                      else FileCache(arrow.record_batches, Path(path), record_batches=True))
             derived = self._derive(lambda: map(arrow.to_chunk, store.chunks()), length=self._length)
-            derived._arrow = type(arrow)(store.chunks, arrow.to_chunk)
+            derived._arrow = ArrowBatches(store.chunks, arrow.to_chunk)
             return derived
         store = MemoryCache(self.chunks) if path is None else FileCache(self.chunks, Path(path))
         return self._derive(store.chunks, length=self._length)
