@@ -73,7 +73,8 @@ def test_a_browser_gate_sets_a_cookie_from_the_query_and_keeps_the_other_paramet
         assert browser.get("/runs").status_code == 401
         opened = browser.get(f"/runs?tab=output&token={TOKEN}")
         assert opened.status_code == 303 and opened.headers["location"] == "/runs?tab=output"
-        assert "httponly" in opened.headers["set-cookie"].lower() and "samesite=strict" in opened.headers["set-cookie"].lower()
+        cookie = opened.headers["set-cookie"].lower()
+        assert cookie.startswith("gate_cookie=") and "httponly" in cookie and "samesite=strict" in cookie
         assert browser.get("/runs").text == "hello /runs"  # the cookie now
     assert httpx.get(f"{url}/runs", cookies={"gate_cookie": "wrong"}).status_code == 401
     assert httpx.get(f"{url}/runs?token=wrong").status_code == 401

@@ -278,13 +278,16 @@ def test_the_cycle_check_passes_a_type_checking_import_and_a_one_way_lazy_import
 def test_features_reads_datasets_through_their_public_interface_only():
     # The private attributes lf.data's classes set on self (``self._arrow = ...``) are read by lf.data
     # alone; features uses the named interface (``Dataset.arrow_batches()``, ``known_length``).
-    private = {node.attr for path in sorted((SOURCE / "data").rglob("*.py")) for node in ast.walk(ast.parse(path.read_text()))
+    def nodes(package: str):
+        return [(path, node) for path in sorted((SOURCE / package).rglob("*.py"))
+                for node in ast.walk(ast.parse(path.read_text()))]
+
+    private = {node.attr for _, node in nodes("data")
                if isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store) and node.attr.startswith("_")
                and not node.attr.startswith("__") and isinstance(node.value, ast.Name) and node.value.id == "self"}
     assert {"_arrow", "_length"} <= private
     crossing = [f"{path.name}:{node.lineno} reads .{node.attr}"
-                for path in sorted((SOURCE / "features").rglob("*.py")) for node in ast.walk(ast.parse(path.read_text()))
-                if isinstance(node, ast.Attribute) and node.attr in private
+                for path, node in nodes("features") if isinstance(node, ast.Attribute) and node.attr in private
                 and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))]
     assert not crossing, "\n".join(crossing)
 

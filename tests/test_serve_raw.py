@@ -6,8 +6,8 @@ import pytest
 
 import layerflow as lf
 from layerflow.deploy.bundle import BundleError
-from tests.raw_models import REQUEST_ROWS, assert_predicted, assert_same_outputs, estimator, expected_outputs, fitted_spec, \
-    request_frame, training_frame
+from tests.raw_models import REQUEST_ROWS, assert_predicted, assert_same_outputs, estimator, expected_outputs, \
+    fitted_spec, request_frame, training_frame
 from tests.test_serve import start_server
 
 TOKEN = "raw-token"

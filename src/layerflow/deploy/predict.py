@@ -136,7 +136,7 @@ def predict(target: str | Path, inputs: Any, name: str | None = None, version: i
         ``class_ids`` and ``classes`` for a classifier; a Keras model's own output names.
 
     Example:
-        >>> lf.predict("models", x_test[:3])["output_0"].shape
+        >>> lf.predict("models", x_test[:3])["output"].shape  # a Keras model's one output
         (3, 10)
         >>> lf.predict("http://127.0.0.1:8501", [{"age": 41, "city": "lima", "income": 52000.0}],
         ...            name="income")["predictions"]
