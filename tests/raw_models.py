@@ -139,6 +139,12 @@ def expected_outputs(fitted: Fitted, frame: pd.DataFrame) -> dict[str, np.ndarra
     return {"logits": logits, "probabilities": probabilities, "class_ids": ids, "classes": labels[ids]}
 
 
+def assert_predicted(got, expected: dict[str, np.ndarray], atol: float = 1e-5) -> None:
+    """What lf.predict returns: every output by name as an array (one output too), equal to ``expected``."""
+    assert isinstance(got, dict) and all(isinstance(v, np.ndarray) for v in got.values()), got
+    assert_same_outputs(got, expected, atol)
+
+
 def assert_same_outputs(got, expected: dict[str, np.ndarray], atol: float = 1e-5) -> None:
     if not isinstance(got, dict) and len(expected) == 1:  # one output comes back as its value, as TF Serving does
         got = {next(iter(expected)): got}

@@ -163,7 +163,7 @@ def test_a_cached_csv_is_parsed_once_and_replays_the_same_rows(tmp_path):
         assert [len(a) for a, _ in second] == [300, 300, 300, 100]
         assert all(np.array_equal(a1, a2) and c1 == c2 for (a1, c1), (a2, c2) in zip(first, second))
         assert second[0][0].dtype == np.float32 and second[3][1][-1] == "c3"
-        assert ds._arrow is not None  # feature specs still encode the cached Arrow batches directly
+        assert ds.arrow_batches() is not None  # feature specs still encode the cached Arrow batches directly
 
 
 def test_a_dataset_of_unknown_length_is_still_truthy(tmp_path):
@@ -202,3 +202,24 @@ def test_batching_copies_each_row_at_most_once():
     arrow_batches = list(rebatch(iter(blocks), 8))
     assert [b.num_rows for b in arrow_batches] == [8] * 12 + [4]
     assert np.array_equal(np.concatenate([b.column(0).to_numpy() for b in arrow_batches]), source)
+
+
+def test_arrow_batches_are_the_datasets_chunks_as_record_batches(tmp_path):
+    # The interface between lf.data and lf.feature_spec: record batch i is chunk i, kept through batch,
+    # prefetch and cache; any other transformation, and a source that is not Arrow, has none.
+    path = tmp_path / "rows.csv"
+    path.write_text("a,city\n" + "".join(f"{i},c{i % 3}\n" for i in range(50)))
+    ds = lf.data.csv_dataset(path, block_bytes=64).batch(16).prefetch(2).cache()
+    arrow = ds.arrow_batches()
+    assert arrow is not None
+    for _ in range(2):  # each call is a new pass
+        chunks, batches = list(ds.chunks()), list(arrow.record_batches())
+        assert [b.num_rows for b in batches] == [len(c["a"]) for c in chunks] == [16, 16, 16, 2]
+        for chunk, batch in zip(chunks, batches):
+            converted = arrow.to_chunk(batch)
+            assert converted.keys() == chunk.keys()
+            assert all(np.array_equal(converted[k], chunk[k]) and converted[k].dtype == chunk[k].dtype for k in chunk)
+        assert list(arrow.to_chunk(batches[0].select(["city"]))) == ["city"]
+    assert ds.map(lambda c: c).arrow_batches() is None and ds.unbatch().arrow_batches() is None
+    assert lf.data.range_dataset(4).arrow_batches() is None
+    assert ds.known_length is None and lf.data.range_dataset(10).batch(4).known_length == 3

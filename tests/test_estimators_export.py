@@ -67,8 +67,9 @@ def test_layerflow_export_of_a_tracked_run_with_an_estimator(runs_dir, write_scr
     bundle = next((tmp_path / "out").glob("*/*"))
     est = E.load(runs_dir / record["id"] / "model" / "estimator")
     rows = frame.drop(columns=["income"]).head(10)
-    served = lf.predict(bundle, rows)  # one output: the list itself
+    served = lf.predict(bundle, rows)  # one output, still by name, as est.predict names it
     assert json.loads((bundle / "signature.json").read_text())["outputs"][0]["name"] == "predictions"
-    np.testing.assert_allclose(np.asarray(served).reshape(-1), est.predict(rows).predictions,
+    assert list(served) == ["predictions"] and served["predictions"].dtype == np.float32
+    np.testing.assert_allclose(served["predictions"].reshape(-1), est.predict(rows).predictions,
                                rtol=1e-5, atol=1e-4)
     assert json.loads((bundle / "lineage.json").read_text())["run_id"] == record["id"]

@@ -16,6 +16,7 @@ from tests.raw_models import (
     LABELS,
     REQUEST_ROWS,
     Fitted,
+    assert_predicted,
     assert_same_outputs,
     estimator,
     expected_outputs,
@@ -46,10 +47,10 @@ def test_bundle_takes_raw_rows_and_gives_the_prediction_keys(tmp_path, frame, sp
     folder = lf.export_model(fitted, tmp_path, name=f"{kind}_{head}")
     expected = expected_outputs(fitted, request_frame())
     # the same outputs from a DataFrame, a list of row dicts and a dict of columns
-    assert_same_outputs(lf.predict(folder, request_frame()), expected)
-    assert_same_outputs(lf.predict(folder, REQUEST_ROWS), expected)
+    assert_predicted(lf.predict(folder, request_frame()), expected)
+    assert_predicted(lf.predict(folder, REQUEST_ROWS), expected)
     columns = {k: [row[k] for row in REQUEST_ROWS] for k in REQUEST_ROWS[0]}
-    assert_same_outputs(lf.predict(tmp_path, columns), expected)
+    assert_predicted(lf.predict(tmp_path, columns), expected)
 
     signature = json.loads((folder / "signature.json").read_text())
     inputs = {i["name"]: i for i in signature["inputs"]}
@@ -81,12 +82,14 @@ def test_keras_model_with_feature_spec_and_head_keywords(tmp_path, frame, spec):
                              model_outputs="logits", class_labels=LABELS)
     fitted = Fitted(kind="keras", model=model, feature_spec=spec, head="multiclass", class_labels=LABELS,
                     model_outputs="logits")
-    assert_same_outputs(lf.predict(folder, request_frame()), expected_outputs(fitted, request_frame()))
+    assert_predicted(lf.predict(folder, request_frame()), expected_outputs(fitted, request_frame()))
     # without a head the outputs keep the model's own names
     bare = lf.export_model(model, tmp_path, name="bare", feature_spec=spec)
     raw = np.asarray(model.predict(spec.transform({k: request_frame()[k].to_numpy() for k in REQUEST_ROWS[0]}),
                                    verbose=0))
-    np.testing.assert_allclose(lf.predict(bare, REQUEST_ROWS), raw, atol=1e-5)
+    predicted = lf.predict(bare, REQUEST_ROWS)  # one output, still by its name
+    assert list(predicted) == [o["name"] for o in json.loads((bare / "signature.json").read_text())["outputs"]]
+    np.testing.assert_allclose(next(iter(predicted.values())), raw, atol=1e-5)
 
 
 def test_every_column_kind_encodes_the_same_in_python_and_in_the_graph():
@@ -197,7 +200,7 @@ def test_cli_exports_a_saved_estimator_folder(tmp_path, frame, spec):
     done = subprocess.run([sys.executable, "-m", "layerflow.cli", "export", str(tmp_path / "income"), "--out",
                            str(tmp_path / "models")], capture_output=True, text=True, timeout=300, cwd=repo)
     assert done.returncode == 0, done.stderr
-    assert_same_outputs(lf.predict(tmp_path / "models", REQUEST_ROWS), expected_outputs(fitted, request_frame()))
+    assert_predicted(lf.predict(tmp_path / "models", REQUEST_ROWS), expected_outputs(fitted, request_frame()))
     signature = json.loads((tmp_path / "models" / "income" / "1" / "signature.json").read_text())
     # no dataset is left to say "floor" held integers: it takes strings, and integers as their text
     assert {i["name"]: i["dtype"] for i in signature["inputs"]}["floor"] == "string"
@@ -224,6 +227,6 @@ def test_a_booster_over_columns_in_another_order(tmp_path, frame, spec):
     folder = lf.export_model(fitted, tmp_path, name="reordered")
     asked = encoded(spec, request_frame())
     want = booster.predict(xgb.DMatrix(np.hstack([asked[n].astype(np.float32) for n in order]), feature_names=order))
-    np.testing.assert_allclose(np.ravel(lf.predict(folder, REQUEST_ROWS)), want, atol=1e-5)
+    np.testing.assert_allclose(np.ravel(lf.predict(folder, REQUEST_ROWS)["predictions"]), want, atol=1e-5)
     with pytest.raises(BundleError, match="feature_names \\['nope'\\] are not encoded by the spec"):
         lf.export_model(Fitted(**{**fitted.parts, "feature_names": ["nope", *order[1:]]}), tmp_path)

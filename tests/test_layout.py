@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ SOURCE = Path(layerflow.__file__).parent
 # What each package may import from layerflow besides itself (leaves: errors, backend, history,
 # plots, summary, datasets). Checked on every import statement, also those inside functions.
 LEAVES = {"layerflow.errors", "layerflow.backend", "layerflow.history", "layerflow.plots", "layerflow.summary",
-          "layerflow.datasets"}
+          "layerflow.datasets", "layerflow.http_token"}
 ALLOWED = {
     "layerflow.flags": set(),
     "layerflow.runs": {"layerflow.flags"},
@@ -40,11 +41,24 @@ def _module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def _imports(path: Path, top_level_only: bool = False) -> list[tuple[int, str]]:
+def _type_checking_only(tree: ast.Module) -> set[ast.AST]:
+    """The import statements under ``if TYPE_CHECKING:``: read by type checkers, never run."""
+    skipped: set[ast.AST] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and ast.unparse(node.test) in ("TYPE_CHECKING", "typing.TYPE_CHECKING"):
+            for statement in node.body:
+                skipped.update(n for n in ast.walk(statement) if isinstance(n, (ast.Import, ast.ImportFrom)))
+    return skipped
+
+
+def _imports(path: Path, runtime_only: bool = False) -> list[tuple[int, str]]:
+    """Every import statement of a module, at the top and inside functions (``runtime_only``: less the
+    ``if TYPE_CHECKING:`` ones), as (line, imported module)."""
     tree = ast.parse(path.read_text())
     module = _module_name(path)
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
-    nodes = tree.body if top_level_only else list(ast.walk(tree))
+    skipped = _type_checking_only(tree) if runtime_only else set()
+    nodes = [node for node in ast.walk(tree) if node not in skipped]
     found = []
     for node in nodes:
         if isinstance(node, ast.Import):
@@ -156,7 +170,7 @@ def _serving_path_violations(extra: dict[str, list[tuple[int, str]]] | None = No
             if target.split(".")[0] in third_party or (
                     target.startswith("layerflow.") and _package_of(target) in SERVER_FORBIDDEN):
                 wrong.append(f"{module}:{line} imports {target}")
-            elif target.startswith("layerflow.deploy") or target == "layerflow.errors":
+            elif target.startswith("layerflow.deploy") or target in ("layerflow.errors", "layerflow.http_token"):
                 queue.append(target)
     return wrong
 
@@ -179,7 +193,6 @@ def test_the_serving_path_check_follows_imports_inside_functions(tmp_path, monke
     # The check reads the files: a lazy `import keras` written into a function of a copy of the
     # server's source is reported (the server's real imports of uvicorn and onnxruntime are lazy too).
     import shutil
-    import sys
 
     copy = tmp_path / "layerflow"
     shutil.copytree(SOURCE, copy, ignore=lambda folder, names: [n for n in names if not n.endswith(".py")
@@ -194,11 +207,13 @@ def test_the_serving_path_check_follows_imports_inside_functions(tmp_path, monke
     assert len(found) == 1 and found[0].startswith("layerflow.deploy.server:") and found[0].endswith("imports keras")
 
 
-def test_no_import_cycles_between_modules():
+def _import_cycles() -> list[list[str]]:
+    """Each cycle of module imports under SOURCE, counting imports inside functions too: a cycle that one
+    import written inside a function hides from Python at import time is still a cycle of the design."""
     graph: dict[str, set[str]] = {}
     for path in _sources():
         module = _module_name(path)
-        graph[module] = {t for _, t in _imports(path, top_level_only=True)
+        graph[module] = {t for _, t in _imports(path, runtime_only=True)
                          if t.startswith("layerflow") and t != module and _is_module(t)}
     # A package's __init__ re-exporting its own modules is not a cycle; a module importing a
     # module that (through any chain) imports it back is.
@@ -219,7 +234,62 @@ def test_no_import_cycles_between_modules():
     for module in sorted(graph):
         if module not in state:
             visit(module, [module])
+    return cycles
+
+
+def test_no_import_cycles_between_modules():
+    cycles = _import_cycles()
     assert not cycles, "\n".join(" -> ".join(c) for c in cycles)
+
+
+def _tiny_package(root: Path, files: dict[str, str]) -> Path:
+    package = root / "layerflow"
+    for name, text in {"__init__.py": "", **files}.items():
+        (package / name).parent.mkdir(parents=True, exist_ok=True)
+        (package / name).write_text(text)
+    return package
+
+
+def test_the_cycle_check_finds_a_cycle_hidden_inside_a_function(tmp_path, monkeypatch):
+    # pkg.a imports pkg.b at the top; pkg.b imports pkg.a back only inside a function, so Python
+    # imports both without complaint: the check still reports the cycle.
+    package = _tiny_package(tmp_path, {
+        "pkg/__init__.py": "",
+        "pkg/a.py": "from layerflow.pkg.b import helper\n\nVALUE = 1\n",
+        "pkg/b.py": "def helper():\n    from layerflow.pkg.a import VALUE\n\n    return VALUE\n",
+    })
+    monkeypatch.setattr(sys.modules[__name__], "SOURCE", package)
+    assert _import_cycles() == [["layerflow.pkg.a", "layerflow.pkg.b", "layerflow.pkg.a"]]
+
+
+def test_the_cycle_check_passes_a_type_checking_import_and_a_one_way_lazy_import(tmp_path, monkeypatch):
+    # An import under `if TYPE_CHECKING:` never runs; a lazy import that does not lead back is no cycle.
+    package = _tiny_package(tmp_path, {
+        "pkg/__init__.py": "",
+        "pkg/a.py": "from layerflow.pkg.b import helper\n\nVALUE = 1\n",
+        "pkg/b.py": ("from typing import TYPE_CHECKING\n\nif TYPE_CHECKING:\n    from layerflow.pkg.a import VALUE\n\n"
+                     "def helper():\n    from layerflow.pkg.c import OTHER\n\n    return OTHER\n"),
+        "pkg/c.py": "OTHER = 2\n",
+    })
+    monkeypatch.setattr(sys.modules[__name__], "SOURCE", package)
+    assert _import_cycles() == []
+
+
+def test_features_reads_datasets_through_their_public_interface_only():
+    # The private attributes lf.data's classes set on self (``self._arrow = ...``) are read by lf.data
+    # alone; features uses the named interface (``Dataset.arrow_batches()``, ``known_length``).
+    def nodes(package: str):
+        return [(path, node) for path in sorted((SOURCE / package).rglob("*.py"))
+                for node in ast.walk(ast.parse(path.read_text()))]
+
+    private = {node.attr for _, node in nodes("data")
+               if isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store) and node.attr.startswith("_")
+               and not node.attr.startswith("__") and isinstance(node.value, ast.Name) and node.value.id == "self"}
+    assert {"_arrow", "_length"} <= private
+    crossing = [f"{path.name}:{node.lineno} reads .{node.attr}"
+                for path, node in nodes("features") if isinstance(node, ast.Attribute) and node.attr in private
+                and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))]
+    assert not crossing, "\n".join(crossing)
 
 
 def test_the_run_store_is_the_one_writer_of_run_json():

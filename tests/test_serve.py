@@ -155,13 +155,18 @@ def test_predict_is_the_same_call_for_a_folder_and_a_url(server, models, tmp_pat
     x = np.random.default_rng(3).normal(size=(2, 4)).astype("float32")
     local = lf.predict(base, x, name="mlp", version=1)
     remote = lf.predict(str(server.base_url), x, name="mlp", version=1, token=TOKEN)
-    np.testing.assert_allclose(local, mlp.predict(x, verbose=0), atol=1e-5)
-    np.testing.assert_allclose(remote, local, atol=1e-6)
+    # one output, named as the bundle's signature names it, whatever the transport
+    outputs = [o["name"] for o in json.loads((base / "mlp" / "1" / "signature.json").read_text())["outputs"]]
+    assert list(local) == list(remote) == outputs and len(outputs) == 1
+    (output,) = outputs
+    assert remote[output].dtype == local[output].dtype == np.float32
+    np.testing.assert_allclose(local[output], mlp.predict(x, verbose=0), atol=1e-5)
+    np.testing.assert_allclose(remote[output], local[output], atol=1e-6)
     (tmp_path / "in.json").write_text(json.dumps({"instances": x.tolist()}))
     done = subprocess.run([sys.executable, "-m", "layerflow.cli", "predict", str(base / "mlp" / "1"),
                            "--input", str(tmp_path / "in.json")], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    np.testing.assert_allclose(json.loads(done.stdout), local, atol=1e-6)
+    np.testing.assert_allclose(json.loads(done.stdout)[output], local[output], atol=1e-6)
     with pytest.raises(lf.deploy.BundleError, match="answered 401"):
         lf.predict(str(server.base_url), x, name="mlp")
     with pytest.raises(lf.deploy.BundleError, match="has no version 5"):

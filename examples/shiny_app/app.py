@@ -81,7 +81,7 @@ def server(input, output, session):
     @render.ui
     def prediction():
         result = outputs()
-        first = result if not isinstance(result, dict) else next(iter(result.values()))
+        first = next(iter(result.values()))  # lf.predict names every output; the first is the model's answer
         row = np.asarray(first, dtype=float)[0].ravel()
         if LABELS and len(LABELS) == len(row):
             ranked = sorted(zip(LABELS, row), key=lambda pair: -pair[1])
@@ -90,7 +90,7 @@ def server(input, output, session):
                 ui.tags.table(*[ui.tags.tr(ui.tags.td(label), ui.tags.td(f"{p:.4f}")) for label, p in ranked],
                               class_="table table-sm", id="classes"),
             )
-        return ui.pre(json.dumps(result), id="outputs")
+        return ui.pre(json.dumps({k: v.tolist() for k, v in result.items()}), id="outputs")
 
 
 app = App(app_ui, server)

@@ -79,10 +79,11 @@ def predict(
     version: Optional[int] = typer.Option(None, "--version", help="Version (default: the latest)."),
     token: Optional[str] = typer.Option(None, "--token", help="Bearer token of the server."),
 ) -> None:
-    """Predict with an exported model, local or served; prints the outputs as JSON."""
+    """Predict with an exported model, local or served; prints its outputs by name as JSON."""
     from layerflow.deploy import predict as run_predict
 
     data = read_json_file(input_file, "the inputs")
     if isinstance(data, dict) and ("inputs" in data or "instances" in data):
         data = data.get("inputs", data.get("instances"))
-    print(json.dumps(run_predict(target, data, name=name, version=version, token=token)))
+    outputs = run_predict(target, data, name=name, version=version, token=token)
+    print(json.dumps({output: values.tolist() for output, values in outputs.items()}))

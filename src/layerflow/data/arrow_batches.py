@@ -1,8 +1,43 @@
-"""Re-batching blocks of rows (Arrow record batches or numpy chunks): slices are views, a batch spanning blocks is copied once."""
+"""A dataset's Arrow record batches (``ArrowBatches``: the interface between ``data`` and ``features``) and re-batching.
+
+Re-batching blocks of rows (Arrow record batches or numpy chunks): slices are views, a batch
+spanning blocks is copied once.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
+
+
+@dataclass(frozen=True)
+class ArrowBatches:
+    """The Arrow record batches behind a dataset's elements, and how one becomes the chunk the dataset yields.
+
+    What ``Dataset.arrow_batches()`` returns for a dataset read from Arrow (a CSV file), kept through
+    ``batch``, ``prefetch`` and ``cache``. It is the one interface ``lf.feature_spec`` uses to read
+    a dataset's columns as Arrow arrays, so strings are encoded by pyarrow kernels without a Python
+    object per row. The contract:
+
+    - ``record_batches()`` starts a new pass on each call and yields ``pyarrow.RecordBatch`` es holding
+      the same rows, in the same order and the same blocks, as the dataset's ``chunks()``: record
+      batch *i* is chunk *i* (after ``batch(n)``, every record batch is one batch of ``n`` rows);
+    - ``to_chunk(record_batch)`` is the numpy chunk (column name -> array) the dataset yields for it;
+      it also converts a ``select`` of some of its columns (as a label is read).
+
+    Attributes:
+        record_batches: ``() -> Iterator[pyarrow.RecordBatch]``.
+        to_chunk: ``pyarrow.RecordBatch -> dict[str, numpy.ndarray]``.
+
+    Example:
+        >>> arrow = lf.data.csv_dataset("data.csv", batch_size=256).arrow_batches()
+        >>> first = next(arrow.record_batches())
+        >>> first.num_rows, sorted(arrow.to_chunk(first))
+        (256, ['age', 'city'])
+    """
+
+    record_batches: Callable[[], Iterator[Any]]
+    to_chunk: Callable[[Any], dict[str, Any]]
 
 
 def rebatch(blocks: Iterable[Any], batch_size: int, drop_remainder: bool = False, *,

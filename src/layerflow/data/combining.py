@@ -22,6 +22,7 @@ from layerflow.data.chunks import (
     slice_chunk,
     take_rows,
 )
+from layerflow.data.arguments import positive_int
 from layerflow.data.errors import DatasetArgumentError, DatasetColumnError, DatasetKindError
 
 if TYPE_CHECKING:
@@ -29,9 +30,8 @@ if TYPE_CHECKING:
 
 
 def _check_dataset(value: Any, operation: str) -> "Dataset":
-    from layerflow.data.dataset import Dataset
-
-    if not isinstance(value, Dataset):
+    # Every Dataset is a CombiningOps (this mixin is its base), so the check needs no import of dataset.py.
+    if not isinstance(value, CombiningOps):
         raise DatasetArgumentError(f"{operation}() takes lf.data datasets; got {type(value).__name__}.")
     return value
 
@@ -217,9 +217,7 @@ class CombiningOps:
             >>> lf.data.range_dataset(10).shard(3, 1).to_frame()["value"].tolist()
             [1, 4, 7]
         """
-        from layerflow.data.dataset import _positive_int
-
-        num_shards = _positive_int("num_shards", num_shards)
+        num_shards = positive_int("num_shards", num_shards)
         if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not 0 <= index < num_shards:
             raise DatasetArgumentError(f"index={index!r} must be an integer in [0, {num_shards}).")
         source, kind = self, self.kind
@@ -253,11 +251,9 @@ class CombiningOps:
             >>> [r["value"].tolist() for r in lf.data.range_dataset(6).window(3, shift=2)]
             [[0, 1, 2], [2, 3, 4]]
         """
-        from layerflow.data.dataset import _positive_int
-
-        size = _positive_int("size", size)
-        shift = size if shift is None else _positive_int("shift", shift)
-        stride = _positive_int("stride", stride)
+        size = positive_int("size", size)
+        shift = size if shift is None else positive_int("shift", shift)
+        stride = positive_int("stride", stride)
         if self.kind != ROWS:
             raise DatasetKindError("window() groups rows; call it before batch().")
         span = (size - 1) * stride + 1

@@ -19,9 +19,11 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from layerflow.data.arrow_batches import ArrowBatches
 from layerflow.data.chunks import ROWS, Chunk
 from layerflow.data.dataset import Dataset
 from layerflow.data.errors import CsvFormatError, DatasetArgumentError
+from layerflow.data.files import list_files
 
 BLOCK_BYTES = 1 << 20
 
@@ -352,14 +354,6 @@ def _check_header(path: str, options: CsvOptions) -> None:
                              f"gives {len(options.column_names)}: {options.column_names}.")
 
 
-@dataclass
-class ArrowSource:
-    """A dataset's rows as Arrow record batches, and how a batch becomes a chunk (for the zero-copy paths)."""
-
-    record_batches: Any  # () -> Iterator[pa.RecordBatch]
-    to_chunk: Any  # pa.RecordBatch -> Chunk
-
-
 class CsvDataset(Dataset):
     """A dataset streamed from CSV files; ``stats`` counts skipped rows and empty files."""
 
@@ -376,7 +370,7 @@ class CsvDataset(Dataset):
             return record_batch_to_chunk(batch, options.explicit)
 
         super().__init__(lambda: map(convert, record_batches()), ROWS, columns)
-        self._arrow = ArrowSource(record_batches, convert)
+        self._arrow = ArrowBatches(record_batches, convert)
 
 
 def csv_dataset(
@@ -420,8 +414,6 @@ def csv_dataset(
         >>> ds = lf.data.csv_dataset("big.csv.gz", batch_size=4096,
         ...                          column_types={"a": "double", "n": "int32", "city": "string"})
     """
-    from layerflow.data.readers import list_files
-
     files = list_files(file_pattern)
     if not isinstance(header, bool):
         raise DatasetArgumentError(f"header={header!r} must be True or False.")

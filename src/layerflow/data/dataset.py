@@ -19,7 +19,9 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from layerflow.data.arrow_batches import rebatch
+from layerflow.data.arguments import non_negative_int, positive_int
+from layerflow.data.arrow_batches import ArrowBatches, rebatch
+from layerflow.data.caching import FileCache, MemoryCache
 from layerflow.data.combining import CombiningOps
 from layerflow.data.errors import DatasetArgumentError, DatasetColumnError, DatasetKindError, UnknownLengthError
 from layerflow.data.keras_feeding import KerasFeeding
@@ -35,18 +37,6 @@ from layerflow.data.chunks import (  # noqa: F401  (re-exported: feature specs u
     rows_of,
     slice_chunk,
 )
-
-
-def _positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise DatasetArgumentError(f"{name}={value!r} must be a positive integer.")
-    return int(value)
-
-
-def _count(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-        raise DatasetArgumentError(f"{name}={value!r} must be a non-negative integer.")
-    return int(value)
 
 
 class Dataset(CombiningOps, KerasFeeding):
@@ -67,8 +57,8 @@ class Dataset(CombiningOps, KerasFeeding):
         self.kind = kind
         self._columns = columns
         self._length = length
-        # set by sources that read Arrow (CSV): lets batch() and feature specs skip the numpy detour
-        self._arrow: Any = None
+        # set by sources that read Arrow (CSV), kept by batch/prefetch/cache: see arrow_batches()
+        self._arrow: ArrowBatches | None = None
 
     def __bool__(self) -> bool:
         return True  # a dataset is truthy even when its length is unknown (or 0), as any object
@@ -91,6 +81,35 @@ class Dataset(CombiningOps, KerasFeeding):
                 "unique(), take_while() or an endless repeat()); count it with ds.reduce(0, lambda n, _: n + 1) "
                 "after batch(), or sum(1 for _ in ds).")
         return self._length
+
+    @property
+    def known_length(self) -> int | None:
+        """The number of elements when known without reading (as ``len()`` gives it), else None.
+
+        Example:
+            >>> lf.data.range_dataset(10).batch(4).known_length
+            3
+        """
+        return self._length
+
+    def arrow_batches(self) -> ArrowBatches | None:
+        """The Arrow record batches behind this dataset's elements, or None when it has none.
+
+        A dataset read from Arrow (``csv_dataset``) has them, and keeps them through ``batch``,
+        ``prefetch`` and ``cache``; any other transformation (``map``, ``filter``, ``shuffle``...)
+        and every other source give None, and then only ``chunks()`` holds the data. This is the
+        interface between ``lf.data`` and ``lf.feature_spec`` (which encodes these batches with
+        pyarrow kernels, no Python string per row); ``ArrowBatches`` states its contract.
+
+        Returns:
+            An ``ArrowBatches`` whose record batch *i* is this dataset's chunk *i*, or None.
+
+        Example:
+            >>> arrow = lf.data.csv_dataset("data.csv").batch(256).arrow_batches()
+            >>> next(arrow.record_batches()).num_rows
+            256
+        """
+        return self._arrow
 
     # -- reading -------------------------------------------------------------------------
     def chunks(self) -> Iterator[Any]:
@@ -184,7 +203,7 @@ class Dataset(CombiningOps, KerasFeeding):
             >>> [len(b["value"]) for b in lf.data.range_dataset(10).batch(4)]
             [4, 4, 2]
         """
-        batch_size = _positive_int("batch_size", batch_size)
+        batch_size = positive_int("batch_size", batch_size)
         if self.kind != ROWS:
             raise DatasetKindError("batch() groups rows; this dataset is already batched.")
         source = self
@@ -198,7 +217,7 @@ class Dataset(CombiningOps, KerasFeeding):
             length = self._length // batch_size if drop_remainder else -(-self._length // batch_size)
         if self._arrow is not None:  # re-batch the Arrow record batches, convert each batch once
             arrow = self._arrow
-            batches = type(arrow)(lambda: rebatch(arrow.record_batches(), batch_size, drop_remainder), arrow.to_chunk)
+            batches = ArrowBatches(lambda: rebatch(arrow.record_batches(), batch_size, drop_remainder), arrow.to_chunk)
             derived = self._derive(lambda: map(arrow.to_chunk, batches.record_batches()), kind=BATCHES, length=length)
             derived._arrow = batches
             return derived
@@ -216,7 +235,7 @@ class Dataset(CombiningOps, KerasFeeding):
         Each element leaving the buffer is drawn at random from the buffer and the newly
         read elements, as in tf.data; memory stays bounded by the buffer.
         """
-        buffer_size = _positive_int("buffer_size", buffer_size)
+        buffer_size = positive_int("buffer_size", buffer_size)
         source, kind = self, self.kind
         epoch = itertools.count()
 
@@ -246,7 +265,7 @@ class Dataset(CombiningOps, KerasFeeding):
     def repeat(self, count: int | None = None) -> "Dataset":
         """Repeats the dataset ``count`` times (forever when None)."""
         if count is not None:
-            count = _count("count", count)
+            count = non_negative_int("count", count)
         source = self
 
         def make():
@@ -266,7 +285,7 @@ class Dataset(CombiningOps, KerasFeeding):
         return self._window(count, take=False)
 
     def _window(self, count: int, take: bool) -> "Dataset":
-        count = _count("count", count)
+        count = non_negative_int("count", count)
         source, kind = self, self.kind
 
         def make():
@@ -298,12 +317,12 @@ class Dataset(CombiningOps, KerasFeeding):
 
     def prefetch(self, buffer_size: int = 2) -> "Dataset":
         """Reads ahead on a background thread, keeping up to ``buffer_size`` chunks ready."""
-        buffer_size = _positive_int("buffer_size", buffer_size)
+        buffer_size = positive_int("buffer_size", buffer_size)
         source = self
         derived = self._derive(lambda: read_ahead(source.chunks, buffer_size), length=self._length)
         if self._arrow is not None:
             arrow = self._arrow
-            derived._arrow = type(arrow)(lambda: read_ahead(arrow.record_batches, buffer_size), arrow.to_chunk)
+            derived._arrow = ArrowBatches(lambda: read_ahead(arrow.record_batches, buffer_size), arrow.to_chunk)
         return derived
 
     def cache(self, path: str | os.PathLike[str] | None = None) -> "Dataset":
@@ -321,8 +340,6 @@ class Dataset(CombiningOps, KerasFeeding):
             >>> ds = lf.data.csv_dataset("big.csv").cache().shuffle(10_000, seed=1).batch(256)
             >>> model.fit(ds.prepare(y="label"), epochs=5)   # the file is parsed once
         """
-        from layerflow.data.caching import FileCache, MemoryCache
-
         if path is not None and self.kind == PREPARED:
             raise DatasetKindError("cache(path) stores columns; call it before prepare() (or cache() in memory).")
         if self._arrow is not None:  # keep Arrow record batches: replayed zero-copy, encoded without numpy objects
@@ -330,15 +347,15 @@ class Dataset(CombiningOps, KerasFeeding):
             store = (MemoryCache(arrow.record_batches) if path is None
                      else FileCache(arrow.record_batches, Path(path), record_batches=True))
             derived = self._derive(lambda: map(arrow.to_chunk, store.chunks()), length=self._length)
-            derived._arrow = type(arrow)(store.chunks, arrow.to_chunk)
+            derived._arrow = ArrowBatches(store.chunks, arrow.to_chunk)
             return derived
         store = MemoryCache(self.chunks) if path is None else FileCache(self.chunks, Path(path))
         return self._derive(store.chunks, length=self._length)
 
     def interleave(self, fn: Callable[[Any], "Dataset"], cycle_length: int = 2, block_length: int = 1) -> "Dataset":
         """Maps each element (e.g. a file name) to a dataset and mixes their chunks round-robin."""
-        _positive_int("cycle_length", cycle_length)
-        _positive_int("block_length", block_length)
+        positive_int("cycle_length", cycle_length)
+        positive_int("block_length", block_length)
         source = self
 
         def make():

@@ -5,9 +5,6 @@ CSV files have their own module (``csv_files``); ``csv_dataset`` is re-exported 
 
 from __future__ import annotations
 
-import glob
-import os
-from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -19,25 +16,13 @@ from layerflow.data.errors import (
     CsvFormatError,
     DatasetArgumentError,
     DatasetColumnError,
-    DatasetFileNotFoundError,
     DatasetKindError,
 )
+from layerflow.data.files import list_files
 
 __all__ = ["BLOCK_BYTES", "CsvDataset", "CsvFormatError", "csv_dataset", "file_list_dataset", "from_arrays",
            "from_frame", "list_files", "parquet_dataset", "range_dataset", "record_batch_to_chunk",
            "text_line_dataset"]
-
-def list_files(file_pattern: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -> list[str]:
-    """Files matching a glob pattern (or a list of patterns), sorted; an error if none."""
-    patterns = [file_pattern] if isinstance(file_pattern, (str, os.PathLike)) else list(file_pattern)
-    files: list[str] = []
-    for pattern in patterns:
-        matched = sorted(glob.glob(os.fspath(pattern), recursive=True))
-        files += [f for f in matched if os.path.isfile(f)]
-    if not files:
-        raise DatasetFileNotFoundError(f"No files match {file_pattern!r} (looked from {Path.cwd()}).")
-    return files
-
 
 def file_list_dataset(file_pattern: str | Sequence[str], shuffle: bool = False, seed: int | None = None) -> Dataset:
     """A dataset of file names (column ``filename``), e.g. to ``interleave`` readers over them."""

@@ -57,9 +57,68 @@ def _none_for_nan(value: Any) -> Any:
     return None if isinstance(value, float) and value != value else value
 
 
+def _arrays(outputs: Mapping[str, Any], specs: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+    """JSON outputs as arrays of their signature's dtypes (strings as object arrays, as onnxruntime gives them)."""
+    dtypes = {spec["name"]: spec.get("dtype") for spec in specs}
+    result = {}
+    for name, values in outputs.items():
+        try:
+            dtype = np.dtype(dtypes.get(name) or object)
+        except TypeError:  # a type the signature names but numpy does not ("string", an ONNX type name)
+            dtype = np.dtype(object)
+        result[name] = np.asarray(values, dtype=dtype)
+    return result
+
+
+def _request_json(url: str, body: Any, token: str | None, timeout: float) -> Any:
+    """The JSON answer of a GET (``body`` None) or POST to the server, or a BundleError saying what went wrong."""
+    request = urllib.request.Request(url, data=None if body is None else json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json",
+                                              **({"Authorization": f"Bearer {token}"} if token else {})})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        detail = error.read().decode(errors="replace")
+        try:
+            detail = json.loads(detail)["error"]
+        except (ValueError, KeyError):
+            pass
+        raise BundleError(f"The server answered {error.code}: {detail}") from None
+    except urllib.error.URLError as error:
+        raise BundleError(f"Cannot reach {url}: {error.reason}.") from None
+
+
+def _served_outputs(base: str, columns: Any, name: str, version: int | None, token: str | None,
+                    timeout: float) -> dict[str, np.ndarray]:
+    """Predicts through a server's TF Serving REST API and names the outputs by the model's signature.
+
+    The wire format stays TF Serving's: a model with one output answers ``{"outputs": value}``
+    without its name, so the name (and every output's dtype) comes from the model's metadata.
+    """
+    models = f"{base.rstrip('/')}/v1/models/{name}"
+    # The metadata first: it names the version that answers (the latest when version is None), and the
+    # prediction is asked of that version, so a version published in between cannot mismatch the names.
+    metadata = _request_json(models + (f"/versions/{version}" if version is not None else "") + "/metadata",
+                             None, token, timeout)
+    answering = metadata["model_spec"]["version"]
+    specs = metadata["metadata"]["signature_def"]["outputs"]
+    outputs = _request_json(f"{models}/versions/{answering}:predict", {"inputs": columns}, token, timeout)["outputs"]
+    if not isinstance(outputs, dict):
+        if len(specs) != 1:
+            raise BundleError(f"The server answered one unnamed output for model {name!r}, whose signature has "
+                              f"{len(specs)} outputs {[s['name'] for s in specs]}; expected one named output each.")
+        outputs = {specs[0]["name"]: outputs}
+    return _arrays(outputs, specs)
+
+
 def predict(target: str | Path, inputs: Any, name: str | None = None, version: int | None = None,
-            token: str | None = None, timeout: float = 60.0) -> Any:
-    """Predicts with an exported model, local or served, and returns the outputs as lists.
+            token: str | None = None, timeout: float = 60.0) -> dict[str, np.ndarray]:
+    """Predicts with an exported model, local or served, and returns its outputs by name.
+
+    The result has the same keys, dtypes and shapes whatever the transport: a bundle folder is
+    run in-process; a server URL is asked through TF Serving's REST API (whose reply is not
+    changed: one output comes back unnamed there, and its name is read from the model's metadata).
 
     Args:
         target: a bundle folder, a model base directory, or a server URL (``http://host:8501``).
@@ -72,39 +131,27 @@ def predict(target: str | Path, inputs: Any, name: str | None = None, version: i
         timeout: seconds to wait for a server's answer.
 
     Returns:
-        The output as nested lists (a dict of them for several outputs, e.g. ``probabilities``,
-        ``class_ids`` and ``classes``), as TF Serving's ``outputs`` answer holds them.
+        A dict of output name -> numpy array (rows first), one entry per output of the bundle's
+        signature, even when there is one: ``predictions`` for a regressor; ``probabilities``,
+        ``class_ids`` and ``classes`` for a classifier; a Keras model's own output names.
 
     Example:
-        >>> lf.predict("models", x_test[:3])
-        >>> lf.predict("http://127.0.0.1:8501", [{"age": 41, "city": "lima", "income": 52000.0}], name="income")
+        >>> lf.predict("models", x_test[:3])["output"].shape  # a Keras model's one output
+        (3, 10)
+        >>> lf.predict("http://127.0.0.1:8501", [{"age": 41, "city": "lima", "income": 52000.0}],
+        ...            name="income")["predictions"]
+        array([[0.73]], dtype=float32)
     """
     columns = _columns(inputs)
     text = str(target)
     if text.startswith(("http://", "https://")):
         if name is None:
             raise BundleError("Predicting through a server needs the model's name=.")
-        path = f"/v1/models/{name}" + (f"/versions/{version}" if version is not None else "") + ":predict"
-        request = urllib.request.Request(text.rstrip("/") + path, data=json.dumps({"inputs": columns}).encode(),
-                                         headers={"Content-Type": "application/json",
-                                                  **({"Authorization": f"Bearer {token}"} if token else {})})
-        try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:
-                return json.loads(response.read())["outputs"]
-        except urllib.error.HTTPError as error:
-            detail = error.read().decode(errors="replace")
-            try:
-                detail = json.loads(detail)["error"]
-            except (ValueError, KeyError):
-                pass
-            raise BundleError(f"The server answered {error.code}: {detail}") from None
-        except urllib.error.URLError as error:
-            raise BundleError(f"Cannot reach {text}: {error.reason}.") from None
+        return _served_outputs(text, columns, name, version, token, timeout)
     folder = Path(text)
     if not folder.is_dir():
         raise BundleError(f"{text} is neither a folder of exported models nor an http(s) URL.")
     from layerflow.deploy.repository import load_model
 
     model = load_model(_local_bundle(folder, name, version))
-    outputs = {k: v.tolist() for k, v in model.predict(model.check(model.named(columns))).items()}
-    return next(iter(outputs.values())) if len(outputs) == 1 else outputs
+    return {k: np.asarray(v) for k, v in model.predict(model.check(model.named(columns))).items()}

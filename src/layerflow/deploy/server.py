@@ -5,7 +5,6 @@ Run it with ``layerflow serve DIR`` or ``lf.serve(DIR)``, or build the app with 
 
 from __future__ import annotations
 
-import hmac
 import json
 import re
 import time
@@ -23,6 +22,7 @@ from starlette.routing import Route
 from layerflow.deploy.batching import Batcher
 from layerflow.deploy.openapi import openapi_document
 from layerflow.deploy.repository import BadInput, LoadedModel, ModelNotFound, ModelRepository
+from layerflow.http_token import TokenGate
 
 MAX_BODY_BYTES = 32 * 1024 * 1024
 _TFS_PATH = re.compile(r"^(?P<name>[^/:]+)(?:/versions/(?P<version>[^/:]+))?(?::(?P<verb>[a-z]+)|/(?P<meta>metadata))?$")
@@ -272,7 +272,7 @@ def create_app(base_dir: str, token: str | None = None, poll_seconds: float = 1.
     app = Starlette(routes=routes, exception_handlers={Exception: errors, HttpError: errors, ModelNotFound: errors,
                                                        BadInput: errors, StarletteHTTPException: errors},
                     middleware=[Middleware(_Measure, metrics=metrics),
-                                *([Middleware(_BearerToken, token=token)] if token else [])])
+                                *([Middleware(TokenGate, token=token, open_paths=("/v2/health",))] if token else [])])
     app.state.repository = repository
     app.state.batchers = batchers
     return app
@@ -324,22 +324,6 @@ class _Measure:
         finally:
             self.metrics.requests.labels(protocol, str(status["code"])).inc()
             self.metrics.request_seconds.labels(protocol).observe(time.perf_counter() - start)
-
-
-class _BearerToken:
-    """Requires ``Authorization: Bearer <token>`` on every route but health."""
-
-    def __init__(self, app, token: str):
-        self.app, self.expected = app, f"Bearer {token}".encode()
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] == "http" and not scope["path"].startswith("/v2/health"):
-            headers = dict(scope.get("headers") or [])
-            if not hmac.compare_digest(headers.get(b"authorization", b""), self.expected):
-                response = _json_error(401, "Missing or wrong bearer token: send 'Authorization: Bearer <token>'.")
-                await response(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
 
 
 def run_server(base_dir: str, host: str = "127.0.0.1", port: int = 8501, token: str | None = None,

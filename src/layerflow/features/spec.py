@@ -361,9 +361,10 @@ class FeatureSpec:
                         num_buckets=options.get("num_buckets") or options.get("hash_bucket_size"))
         learning = [c for c in categorical.values() if c.learns_vocabulary]
         observed = [*numeric.values(), *(c for c in learning)]
-        if source._arrow is not None:  # a CSV: learn from its Arrow batches, no Python string per row
+        source_arrow = source.arrow_batches()
+        if source_arrow is not None:  # a CSV: learn from its Arrow batches, no Python string per row
             blocks: Any = ({n: b.column(i) for i, n in enumerate(b.schema.names)}
-                           for b in source._arrow.record_batches())
+                           for b in source_arrow.record_batches())
         else:
             blocks = source.chunks()
         for chunk in blocks:
@@ -429,7 +430,7 @@ class FeatureSpec:
                 raise SpecTypeError("prepare() needs batches: batch the dataset or pass batch_size=.")
             dataset = dataset.batch(batch_size)
         labels = self.label
-        arrow = dataset._arrow
+        arrow = dataset.arrow_batches()
         if arrow is not None:  # encode the Arrow batches as they are: no Python strings made per row
             def encode_arrow(record_batch):
                 features = self.transform(record_batch)
@@ -446,7 +447,7 @@ class FeatureSpec:
                 # parsing (pyarrow, GIL released) runs ahead on a thread while this one encodes
                 return map(encode_arrow, read_ahead(arrow.record_batches, 4))
 
-            return Dataset(encoded, "prepared", None, dataset._length)
+            return Dataset(encoded, "prepared", None, dataset.known_length)
 
         def encode(batch):
             features = self.transform(batch)
@@ -457,7 +458,7 @@ class FeatureSpec:
             label = batch[labels[0]] if len(labels) == 1 else {n: batch[n] for n in labels}
             return features, label
 
-        return Dataset(lambda: (encode(batch) for batch in dataset.chunks()), "prepared", None, dataset._length)
+        return Dataset(lambda: (encode(batch) for batch in dataset.chunks()), "prepared", None, dataset.known_length)
 
     def keras_inputs(self) -> tuple[dict[str, Any], Any]:
         """Keras inputs (one per encoded feature) and the dense feature tensor built from them.

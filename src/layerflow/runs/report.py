@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from layerflow.runs import files as f
+from layerflow.runs.source_files import read_sources
 from layerflow.runs.store import RunStore
 
 MAX_OUTPUT_CHARS = 200_000
-MAX_SOURCE_CHARS = 100_000
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
@@ -54,19 +54,6 @@ def _output(run_dir: Path) -> str:
     if len(text) > MAX_OUTPUT_CHARS:
         text = f"... ({len(text) - MAX_OUTPUT_CHARS} earlier characters left out)\n" + text[-MAX_OUTPUT_CHARS:]
     return clean_console_text(text)
-
-
-def _source_files(run_dir: Path) -> dict[str, str]:
-    root = run_dir / f.SOURCE_DIR
-    sources = {}
-    if root.is_dir():
-        for path in sorted(p for p in root.rglob("*") if p.is_file()):
-            try:
-                text = path.read_text()
-            except (UnicodeDecodeError, OSError):
-                continue
-            sources[path.relative_to(root).as_posix()] = text[:MAX_SOURCE_CHARS]
-    return sources
 
 
 def curves(epochs: list[dict[str, Any]]) -> dict[str, list[Any]]:
@@ -135,7 +122,7 @@ def render_run(run: str, runs_dir: str | os.PathLike[str] | None = None) -> str:
         assets=chart_assets(),
         summary=summary_path.read_text() if summary_path.is_file() else None,
         output=_output(run_dir),
-        sources=list(_source_files(run_dir).items()),
+        sources=list(read_sources(run_dir).items()),
     )
 
 
@@ -180,7 +167,7 @@ def render_comparison(run_a: str, run_b: str, runs_dir: str | os.PathLike[str] |
     store = RunStore(runs_dir)
     a, b = store.record(run_a), store.record(run_b)
     dir_a, dir_b = Path(a["path"]), Path(b["path"])
-    source_a, source_b = _source_files(dir_a), _source_files(dir_b)
+    source_a, source_b = read_sources(dir_a), read_sources(dir_b)
     differ = difflib.HtmlDiff(wrapcolumn=80)
     diffs = []
     for name in sorted(set(source_a) | set(source_b)):

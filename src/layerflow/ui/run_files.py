@@ -11,39 +11,16 @@ import os
 from pathlib import Path
 from typing import Any
 
-from layerflow.errors import LayerflowError, MissingFileError
 from layerflow.runs import files as f
 from layerflow.runs.report import clean_console_text, curves  # noqa: F401 - curves: the charts' columns
+from layerflow.runs.source_files import (  # noqa: F401 - the one reader of a run's sources, used by the app
+    UnsafePathError,
+    read_source,
+    run_file,
+    source_files,
+)
 
 LOG_PAGE_BYTES = 256 * 1024
-MAX_SOURCE_BYTES = 200_000
-MAX_SOURCE_FILES = 500
-
-
-class UnsafePathError(LayerflowError, PermissionError):
-    """A file path that leads outside the run's folder (``..``, an absolute path, a link out)."""
-
-
-def run_file(run_dir: Path, relative: str) -> Path:
-    """The file ``relative`` inside ``run_dir``; UnsafePathError if it leads outside, MissingFileError if absent.
-
-    Args:
-        run_dir: the run's folder.
-        relative: a path inside it, e.g. ``plots/history.png``.
-
-    Returns:
-        The resolved path of the file.
-
-    Example:
-        >>> run_file(Path("runs/20260101T000000-000000-0a1b"), "plots/history.png")
-    """
-    root = run_dir.resolve()
-    path = (root / relative).resolve()
-    if Path(relative).is_absolute() or not path.is_relative_to(root):
-        raise UnsafePathError(f"{relative!r} leads outside the run folder; give a path inside it, e.g. plots/x.png.")
-    if not path.is_file():
-        raise MissingFileError(f"The run has no file {relative!r}.")
-    return path
 
 
 def read_new_metric_lines(path: Path, offset: int) -> tuple[list[dict[str, Any]], int]:
@@ -86,31 +63,6 @@ def read_log(path: Path, offset: int | None = None, length: int = LOG_PAGE_BYTES
         data = stream.read(length)
     text = data.decode(errors="replace")
     return {"text": clean_console_text(text), "offset": start, "end": start + len(data), "size": size}
-
-
-def source_files(run_dir: Path) -> list[str]:
-    """Paths of the source snapshot's files (relative, sorted)."""
-    root = run_dir / f.SOURCE_DIR
-    if not root.is_dir():
-        return []
-    found = []
-    for folder, _, names in os.walk(root):
-        for name in names:
-            found.append(Path(folder, name).relative_to(root).as_posix())
-            if len(found) >= MAX_SOURCE_FILES:
-                return sorted(found)
-    return sorted(found)
-
-
-def read_source(run_dir: Path, relative: str) -> str | None:
-    """The text of one snapshot file (None for a binary file), cut at ``MAX_SOURCE_BYTES``."""
-    path = run_file(run_dir / f.SOURCE_DIR, relative)
-    with open(path, "rb") as stream:
-        data = stream.read(MAX_SOURCE_BYTES + 1)
-    if b"\0" in data[:8192]:
-        return None
-    text = data[:MAX_SOURCE_BYTES].decode(errors="replace")
-    return text + ("\n... (cut)" if len(data) > MAX_SOURCE_BYTES else "")
 
 
 def folder_files(run_dir: Path, name: str) -> list[dict[str, Any]]:
