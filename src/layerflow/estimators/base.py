@@ -26,8 +26,9 @@ from layerflow.estimators.model_dir import (
     write_json_atomic,
 )
 
-# An epoch-end hook: called with (estimator, epochs done); returning True stops training.
-EpochHook = Callable[[Any, int], bool]
+# An epoch-end hook: called with (estimator, epochs done); returns (metrics to record with the
+# epoch, or None; True to stop training).
+EpochHook = Callable[[Any, int], tuple[dict[str, float] | None, bool]]
 
 ESTIMATOR_KINDS: dict[str, type] = {}
 

@@ -397,9 +397,15 @@ class Estimator(KerasEstimator):
 
     Args:
         model_fn: ``model_fn(inputs, dense, params)`` -> the output tensor (logits for a
-            classifier, predictions for a regressor) or a ``keras.Model``; ``inputs`` are the
-            spec's Keras inputs (one per encoded column), ``dense`` its dense tensor (None
-            when it declares none), ``params`` the ``params`` dict plus ``n_outputs``.
+            classifier, predictions for a regressor) or a ``keras.Model`` built on ``inputs``
+            with one output of ``n_outputs`` units; ``inputs`` are the spec's Keras inputs
+            (one per encoded column), ``dense`` its dense tensor (None when it declares none),
+            ``params`` the ``params`` dict plus ``n_outputs``. A compiled Model keeps its
+            optimizer, loss and metrics (optimizer= and learning_rate= are then unused), and
+            its loss says what its output holds: probabilities (Keras's crossentropy losses by
+            name, or ``from_logits=False``) or logits; an uncompiled one is compiled with the
+            estimator's optimizer and the head's loss on logits. Anything else is an
+            ``EstimatorError``.
         label: the label column.
         head: ``"regression"``, ``"binary"`` or ``"multiclass"`` (give n_classes).
         params: values handed to ``model_fn``.
@@ -411,6 +417,11 @@ class Estimator(KerasEstimator):
         ...     return keras.layers.Dense(params["n_outputs"])(x)
         >>> est = lf.estimators.Estimator(model_fn, label="y", head="binary", params={"units": 16})
         >>> est.train(frame, epochs=3)
+        >>> def model_fn(inputs, dense, params):  # a compiled Model: its own optimizer and loss
+        ...     out = keras.layers.Dense(params["n_outputs"], activation="softmax")(dense)
+        ...     model = keras.Model(inputs, out)
+        ...     model.compile(keras.optimizers.Adam(0.01), "sparse_categorical_crossentropy")
+        ...     return model
     """
 
     packs_numeric = False  # model_fn gets one input per encoded column, as documented
@@ -447,8 +458,24 @@ class Estimator(KerasEstimator):
         options = {k: v for k, v in config.items() if k in accepted and v is not None}
         return cls(None, **options)
 
-    def _logits(self, inputs, dense):
+    @property
+    def model_outputs(self) -> str:
+        """What the model's output holds (``"logits"``, ``"probabilities"`` or ``"predictions"``):
+        a Model that model_fn compiled says so through its loss (see ``keras_models.output_kind``)."""
+        if self.model is None:
+            return super().model_outputs
+        return km.output_kind(self.model, self.head.kind)
+
+    def _build(self) -> Any:
         if self.model_fn is None:
             raise EstimatorError("This Estimator has no model_fn and no checkpoint to load the model from.")
+        if self.seed is not None:
+            keras.utils.set_random_seed(self.seed)
+        inputs, dense = km.spec_inputs(keras, self.spec)
         result = self.model_fn(inputs, dense, {**self.params, "n_outputs": self.head.output_units})
-        return result.outputs[0] if isinstance(result, keras.Model) else result
+        model, compiled = km.model_from_fn(keras, result, inputs, self.head.output_units, self.head.kind)
+        if not compiled:
+            model.compile(optimizer=km.make_optimizer(keras, self.optimizer, self.learning_rate),
+                          loss=km.loss_for(keras, self.head.kind))
+        self._set_model(model)
+        return model
