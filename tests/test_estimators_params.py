@@ -32,7 +32,10 @@ def test_each_constructor_names_its_keywords_and_get_params_gives_them_back(cls)
     est = cls(label="y", **({"hidden_units": [4]} if "hidden_units" in signature.parameters else {}))
     params = est.get_params()
     assert list(params) == list(signature.parameters)
-    assert type(est)(**params).get_params() == params  # scikit-learn's clone
+    assert type(est)(**params).get_params() == params
+    from sklearn.base import clone
+
+    assert clone(est).get_params() == params  # scikit-learn's own clone accepts it
     params["label"] = "changed"
     assert est.get_params()["label"] == "y"  # a copy
 
