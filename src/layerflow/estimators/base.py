@@ -26,13 +26,40 @@ from layerflow.estimators.model_dir import (
     write_json_atomic,
 )
 
-# An epoch-end hook: called with (estimator, epochs done); returning True stops training.
-EpochHook = Callable[[Any, int], bool]
+# An epoch-end hook: called with (estimator, epochs done); returns (metrics to record with the
+# epoch, or None; True to stop training).
+EpochHook = Callable[[Any, int], tuple[dict[str, float] | None, bool]]
 
 ESTIMATOR_KINDS: dict[str, type] = {}
 
 
-class BaseEstimator:
+class _Constructor(type):
+    """Builds an estimator in one place: checks the keywords against the constructor's signature
+    (an unknown one is an ``EstimatorError`` naming it and the accepted ones), runs ``__init__``,
+    keeps the arguments for ``get_params`` and opens the ``model_dir`` (checks it, resumes from it)."""
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        signature = inspect.signature(cls)
+        accepted = list(signature.parameters)
+        unknown = [name for name in kwargs if name not in signature.parameters]
+        if unknown:
+            hint = ""
+            if getattr(cls, "head_kind", None) == REGRESSION and {"n_classes", "label_vocabulary"} & set(unknown):
+                hint = " (n_classes and label_vocabulary are for classifiers, not regressors)"
+            raise EstimatorError(f"{cls.__name__}() got the unknown keyword{'s' if len(unknown) > 1 else ''} "
+                                 f"{', '.join(unknown)}{hint}; it accepts {', '.join(accepted)}.")
+        try:
+            bound = signature.bind(*args, **kwargs)
+        except TypeError as error:
+            raise EstimatorError(f"{cls.__name__}(): {error}; it accepts {', '.join(accepted)}.") from None
+        bound.apply_defaults()
+        estimator = super().__call__(*args, **kwargs)
+        estimator._params = dict(bound.arguments)
+        estimator._open_model_dir()
+        return estimator
+
+
+class BaseEstimator(metaclass=_Constructor):
     """The shared machinery of the canned estimators (not used directly).
 
     Args:
@@ -47,7 +74,6 @@ class BaseEstimator:
     """
 
     head_kind = REGRESSION
-    default_batch_size = 128
 
     def __init__(self, label: str, feature_columns: Any = None, weight_column: str | None = None,
                  model_dir: str | os.PathLike[str] | None = None, n_classes: int | None = None,
@@ -57,7 +83,7 @@ class BaseEstimator:
             raise EstimatorError(f"label= must name the label column (a string); got {label!r}.")
         if weight_column is not None and (not isinstance(weight_column, str) or weight_column == label):
             raise EstimatorError(f"weight_column={weight_column!r} must name a column other than the label.")
-        batch_size = batch_size or self.default_batch_size
+        batch_size = batch_size or self._default("batch_size")
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise EstimatorError(f"batch_size={batch_size!r} must be a positive whole number.")
         if self.head_kind == REGRESSION and (n_classes is not None or label_vocabulary is not None):
@@ -76,6 +102,11 @@ class BaseEstimator:
         self.epochs_done = 0
         self.global_step = 0
         self._train_data_in_memory = False
+
+    @classmethod
+    def _default(cls, name: str) -> Any:
+        """The default of a constructor parameter (its one copy: the public constructor's signature)."""
+        return inspect.signature(cls).parameters[name].default
 
     # -- to be provided by each family -----------------------------------------------------
     def _options(self) -> dict[str, Any]:
@@ -110,26 +141,66 @@ class BaseEstimator:
         """Everything that defines this estimator (saved in its model_dir)."""
         return {"label": self.label, "weight_column": self.weight_column, **self.head.config(), **self._options()}
 
-    @classmethod
-    def _init_parameters(cls) -> set[str]:
-        """Every keyword the constructor takes, including those it passes on to its parents."""
-        names: set[str] = set()
-        for klass in cls.__mro__:
-            if "__init__" in vars(klass):
-                names |= set(inspect.signature(vars(klass)["__init__"]).parameters) - {"self", "options"}
-        return names
+    # -- parameters (scikit-learn's get_params / set_params) ---------------------------------
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """The constructor's arguments, by name, as given (defaults filled in).
+
+        Args:
+            deep: accepted for scikit-learn's protocol (an estimator holds no sub-estimators).
+
+        Returns:
+            A new dict, one entry per constructor parameter: ``type(est)(**est.get_params())``
+            builds the same estimator, untrained.
+
+        Example:
+            >>> lf.estimators.DNNClassifier(label="y", hidden_units=[8]).get_params()["hidden_units"]
+            [8]
+        """
+        return dict(self._params)
+
+    def set_params(self, **params: Any) -> "BaseEstimator":
+        """Changes constructor arguments: the estimator is built again from them (checked as the
+        constructor checks them; on an error nothing changes).
+
+        Args:
+            params: constructor arguments by name.
+
+        Returns:
+            The estimator: untrained, or resumed from its model_dir when that holds a checkpoint
+            (which must then have the same model options).
+
+        Example:
+            >>> est.set_params(learning_rate=0.01, batch_size=64)
+        """
+        unknown = [name for name in params if name not in self._params]
+        if unknown:
+            raise EstimatorError(f"{self.kind}.set_params() got the unknown parameter{'s' if len(unknown) > 1 else ''} "
+                                 f"{', '.join(unknown)}; it accepts {', '.join(self._params)}.")
+        if self.trained and self.model_dir is None:
+            raise EstimatorError(f"set_params() on a trained {self.kind} without a model_dir would discard its model; "
+                                 "save() it first, or build a new estimator from get_params().")
+        rebuilt = type(self)(**{**self._params, **params})
+        self.__dict__.clear()
+        self.__dict__.update(rebuilt.__dict__)
+        return self
 
     @classmethod
-    def _from_config(cls, config: dict[str, Any]) -> "BaseEstimator":
-        accepted = cls._init_parameters()
-        return cls(**{k: v for k, v in config.items() if k in accepted and v is not None})
+    def _from_config(cls, config: dict[str, Any], **more: Any) -> "BaseEstimator":
+        """The estimator a saved configuration describes (what its constructor takes of it), built
+        with ``more`` (a model_dir opens as at construction)."""
+        accepted = inspect.signature(cls).parameters
+        return cls(**{**{k: v for k, v in config.items() if k in accepted and v is not None}, **more})
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
+        # the constructor's own signature (not the builder's *args, **kwargs) for inspect and help()
+        init = inspect.signature(cls.__init__)
+        cls.__signature__ = init.replace(parameters=list(init.parameters.values())[1:])
         ESTIMATOR_KINDS[cls.__name__] = cls
 
     def _open_model_dir(self) -> None:
-        """Checks a model_dir given at construction and resumes from what it holds."""
+        """Checks a model_dir given at construction and resumes from what it holds (called once,
+        by the constructor, after ``__init__``)."""
         if self.model_dir is None:
             return
         manifest = read_manifest(self.model_dir)
@@ -363,8 +434,28 @@ class BaseEstimator:
         raise NotImplementedError
 
     def __repr__(self) -> str:
-        state = f"trained, {self.epochs_done} epochs" if self.trained else "not trained"
-        return f"<{self.kind} label={self.label!r} ({state}){' model_dir=' + str(self.model_dir) if self.model_dir else ''}>"
+        """The class and the parameters given other values than their defaults (scikit-learn's style)."""
+        defaults = inspect.signature(type(self)).parameters
+        shown = []
+        for name, value in self._params.items():
+            default = defaults[name].default if name in defaults else inspect.Parameter.empty
+            if default is inspect.Parameter.empty or not _same(value, default):
+                shown.append(f"{name}={_shown(value)}")
+        return f"{self.kind}({', '.join(shown)})"
+
+
+def _shown(value: Any) -> str:
+    """A parameter's value in a repr: a function by its name, anything else by its repr."""
+    if inspect.isfunction(value) or inspect.ismethod(value):
+        return value.__qualname__
+    return repr(value)
+
+
+def _same(value: Any, default: Any) -> bool:
+    try:
+        return bool(value == default) and type(value) is type(default)
+    except Exception:  # values whose == is not a plain bool (arrays)
+        return False
 
 
 def load(model_dir: str | os.PathLike[str]) -> BaseEstimator:
@@ -387,10 +478,7 @@ def load(model_dir: str | os.PathLike[str]) -> BaseEstimator:
     cls = ESTIMATOR_KINDS.get(manifest["kind"])
     if cls is None:
         raise ModelDirError(f"{folder} holds a {manifest['kind']!r}, which is not an estimator this layerflow knows.")
-    estimator = cls._from_config(manifest["config"])
-    for name, value in manifest.get("training", {}).items():  # absent from folders written before it was kept
-        if hasattr(estimator, name):
-            setattr(estimator, name, value)
-    estimator.model_dir = folder
-    estimator._restore(folder, manifest)
-    return estimator
+    accepted = inspect.signature(cls).parameters
+    # training settings are absent from folders written before they were kept
+    training = {k: v for k, v in manifest.get("training", {}).items() if k in accepted}
+    return cls._from_config(manifest["config"], **training, model_dir=folder)

@@ -69,15 +69,12 @@ class _BatchIter:
 
 
 class _BoostedTrees(BaseEstimator):
-    default_batch_size = 65_536
-
-    def __init__(self, label: str, feature_columns: Any = None, *, n_trees: int = 100, max_depth: int = 6,
-                 learning_rate: float = 0.1, l1: float = 0.0, l2: float = 1.0, tree_complexity: float = 0.0,
-                 min_node_weight: float = 0.0, center_bias: bool = True, pruning_mode: str = "none",
-                 max_bin: int = 256, weight_column: str | None = None,
-                 model_dir: str | os.PathLike[str] | None = None, n_classes: int | None = None,
-                 label_vocabulary: Sequence[str] | None = None, batch_size: int | None = None,
-                 seed: int | None = None, n_threads: int | None = None):
+    def __init__(self, label: str, feature_columns: Any, *, n_trees: int, max_depth: int, learning_rate: float,
+                 l1: float, l2: float, tree_complexity: float, min_node_weight: float, center_bias: bool,
+                 pruning_mode: str, max_bin: int, weight_column: str | None,
+                 model_dir: str | os.PathLike[str] | None, n_classes: int | None,
+                 label_vocabulary: Sequence[str] | None, batch_size: int | None, seed: int | None,
+                 n_threads: int | None) -> None:
         super().__init__(label, feature_columns, weight_column, model_dir, n_classes, label_vocabulary, batch_size, seed)
         for name, value, low in (("n_trees", n_trees, 1), ("max_depth", max_depth, 1), ("max_bin", max_bin, 2)):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
@@ -100,7 +97,6 @@ class _BoostedTrees(BaseEstimator):
         self.center_bias, self.pruning_mode = bool(center_bias), pruning_mode
         self.n_threads = n_threads
         self.booster = None
-        self._open_model_dir()
 
     export_kind = "xgboost"
 
@@ -244,6 +240,18 @@ class BoostedTreesRegressor(_BoostedTrees):
     """
     head_kind = REGRESSION
 
+    def __init__(self, label: str, feature_columns: Any = None, *, n_trees: int = 100, max_depth: int = 6,
+                 learning_rate: float = 0.1, l1: float = 0.0, l2: float = 1.0, tree_complexity: float = 0.0,
+                 min_node_weight: float = 0.0, center_bias: bool = True, pruning_mode: str = "none",
+                 max_bin: int = 256, weight_column: str | None = None,
+                 model_dir: str | os.PathLike[str] | None = None, batch_size: int = 65_536,
+                 seed: int | None = None, n_threads: int | None = None) -> None:
+        super().__init__(label, feature_columns, n_trees=n_trees, max_depth=max_depth, learning_rate=learning_rate,
+                         l1=l1, l2=l2, tree_complexity=tree_complexity, min_node_weight=min_node_weight,
+                         center_bias=center_bias, pruning_mode=pruning_mode, max_bin=max_bin,
+                         weight_column=weight_column, model_dir=model_dir, n_classes=None,
+                         label_vocabulary=None, batch_size=batch_size, seed=seed, n_threads=n_threads)
+
 
 class BoostedTreesClassifier(_BoostedTrees):
     __doc__ = f"""Gradient-boosted trees classifier (XGBoost, external memory).
@@ -256,3 +264,16 @@ class BoostedTreesClassifier(_BoostedTrees):
         >>> est.train(train).predict(test, keys=["classes"])
     """
     head_kind = BINARY
+
+    def __init__(self, label: str, feature_columns: Any = None, *, n_trees: int = 100, max_depth: int = 6,
+                 learning_rate: float = 0.1, l1: float = 0.0, l2: float = 1.0, tree_complexity: float = 0.0,
+                 min_node_weight: float = 0.0, center_bias: bool = True, pruning_mode: str = "none",
+                 max_bin: int = 256, weight_column: str | None = None,
+                 model_dir: str | os.PathLike[str] | None = None, n_classes: int | None = None,
+                 label_vocabulary: Sequence[str] | None = None, batch_size: int = 65_536,
+                 seed: int | None = None, n_threads: int | None = None) -> None:
+        super().__init__(label, feature_columns, n_trees=n_trees, max_depth=max_depth, learning_rate=learning_rate,
+                         l1=l1, l2=l2, tree_complexity=tree_complexity, min_node_weight=min_node_weight,
+                         center_bias=center_bias, pruning_mode=pruning_mode, max_bin=max_bin,
+                         weight_column=weight_column, model_dir=model_dir, n_classes=n_classes,
+                         label_vocabulary=label_vocabulary, batch_size=batch_size, seed=seed, n_threads=n_threads)

@@ -37,8 +37,6 @@ def _check_rate(name: str, value: Any, low: float = 0.0, high: float | None = No
 class KerasEstimator(BaseEstimator):
     """An estimator whose model is a Keras functional model over the spec's encoded inputs."""
 
-    default_optimizer = "Adam"
-    default_learning_rate = 0.001
     # the canned models take the numeric columns as one packed input (one tensor, not one per column)
     packs_numeric = True
 
@@ -48,7 +46,7 @@ class KerasEstimator(BaseEstimator):
                  n_classes: int | None = None, label_vocabulary: Sequence[str] | None = None,
                  batch_size: int | None = None, shuffle_buffer: int | None = 10_000, seed: int | None = None):
         super().__init__(label, feature_columns, weight_column, model_dir, n_classes, label_vocabulary, batch_size, seed)
-        self.optimizer = optimizer if optimizer is not None else self.default_optimizer
+        self.optimizer = optimizer if optimizer is not None else self._default("optimizer")
         if isinstance(self.optimizer, str):
             if self.optimizer.lower() not in km.OPTIMIZERS:
                 raise EstimatorError(f"optimizer={self.optimizer!r} is not known; expected one of "
@@ -57,7 +55,7 @@ class KerasEstimator(BaseEstimator):
             raise EstimatorError(f"optimizer= takes a name ({', '.join(sorted(km.OPTIMIZERS.values()))}) or a "
                                  f"Keras optimizer; got {type(self.optimizer).__name__}.")
         self.learning_rate = _check_rate("learning_rate", learning_rate if learning_rate is not None
-                                         else self.default_learning_rate, 0.0)
+                                         else self._default("learning_rate"), 0.0)
         self.l1 = _check_rate("l1", l1)
         self.l2 = _check_rate("l2", l2)
         if shuffle_buffer is not None and (not isinstance(shuffle_buffer, int) or shuffle_buffer < 1):
@@ -243,15 +241,6 @@ _COMMON_ARGS = """
 
 
 class _LinearEstimator(_Linear, KerasEstimator):
-    default_optimizer = "Ftrl"
-    default_learning_rate = 0.2
-
-    def __init__(self, label: str, feature_columns: Any = None, *, linear_feature_columns: Sequence[str] | None = None,
-                 **options: Any):
-        self._linear_init(linear_feature_columns)
-        super().__init__(label, feature_columns, **options)
-        self._open_model_dir()
-
     def _model_options(self) -> dict[str, Any]:
         return {"linear_feature_columns": self.linear_feature_columns}
 
@@ -273,6 +262,16 @@ class LinearRegressor(_LinearEstimator):
     """
     head_kind = REGRESSION
 
+    def __init__(self, label: str, feature_columns: Any = None, *,
+                 linear_feature_columns: Sequence[str] | None = None, optimizer: Any = "Ftrl",
+                 learning_rate: float = 0.2, l1: float = 0.0, l2: float = 0.0, weight_column: str | None = None,
+                 model_dir: str | os.PathLike[str] | None = None, batch_size: int = 128,
+                 shuffle_buffer: int | None = 10_000, seed: int | None = None) -> None:
+        self._linear_init(linear_feature_columns)
+        super().__init__(label, feature_columns, optimizer=optimizer, learning_rate=learning_rate, l1=l1, l2=l2,
+                         weight_column=weight_column, model_dir=model_dir, batch_size=batch_size,
+                         shuffle_buffer=shuffle_buffer, seed=seed)
+
 
 class LinearClassifier(_LinearEstimator):
     __doc__ = f"""A linear (logistic) classifier (tf.estimator's LinearClassifier).
@@ -287,17 +286,21 @@ class LinearClassifier(_LinearEstimator):
     """
     head_kind = BINARY
 
+    def __init__(self, label: str, feature_columns: Any = None, *,
+                 linear_feature_columns: Sequence[str] | None = None, optimizer: Any = "Ftrl",
+                 learning_rate: float = 0.2, l1: float = 0.0, l2: float = 0.0, weight_column: str | None = None,
+                 model_dir: str | os.PathLike[str] | None = None,
+                 n_classes: int | None = None, label_vocabulary: Sequence[str] | None = None,
+                 batch_size: int = 128,
+                 shuffle_buffer: int | None = 10_000, seed: int | None = None) -> None:
+        self._linear_init(linear_feature_columns)
+        super().__init__(label, feature_columns, optimizer=optimizer, learning_rate=learning_rate, l1=l1, l2=l2,
+                         weight_column=weight_column, model_dir=model_dir, n_classes=n_classes,
+                         label_vocabulary=label_vocabulary, batch_size=batch_size,
+                         shuffle_buffer=shuffle_buffer, seed=seed)
+
 
 class _DNNEstimator(_DNN, KerasEstimator):
-    default_optimizer = "Adagrad"
-    default_learning_rate = 0.05
-
-    def __init__(self, label: str, hidden_units: Sequence[int] = (), feature_columns: Any = None, *,
-                 activation: str = "relu", dropout: float | None = None, batch_norm: bool = False, **options: Any):
-        self._dnn_init(hidden_units, activation, dropout, batch_norm)
-        super().__init__(label, feature_columns, **options)
-        self._open_model_dir()
-
     def _model_options(self) -> dict[str, Any]:
         return self._dnn_options()
 
@@ -319,6 +322,17 @@ class DNNRegressor(_DNNEstimator):
     """
     head_kind = REGRESSION
 
+    def __init__(self, label: str, hidden_units: Sequence[int] = (), feature_columns: Any = None, *,
+                 activation: str = "relu", dropout: float | None = None, batch_norm: bool = False,
+                 optimizer: Any = "Adagrad", learning_rate: float = 0.05, l1: float = 0.0, l2: float = 0.0,
+                 weight_column: str | None = None, model_dir: str | os.PathLike[str] | None = None,
+                 batch_size: int = 128,
+                 shuffle_buffer: int | None = 10_000, seed: int | None = None) -> None:
+        self._dnn_init(hidden_units, activation, dropout, batch_norm)
+        super().__init__(label, feature_columns, optimizer=optimizer, learning_rate=learning_rate, l1=l1, l2=l2,
+                         weight_column=weight_column, model_dir=model_dir, batch_size=batch_size,
+                         shuffle_buffer=shuffle_buffer, seed=seed)
+
 
 class DNNClassifier(_DNNEstimator):
     __doc__ = f"""A feed-forward classifier (tf.estimator's DNNClassifier).
@@ -334,19 +348,21 @@ class DNNClassifier(_DNNEstimator):
     """
     head_kind = BINARY
 
+    def __init__(self, label: str, hidden_units: Sequence[int] = (), feature_columns: Any = None, *,
+                 activation: str = "relu", dropout: float | None = None, batch_norm: bool = False,
+                 optimizer: Any = "Adagrad", learning_rate: float = 0.05, l1: float = 0.0, l2: float = 0.0,
+                 weight_column: str | None = None, model_dir: str | os.PathLike[str] | None = None,
+                 n_classes: int | None = None, label_vocabulary: Sequence[str] | None = None,
+                 batch_size: int = 128,
+                 shuffle_buffer: int | None = 10_000, seed: int | None = None) -> None:
+        self._dnn_init(hidden_units, activation, dropout, batch_norm)
+        super().__init__(label, feature_columns, optimizer=optimizer, learning_rate=learning_rate, l1=l1, l2=l2,
+                         weight_column=weight_column, model_dir=model_dir, n_classes=n_classes,
+                         label_vocabulary=label_vocabulary, batch_size=batch_size,
+                         shuffle_buffer=shuffle_buffer, seed=seed)
+
 
 class _CombinedEstimator(_Linear, _DNN, KerasEstimator):
-    default_optimizer = "Adagrad"
-    default_learning_rate = 0.05
-
-    def __init__(self, label: str, hidden_units: Sequence[int] = (), feature_columns: Any = None, *,
-                 linear_feature_columns: Sequence[str] | None = None, activation: str = "relu",
-                 dropout: float | None = None, batch_norm: bool = False, **options: Any):
-        self._linear_init(linear_feature_columns)
-        self._dnn_init(hidden_units, activation, dropout, batch_norm)
-        super().__init__(label, feature_columns, **options)
-        self._open_model_dir()
-
     def _model_options(self) -> dict[str, Any]:
         return {"linear_feature_columns": self.linear_feature_columns, **self._dnn_options()}
 
@@ -372,6 +388,18 @@ class DNNLinearCombinedRegressor(_CombinedEstimator):
     """
     head_kind = REGRESSION
 
+    def __init__(self, label: str, hidden_units: Sequence[int] = (), feature_columns: Any = None, *,
+                 linear_feature_columns: Sequence[str] | None = None, activation: str = "relu",
+                 dropout: float | None = None, batch_norm: bool = False, optimizer: Any = "Adagrad",
+                 learning_rate: float = 0.05, l1: float = 0.0, l2: float = 0.0, weight_column: str | None = None,
+                 model_dir: str | os.PathLike[str] | None = None, batch_size: int = 128,
+                 shuffle_buffer: int | None = 10_000, seed: int | None = None) -> None:
+        self._linear_init(linear_feature_columns)
+        self._dnn_init(hidden_units, activation, dropout, batch_norm)
+        super().__init__(label, feature_columns, optimizer=optimizer, learning_rate=learning_rate, l1=l1, l2=l2,
+                         weight_column=weight_column, model_dir=model_dir, batch_size=batch_size,
+                         shuffle_buffer=shuffle_buffer, seed=seed)
+
 
 class DNNLinearCombinedClassifier(_CombinedEstimator):
     __doc__ = f"""Wide & deep classifier: a linear part and a DNN trained jointly on one loss.
@@ -391,15 +419,36 @@ class DNNLinearCombinedClassifier(_CombinedEstimator):
     """
     head_kind = BINARY
 
+    def __init__(self, label: str, hidden_units: Sequence[int] = (), feature_columns: Any = None, *,
+                 linear_feature_columns: Sequence[str] | None = None, activation: str = "relu",
+                 dropout: float | None = None, batch_norm: bool = False, optimizer: Any = "Adagrad",
+                 learning_rate: float = 0.05, l1: float = 0.0, l2: float = 0.0, weight_column: str | None = None,
+                 model_dir: str | os.PathLike[str] | None = None,
+                 n_classes: int | None = None, label_vocabulary: Sequence[str] | None = None,
+                 batch_size: int = 128,
+                 shuffle_buffer: int | None = 10_000, seed: int | None = None) -> None:
+        self._linear_init(linear_feature_columns)
+        self._dnn_init(hidden_units, activation, dropout, batch_norm)
+        super().__init__(label, feature_columns, optimizer=optimizer, learning_rate=learning_rate, l1=l1, l2=l2,
+                         weight_column=weight_column, model_dir=model_dir, n_classes=n_classes,
+                         label_vocabulary=label_vocabulary, batch_size=batch_size,
+                         shuffle_buffer=shuffle_buffer, seed=seed)
+
 
 class Estimator(KerasEstimator):
     """A custom estimator: your function builds the network, the estimator does the rest.
 
     Args:
         model_fn: ``model_fn(inputs, dense, params)`` -> the output tensor (logits for a
-            classifier, predictions for a regressor) or a ``keras.Model``; ``inputs`` are the
-            spec's Keras inputs (one per encoded column), ``dense`` its dense tensor (None
-            when it declares none), ``params`` the ``params`` dict plus ``n_outputs``.
+            classifier, predictions for a regressor) or a ``keras.Model`` built on ``inputs``
+            with one output of ``n_outputs`` units; ``inputs`` are the spec's Keras inputs
+            (one per encoded column), ``dense`` its dense tensor (None when it declares none),
+            ``params`` the ``params`` dict plus ``n_outputs``. A compiled Model keeps its
+            optimizer, loss and metrics (optimizer= and learning_rate= are then unused), and
+            its loss says what its output holds: probabilities (Keras's crossentropy losses by
+            name, or ``from_logits=False``) or logits; an uncompiled one is compiled with the
+            estimator's optimizer and the head's loss on logits. Anything else is an
+            ``EstimatorError``.
         label: the label column.
         head: ``"regression"``, ``"binary"`` or ``"multiclass"`` (give n_classes).
         params: values handed to ``model_fn``.
@@ -411,25 +460,36 @@ class Estimator(KerasEstimator):
         ...     return keras.layers.Dense(params["n_outputs"])(x)
         >>> est = lf.estimators.Estimator(model_fn, label="y", head="binary", params={"units": 16})
         >>> est.train(frame, epochs=3)
+        >>> def model_fn(inputs, dense, params):  # a compiled Model: its own optimizer and loss
+        ...     out = keras.layers.Dense(params["n_outputs"], activation="softmax")(dense)
+        ...     model = keras.Model(inputs, out)
+        ...     model.compile(keras.optimizers.Adam(0.01), "sparse_categorical_crossentropy")
+        ...     return model
     """
 
     packs_numeric = False  # model_fn gets one input per encoded column, as documented
 
     def __init__(self, model_fn: Callable[..., Any] | None = None, label: str = "", head: str = REGRESSION,
-                 feature_columns: Any = None, *, params: dict[str, Any] | None = None, **options: Any):
+                 feature_columns: Any = None, *, params: dict[str, Any] | None = None, optimizer: Any = "Adam",
+                 learning_rate: float = 0.001, l1: float = 0.0, l2: float = 0.0, weight_column: str | None = None,
+                 model_dir: str | os.PathLike[str] | None = None, n_classes: int | None = None,
+                 label_vocabulary: Sequence[str] | None = None, batch_size: int = 128,
+                 shuffle_buffer: int | None = 10_000, seed: int | None = None) -> None:
         if head not in (REGRESSION, BINARY, MULTICLASS):
             raise EstimatorError(f"head={head!r} must be 'regression', 'binary' or 'multiclass'.")
         if model_fn is not None and not callable(model_fn):
             raise EstimatorError(f"model_fn= must be a function building the model; got {type(model_fn).__name__}.")
-        if head == BINARY and options.get("n_classes") not in (None, 2):
+        if head == BINARY and n_classes not in (None, 2):
             raise EstimatorError("head='binary' has n_classes=2; use head='multiclass' for more classes.")
-        if head == MULTICLASS and options.get("n_classes") is None and options.get("label_vocabulary") is None:
+        if head == MULTICLASS and n_classes is None and label_vocabulary is None:
             raise EstimatorError("head='multiclass' needs n_classes= (or label_vocabulary=).")
         self.head_kind = head
         self.model_fn = model_fn
         self.params = dict(params or {})
-        super().__init__(label, feature_columns, **options)
-        self._open_model_dir()
+        super().__init__(label, feature_columns, optimizer=optimizer, learning_rate=learning_rate, l1=l1, l2=l2,
+                         weight_column=weight_column, model_dir=model_dir, n_classes=n_classes,
+                         label_vocabulary=label_vocabulary, batch_size=batch_size,
+                         shuffle_buffer=shuffle_buffer, seed=seed)
 
     def _model_options(self) -> dict[str, Any]:
         return {"model_fn": getattr(self.model_fn, "__qualname__", None) if self.model_fn else None,
@@ -442,13 +502,28 @@ class Estimator(KerasEstimator):
         return config
 
     @classmethod
-    def _from_config(cls, config: dict[str, Any]) -> "Estimator":
-        accepted = cls._init_parameters() - {"model_fn"}
-        options = {k: v for k, v in config.items() if k in accepted and v is not None}
-        return cls(None, **options)
+    def _from_config(cls, config: dict[str, Any], **more: Any) -> "BaseEstimator":
+        # the saved model_fn is its name only: a loaded Estimator reads its model from the checkpoint
+        return super()._from_config({k: v for k, v in config.items() if k != "model_fn"}, **more)
 
-    def _logits(self, inputs, dense):
+    @property
+    def model_outputs(self) -> str:
+        """What the model's output holds (``"logits"``, ``"probabilities"`` or ``"predictions"``):
+        a Model that model_fn compiled says so through its loss (see ``keras_models.output_kind``)."""
+        if self.model is None:
+            return super().model_outputs
+        return km.output_kind(self.model, self.head.kind)
+
+    def _build(self) -> Any:
         if self.model_fn is None:
             raise EstimatorError("This Estimator has no model_fn and no checkpoint to load the model from.")
+        if self.seed is not None:
+            keras.utils.set_random_seed(self.seed)
+        inputs, dense = km.spec_inputs(keras, self.spec)
         result = self.model_fn(inputs, dense, {**self.params, "n_outputs": self.head.output_units})
-        return result.outputs[0] if isinstance(result, keras.Model) else result
+        model, compiled = km.model_from_fn(keras, result, inputs, self.head.output_units, self.head.kind)
+        if not compiled:
+            model.compile(optimizer=km.make_optimizer(keras, self.optimizer, self.learning_rate),
+                          loss=km.loss_for(keras, self.head.kind))
+        self._set_model(model)
+        return model

@@ -199,3 +199,80 @@ def loss_for(keras: Any, head_kind: str) -> Any:
     if head_kind == "multiclass":
         return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     return keras.losses.MeanSquaredError()
+
+
+# Keras's crossentropy losses by name: given as a string or a function they read probabilities.
+_CROSSENTROPY_NAMES = ("binary_crossentropy", "categorical_crossentropy", "sparse_categorical_crossentropy")
+
+
+def _described(value: Any) -> str:
+    """A short description of what a model_fn returned, for an error message."""
+    text = repr(value)
+    return f"{type(value).__name__} ({text[:60] + '...' if len(text) > 60 else text})"
+
+
+def check_output_width(tensor: Any, units: int, head_kind: str) -> None:
+    """Raises ``EstimatorError`` unless ``tensor``'s last dimension is the head's width."""
+    width = tuple(tensor.shape)[-1] if len(tuple(tensor.shape)) > 1 else 1
+    if width != units:
+        needs = {"regression": "1 (the prediction)", "binary": "1 (a logit or a probability)"}.get(
+            head_kind, f"{units} (one logit or probability per class)")
+        raise EstimatorError(f"model_fn's output has width {width}, but the {head_kind} head takes a width of {needs}; "
+                             "end the model with a Dense layer of params['n_outputs'] units.")
+
+
+def model_from_fn(keras: Any, result: Any, inputs: dict[str, Any], units: int, head_kind: str) -> tuple[Any, bool]:
+    """The Keras model a custom Estimator's ``model_fn`` described, and whether it is compiled.
+
+    Args:
+        keras: the keras module.
+        result: what ``model_fn`` returned: an output tensor over ``inputs`` (logits for a
+            classifier, predictions for a regressor), or a ``keras.Model`` built on ``inputs``
+            with one output (compiled or not).
+        inputs: the spec's Keras inputs that ``model_fn`` was given.
+        units: the head's output width; head_kind: ``"regression"``, ``"binary"``, ``"multiclass"``.
+
+    Returns:
+        ``(model, compiled)``: an uncompiled model is compiled by the estimator; a compiled
+        one keeps its optimizer, loss and metrics.
+
+    Example:
+        >>> model, compiled = model_from_fn(keras, model_fn(inputs, dense, params), inputs, 3, "multiclass")
+    """
+    given = {id(t) for t in inputs.values()}
+    if isinstance(result, keras.Model):
+        foreign = [getattr(t, "name", "?") for t in keras.tree.flatten(result.inputs) if id(t) not in given]
+        if foreign:
+            raise EstimatorError(f"model_fn returned a keras.Model whose inputs {foreign} are not the spec's inputs; "
+                                 f"build the Model on the inputs model_fn is given ({sorted(inputs)}).")
+        outputs = keras.tree.flatten(result.outputs)
+        if len(outputs) != 1:
+            raise EstimatorError(f"model_fn returned a keras.Model with {len(outputs)} outputs "
+                                 f"{list(result.output_names)}; an estimator trains one output against its label: "
+                                 "return a Model with one output.")
+        check_output_width(outputs[0], units, head_kind)
+        return result, bool(getattr(result, "compiled", False))
+    if isinstance(result, keras.KerasTensor):
+        check_output_width(result, units, head_kind)
+        return keras.Model(inputs=inputs, outputs=result, name="estimator"), False
+    raise EstimatorError(f"model_fn returned {_described(result)}; expected the output tensor (logits for a "
+                         "classifier, predictions for a regressor) or a keras.Model built on the inputs it is given.")
+
+
+def output_kind(model: Any, head_kind: str) -> str:
+    """What a custom model's output holds: ``"predictions"`` (regression), ``"logits"`` or
+    ``"probabilities"`` (classifiers), read from its compiled loss (``from_logits``; Keras's
+    crossentropy losses given by name or as functions read probabilities), else from the output's
+    name ("logits" or "probabilities"), else logits."""
+    if head_kind == "regression":
+        return "predictions"
+    loss = getattr(model, "loss", None)
+    from_logits = getattr(loss, "from_logits", None)
+    if from_logits is None:
+        name = loss if isinstance(loss, str) else getattr(loss, "__name__", None)
+        if name in _CROSSENTROPY_NAMES:
+            from_logits = False
+    if from_logits is not None:
+        return "logits" if from_logits else "probabilities"
+    names = list(getattr(model, "output_names", None) or [])
+    return "probabilities" if names == ["probabilities"] else "logits"

@@ -92,7 +92,7 @@ def train_and_evaluate(estimator: Any, train_data: Any, eval_data: Any, epochs: 
     history: list[tuple[int, dict[str, float]]] = []
     state = {"stopped": False}
 
-    def on_epoch_end(est: Any, epoch: int):
+    def on_epoch_end(est: Any, epoch: int) -> tuple[dict[str, float] | None, bool]:
         if epoch % every_n_epochs:
             return None, False
         metrics = est.evaluate(eval_dataset)
