@@ -15,11 +15,11 @@ import warnings
 from pathlib import Path
 from typing import Any, Mapping
 
+from layerflow.runs.files import TUNINGS_DIR
 from layerflow.tuning.space import Range, TuningError
 
 SEARCHES = ("grid", "random", "tpe")
 STUDY_FILE = "tuning.sqlite"
-SUMMARY_DIR = "tunings"  # <runs>/tunings/<tuning_id>.json: what the UI's tuning page charts
 
 
 def _optuna():
@@ -244,7 +244,7 @@ class Study:
 
     def write_summary(self, runs_dir: Path, mode: str) -> Path:
         """Writes ``summary()`` to ``<runs>/tunings/<tuning_id>.json`` (read by the UI's tuning page)."""
-        folder = Path(runs_dir) / SUMMARY_DIR
+        folder = Path(runs_dir) / TUNINGS_DIR
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{self.study.study_name}.json"
         tmp = path.with_suffix(".json.tmp")
