@@ -129,6 +129,28 @@ def storage_url(runs_dir: Path) -> str:
     return f"sqlite:///{Path(runs_dir) / STUDY_FILE}"
 
 
+def _storage(runs_dir: Path):
+    """Optuna's RDBStorage on the runs folder's SQLite file, in WAL mode.
+
+    WAL with ``synchronous=NORMAL`` stays consistent when the process dies (Ctrl-C, kill) and
+    halves the time of each ask and tell (no fsync per commit; measured 147 -> 81 ms per
+    ask + tell on this loaded machine, bench/tuning_search.py).
+    """
+    from sqlalchemy import event
+
+    storage = _optuna().storages.RDBStorage(storage_url(runs_dir), engine_kwargs={"connect_args": {"timeout": 60}})
+
+    @event.listens_for(storage.engine, "connect")
+    def _pragmas(connection, _record) -> None:
+        cursor = connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    storage.engine.dispose()  # the connection made while creating the tables predates the pragmas
+    return storage
+
+
 class Study:
     """One tuning run's Optuna study: ``ask`` the next trial's flags, ``tell`` how it ended.
 
@@ -158,7 +180,7 @@ class Study:
                seed: int | None, settings: Mapping[str, Any]) -> "Study":
         optuna = _optuna()
         Path(runs_dir).mkdir(parents=True, exist_ok=True)
-        study = optuna.create_study(storage=storage_url(runs_dir), study_name=tuning_id, sampler=_sampler(search, seed),
+        study = optuna.create_study(storage=_storage(runs_dir), study_name=tuning_id, sampler=_sampler(search, seed),
                                     direction="minimize" if direction == "min" else "maximize")
         for key, value in {**settings, "search": search, "space": describe_space(space), "seed": seed}.items():
             study.set_user_attr(key, json.loads(json.dumps(value, default=str)))
@@ -173,11 +195,12 @@ class Study:
         """
         optuna = _optuna()
         path = Path(runs_dir) / STUDY_FILE
-        known = optuna.get_all_study_names(storage_url(runs_dir)) if path.exists() else []
+        storage = _storage(runs_dir) if path.exists() else None
+        known = optuna.get_all_study_names(storage) if storage is not None else []
         if tuning_id not in known:
             raise TuningError(f"No tuning run {tuning_id!r} to resume in {path}; known: {known or 'none'}.")
-        attrs = optuna.load_study(study_name=tuning_id, storage=storage_url(runs_dir)).user_attrs
-        study = optuna.load_study(study_name=tuning_id, storage=storage_url(runs_dir),
+        attrs = optuna.load_study(study_name=tuning_id, storage=storage).user_attrs
+        study = optuna.load_study(study_name=tuning_id, storage=storage,
                                   sampler=_sampler(attrs["search"], attrs.get("seed")))
         for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
             study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
