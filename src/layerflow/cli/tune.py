@@ -1,4 +1,4 @@
-"""``layerflow tune``: a tracked run per combination of flag values."""
+"""``layerflow tune``: a tracked run per trial of a grid, random or Bayesian (TPE) search."""
 
 from __future__ import annotations
 
@@ -14,7 +14,14 @@ app = typer.Typer()
 
 @app.command()
 def tune(
-    script: Path = typer.Argument(..., help="The training script; every trial is a tracked run of it."),
+    script: Optional[Path] = typer.Argument(None, help="The training script; every trial is a tracked run of it "
+                                            "(default: train.py, or the resumed tuning run's)."),
+    search: Optional[str] = typer.Option(None, "--search", help="tpe (Bayesian optimisation, Optuna's TPE), random "
+                                         "or grid (default: random over ranges, else grid)."),
+    config: Optional[Path] = typer.Option(None, "--config", help="cloudml's tuning config (hptuning.yml: "
+                                          "trainingInput.hyperparameters); command-line options override it."),
+    resume: Optional[str] = typer.Option(None, "--resume", help="TUNING_ID: add --trials N to that stored study, "
+                                         "reusing its finished trials."),
     grid: List[str] = typer.Option([], "--grid", help="name=v1,v2,... values of a flag to try (repeatable)."),
     range_: List[str] = typer.Option([], "--range", help="name=KIND:VALUES for random search: uniform:LOW,HIGH, "
                                      "loguniform:LOW,HIGH, int:LOW,HIGH or choice:A,B (repeatable; needs --trials)."),
@@ -22,7 +29,7 @@ def tune(
     sample: Optional[float] = typer.Option(None, "--sample", help="Run a random fraction (0, 1] of the grid."),
     trials: Optional[int] = typer.Option(None, "--trials", help="Run N combinations (grid) or N draws (ranges)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the sample or the draws."),
-    parallel: int = typer.Option(1, "--parallel", help="Trials running at once."),
+    parallel: Optional[int] = typer.Option(None, "--parallel", help="Trials running at once (default 1)."),
     metric: Optional[str] = typer.Option(None, "--metric", help="Metric ordering the summary (and watched by "
                                          "--early-stop), e.g. val_accuracy or eval_accuracy."),
     mode: Optional[str] = typer.Option(None, "--mode", help="max or min (default: min for losses, else max)."),
@@ -38,9 +45,16 @@ def tune(
 ) -> None:
     """Run SCRIPT once per combination of flag values, each as a tracked run; print them best first."""
     from layerflow.flags import parse_flag_assignments
-    from layerflow.tuning import search_space, tuning_run
+    from layerflow.tuning import hptuning_config, search_space, tuning_run
 
-    tuning_run(script, flags=search_space(grid, range_), sample=sample, trials=trials, seed=seed, parallel=parallel,
-               metric=metric, mode=mode, early_stopping=early_stop, grace_epochs=grace_epochs,
-               reduction_factor=reduction_factor, address=address, cpus=cpus, gpus=gpus, requirements=requirements,
-               runs_dir=runs_dir, fixed_flags=parse_flag_assignments(flag))
+    options = hptuning_config(config) if config is not None else {}
+    given = {"search": search, "metric": metric, "mode": mode, "trials": trials, "parallel": parallel,
+             "early_stopping": early_stop or None, "resume": resume}
+    options.update({k: v for k, v in given.items() if v is not None})
+    if grid or range_ or "flags" not in options and options.get("resume") is None:
+        options["flags"] = search_space(grid, range_)
+    options.setdefault("parallel", 1)
+    options.setdefault("early_stopping", False)
+    tuning_run(script, sample=sample, seed=seed, grace_epochs=grace_epochs, reduction_factor=reduction_factor,
+               address=address, cpus=cpus, gpus=gpus, requirements=requirements, runs_dir=runs_dir,
+               fixed_flags=parse_flag_assignments(flag), **options)

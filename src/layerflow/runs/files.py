@@ -24,6 +24,9 @@ PROPERTIES_FILE = "properties.json"
 KERAS_FILE = "keras.json"
 SUMMARY_FILE = "model_summary.txt"
 EXIT_FILE = "exit.json"
+# <runs>/tunings/<tuning_id>.json: a tuning run's optimisation history and flag importances
+# (written by layerflow.tuning, read by the UI's tuning page).
+TUNINGS_DIR = "tunings"
 # Keys of a metrics.jsonl line that are bookkeeping, not metrics.
 EPOCH_KEYS = ("epoch", "time", "fit")
 

@@ -29,6 +29,7 @@ from layerflow.runs.record import FINISHED_STATUSES, read_record
 from layerflow.runs.store import RunNotFoundError, RunStore
 from layerflow.ui import run_files
 from layerflow.ui.table import TRIAL_COLUMN, RunTable
+from layerflow.ui.tuning_page import tuning_charts
 
 HERE = Path(__file__).parent
 SHARED = HERE.parent / "runs" / "templates"
@@ -278,7 +279,8 @@ async def tuning_page(request: Request) -> Response:
     columns = ["id", "status", *([TRIAL_COLUMN] if TRIAL_COLUMN in keys else []), "epochs",
                *[k for k in keys if k.startswith(("flag_", "metric_", "eval_"))]]
     return page(request, "tuning.html.j2", tuning_id=tuning_id, rows=trials, columns=columns, metric=metric,
-                mode=mode, best=best, flag_columns=flag_columns, metric_choices=metric_choices)
+                mode=mode, best=best, flag_columns=flag_columns, metric_choices=metric_choices,
+                **tuning_charts(store.path, tuning_id))
 
 
 async def health(request: Request) -> Response:
