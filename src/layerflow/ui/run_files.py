@@ -14,6 +14,7 @@ from typing import Any
 from layerflow.errors import LayerflowError, MissingFileError
 from layerflow.runs import files as f
 from layerflow.runs.report import clean_console_text, curves  # noqa: F401 - curves: the charts' columns
+from layerflow.runs.system_metrics import read_system_metrics as system_curves  # noqa: F401 - the system charts' columns
 
 LOG_PAGE_BYTES = 256 * 1024
 MAX_SOURCE_BYTES = 200_000
