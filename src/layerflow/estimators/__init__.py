@@ -15,6 +15,7 @@ Example:
 
 from layerflow.estimators.base import BaseEstimator, load
 from layerflow.estimators.boosted_trees import BoostedTreesClassifier, BoostedTreesRegressor
+from layerflow.estimators.distributed_trees import DistributedTrainingError
 from layerflow.estimators.errors import EstimatorError, MissingColumnError, ModelDirError, NotTrainedError
 from layerflow.estimators.keras_estimators import (
     DNNClassifier,
@@ -35,6 +36,7 @@ __all__ = [
     "DNNLinearCombinedClassifier",
     "DNNLinearCombinedRegressor",
     "DNNRegressor",
+    "DistributedTrainingError",
     "EarlyStopping",
     "Estimator",
     "EstimatorError",

@@ -139,6 +139,34 @@ class _BoostedTrees(BaseEstimator):
             params["base_score"] = 0.5 if self.head.kind == BINARY else 0.0 if self.head.kind == REGRESSION else 0.5
         return params
 
+    def train(self, data: Any, epochs: int | None = None, steps: int | None = None, workers: int | None = None,
+              max_failures: int = 0, _on_epoch_end: EpochHook | None = None) -> "_BoostedTrees":
+        """Trains on ``data`` in this process, or with ``workers=N`` on N Ray Train workers.
+
+        Args:
+            data: a lf.data Dataset, a pandas DataFrame, or a CSV/Parquet path.
+            epochs: boosting rounds in all, counting those already in model_dir.
+            steps: this many more boosting rounds.
+            workers: train on this many Ray Train workers (XGBoost's collective, each worker its
+                shard of the rows; ``estimators/distributed_trees.py``); None trains here.
+            max_failures: with ``workers``, how many times a failed worker group restarts from
+                the last round's checkpoint (Ray Train's FailureConfig).
+
+        Returns:
+            The estimator (trained).
+
+        Example:
+            >>> est.train("big.csv", workers=4, max_failures=2)
+        """
+        if workers is None:
+            if max_failures:
+                raise EstimatorError("max_failures= applies to training on workers: give workers= with it.")
+            return super().train(data, epochs, steps, _on_epoch_end)
+        from layerflow.estimators.distributed_trees import train_on_workers
+
+        return train_on_workers(self, data, epochs=epochs, steps=steps, workers=workers, max_failures=max_failures,
+                                _on_epoch_end=_on_epoch_end)
+
     def _fit(self, dataset: Any, epochs: int | None, steps: int | None, on_epoch_end: EpochHook | None) -> None:
         import xgboost as xgb
 

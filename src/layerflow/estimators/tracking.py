@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from layerflow.runs import current_run_dir, log_metrics
-from layerflow.runs.context import update_json
+from layerflow.runs.context import RUN_DIR_ENV, update_json
 from layerflow.runs.files import EVALUATION_FILE, MODEL_DIR
 
 # The trained estimator of a run goes here (beside any Keras model the script saves).
@@ -27,6 +27,12 @@ def record_evaluation(metrics: dict[str, float]) -> None:
     if current_run_dir() is None:
         return
     update_json(EVALUATION_FILE, {k.replace("/", "_"): v for k, v in metrics.items()})
+
+
+def run_environment() -> dict[str, str]:
+    """The environment variables that make another process (a Ray Train worker) record into this run."""
+    run_dir = current_run_dir()
+    return {} if run_dir is None else {RUN_DIR_ENV: str(run_dir)}
 
 
 def run_model_dir() -> Path | None:

@@ -19,6 +19,7 @@ from layerflow.runs.outputs import keep_outputs as copy_outputs, working_files
 from layerflow.runs.pty_tee import ScriptConsole
 from layerflow.runs.source import git_state, snapshot_source
 from layerflow.runs.store import RunStore
+from layerflow.runs.system_metrics import start_system_metrics
 
 _INTERRUPT_GRACE_SECONDS = 10
 
@@ -237,6 +238,7 @@ def training_run(
         [sys.executable, "-m", "layerflow.runs.launch", str(script_path), *args], **console.popen_args(), env=env,
     )
     console.started()
+    sampler = start_system_metrics(run_dir, process.pid)  # CPU, memory, GPUs -> system_metrics.jsonl
     if control is not None:
         control.run_id, control.run_dir = run_id, run_dir
         control._watch(process)
@@ -247,6 +249,8 @@ def training_run(
         if process.poll() is None:
             process.kill()
             process.wait()
+        if sampler is not None:
+            sampler.stop()
 
     outputs = copy_outputs(before, working_dir, run_dir, never_kept) if keep_outputs else {}
     final = store.finish_run(run_dir, **_final_status(run_dir, process.returncode, interrupted, control),

@@ -19,6 +19,7 @@ from layerflow.runs.source_files import (  # noqa: F401 - the one reader of a ru
     run_file,
     source_files,
 )
+from layerflow.runs.system_metrics import read_system_metrics as system_curves  # noqa: F401 - the system charts' columns
 
 LOG_PAGE_BYTES = 256 * 1024
 

@@ -70,3 +70,23 @@ function drawScatter(container, trials, flag, metric, bestId) {
   new uPlot(opts, [points.map(x), points.map(t => t[metric]), best], box);
 }
 
+
+// System metrics of a run (system_metrics.jsonl): one chart per measure against seconds since the start.
+// data: {seconds: [...], cpu_percent: [...], memory_rss_mib: [...], ...}
+function drawSystemCharts(container, data) {
+  container.innerHTML = "";
+  const titles = {cpu_percent: "CPU % (process tree)", memory_rss_mib: "memory RSS (MiB)", processes: "processes",
+                  host_cpu_percent: "host CPU %", host_memory_percent: "host memory %"};
+  for (const key of Object.keys(data)) {
+    if (key === "seconds") continue;
+    const box = document.createElement("div");
+    box.className = "chart";
+    box.dataset.metric = key;
+    container.appendChild(box);
+    new uPlot({title: titles[key] || key.replace(/_/g, " "), width: 380, height: 200,
+               scales: {x: {time: false}}, axes: [{label: "seconds"}, {}],
+               series: [{label: "seconds"}, {label: key, stroke: COLORS[0], width: 2, spanGaps: true, points: {show: true, size: 4}}]},
+              [data.seconds, data[key]], box);
+    box.dataset.points = String(data.seconds.length);
+  }
+}
