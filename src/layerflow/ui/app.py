@@ -192,7 +192,7 @@ async def run_page(request: Request) -> Response:
         summary=run_files.small_text(run_dir / f.SUMMARY_FILE),
         plots=run_files.folder_files(run_dir, f.PLOTS_DIR), data=run_files.folder_files(run_dir, f.DATA_DIR),
         model_files=model_files, live=record.get("status") == "running",
-        tab=request.query_params.get("tab", "summary"),
+        tab=request.query_params.get("tab", "summary"), system=run_files.system_curves(run_dir),
     )
 
 
