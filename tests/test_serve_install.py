@@ -105,7 +105,7 @@ def test_serve_extra_serves_without_the_training_stack(tmp_path):
 
     # lf.predict in that environment, on the bundle folder
     script = (f"import json, layerflow as lf; print(json.dumps({{k: v.tolist() for k, v in "
-              f"lf.predict({str(tmp_path / 'models')!r}, {REQUEST_ROWS!r}).items()}})))")
+              f"lf.predict({str(tmp_path / 'models')!r}, {REQUEST_ROWS!r}).items()}}))")
     run = subprocess.run([str(venv / "bin" / "python"), "-c", script], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr[-3000:]
     assert_same_outputs(json.loads(run.stdout), expected)
