@@ -25,7 +25,7 @@ def test_installed_keras_is_a_tested_release():
     assert installed in SpecifierSet(TESTED_KERAS_VERSIONS), (
         f"Keras {installed} is not a release layerflow is tested on ({TESTED_KERAS_VERSIONS}). layerflow uses the "
         f"private Keras APIs {KERAS_PRIVATE_APIS}; run the whole suite on Keras {installed}, then widen "
-        "TESTED_KERAS_VERSIONS in layerflow/backend.py and the keras pin in pyproject.toml together."
+        "TESTED_KERAS_VERSIONS in layerflow/tested_versions.py and the keras pin in pyproject.toml together."
     )
 
 
@@ -49,7 +49,7 @@ def test_the_fast_path_reads_its_tested_releases_from_the_one_owner():
                                                 "torch": minor_release(TESTED_TORCH_VERSIONS)}
     assert minor_release(">=3.15,<3.16") == (3, 15) and minor_release("<2.14, >=2.13") == (2, 13)
     for path in SOURCE.rglob("*.py"):  # no second copy of a tested release anywhere in the package
-        if path.name != "backend.py":
+        if path.name != "tested_versions.py":
             assert "3.15,<3.16" not in path.read_text() and '"keras": (3, 15)' not in path.read_text(), path
 
 

@@ -15,7 +15,7 @@ SOURCE = Path(layerflow.__file__).parent
 # What each package may import from layerflow besides itself (leaves: errors, backend, history,
 # plots, summary, datasets). Checked on every import statement, also those inside functions.
 LEAVES = {"layerflow.errors", "layerflow.backend", "layerflow.history", "layerflow.plots", "layerflow.summary",
-          "layerflow.datasets", "layerflow.http_token"}
+          "layerflow.datasets", "layerflow.http_token", "layerflow.tested_versions"}
 ALLOWED = {
     "layerflow.flags": set(),
     "layerflow.runs": {"layerflow.flags"},

@@ -24,7 +24,7 @@ import torch
 import torch.utils._pytree as pytree
 from torch.fx.experimental.proxy_tensor import make_fx
 
-from layerflow.backend import TESTED_KERAS_VERSIONS, TESTED_TORCH_VERSIONS, minor_release
+from layerflow.tested_versions import TESTED_KERAS_VERSIONS, TESTED_TORCH_VERSIONS, minor_release
 
 tree_flatten = pytree.tree_flatten
 tree_map = pytree.tree_map
@@ -76,7 +76,7 @@ def script_graph(module: torch.fx.GraphModule) -> Any:
 
 
 # Keras and torch (major, minor) the fast path was written and tested against: read from the
-# one owner of the tested releases, ``layerflow.backend`` (``TESTED_KERAS_VERSIONS``, ``TESTED_TORCH_VERSIONS``).
+# one owner of the tested releases, ``layerflow.tested_versions`` (``TESTED_KERAS_VERSIONS``, ``TESTED_TORCH_VERSIONS``).
 TESTED_VERSIONS = {"keras": minor_release(TESTED_KERAS_VERSIONS), "torch": minor_release(TESTED_TORCH_VERSIONS)}
 
 
