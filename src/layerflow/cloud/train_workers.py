@@ -183,6 +183,8 @@ def main(argv: list[str]) -> int:
     follower = threading.Thread(target=_follow_file, args=(rank0_log, rank0_out, stop), daemon=True)
     follower.start()
 
+    # Ray Train would also send every print through its logger: each line twice in the logs.
+    os.environ["RAY_TRAIN_ENABLE_PRINT_PATCH"] = "0"
     import ray
     from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
@@ -191,7 +193,8 @@ def main(argv: list[str]) -> int:
     try:
         if not ray.is_initialized():
             ray.init(address=os.environ.get("RAY_ADDRESS") or None, include_dashboard=False,
-                     log_to_driver=False, configure_logging=False)
+                     log_to_driver=False, configure_logging=False,
+                     runtime_env={"env_vars": {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}})
         problem = placement_problem(workers, cpus, gpus, ray.cluster_resources())
         if problem is not None:
             rank0_out.write((problem + "\n").encode())

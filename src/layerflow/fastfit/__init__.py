@@ -107,6 +107,9 @@ def install(keras: Any) -> bool:
     from layerflow.fastfit import loops
 
     ki.run_batch_loops_directly(loops.test_loop, loops.predict_loop, lambda: not switched_off())
+    from layerflow.fastfit import distributed
+
+    distributed.install(keras)
     _installed = True
     return True
 
