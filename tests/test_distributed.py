@@ -15,7 +15,18 @@ import pytest
 import layerflow as lf
 from layerflow.cloud.train_workers import placement_problem
 
+ray = pytest.importorskip("ray")
 pytest.importorskip("ray.train.torch")
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """One local Ray cluster of 2 CPUs for the module; each run's driver joins it via $RAY_ADDRESS."""
+    ray.init(num_cpus=2, include_dashboard=False)
+    try:
+        yield ray.get_runtime_context().gcs_address
+    finally:
+        ray.shutdown()
 
 SCRIPT = textwrap.dedent('''
     import os, sys
@@ -31,13 +42,14 @@ SCRIPT = textwrap.dedent('''
     model.compile(optimizer=keras.optimizers.SGD(0.1), metrics=["accuracy"],
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
 
-    class StepLosses(keras.callbacks.Callback):
-        losses = []
-        def on_train_batch_end(self, batch, logs=None):
-            self.losses.append(float(model.metrics[0].result()))  # the local running mean
-
     history = model.fit(x, y, batch_size=32, epochs=2, shuffle=False, verbose=0)
     np.savez(sys.argv[1], *model.get_weights(), loss=np.array(history.history["loss"]))
+    adam = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(2)])
+    adam.compile(optimizer=keras.optimizers.Adam(0.01), metrics=["accuracy"],
+                 loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    history = adam.fit(x, y, batch_size=32, epochs=2, shuffle=False, verbose=0)
+    np.savez(sys.argv[1].replace(".npz", "-adam.npz"), *adam.get_weights(), loss=np.array(history.history["loss"]),
+             accuracy=np.array(history.history["accuracy"]))
     if len(sys.argv) > 2:  # the distributed run: what it must refuse, then a worker's failure
         import torch.distributed as dist
         def batches():
@@ -77,7 +89,19 @@ def test_bad_worker_counts_are_refused_before_anything_runs(tmp_path):
     assert "GPU" in placement_problem(2, 1, 1, {"CPU": 4.0}) and placement_problem(2, 1, 0, {"CPU": 2.0}) is None
 
 
-def test_two_workers_train_like_one_process_and_record_one_run(tmp_path, monkeypatch):
+def test_more_workers_than_the_cluster_places_is_refused_with_the_resources(tmp_path, monkeypatch, cluster):
+    monkeypatch.setenv("RAY_ADDRESS", cluster)
+    script = tmp_path / "train.py"
+    script.write_text("print('never ran')\n")
+    with pytest.raises(lf.LayerflowError, match=r"asked for 3 CPUs \(3 workers x 1\) but the cluster has 2"):
+        lf.training_run(script, runs_dir=tmp_path / "runs", workers=3, echo=False)
+    (run,) = lf.ls_runs(runs_dir=tmp_path / "runs").to_dict("records")
+    assert run["status"] == "failed"
+    assert "never ran" not in (tmp_path / "runs" / run["id"] / "output.log").read_text()
+
+
+def test_two_workers_train_like_one_process_and_record_one_run(tmp_path, monkeypatch, cluster):
+    monkeypatch.setenv("RAY_ADDRESS", cluster)
     monkeypatch.chdir(tmp_path)
     script = tmp_path / "train.py"
     script.write_text(SCRIPT)
@@ -88,17 +112,19 @@ def test_two_workers_train_like_one_process_and_record_one_run(tmp_path, monkeyp
                           echo=False)
 
     # Parity: the same weights and epoch losses as one process with the same global batch.
-    one, two = np.load(tmp_path / "one.npz"), np.load(tmp_path / "two.npz")
-    for name in one.files:
-        np.testing.assert_allclose(two[name], one[name], rtol=1e-5, atol=1e-6)
+    for optimizer in ("", "-adam"):
+        one, two = np.load(tmp_path / f"one{optimizer}.npz"), np.load(tmp_path / f"two{optimizer}.npz")
+        for name in one.files:
+            np.testing.assert_allclose(two[name], one[name], rtol=1e-5, atol=1e-6, err_msg=f"{optimizer} {name}")
+    one = np.load(tmp_path / "one.npz")
     # One run: rank 0 recorded, the others' output kept, the world recorded.
     run_dir = tmp_path / "runs" / run["id"]
     assert run["distributed"]["world_size"] == 2
     assert [w["rank"] for w in run["distributed"]["workers"]] == [0, 1]
     assert all(w["devices"] == ["cpu"] for w in run["distributed"]["workers"])
     lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    assert [line["epoch"] for line in lines] == [1, 2]  # rank 0's epochs only, not twice
-    assert lines[-1]["loss"] == pytest.approx(float(one["loss"][-1]), rel=1e-5)
+    assert [line["epoch"] for line in lines] == [1, 2, 3, 4]  # rank 0's epochs of the two fits, not twice
+    assert lines[1]["loss"] == pytest.approx(float(one["loss"][-1]), rel=1e-5)
     output, other = (run_dir / "output.log").read_text(), (run_dir / "workers" / "1.log").read_text()
     assert "rank 0 done" in output and "rank 1 done" not in output
     assert "rank 1 done" in other and output.count("rank 0 done") == 1

@@ -270,7 +270,7 @@ def training_run(
     if interrupted:
         raise KeyboardInterrupt
     if distributed is not None and process.returncode == REFUSED_EXIT_CODE:
-        raise InvalidValueError(f"Run {run_id} was not started: {final.get('error')}")
+        raise InvalidValueError(f"Run {run_id} failed before training: {final.get('error')}")
     return final
 
 
