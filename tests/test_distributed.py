@@ -137,3 +137,26 @@ def test_two_workers_train_like_one_process_and_record_one_run(tmp_path, monkeyp
     assert run["error"] == "worker 1 failed: RuntimeError: worker one breaks after training"
     assert "Traceback" in output and "worker one breaks" in output
     assert (run_dir / "keras.json").is_file()
+
+
+def test_arrays_are_sharded_per_epoch_as_distributed_sampler_does():
+    import torch
+    from torch.utils.data import DistributedSampler
+
+    from layerflow.fastfit.distributed import _ShardedArrays
+
+    x = np.arange(10, dtype="float32").reshape(10, 1)
+    for shuffle in (False, True):
+        shards = [_ShardedArrays((x, x[:, 0], None), 2, rank, 3, shuffle) for rank in range(3)]
+        samplers = [DistributedSampler(range(10), num_replicas=3, rank=rank, shuffle=shuffle) for rank in range(3)]
+        for epoch in range(3):
+            for shard, sampler in zip(shards, samplers):
+                shard.on_epoch_begin()
+                sampler.set_epoch(epoch)
+                assert list(shard.indices) == list(sampler), (shuffle, epoch)
+                assert len(shard) == 2  # 4 samples a rank (10 padded to 12), local batch 2
+                batch_x, batch_y = shard[1]
+                assert batch_y.tolist() == [float(i) for i in list(sampler)[2:4]]
+        union = sorted(i for shard in shards for i in shard.indices)
+        assert set(union) == set(range(10)) and len(union) == 12  # equal shards, padded by repeating
+    assert not torch.distributed.is_initialized()

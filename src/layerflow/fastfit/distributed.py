@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 
 from layerflow.errors import LayerflowError
 
@@ -42,8 +43,6 @@ class DistributedFitError(LayerflowError, ValueError):
 
 def world() -> tuple[int, int] | None:
     """``(rank, world_size)`` when a torch.distributed process group of more than one process exists."""
-    import torch.distributed as dist
-
     if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
         return dist.get_rank(), dist.get_world_size()
     return None
@@ -68,8 +67,6 @@ def broadcast_weights(values: Any) -> None:
     """Gives every rank rank 0's values of the trainable and non-trainable tensors (in place)."""
     if world() is None:
         return
-    import torch.distributed as dist
-
     with torch.no_grad():
         _coalesced([t for group in values for t in group], lambda flat: dist.broadcast(flat, src=0))
 
@@ -79,8 +76,6 @@ def average_gradients(grads: list[torch.Tensor | None]) -> None:
     found = world()
     if found is None:
         return
-    import torch.distributed as dist
-
     size = found[1]
 
     def reduce(flat: torch.Tensor) -> None:
@@ -107,8 +102,6 @@ def _reduce_training_metrics(model: Any, original: Any, state: dict) -> Any:
     def get_metrics_result_or_logs(logs):
         if not state["training"] or world() is None:
             return original(logs)
-        import torch.distributed as dist
-
         tensors = _metric_tensors(model)
         with torch.no_grad():
             local = [t.detach().clone() for t in tensors]
@@ -124,19 +117,23 @@ def _reduce_training_metrics(model: Any, original: Any, state: dict) -> Any:
 
 
 class _ShardedArrays:
-    """A Keras ``PyDataset`` of this rank's shard of arrays, re-drawn each epoch (DistributedSampler's rule)."""
+    """A Keras ``PyDataset`` of this rank's shard of arrays, re-drawn each epoch (DistributedSampler's rule).
+
+    Args (of the dataset made): arrays ``(x, y, sample_weight)``, the local batch size, this
+    rank, the world size, whether to shuffle, and fit's ``initial_epoch``.
+    """
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Any:
         import keras
 
         class ShardedArrays(keras.utils.PyDataset):
-            def __init__(self, arrays, local_batch, rank, world_size, shuffle):
+            def __init__(self, arrays, local_batch, rank, world_size, shuffle, initial_epoch=0):
                 super().__init__()
                 self.arrays, self.local_batch = arrays, local_batch
                 self.rank, self.world_size, self.shuffle = rank, world_size, shuffle
-                self.count = len(arrays[0])
+                self.count = _length(arrays[0])
                 self.total = math.ceil(self.count / world_size) * world_size
-                self.epoch = 0
+                self.initial_epoch, self.epoch, self.begun = initial_epoch, initial_epoch, 0
                 self._draw()
 
             def _draw(self):
@@ -162,9 +159,11 @@ class _ShardedArrays:
                     return x, y, sample_weight
                 return (x, y) if y is not None else (x,)
 
-            def on_epoch_end(self):
-                self.epoch += 1
-                self._draw()
+            def on_epoch_begin(self):  # Keras calls it once per epoch; DistributedSampler.set_epoch
+                self.begun += 1
+                if self.epoch != self.initial_epoch + self.begun - 1:
+                    self.epoch = self.initial_epoch + self.begun - 1
+                    self._draw()
 
         return ShardedArrays(*args, **kwargs)
 
@@ -233,7 +232,8 @@ def _fit_arguments(model: Any, original_fit: Any, args: tuple, kwargs: dict, ran
         (x, x_val), (y, y_val), (sample_weight, sw_val) = _split(x, at), _split(y, at), _split(sample_weight, at)
         arguments["validation_data"] = (x_val, y_val) if sw_val is None else (x_val, y_val, sw_val)
     arguments["validation_split"] = 0.0
-    arguments["x"] = _ShardedArrays((x, y, sample_weight), batch_size // size, rank, size, bool(arguments.get("shuffle")))
+    arguments["x"] = _ShardedArrays((x, y, sample_weight), batch_size // size, rank, size, bool(arguments.get("shuffle")),
+                                    int(arguments.get("initial_epoch") or 0))
     arguments.update({"y": None, "sample_weight": None, "batch_size": None, "shuffle": False})
     return arguments
 
