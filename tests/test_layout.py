@@ -19,7 +19,7 @@ LEAVES = {"layerflow.errors", "layerflow.backend", "layerflow.history", "layerfl
 ALLOWED = {
     "layerflow.flags": set(),
     "layerflow.runs": {"layerflow.flags"},
-    "layerflow.cloud": {"layerflow.runs", "layerflow.flags", "layerflow.deploy"},  # deploy: the server Ray Serve replicates
+    "layerflow.cloud": {"layerflow.runs", "layerflow.flags", "layerflow.deploy", "layerflow.fastfit"},  # deploy: the server Ray Serve replicates; fastfit: data-parallel fit in Ray Train workers
     "layerflow.tuning": {"layerflow.runs", "layerflow.cloud", "layerflow.flags"},
     "layerflow.data": set(),
     "layerflow.features": {"layerflow.data"},

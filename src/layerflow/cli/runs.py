@@ -30,6 +30,10 @@ def run(
     runs_dir: Optional[Path] = RunsDirOption,
     view: bool = typer.Option(False, "--view", help="Open the run's live page in the browser (starts `layerflow ui`)."),
     view_port: int = typer.Option(8600, "--view-port", help="With --view: the UI's port."),
+    workers: Optional[int] = typer.Option(None, "--workers", help="Train data-parallel on N Ray Train workers "
+                                          "(a local Ray cluster unless $RAY_ADDRESS names one); batch_size is the global batch."),
+    cpus_per_worker: float = typer.Option(1, "--cpus-per-worker", help="With --workers: CPUs each worker reserves."),
+    gpus_per_worker: float = typer.Option(0, "--gpus-per-worker", help="With --workers: GPUs each worker reserves."),
 ) -> None:
     """Run SCRIPT as a tracked run: source, flags, output, metrics and model are recorded.
 
@@ -45,7 +49,8 @@ def run(
         run_id = new_run_id()
         errors.print(f"Live page: {view_live(run_id, runs_dir, port=view_port)}")
     record = training_run(script, flags=flags_file, runs_dir=runs_dir, args=ctx.args, config=config,
-                          command_line_flags=parse_flag_assignments(flag), run_id=run_id)
+                          command_line_flags=parse_flag_assignments(flag), run_id=run_id,
+                          workers=workers, cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker)
     if record["status"] != "completed":
         raise typer.Exit(record.get("exit_code") or 1)
 

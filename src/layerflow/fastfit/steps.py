@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from layerflow.fastfit import _keras_internals as ki
+from layerflow.fastfit import distributed
 from layerflow.fastfit.guard import report_fallback, switched_off
 from layerflow.fastfit.optimizer import GradientApplier
 from layerflow.fastfit.simplify import FlatGraph
@@ -65,9 +66,12 @@ class FastStep:
         self.flat_values = [t for group in used for t in group]
         self.device = _device(self.values)
         self.applier = None
+        if self.kind == "train":
+            distributed.broadcast_weights(self.values[:2])  # rank 0's weights on every rank (data-parallel)
         ki.unread_logs.pop(self.kind, None)  # a flag left by a loop that raised is not this one's
 
     def fall_back(self, reason: str) -> None:
+        distributed.refuse_fallback(self.kind, reason)
         self.fallback_reason = reason
         self.graphs.clear()
         report_fallback(self.model, self.kind, reason)
@@ -195,6 +199,7 @@ class FastStep:
             parameter.grad = None
         loss, new_non_trainable, new_metrics, logs = self._step(graph, lean)
         loss.backward()
+        distributed.average_gradients([p.grad for p in trainable])
         if self.applier is None:
             assert self.groups is not None, "refresh() reads the variables before any batch"
             self.applier = GradientApplier(self.model.optimizer, self.groups.trainable)

@@ -177,6 +177,9 @@ def training_run(
     env: Mapping[str, str] | None = None,
     config: str | None = None,
     keep_outputs: bool = True,
+    workers: int | None = None,
+    cpus_per_worker: float = 1,
+    gpus_per_worker: float = 0,
 ) -> dict[str, Any]:
     """Runs a Python script as a tracked run and returns its record.
 
@@ -205,6 +208,11 @@ def training_run(
             over its ``default`` profile.
         keep_outputs: keep the files the script writes in the working directory (off for
             runs sharing one working directory at once, which could not tell theirs apart).
+        workers: run the script data-parallel on this many Ray Train workers (a local Ray
+            cluster unless ``$RAY_ADDRESS`` names one); still one run, recorded by rank 0, the
+            other workers' output in ``workers/<rank>.log``. ``batch_size`` is then the global batch.
+        cpus_per_worker: with ``workers``: the CPUs each worker reserves.
+        gpus_per_worker: with ``workers``: the GPUs each worker reserves (NCCL when > 0).
 
     Returns:
         The run's record (``id``, ``status``, ``flags``, ``metrics``, ``evaluation``, ...).
@@ -214,6 +222,7 @@ def training_run(
         >>> run["status"], run["evaluation"]["accuracy"]
     """
     script_path = check_script(script)
+    distributed = _check_workers(workers, cpus_per_worker, gpus_per_worker)
     file_flags, file_name, call_flags = _split_flags(flags)
     if config is not None and (not isinstance(config, str) or not config):
         raise InvalidValueError(f"config={config!r} must name a profile of the script's flags.yml, e.g. 'production'.")
@@ -233,9 +242,13 @@ def training_run(
     before = working_files(working_dir, never_kept) if keep_outputs else {}
     env["PYTHONUNBUFFERED"] = "1"
     env.setdefault("KERAS_BACKEND", "torch")
+    entry = "layerflow.runs.launch"
+    if distributed is not None:
+        env[WORKERS_ENV] = json.dumps(distributed)
+        entry = "layerflow.cloud.train_workers"  # the Ray Train driver (cloud/ owns everything Ray)
     console = ScriptConsole(echo)  # a pseudo-terminal when this console is one: Keras shows its live progress bar
     process = subprocess.Popen(
-        [sys.executable, "-m", "layerflow.runs.launch", str(script_path), *args], **console.popen_args(), env=env,
+        [sys.executable, "-m", entry, str(script_path), *args], **console.popen_args(), env=env,
     )
     console.started()
     sampler = start_system_metrics(run_dir, process.pid)  # CPU, memory, GPUs -> system_metrics.jsonl
@@ -260,4 +273,25 @@ def training_run(
               + (f": {final['error']}" if final.get("error") else "") + f"  ({run_dir})", file=sys.stderr)
     if interrupted:
         raise KeyboardInterrupt
+    if distributed is not None and process.returncode == REFUSED_EXIT_CODE:
+        raise InvalidValueError(f"Run {run_id} failed before training: {final.get('error')}")
     return final
+
+
+WORKERS_ENV = "LAYERFLOW_WORKERS"  # read by layerflow.cloud.train_workers
+REFUSED_EXIT_CODE = 3  # layerflow.cloud.train_workers: the cluster cannot place the workers
+
+
+def _check_workers(workers: Any, cpus: Any, gpus: Any) -> dict[str, Any] | None:
+    """``training_run``'s worker settings, checked; None for a run in one process."""
+    if workers is None:
+        return None
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise InvalidValueError(f"workers={workers!r}: a data-parallel run needs a whole number of workers from 1, "
+                                "e.g. workers=2.")
+    for name, value, least in (("cpus_per_worker", cpus, 0), ("gpus_per_worker", gpus, 0)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < least:
+            raise InvalidValueError(f"{name}={value!r} must be a number from {least}.")
+    if cpus == 0 and gpus == 0:
+        raise InvalidValueError("cpus_per_worker and gpus_per_worker cannot both be 0: a worker needs a CPU or a GPU.")
+    return {"workers": workers, "cpus_per_worker": cpus, "gpus_per_worker": gpus}
