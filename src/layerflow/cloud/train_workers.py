@@ -80,6 +80,15 @@ def _worker_devices() -> list[str]:
     return [str(device)]
 
 
+def _keras_importable() -> bool:
+    import importlib.util
+
+    from layerflow.backend import selected_backend
+
+    os.environ.setdefault("KERAS_BACKEND", selected_backend())
+    return importlib.util.find_spec("keras") is not None
+
+
 def run_script_on_worker(config: dict[str, Any]) -> None:
     """Ray Train's ``train_loop_per_worker``: runs the script as ``__main__`` on this worker."""
     import ray.train
@@ -251,12 +260,3 @@ def main(argv: list[str]) -> int:
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
-
-
-def _keras_importable() -> bool:
-    import importlib.util
-
-    from layerflow.backend import selected_backend
-
-    os.environ.setdefault("KERAS_BACKEND", selected_backend())
-    return importlib.util.find_spec("keras") is not None
