@@ -20,7 +20,7 @@ import os
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -28,44 +28,10 @@ from layerflow.estimators import tracking
 from layerflow.estimators.base import BaseEstimator, EpochHook
 from layerflow.estimators.errors import EstimatorError
 from layerflow.estimators.heads import BINARY, REGRESSION
-from layerflow.estimators.inputs import batches
+from layerflow.estimators.tree_batches import DMatrixBatches, feature_matrix
 
 MODEL_FILE = "trees.ubj"
 PRUNING_MODES = ("none", "pre", "post")
-
-
-def feature_matrix(features: dict[str, np.ndarray], names: Sequence[str]) -> np.ndarray:
-    """The encoded columns of a batch as one float32 matrix, in ``names`` order."""
-    return np.column_stack([np.asarray(features[name], dtype=np.float32).reshape(-1) for name in names])
-
-
-class _BatchIter:
-    """Builds an ``xgboost.DataIter`` over an estimator's encoded batches (made lazily: xgboost is imported late)."""
-
-    @staticmethod
-    def make(estimator: "_BoostedTrees", dataset: Any, cache_prefix: str) -> Any:
-        import xgboost as xgb
-
-        class BatchIter(xgb.DataIter):
-            def __init__(self):
-                self._batches = None
-                super().__init__(cache_prefix=cache_prefix)
-
-            def next(self, input_data: Callable[..., None]) -> bool:
-                if self._batches is None:
-                    self._batches = batches(dataset, estimator.batch_size).chunks()
-                batch = next(self._batches, None)
-                if batch is None:
-                    return False
-                features, targets, weights = estimator._encode(batch)
-                input_data(data=feature_matrix(features, estimator._feature_names), label=targets,
-                           weight=weights, feature_names=estimator._feature_names)
-                return True
-
-            def reset(self) -> None:
-                self._batches = None
-
-        return BatchIter()
 
 
 class _BoostedTrees(BaseEstimator):
@@ -192,7 +158,7 @@ class _BoostedTrees(BaseEstimator):
                 return bool(stop)
 
         with tempfile.TemporaryDirectory(prefix="layerflow-xgb-") as cache:
-            data_iter = _BatchIter.make(self, dataset, os.path.join(cache, "pages"))
+            data_iter = DMatrixBatches.make(self, dataset, os.path.join(cache, "pages"))
             matrix = xgb.ExtMemQuantileDMatrix(data_iter, max_bin=self.max_bin, missing=np.nan,
                                                nthread=self.n_threads)
             with warnings.catch_warnings():  # post-pruning names its updaters, which xgboost warns about

@@ -116,7 +116,7 @@ def _train_loop_per_worker(config: dict[str, Any]) -> None:
     import xgboost as xgb
     from ray.train.xgboost import RayTrainReportCallback
 
-    from layerflow.estimators.boosted_trees import _BatchIter
+    from layerflow.estimators.tree_batches import DMatrixBatches
 
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
@@ -148,7 +148,7 @@ def _train_loop_per_worker(config: dict[str, Any]) -> None:
 
     shard = config["dataset"].shard(world, rank)
     with tempfile.TemporaryDirectory(prefix=f"layerflow-xgb-rank{rank}-") as cache:
-        data_iter = _BatchIter.make(estimator, shard, os.path.join(cache, "pages"))
+        data_iter = DMatrixBatches.make(estimator, shard, os.path.join(cache, "pages"))
         matrix = xgb.ExtMemQuantileDMatrix(data_iter, max_bin=estimator.max_bin, missing=np.nan,
                                            nthread=estimator.n_threads)
         with warnings.catch_warnings():
