@@ -83,7 +83,8 @@ def test_tf_serving_protocol(server, models):
     assert status["model_version_status"][0] == {"version": "1", "state": "AVAILABLE",
                                                  "status": {"error_code": "OK", "error_message": ""}}
     metadata = server.get("/v1/models/mlp/metadata").json()
-    assert metadata["metadata"]["signature_def"]["class_labels"] == ["a", "b", "c"]
+    assert list(metadata["metadata"]["signature_def"]["signature_def"]) == ["serving_default"]
+    assert server.get("/v1/models/mlp/signature").json()["signature"]["class_labels"] == ["a", "b", "c"]
     rows = server.post("/v1/models/mlp:predict", json={"instances": x.tolist()})
     assert rows.status_code == 200
     np.testing.assert_allclose(rows.json()["predictions"], expected, atol=1e-5)
