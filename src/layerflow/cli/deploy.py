@@ -59,13 +59,15 @@ def predict(
     target: str = typer.Argument(..., help="A bundle folder, a model base directory or a server URL."),
     input_file: Path = typer.Option(..., "--input", help="JSON file: {\"inputs\": ...} or {\"instances\": ...} or an array."),
     name: Optional[str] = typer.Option(None, "--name", help="Model name (needed with several models or a URL)."),
-    version: Optional[int] = typer.Option(None, "--version", help="Version (default: the latest)."),
+    version: Optional[str] = typer.Option(None, "--version", help="Version number or label (default: the latest)."),
     token: Optional[str] = typer.Option(None, "--token", help="Bearer token of the server."),
 ) -> None:
     """Predict with an exported model, local or served; prints the outputs as JSON."""
     from layerflow.deploy import predict as run_predict
 
+    chosen = int(version) if version is not None and version.isdigit() else version
+
     data = read_json_file(input_file, "the inputs")
     if isinstance(data, dict) and ("inputs" in data or "instances" in data):
         data = data.get("inputs", data.get("instances"))
-    print(json.dumps(run_predict(target, data, name=name, version=version, token=token)))
+    print(json.dumps(run_predict(target, data, name=name, version=chosen, token=token)))

@@ -13,7 +13,7 @@ import numpy as np
 from layerflow.deploy.bundle import BundleError, choose_version, versions
 
 
-def _local_bundle(target: Path, name: str | None, version: int | None) -> Path:
+def _local_bundle(target: Path, name: str | None, version: int | str | None) -> Path:
     if (target / "model.onnx").is_file():
         return target
     if name is None:
@@ -21,6 +21,10 @@ def _local_bundle(target: Path, name: str | None, version: int | None) -> Path:
         if len(served) != 1:
             raise BundleError(f"{target} holds models {sorted(served)}; say which with name=.")
         name = served[0]
+    if isinstance(version, str):  # a label: resolved as the server resolves it
+        from layerflow.deploy.labels import resolve_label
+
+        version = resolve_label(target / name, version)
     return target / name / str(choose_version(name, versions(target / name), version))
 
 
@@ -57,7 +61,7 @@ def _none_for_nan(value: Any) -> Any:
     return None if isinstance(value, float) and value != value else value
 
 
-def predict(target: str | Path, inputs: Any, name: str | None = None, version: int | None = None,
+def predict(target: str | Path, inputs: Any, name: str | None = None, version: int | str | None = None,
             token: str | None = None, timeout: float = 60.0) -> Any:
     """Predicts with an exported model, local or served, and returns the outputs as lists.
 
@@ -67,7 +71,7 @@ def predict(target: str | Path, inputs: Any, name: str | None = None, version: i
             a list of row dicts (``[{"age": 41, "city": "lima"}]``) or a pandas DataFrame.
             Raw-feature bundles take raw values, strings included; None or NaN is a missing value.
         name: the model's name (needed when the directory or server has several).
-        version: a version number; the latest when None.
+        version: a version number, or a label (``"stable"``); the latest when None.
         token: the server's bearer token, if it requires one.
         timeout: seconds to wait for a server's answer.
 
@@ -84,7 +88,8 @@ def predict(target: str | Path, inputs: Any, name: str | None = None, version: i
     if text.startswith(("http://", "https://")):
         if name is None:
             raise BundleError("Predicting through a server needs the model's name=.")
-        path = f"/v1/models/{name}" + (f"/versions/{version}" if version is not None else "") + ":predict"
+        where = "" if version is None else f"/labels/{version}" if isinstance(version, str) else f"/versions/{version}"
+        path = f"/v1/models/{name}{where}:predict"
         request = urllib.request.Request(text.rstrip("/") + path, data=json.dumps({"inputs": columns}).encode(),
                                          headers={"Content-Type": "application/json",
                                                   **({"Authorization": f"Bearer {token}"} if token else {})})
