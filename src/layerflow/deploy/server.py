@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import os
 import re
 import time
 from typing import Any
@@ -410,12 +411,33 @@ class _BearerToken:
         await self.app(scope, receive, send)
 
 
+WORKER_CONFIG = "LAYERFLOW_SERVE_CONFIG"
+
+
+def app_from_environment() -> Starlette:
+    """The app of one of ``--workers N`` processes, built from the settings ``run_server`` left in the
+    environment (uvicorn starts workers by importing an app factory, not by pickling an app)."""
+    config = json.loads(os.environ[WORKER_CONFIG])
+    threads = config.pop("threads")
+    return create_app(**config, options=session_options(*threads))
+
+
 def run_server(base_dir: str, host: str = "127.0.0.1", port: int = 8501, token: str | None = None,
                max_batch_size: int = 0, batch_delay_ms: float = 2.0, intra_op_threads: int = 0,
-               inter_op_threads: int = 0, access_log: bool = False) -> None:
-    """Serves every model under ``base_dir`` until interrupted; ``lf.serve`` checks the arguments first."""
+               inter_op_threads: int = 0, access_log: bool = False, workers: int = 1) -> None:
+    """Serves every model under ``base_dir`` until interrupted; ``lf.serve`` checks the arguments first.
+
+    With ``workers`` above 1, uvicorn runs that many processes on the one port, each with its own
+    onnxruntime sessions."""
     import uvicorn
 
+    if workers > 1:
+        os.environ[WORKER_CONFIG] = json.dumps({"base_dir": base_dir, "token": token, "max_batch_size": max_batch_size,
+                                                "batch_delay_ms": batch_delay_ms,
+                                                "threads": [intra_op_threads, inter_op_threads]})
+        uvicorn.run("layerflow.deploy.server:app_from_environment", factory=True, workers=workers, host=host,
+                    port=port, log_level="info", access_log=access_log)
+        return
     app = create_app(base_dir, token=token, options=session_options(intra_op_threads, inter_op_threads),
                      max_batch_size=max_batch_size, batch_delay_ms=batch_delay_ms)
     uvicorn.run(app, host=host, port=port, log_level="info", access_log=access_log)
