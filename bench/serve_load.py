@@ -4,13 +4,15 @@ For the Fashion-MNIST MLP and CNN, and a raw-feature model (a feature spec with 
 bucketized, crossed and hashed columns inside the ONNX graph, rows of raw values such as
 {"age": 41, "city": "lima", ...} in, tf.estimator's prediction keys out), single-row and
 32-row requests:
-  layerflow serve, batching off and on;
+  layerflow serve, batching off and on, and with --workers 2 (two processes on one port);
+  a bare Starlette endpoint doing the same JSON work (orjson, one array, onnxruntime, orjson;
+  none of layerflow's checks, routing or metrics), for the first tensor model;
   the same server stack answering an empty endpoint (the HTTP limit of this machine);
   MLflow's model server on the same ONNX model (when an MLflow environment is given);
 and onnxruntime called in-process (the inference limit). Reports req/s and p50/p99.
 
     .venv/bin/python bench/serve_load.py [--seconds 10] [--mlflow-python /path/to/venv/bin/python]
-        [--models mlp,cnn,raw] [--servers layerflow,batching,one-thread,empty]
+        [--models mlp,cnn,raw] [--servers layerflow,batching,one-thread,workers2,empty,bare]
 
 Writes bench/results/serve_load.json (bench/results/serve_load_<models>.json for a subset).
 """
@@ -164,6 +166,26 @@ app = Starlette(routes=[Route("/v1/models/{rest:path}", empty, methods=["GET", "
 uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", access_log=False)
 """
 
+# The peer for layerflow's per-request overhead: a bare Starlette endpoint doing the same JSON work
+# (orjson in, one float32 array, onnxruntime on the event loop, orjson out) with none of the checks,
+# routing, metrics or protocols. Serves one Keras-tensor bundle (argv[2]), TF Serving's 'instances'.
+BARE_APP = """
+import sys, numpy as np, onnxruntime as ort, orjson, uvicorn
+from starlette.applications import Starlette
+from starlette.responses import Response
+from starlette.routing import Route
+session = ort.InferenceSession(sys.argv[2], providers=["CPUExecutionProvider"])
+name = session.get_inputs()[0].name
+async def predict(request):
+    if request.method == "GET":  # the readiness probe
+        return Response(b"{}", media_type="application/json")
+    x = np.asarray(orjson.loads(await request.body())["instances"], dtype=np.float32)
+    (y,) = session.run(None, {name: x})
+    return Response(orjson.dumps({"predictions": y}, option=orjson.OPT_SERIALIZE_NUMPY), media_type="application/json")
+app = Starlette(routes=[Route("/v1/models/{rest:path}", predict, methods=["GET", "POST"])])
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", access_log=False)
+"""
+
 MLFLOW_SAVE = """
 import sys, onnx, mlflow.onnx
 mlflow.onnx.save_model(onnx.load(sys.argv[1]), sys.argv[2])
@@ -196,7 +218,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--mlflow-python", help="python of an environment with mlflow installed")
     parser.add_argument("--models", default="mlp,cnn,raw", help="which models to load (comma-separated)")
-    parser.add_argument("--servers", default="layerflow,one-thread,batching,empty", help="which servers to run")
+    parser.add_argument("--servers", default="layerflow,one-thread,batching,workers2,empty,bare",
+                        help="which servers to run")
     args = parser.parse_args()
     chosen_models = args.models.split(",")
     chosen_servers = args.servers.split(",")
@@ -210,19 +233,28 @@ def main() -> None:
                                                 "--intra-op-threads", "1"],
             "layerflow+batching": ["-m", "layerflow.cli", "serve", str(work / "models"), "--max-batch-size", "64",
                                    "--batch-delay-ms", "2"],
+            "layerflow --workers 2": ["-m", "layerflow.cli", "serve", str(work / "models"), "--workers", "2"],
             "empty endpoint": ["-c", EMPTY_APP],
+            "bare endpoint": ["-c", BARE_APP],
         }
         keys = {"layerflow": "layerflow", "layerflow, 1 onnxruntime thread": "one-thread",
-                "layerflow+batching": "batching", "empty endpoint": "empty"}
+                "layerflow+batching": "batching", "layerflow --workers 2": "workers2", "empty endpoint": "empty",
+                "bare endpoint": "bare"}
         servers = {label: command for label, command in servers.items() if keys[label] in chosen_servers}
         for label, command in servers.items():
             port = free_port()
             log = work / "server.log"
-            process = start_server([sys.executable, *command, *(["--port", str(port)] if label != "empty endpoint"
-                                                                else [str(port)])], log)
+            if label == "bare endpoint":  # one bundle per process: run it for the first tensor model only
+                first = next(m for m, (_, shape) in models.items() if shape is not None)
+                command = [*command, str(port), str(models[first][0] / "model.onnx")]
+            else:
+                command = [*command, *(["--port", str(port)] if label != "empty endpoint" else [str(port)])]
+            process = start_server([sys.executable, *command], log)
             try:
                 wait_until_up(f"http://127.0.0.1:{port}/v1/models/{next(iter(models))}", process, log)
                 for model, (bundle, shape) in models.items():
+                    if label == "bare endpoint" and model != first:
+                        continue
                     for rows in (1, 32):
                         body = request_body(shape, rows)
                         url = f"http://127.0.0.1:{port}/v1/models/{model}:predict"
@@ -268,6 +300,10 @@ def main() -> None:
             if ours is None:
                 continue
             line = f"{model} rows={rows:2}: layerflow {ours:,.0f} req/s"
+            if rate.get(("bare endpoint", model, rows)):
+                line += f", layerflow/bare endpoint (same JSON work) = {ours / rate[('bare endpoint', model, rows)]:.2f}"
+            if rate.get(("layerflow --workers 2", model, rows)):
+                line += f", --workers 2 / 1 worker = {rate[('layerflow --workers 2', model, rows)] / ours:.2f}"
             if rate.get(("empty endpoint", model, rows)):
                 line += f", layerflow/empty endpoint = {ours / rate[('empty endpoint', model, rows)]:.2f}"
             if rate.get(("mlflow", model, rows)):
@@ -275,7 +311,7 @@ def main() -> None:
             if model == "raw" and rate.get(("layerflow", "mlp", rows)):
                 line += f", raw-feature bundle / Keras MLP bundle = {ours / rate[('layerflow', 'mlp', rows)]:.2f}"
             print(line)
-    results = RESULTS if set(chosen_models) == {"mlp", "cnn", "raw"} and len(chosen_servers) == 4 else \
+    results = RESULTS if set(chosen_models) == {"mlp", "cnn", "raw"} and len(chosen_servers) == 6 else \
         RESULTS.with_name(f"serve_load_{'_'.join(chosen_models)}.json")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     results.write_text(json.dumps({"connections": CONNECTIONS, "seconds": args.seconds, "load": rows_out,
