@@ -46,13 +46,14 @@ def serve(
     inter_op_threads: int = typer.Option(0, "--inter-op-threads", help="onnxruntime threads across nodes (0: default)."),
     access_log: bool = typer.Option(False, "--access-log", help="Log every request."),
     workers: int = typer.Option(1, "--workers", help="Server processes on the one port, each its own onnxruntime."),
+    grpc_port: Optional[int] = typer.Option(None, "--grpc-port", help="Also serve KServe v2 gRPC on this port."),
 ) -> None:
     """Serve every exported model under MODEL_DIR over REST (TF Serving and KServe v2 protocols)."""
     from layerflow.deploy import serve as run_server
 
     run_server(model_dir, host=host, port=port, token=token, max_batch_size=max_batch_size,
                batch_delay_ms=batch_delay_ms, intra_op_threads=intra_op_threads, inter_op_threads=inter_op_threads,
-               access_log=access_log, workers=workers)
+               access_log=access_log, workers=workers, grpc_port=grpc_port)
 
 
 @app.command()

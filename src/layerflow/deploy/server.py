@@ -230,7 +230,8 @@ def session_options(intra_op_threads: int = 0, inter_op_threads: int = 0, parall
 
 
 def create_app(base_dir: str, token: str | None = None, poll_seconds: float = 1.0, options: Any = None,
-               max_batch_size: int = 0, batch_delay_ms: float = 2.0) -> Starlette:
+               max_batch_size: int = 0, batch_delay_ms: float = 2.0, grpc_port: int | None = None,
+               grpc_host: str = "127.0.0.1") -> Starlette:
     """The ASGI app serving every model under ``base_dir`` (TF Serving layout).
 
     Args:
@@ -240,6 +241,8 @@ def create_app(base_dir: str, token: str | None = None, poll_seconds: float = 1.
         options: ``onnxruntime.SessionOptions`` (see ``session_options``).
         max_batch_size: above 0, concurrent requests are batched up to this many rows.
         batch_delay_ms: how long a request may wait for others to batch with.
+        grpc_port: when given, KServe v2's gRPC service also listens there (same models and token).
+        grpc_host: the address the gRPC service binds.
     """
     repository = ModelRepository(base_dir, poll_seconds, options)
     metrics = ServerMetrics()
@@ -338,7 +341,26 @@ def create_app(base_dir: str, token: str | None = None, poll_seconds: float = 1.
             return _json_error(error.status_code, f"{error.detail}: {request.method} {request.url.path}")
         return _json_error(500, f"{type(error).__name__}: {error}")
 
-    app = Starlette(routes=routes, exception_handlers={Exception: errors, HttpError: errors, ModelNotFound: errors,
+    lifespan = None
+    if grpc_port is not None:
+        import contextlib
+
+        @contextlib.asynccontextmanager
+        async def lifespan(app):
+            import grpc
+
+            from layerflow.deploy.grpc_service import grpc_handler
+
+            server = grpc.aio.server(options=[("grpc.max_receive_message_length", MAX_BODY_BYTES)])
+            server.add_generic_rpc_handlers([grpc_handler(repository, infer, token)])
+            server.add_insecure_port(f"{grpc_host}:{grpc_port}")
+            await server.start()
+            try:
+                yield
+            finally:
+                await server.stop(grace=1)
+
+    app = Starlette(lifespan=lifespan, routes=routes, exception_handlers={Exception: errors, HttpError: errors, ModelNotFound: errors,
                                                        BadInput: errors, StarletteHTTPException: errors},
                     middleware=[Middleware(_Measure, metrics=metrics),
                                 *([Middleware(_BearerToken, token=token)] if token else [])])
@@ -424,7 +446,8 @@ def app_from_environment() -> Starlette:
 
 def run_server(base_dir: str, host: str = "127.0.0.1", port: int = 8501, token: str | None = None,
                max_batch_size: int = 0, batch_delay_ms: float = 2.0, intra_op_threads: int = 0,
-               inter_op_threads: int = 0, access_log: bool = False, workers: int = 1) -> None:
+               inter_op_threads: int = 0, access_log: bool = False, workers: int = 1,
+               grpc_port: int | None = None) -> None:
     """Serves every model under ``base_dir`` until interrupted; ``lf.serve`` checks the arguments first.
 
     With ``workers`` above 1, uvicorn runs that many processes on the one port, each with its own
@@ -439,5 +462,5 @@ def run_server(base_dir: str, host: str = "127.0.0.1", port: int = 8501, token: 
                     port=port, log_level="info", access_log=access_log)
         return
     app = create_app(base_dir, token=token, options=session_options(intra_op_threads, inter_op_threads),
-                     max_batch_size=max_batch_size, batch_delay_ms=batch_delay_ms)
+                     max_batch_size=max_batch_size, batch_delay_ms=batch_delay_ms, grpc_port=grpc_port, grpc_host=host)
     uvicorn.run(app, host=host, port=port, log_level="info", access_log=access_log)
