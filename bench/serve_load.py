@@ -4,13 +4,16 @@ For the Fashion-MNIST MLP and CNN, and a raw-feature model (a feature spec with 
 bucketized, crossed and hashed columns inside the ONNX graph, rows of raw values such as
 {"age": 41, "city": "lima", ...} in, tf.estimator's prediction keys out), single-row and
 32-row requests:
-  layerflow serve, batching off and on;
+  layerflow serve, batching off and on, and with --workers 2 (two processes on one port);
+  KServe v2 gRPC ModelInfer (raw_input_contents, 32 calls in flight from a grpc.aio client);
+  a bare Starlette endpoint doing the same JSON work (orjson, one array, onnxruntime, orjson;
+  none of layerflow's checks, routing or metrics), for the first tensor model;
   the same server stack answering an empty endpoint (the HTTP limit of this machine);
   MLflow's model server on the same ONNX model (when an MLflow environment is given);
 and onnxruntime called in-process (the inference limit). Reports req/s and p50/p99.
 
     .venv/bin/python bench/serve_load.py [--seconds 10] [--mlflow-python /path/to/venv/bin/python]
-        [--models mlp,cnn,raw] [--servers layerflow,batching,one-thread,empty]
+        [--models mlp,cnn,raw] [--servers layerflow,batching,one-thread,workers2,grpc,empty,bare]
 
 Writes bench/results/serve_load.json (bench/results/serve_load_<models>.json for a subset).
 """
@@ -164,10 +167,67 @@ app = Starlette(routes=[Route("/v1/models/{rest:path}", empty, methods=["GET", "
 uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", access_log=False)
 """
 
+# The peer for layerflow's per-request overhead: a bare Starlette endpoint doing the same JSON work
+# (orjson in, one float32 array, onnxruntime on the event loop, orjson out) with none of the checks,
+# routing, metrics or protocols. Serves one Keras-tensor bundle (argv[2]), TF Serving's 'instances'.
+BARE_APP = """
+import sys, numpy as np, onnxruntime as ort, orjson, uvicorn
+from starlette.applications import Starlette
+from starlette.responses import Response
+from starlette.routing import Route
+session = ort.InferenceSession(sys.argv[2], providers=["CPUExecutionProvider"])
+name = session.get_inputs()[0].name
+async def predict(request):
+    if request.method == "GET":  # the readiness probe
+        return Response(b"{}", media_type="application/json")
+    x = np.asarray(orjson.loads(await request.body())["instances"], dtype=np.float32)
+    (y,) = session.run(None, {name: x})
+    return Response(orjson.dumps({"predictions": y}, option=orjson.OPT_SERIALIZE_NUMPY), media_type="application/json")
+app = Starlette(routes=[Route("/v1/models/{rest:path}", predict, methods=["GET", "POST"])])
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", access_log=False)
+"""
+
 MLFLOW_SAVE = """
 import sys, onnx, mlflow.onnx
 mlflow.onnx.save_model(onnx.load(sys.argv[1]), sys.argv[2])
 """
+
+
+def grpc_load(port: int, model: str, input_name: str, x: np.ndarray, seconds: float) -> dict:
+    """KServe v2 gRPC ModelInfer with raw_input_contents, CONNECTIONS calls in flight (a grpc.aio client
+    in this process: Python, where wrk is C, so it takes a share of the same 2 cores)."""
+    import asyncio
+
+    import grpc
+
+    from layerflow.deploy.grpc_service import MESSAGES
+
+    request = MESSAGES["ModelInferRequest"](model_name=model)
+    request.inputs.add(name=input_name, datatype="FP32", shape=list(x.shape))
+    request.raw_input_contents.append(np.ascontiguousarray(x, dtype=np.float32).tobytes())
+    payload = request.SerializeToString()
+    latencies: list[float] = []
+
+    async def run() -> None:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            call = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")  # bytes in, bytes out
+            await call(payload)
+            stop = time.perf_counter() + seconds
+
+            async def worker() -> None:
+                while time.perf_counter() < stop:
+                    start = time.perf_counter()
+                    await call(payload)
+                    latencies.append(time.perf_counter() - start)
+
+            await asyncio.gather(*(worker() for _ in range(CONNECTIONS)))
+
+    began = time.perf_counter()
+    asyncio.run(run())
+    elapsed = time.perf_counter() - began
+    ordered = sorted(latencies)
+    return {"requests_per_s": len(ordered) / elapsed, "p50_ms": ordered[len(ordered) // 2] * 1000,
+            "p99_ms": ordered[int(len(ordered) * 0.99)] * 1000, "non_2xx": 0, "timeouts": 0}
 
 
 def in_process(bundle: Path, shape: tuple, rows: int, seconds: float = 3.0) -> float:
@@ -196,7 +256,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--mlflow-python", help="python of an environment with mlflow installed")
     parser.add_argument("--models", default="mlp,cnn,raw", help="which models to load (comma-separated)")
-    parser.add_argument("--servers", default="layerflow,one-thread,batching,empty", help="which servers to run")
+    parser.add_argument("--servers", default="layerflow,one-thread,batching,workers2,grpc,empty,bare",
+                        help="which servers to run")
     args = parser.parse_args()
     chosen_models = args.models.split(",")
     chosen_servers = args.servers.split(",")
@@ -210,24 +271,53 @@ def main() -> None:
                                                 "--intra-op-threads", "1"],
             "layerflow+batching": ["-m", "layerflow.cli", "serve", str(work / "models"), "--max-batch-size", "64",
                                    "--batch-delay-ms", "2"],
+            "layerflow --workers 2": ["-m", "layerflow.cli", "serve", str(work / "models"), "--workers", "2"],
             "empty endpoint": ["-c", EMPTY_APP],
+            "bare endpoint": ["-c", BARE_APP],
         }
         keys = {"layerflow": "layerflow", "layerflow, 1 onnxruntime thread": "one-thread",
-                "layerflow+batching": "batching", "empty endpoint": "empty"}
+                "layerflow+batching": "batching", "layerflow --workers 2": "workers2", "empty endpoint": "empty",
+                "bare endpoint": "bare"}
         servers = {label: command for label, command in servers.items() if keys[label] in chosen_servers}
         for label, command in servers.items():
             port = free_port()
             log = work / "server.log"
-            process = start_server([sys.executable, *command, *(["--port", str(port)] if label != "empty endpoint"
-                                                                else [str(port)])], log)
+            if label == "bare endpoint":  # one bundle per process: run it for the first tensor model only
+                first = next(m for m, (_, shape) in models.items() if shape is not None)
+                command = [*command, str(port), str(models[first][0] / "model.onnx")]
+            else:
+                command = [*command, *(["--port", str(port)] if label != "empty endpoint" else [str(port)])]
+            process = start_server([sys.executable, *command], log)
             try:
                 wait_until_up(f"http://127.0.0.1:{port}/v1/models/{next(iter(models))}", process, log)
                 for model, (bundle, shape) in models.items():
+                    if label == "bare endpoint" and model != first:
+                        continue
                     for rows in (1, 32):
                         body = request_body(shape, rows)
                         url = f"http://127.0.0.1:{port}/v1/models/{model}:predict"
                         result = wrk(url, body, args.seconds, work)
                         result.update(server=label, model=model, rows=rows)
+                        rows_out.append(result)
+                        report(result)
+            finally:
+                process.terminate()
+                process.wait(timeout=30)
+        if "grpc" in chosen_servers:
+            port, grpc_port = free_port(), free_port()
+            log = work / "grpc.log"
+            process = start_server([sys.executable, "-m", "layerflow.cli", "serve", str(work / "models"), "--port",
+                                    str(port), "--grpc-port", str(grpc_port)], log)
+            try:
+                wait_until_up(f"http://127.0.0.1:{port}/v1/models/{next(iter(models))}", process, log)
+                for model, (bundle, shape) in models.items():
+                    if shape is None:
+                        continue
+                    name = json.loads((bundle / "signature.json").read_text())["inputs"][0]["name"]
+                    for rows in (1, 32):
+                        x = np.random.default_rng(1).random((rows, *shape)).round(4)
+                        result = grpc_load(grpc_port, model, name, x, args.seconds)
+                        result.update(server="layerflow gRPC", model=model, rows=rows)
                         rows_out.append(result)
                         report(result)
             finally:
@@ -268,6 +358,13 @@ def main() -> None:
             if ours is None:
                 continue
             line = f"{model} rows={rows:2}: layerflow {ours:,.0f} req/s"
+            if rate.get(("layerflow gRPC", model, rows)):
+                line += (f", gRPC raw_input_contents {rate[('layerflow gRPC', model, rows)] * rows:,.0f} rows/s vs REST "
+                         f"{ours * rows:,.0f} rows/s = {rate[('layerflow gRPC', model, rows)] / ours:.2f}x")
+            if rate.get(("bare endpoint", model, rows)):
+                line += f", layerflow/bare endpoint (same JSON work) = {ours / rate[('bare endpoint', model, rows)]:.2f}"
+            if rate.get(("layerflow --workers 2", model, rows)):
+                line += f", --workers 2 / 1 worker = {rate[('layerflow --workers 2', model, rows)] / ours:.2f}"
             if rate.get(("empty endpoint", model, rows)):
                 line += f", layerflow/empty endpoint = {ours / rate[('empty endpoint', model, rows)]:.2f}"
             if rate.get(("mlflow", model, rows)):
@@ -275,7 +372,7 @@ def main() -> None:
             if model == "raw" and rate.get(("layerflow", "mlp", rows)):
                 line += f", raw-feature bundle / Keras MLP bundle = {ours / rate[('layerflow', 'mlp', rows)]:.2f}"
             print(line)
-    results = RESULTS if set(chosen_models) == {"mlp", "cnn", "raw"} and len(chosen_servers) == 4 else \
+    results = RESULTS if set(chosen_models) == {"mlp", "cnn", "raw"} and len(chosen_servers) == 7 else \
         RESULTS.with_name(f"serve_load_{'_'.join(chosen_models)}.json")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     results.write_text(json.dumps({"connections": CONNECTIONS, "seconds": args.seconds, "load": rows_out,

@@ -83,7 +83,8 @@ def test_tf_serving_protocol(server, models):
     assert status["model_version_status"][0] == {"version": "1", "state": "AVAILABLE",
                                                  "status": {"error_code": "OK", "error_message": ""}}
     metadata = server.get("/v1/models/mlp/metadata").json()
-    assert metadata["metadata"]["signature_def"]["class_labels"] == ["a", "b", "c"]
+    assert list(metadata["metadata"]["signature_def"]["signature_def"]) == ["serving_default"]
+    assert server.get("/v1/models/mlp/signature").json()["signature"]["class_labels"] == ["a", "b", "c"]
     rows = server.post("/v1/models/mlp:predict", json={"instances": x.tolist()})
     assert rows.status_code == 200
     np.testing.assert_allclose(rows.json()["predictions"], expected, atol=1e-5)
@@ -256,3 +257,25 @@ def test_batchers_of_removed_versions_are_closed(models, tmp_path):
     first = asyncio.run(scenario())
     assert set(app.state.batchers) == {("mlp", 2)}
     assert first._worker.cancelled() or first._worker.done()
+
+
+def test_workers_serve_the_same_answers_from_several_processes(models):
+    from pathlib import Path
+
+    base, mlp = models
+    process, url = start_server(base, "--workers", "2", "--token", TOKEN)
+    try:
+        children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
+        assert len(children) >= 2  # uvicorn's worker processes
+        x = np.random.default_rng(6).normal(size=(2, 4)).astype("float32")
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30) as client:
+            for _ in range(20):
+                reply = client.post("/v1/models/mlp/versions/1:predict", json={"instances": x.tolist()})
+                assert reply.status_code == 200, reply.text
+                np.testing.assert_allclose(reply.json()["predictions"], mlp.predict(x, verbose=0), atol=1e-5)
+            assert httpx.post(f"{url}/v1/models/mlp:predict", json={"instances": x.tolist()}).status_code == 401
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    with pytest.raises(lf.LayerflowError, match="workers=0 must be at least 1"):
+        lf.serve(base, workers=0)

@@ -4,6 +4,7 @@ import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
+from schemathesis.checks import positive_data_acceptance
 
 import layerflow as lf
 from layerflow import keras
@@ -24,13 +25,16 @@ def served(tmp_path_factory):
 def test_every_documented_route_survives_fuzzing(served):
     schema = schemathesis.openapi.from_url(f"{served}/openapi.json")
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) >= 11
+    assert len(operations) >= 17
     for operation in operations:
 
         @given(operation.as_strategy())
         @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), database=None)
         def call(case):
-            case.call_and_validate()
+            # TF Serving answers an unknown version label 400 ("Unrecognized servable version label"),
+            # a label the schema allows: acceptance of schema-valid data is not checked there.
+            labelled = "{label}" in case.operation.path
+            case.call_and_validate(excluded_checks=[positive_data_acceptance] if labelled else None)
 
         call()
     assert httpx.get(f"{served}/v2/health/live").status_code == 200  # still serving

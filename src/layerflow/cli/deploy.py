@@ -46,6 +46,8 @@ def serve(
     intra_op_threads: int = typer.Option(0, "--intra-op-threads", help="onnxruntime threads per call (0: default)."),
     inter_op_threads: int = typer.Option(0, "--inter-op-threads", help="onnxruntime threads across nodes (0: default)."),
     access_log: bool = typer.Option(False, "--access-log", help="Log every request."),
+    workers: int = typer.Option(1, "--workers", help="Server processes on the one port, each its own onnxruntime."),
+    grpc_port: Optional[int] = typer.Option(None, "--grpc-port", help="Also serve KServe v2 gRPC on this port."),
     ray_address: Optional[str] = typer.Option(None, "--ray", help="Deploy on this Ray cluster (dashboard address, e.g. "
                                       "http://head:8265) as Ray Serve replicas instead of serving here."),
     replicas: int = typer.Option(1, "--replicas", help="With --ray: server replicas (initial number when autoscaling)."),
@@ -68,7 +70,7 @@ def serve(
                                 "to deploy the replicas on (e.g. --ray http://head:8265).")
     run_server(model_dir, host=host, port=port, token=token, max_batch_size=max_batch_size,
                batch_delay_ms=batch_delay_ms, intra_op_threads=intra_op_threads, inter_op_threads=inter_op_threads,
-               access_log=access_log)
+               access_log=access_log, workers=workers, grpc_port=grpc_port)
 
 
 @app.command()
@@ -76,14 +78,16 @@ def predict(
     target: str = typer.Argument(..., help="A bundle folder, a model base directory or a server URL."),
     input_file: Path = typer.Option(..., "--input", help="JSON file: {\"inputs\": ...} or {\"instances\": ...} or an array."),
     name: Optional[str] = typer.Option(None, "--name", help="Model name (needed with several models or a URL)."),
-    version: Optional[int] = typer.Option(None, "--version", help="Version (default: the latest)."),
+    version: Optional[str] = typer.Option(None, "--version", help="Version number or label (default: the latest)."),
     token: Optional[str] = typer.Option(None, "--token", help="Bearer token of the server."),
 ) -> None:
     """Predict with an exported model, local or served; prints its outputs by name as JSON."""
     from layerflow.deploy import predict as run_predict
 
+    chosen = int(version) if version is not None and version.isdigit() else version
+
     data = read_json_file(input_file, "the inputs")
     if isinstance(data, dict) and ("inputs" in data or "instances" in data):
         data = data.get("inputs", data.get("instances"))
-    outputs = run_predict(target, data, name=name, version=version, token=token)
+    outputs = run_predict(target, data, name=name, version=chosen, token=token)
     print(json.dumps({output: values.tolist() for output, values in outputs.items()}))

@@ -10,7 +10,9 @@ tf.estimator's prediction keys.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -315,16 +317,37 @@ def export_model(
     else:
         feature_names = None
     target = version_dir(Path(path), name, version)
-    with tempfile.TemporaryDirectory(dir=Path(path)) if Path(path).is_dir() else tempfile.TemporaryDirectory() as tmp:
-        staged = Path(tmp) / MODEL_FILE
+    # The whole version is written in a hidden folder beside it and renamed into place (as TF Serving's
+    # exporters do): a server polling the model folder never sees a version without its signature.
+    created = not target.parent.exists()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".exporting-"))
+    try:
+        staged = staging / MODEL_FILE
         raw_inputs, labels = _build_graph(model, staged, feature_spec, head, model_outputs, class_labels, feature_names)
         preprocessing = feature_spec.state() if feature_spec is not None else None
-        signature = _signature(staged, labels or class_labels, preprocessing, raw_inputs, head)
-        target.mkdir(parents=True)
-        staged.replace(target / MODEL_FILE)
-    write_json(target / SIGNATURE_FILE, signature)
-    write_json(target / LINEAGE_FILE, dict(lineage or {}))
+        write_json(staging / SIGNATURE_FILE, _signature(staged, labels or class_labels, preprocessing, raw_inputs, head))
+        write_json(staging / LINEAGE_FILE, dict(lineage or {}))
+        _publish(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        if created:
+            with contextlib.suppress(OSError):
+                target.parent.rmdir()  # only when still empty
+        raise
     return target
+
+
+def _publish(staging: Path, target: Path) -> None:
+    """Renames a complete version folder into place; BundleError if that version appeared meanwhile."""
+    staging.chmod(0o755)  # mkdtemp makes it 0o700
+    try:
+        os.rename(staging, target)
+    except OSError as error:
+        if target.exists():
+            raise BundleError(f"{target} was written by someone else during this export; export again "
+                              "(the next free version is chosen) or pick another version.") from None
+        raise BundleError(f"Cannot move the exported version into {target} ({error}).") from None
 
 
 def onnx_predict(bundle_dir: str | os.PathLike[str], inputs: Mapping[str, np.ndarray] | np.ndarray) -> list[np.ndarray]:

@@ -9,6 +9,8 @@ number is expected, or a number where a string is expected, is refused.
 
 from __future__ import annotations
 
+import base64
+import binascii
 from typing import Any
 
 import numpy as np
@@ -27,11 +29,50 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
+def is_b64(value: Any) -> bool:
+    """Whether ``value`` is TF Serving's binary value, an object with exactly one key ``b64``.
+
+    Example:
+        >>> is_b64({"b64": "bGltYQ=="})
+        True
+    """
+    return isinstance(value, dict) and len(value) == 1 and "b64" in value
+
+
+def decode_b64(name: str, value: dict[str, Any]) -> str:
+    """The text a ``{"b64": "..."}`` value encodes (string inputs hold text), or a BadInput naming the input.
+
+    Example:
+        >>> decode_b64("city", {"b64": "bGltYQ=="})
+        'lima'
+    """
+    encoded = value["b64"]
+    if not isinstance(encoded, str):
+        raise BadInput(f"Input {name!r}: a {{\"b64\": ...}} value must hold a base64 string; got {_shown(encoded)}.")
+    try:
+        raw = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        raise BadInput(f"Input {name!r}: {_shown(encoded)} is not valid base64 (RFC 4648, with padding).") from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadInput(f"Input {name!r}: its b64 value decodes to bytes that are not UTF-8 text; this model's "
+                       "string inputs take text.") from None
+
+
 def _string_column(name: str, values: Any) -> np.ndarray:
     array = np.asarray(values, dtype=object)
+    if array.ndim == 0 and isinstance(values, dict):  # one scalar {"b64": ...}
+        array = np.empty((), dtype=object)
+        array[()] = values
     flat = array.reshape(-1).copy()
     for i, value in enumerate(flat):
-        if value is None:
+        if isinstance(value, dict):
+            if not is_b64(value):
+                raise BadInput(f"Input {name!r} takes strings; got the object {_shown(value)}. A binary value is "
+                               "an object with exactly one key, {\"b64\": \"...\"}.")
+            flat[i] = decode_b64(name, value)
+        elif value is None:
             flat[i] = ""  # missing: out of vocabulary, as in FeatureSpec.transform
         elif isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
             flat[i] = str(value)  # an integer category code has the text Python gives it
@@ -50,6 +91,8 @@ def _number_column(name: str, values: Any, dtype: Any, missing: bool) -> np.ndar
         for value in flat:
             if isinstance(value, (str, bytes)):
                 raise BadInput(f"Input {name!r} takes numbers; got the string {_shown(value)}.")
+            if is_b64(value):
+                raise BadInput(f"Input {name!r} takes numbers; a {{\"b64\": ...}} value is only for string inputs.")
             if isinstance(value, (bool, np.bool_)) or not (value is None or isinstance(value, (int, float, np.number))):
                 raise BadInput(f"Input {name!r} takes numbers; got {_shown(value)} ({type(value).__name__}).")
             if value is None and not missing:

@@ -5,7 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 _ERROR = {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]}
-_NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
+_NAME = {"name": "name", "in": "path", "required": True,
+         "schema": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]*$"}}
+_LABEL = {"name": "label", "in": "path", "required": True,  # an unknown label is a 400, as in TF Serving
+          "schema": {"type": "string", "pattern": "^[A-Za-z0-9_]*[A-Za-z_][A-Za-z0-9_]*$"}}
 _VERSION = {"name": "version", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1}}
 _TFS_REQUEST = {
     "type": "object",
@@ -44,12 +47,20 @@ def openapi_document() -> dict[str, Any]:
         "info": {"title": "layerflow model server", "version": "1",
                  "description": "TF Serving REST and KServe v2 (Open Inference Protocol) over onnxruntime."},
         "paths": {
-            "/v1/models/{name}": _get("Model version status", [_NAME], 401, 404),
+            "/v1/models/{name}": _get("Model version status", [_NAME], 400, 401, 404),
             "/v1/models/{name}/versions/{version}": _get("Status of one version", [_NAME, _VERSION], 400, 401, 404),
-            "/v1/models/{name}/metadata": _get("Signature and lineage", [_NAME], 401, 404),
+            "/v1/models/{name}/labels/{label}": _get("Status of the labelled version", [_NAME, _LABEL], 400, 401, 404),
+            "/v1/models/{name}/metadata": _get("GetModelMetadataResponse (signature_def)", [_NAME], 400, 401, 404),
+            "/v1/models/{name}/versions/{version}/metadata": _get("Metadata of one version", [_NAME, _VERSION],
+                                                                  400, 401, 404),
+            "/v1/models/{name}/labels/{label}/metadata": _get("Metadata of the labelled version", [_NAME, _LABEL],
+                                                              400, 401, 404),
+            "/v1/models/{name}/signature": _get("layerflow's signature and lineage", [_NAME], 400, 401, 404),
             "/v1/models/{name}:predict": _post("Predict (latest version)", [_NAME], _TFS_REQUEST, *predict_errors),
             "/v1/models/{name}/versions/{version}:predict": _post("Predict with a version", [_NAME, _VERSION],
                                                                   _TFS_REQUEST, *predict_errors),
+            "/v1/models/{name}/labels/{label}:predict": _post("Predict with the labelled version", [_NAME, _LABEL],
+                                                              _TFS_REQUEST, *predict_errors),
             "/v2/health/live": _get("Server is live", []),
             "/v2/health/ready": _get("Server is ready", []),
             "/v2/models/{name}": _get("Model metadata", [_NAME], 401, 404),

@@ -13,7 +13,7 @@ import numpy as np
 from layerflow.deploy.bundle import BundleError, choose_version, versions
 
 
-def _local_bundle(target: Path, name: str | None, version: int | None) -> Path:
+def _local_bundle(target: Path, name: str | None, version: int | str | None) -> Path:
     if (target / "model.onnx").is_file():
         return target
     if name is None:
@@ -21,6 +21,10 @@ def _local_bundle(target: Path, name: str | None, version: int | None) -> Path:
         if len(served) != 1:
             raise BundleError(f"{target} holds models {sorted(served)}; say which with name=.")
         name = served[0]
+    if isinstance(version, str):  # a label: resolved as the server resolves it
+        from layerflow.deploy.labels import resolve_label
+
+        version = resolve_label(target / name, version)
     return target / name / str(choose_version(name, versions(target / name), version))
 
 
@@ -89,7 +93,7 @@ def _request_json(url: str, body: Any, token: str | None, timeout: float) -> Any
         raise BundleError(f"Cannot reach {url}: {error.reason}.") from None
 
 
-def _served_outputs(base: str, columns: Any, name: str, version: int | None, token: str | None,
+def _served_outputs(base: str, columns: Any, name: str, version: int | str | None, token: str | None,
                     timeout: float) -> dict[str, np.ndarray]:
     """Predicts through a server's TF Serving REST API and names the outputs by the model's signature.
 
@@ -97,12 +101,13 @@ def _served_outputs(base: str, columns: Any, name: str, version: int | None, tok
     without its name, so the name (and every output's dtype) comes from the model's metadata.
     """
     models = f"{base.rstrip('/')}/v1/models/{name}"
-    # The metadata first: it names the version that answers (the latest when version is None), and the
-    # prediction is asked of that version, so a version published in between cannot mismatch the names.
-    metadata = _request_json(models + (f"/versions/{version}" if version is not None else "") + "/metadata",
-                             None, token, timeout)
-    answering = metadata["model_spec"]["version"]
-    specs = metadata["metadata"]["signature_def"]["outputs"]
+    where = "" if version is None else f"/labels/{version}" if isinstance(version, str) else f"/versions/{version}"
+    # The bundle's signature first (layerflow's own route; TF Serving's /metadata has no dtypes numpy
+    # reads): it names the version that answers (the latest, or the label's), and the prediction is asked
+    # of that version, so a version published or a label moved in between cannot mismatch the names.
+    described = _request_json(f"{models}{where}/signature", None, token, timeout)
+    answering = described["model_spec"]["version"]
+    specs = described["signature"]["outputs"]
     outputs = _request_json(f"{models}/versions/{answering}:predict", {"inputs": columns}, token, timeout)["outputs"]
     if not isinstance(outputs, dict):
         if len(specs) != 1:
@@ -112,7 +117,7 @@ def _served_outputs(base: str, columns: Any, name: str, version: int | None, tok
     return _arrays(outputs, specs)
 
 
-def predict(target: str | Path, inputs: Any, name: str | None = None, version: int | None = None,
+def predict(target: str | Path, inputs: Any, name: str | None = None, version: int | str | None = None,
             token: str | None = None, timeout: float = 60.0) -> dict[str, np.ndarray]:
     """Predicts with an exported model, local or served, and returns its outputs by name.
 
@@ -126,7 +131,7 @@ def predict(target: str | Path, inputs: Any, name: str | None = None, version: i
             a list of row dicts (``[{"age": 41, "city": "lima"}]``) or a pandas DataFrame.
             Raw-feature bundles take raw values, strings included; None or NaN is a missing value.
         name: the model's name (needed when the directory or server has several).
-        version: a version number; the latest when None.
+        version: a version number, or a label (``"stable"``); the latest when None.
         token: the server's bearer token, if it requires one.
         timeout: seconds to wait for a server's answer.
 

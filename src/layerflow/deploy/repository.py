@@ -12,6 +12,7 @@ import numpy as np
 
 from layerflow.deploy.bundle import BundleError, ModelNotFound, choose_version, read_bundle, versions
 from layerflow.deploy.inputs import BadInput, check_rows, to_array
+from layerflow.deploy.labels import resolve_label
 from layerflow.errors import MissingFileError
 
 __all__ = ["BadInput", "LoadedModel", "ModelNotFound", "ModelRepository", "load_model"]
@@ -112,9 +113,12 @@ class ModelRepository:
             raise ModelNotFound(f"Model {name!r} is not served here; models: {sorted(models) or 'none'}.")
         return models[name]
 
-    def get(self, name: str, version: int | None = None) -> LoadedModel:
-        """The model ``name`` at ``version`` (the latest when None), loaded once."""
-        chosen = choose_version(name, self.versions_of(name), version)
+    def get(self, name: str, version: int | None = None, label: str | None = None) -> LoadedModel:
+        """The model ``name`` at ``version`` or ``label`` (the latest when both are None), loaded once."""
+        available = self.versions_of(name)
+        if label is not None:
+            version = resolve_label(self.base / name, label, available)
+        chosen = choose_version(name, available, version)
         key = (name, chosen)
         with self._lock:
             if key not in self._loaded:

@@ -6,6 +6,7 @@ Run it with ``layerflow serve DIR`` or ``lf.serve(DIR)``, or build the app with 
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 from typing import Any
@@ -20,14 +21,20 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from layerflow.deploy.batching import Batcher
+from layerflow.deploy.inputs import is_b64
+from layerflow.deploy.labels import UnknownLabel
 from layerflow.deploy.openapi import openapi_document
 from layerflow.deploy.repository import BadInput, LoadedModel, ModelNotFound, ModelRepository
 from layerflow.http_token import TokenGate
 
 MAX_BODY_BYTES = 32 * 1024 * 1024
-_TFS_PATH = re.compile(r"^(?P<name>[^/:]+)(?:/versions/(?P<version>[^/:]+))?(?::(?P<verb>[a-z]+)|/(?P<meta>metadata))?$")
+_TFS_PATH = re.compile(r"^(?P<name>[^/:]+)(?:/versions/(?P<version>[^/:]+)|/labels/(?P<label>[^/:]+))?"
+                       r"(?::(?P<verb>predict|classify|regress)|/(?P<meta>metadata|signature))?$")
 _V2_TYPES = {"float32": "FP32", "float64": "FP64", "int32": "INT32", "int64": "INT64", "bool": "BOOL",
              "string": "BYTES", "object": "BYTES"}
+_TF_TYPES = {"float32": "DT_FLOAT", "float64": "DT_DOUBLE", "int32": "DT_INT32", "int64": "DT_INT64", "bool": "DT_BOOL",
+             "string": "DT_STRING"}
+SIGNATURE_NAME = "serving_default"
 
 
 class HttpError(Exception):
@@ -81,7 +88,7 @@ def _rows_to_columns(model: LoadedModel, instances: Any) -> dict[str, Any]:
     if not isinstance(instances, list) or not instances:
         raise BadInput("'instances' must be a non-empty list with one entry per row.")
     names = [s["name"] for s in model.input_specs]
-    if all(isinstance(row, dict) for row in instances):
+    if all(isinstance(row, dict) and not is_b64(row) for row in instances):
         keys = list(dict.fromkeys(k for row in instances for k in row))
         for i, row in enumerate(instances):
             lacking = [k for k in keys if k not in row]
@@ -94,18 +101,37 @@ def _rows_to_columns(model: LoadedModel, instances: Any) -> dict[str, Any]:
     return {names[0]: instances}
 
 
+def _check_signature_name(body: dict[str, Any]) -> None:
+    """TF Serving's ``signature_name``: absent, '' or 'serving_default' (a bundle's one signature)."""
+    if "signature_name" not in body:
+        return
+    chosen = body["signature_name"]
+    if not isinstance(chosen, str):
+        raise BadInput(f"'signature_name' must be a string; got {json.dumps(chosen)[:40]}.")
+    if chosen not in ("", SIGNATURE_NAME):
+        raise BadInput(f"Serving signature name: {chosen!r} not found in signature def; the model has "
+                       f"{SIGNATURE_NAME!r}.")
+
+
 def _tfs_feed(model: LoadedModel, body: Any) -> dict[str, np.ndarray]:
     if not isinstance(body, dict) or ("instances" in body) == ("inputs" in body):
         raise BadInput("The request must be a JSON object with either 'instances' (rows) or 'inputs' (columns).")
+    _check_signature_name(body)
     names = [s["name"] for s in model.input_specs]
     if "instances" in body:
         columns = _rows_to_columns(model, body["instances"])
     else:
         inputs = body["inputs"]
-        columns = inputs if isinstance(inputs, dict) else {names[0]: inputs} if len(names) == 1 else None
+        named = isinstance(inputs, dict) and not is_b64(inputs)
+        columns = inputs if named else {names[0]: inputs} if len(names) == 1 else None
         if columns is None:
             raise BadInput(f"The model takes inputs {names}: 'inputs' must be an object naming them.")
     return model.check(columns)
+
+
+def _item(value: Any) -> Any:
+    """One row of an output as JSON-ready values (a row of a 1-D string output is already a str)."""
+    return value.tolist() if hasattr(value, "tolist") else value
 
 
 def _tfs_response(body: dict[str, Any], outputs: dict[str, np.ndarray]) -> dict[str, Any]:
@@ -113,7 +139,7 @@ def _tfs_response(body: dict[str, Any], outputs: dict[str, np.ndarray]) -> dict[
         if len(outputs) == 1:
             return {"predictions": next(iter(outputs.values())).tolist()}
         n = len(next(iter(outputs.values())))
-        return {"predictions": [{k: v[i].tolist() for k, v in outputs.items()} for i in range(n)]}
+        return {"predictions": [{k: _item(v[i]) for k, v in outputs.items()} for i in range(n)]}
     if len(outputs) == 1:
         return {"outputs": next(iter(outputs.values())).tolist()}
     return {"outputs": {k: v.tolist() for k, v in outputs.items()}}
@@ -125,6 +151,20 @@ def _status(repository: ModelRepository, name: str, version: int | None) -> dict
         repository.get(name, version)
     return {"model_version_status": [{"version": str(v), "state": "AVAILABLE",
                                       "status": {"error_code": "OK", "error_message": ""}} for v in chosen]}
+
+
+def _tfs_metadata(model: LoadedModel) -> dict[str, Any]:
+    """TF Serving's GetModelMetadataResponse (JSON) for the bundle's one signature, ``serving_default``."""
+    def tensor(spec: dict[str, Any]) -> dict[str, Any]:
+        dims = [{"size": str(-1 if d is None else d), "name": ""} for d in spec["shape"]]
+        return {"dtype": _TF_TYPES.get(spec["dtype"], "DT_INVALID"), "tensor_shape": {"dim": dims, "unknown_rank": False},
+                "name": spec["name"]}
+
+    signature = {"inputs": {s["name"]: tensor(s) for s in model.input_specs},
+                 "outputs": {s["name"]: tensor(s) for s in model.signature["outputs"]},
+                 "method_name": "tensorflow/serving/predict", "defaults": {}}
+    return {"model_spec": {"name": model.name, "signature_name": "", "version": str(model.version)},
+            "metadata": {"signature_def": {"signature_def": {SIGNATURE_NAME: signature}}}}
 
 
 def _v2_metadata(model: LoadedModel, repository: ModelRepository) -> dict[str, Any]:
@@ -153,8 +193,23 @@ def _v2_feed(model: LoadedModel, body: Any) -> dict[str, np.ndarray]:
     return model.check(columns)
 
 
+def _v2_wanted(model: LoadedModel, body: dict[str, Any]) -> set[str]:
+    """The outputs a KServe v2 request asks for (all when it names none); 400 naming one the model lacks."""
+    requested = body.get("outputs")
+    if requested is None:
+        return set(model.output_names)
+    if not isinstance(requested, list) or not all(isinstance(o, dict) and isinstance(o.get("name"), str)
+                                                  for o in requested):
+        raise BadInput("'outputs' must be a list of objects each with a 'name' (a string).")
+    unknown = [o["name"] for o in requested if o["name"] not in model.output_names]
+    if unknown:
+        raise BadInput(f"Requested output(s) {unknown} are not outputs of model {model.name!r}; it has "
+                       f"{model.output_names}.")
+    return {o["name"] for o in requested} or set(model.output_names)
+
+
 def _v2_response(model: LoadedModel, body: dict[str, Any], outputs: dict[str, np.ndarray]) -> dict[str, Any]:
-    wanted = {o["name"] for o in body.get("outputs") or []} or set(outputs)
+    wanted = _v2_wanted(model, body)
     response = [{"name": name, "datatype": _V2_TYPES.get(str(v.dtype), str(v.dtype)), "shape": list(v.shape),
                  "data": v.ravel().tolist()} for name, v in outputs.items() if name in wanted]
     result = {"model_name": model.name, "model_version": str(model.version), "outputs": response}
@@ -175,7 +230,8 @@ def session_options(intra_op_threads: int = 0, inter_op_threads: int = 0, parall
 
 
 def create_app(base_dir: str, token: str | None = None, poll_seconds: float = 1.0, options: Any = None,
-               max_batch_size: int = 0, batch_delay_ms: float = 2.0) -> Starlette:
+               max_batch_size: int = 0, batch_delay_ms: float = 2.0, grpc_port: int | None = None,
+               grpc_host: str = "127.0.0.1") -> Starlette:
     """The ASGI app serving every model under ``base_dir`` (TF Serving layout).
 
     Args:
@@ -185,6 +241,8 @@ def create_app(base_dir: str, token: str | None = None, poll_seconds: float = 1.
         options: ``onnxruntime.SessionOptions`` (see ``session_options``).
         max_batch_size: above 0, concurrent requests are batched up to this many rows.
         batch_delay_ms: how long a request may wait for others to batch with.
+        grpc_port: when given, KServe v2's gRPC service also listens there (same models and token).
+        grpc_host: the address the gRPC service binds.
     """
     repository = ModelRepository(base_dir, poll_seconds, options)
     metrics = ServerMetrics()
@@ -210,19 +268,29 @@ def create_app(base_dir: str, token: str | None = None, poll_seconds: float = 1.
     async def tfs(request: Request) -> Response:
         match = _TFS_PATH.match(request.path_params["rest"])
         if not match:
-            raise HttpError(404, f"Unknown path {request.url.path}.")
-        name, version = match["name"], _version(match["version"])
+            raise HttpError(400, f"Malformed request: {request.method} {request.url.path}; TF Serving's paths are "
+                                 "/v1/models/NAME[/versions/V | /labels/LABEL][:predict | /metadata].")
+        name, version, label = match["name"], _version(match["version"]), match["label"]
+        if match["verb"] in ("classify", "regress"):
+            raise HttpError(400, f":{match['verb']} is not supported: a layerflow bundle has one signature, "
+                                 f"{SIGNATURE_NAME!r} (tensorflow/serving/predict); the supported verb is :predict "
+                                 f"(POST /v1/models/{name}:predict).")
         if request.method == "GET" and not match["verb"]:
-            if match["meta"]:
-                model = repository.get(name, version)
+            if match["meta"] == "metadata":
+                return JSONResponse(_tfs_metadata(repository.get(name, version, label)))
+            if match["meta"] == "signature":
+                model = repository.get(name, version, label)
                 return JSONResponse({"model_spec": {"name": name, "version": str(model.version)},
-                                     "metadata": {"signature_def": model.signature, "lineage": model.lineage}})
+                                     "signature": model.signature, "lineage": model.lineage})
+            if label is not None:
+                version = repository.get(name, None, label).version
             return JSONResponse(_status(repository, name, version))
-        if request.method == "POST" and match["verb"] in ("predict", "classify", "regress"):
-            model = repository.get(name, version)
+        if request.method == "POST" and match["verb"] == "predict":
+            model = repository.get(name, version, label)
             body = await _body(request)
             return JSONResponse(_tfs_response(body, await infer(model, _tfs_feed(model, body))))
-        raise HttpError(405 if match["verb"] in (None, "predict") else 404, f"{request.method} {request.url.path} is not supported.")
+        raise HttpError(405, f"{request.method} {request.url.path} is not supported: GET status and metadata, "
+                             "POST :predict.")
 
     async def v2_model(request: Request) -> Response:
         name, version = request.path_params["name"], _version(request.path_params.get("version"))
@@ -231,7 +299,9 @@ def create_app(base_dir: str, token: str | None = None, poll_seconds: float = 1.
             return JSONResponse({"name": name, "ready": True})
         if request.url.path.endswith("/infer"):
             body = await _body(request)
-            return JSONResponse(_v2_response(model, body, await infer(model, _v2_feed(model, body))))
+            feed = _v2_feed(model, body)
+            _v2_wanted(model, body)  # a bad 'outputs' is refused before the model runs
+            return JSONResponse(_v2_response(model, body, await infer(model, feed)))
         return JSONResponse(_v2_metadata(model, repository))
 
     async def health(request: Request) -> Response:
@@ -261,6 +331,8 @@ def create_app(base_dir: str, token: str | None = None, poll_seconds: float = 1.
     async def errors(request: Request, error: Exception) -> Response:
         if isinstance(error, HttpError):
             return _json_error(error.status, error.message)
+        if isinstance(error, UnknownLabel):  # TF Serving: 400 "Unrecognized servable version label"
+            return _json_error(400, str(error))
         if isinstance(error, ModelNotFound):
             return _json_error(404, str(error))
         if isinstance(error, BadInput):
@@ -269,7 +341,26 @@ def create_app(base_dir: str, token: str | None = None, poll_seconds: float = 1.
             return _json_error(error.status_code, f"{error.detail}: {request.method} {request.url.path}")
         return _json_error(500, f"{type(error).__name__}: {error}")
 
-    app = Starlette(routes=routes, exception_handlers={Exception: errors, HttpError: errors, ModelNotFound: errors,
+    lifespan = None
+    if grpc_port is not None:
+        import contextlib
+
+        @contextlib.asynccontextmanager
+        async def lifespan(app):
+            import grpc
+
+            from layerflow.deploy.grpc_service import grpc_handler
+
+            server = grpc.aio.server(options=[("grpc.max_receive_message_length", MAX_BODY_BYTES)])
+            server.add_generic_rpc_handlers([grpc_handler(repository, infer, token)])
+            server.add_insecure_port(f"{grpc_host}:{grpc_port}")
+            await server.start()
+            try:
+                yield
+            finally:
+                await server.stop(grace=1)
+
+    app = Starlette(lifespan=lifespan, routes=routes, exception_handlers={Exception: errors, HttpError: errors, ModelNotFound: errors,
                                                        BadInput: errors, StarletteHTTPException: errors},
                     middleware=[Middleware(_Measure, metrics=metrics),
                                 *([Middleware(TokenGate, token=token, open_paths=("/v2/health",))] if token else [])])
@@ -326,12 +417,34 @@ class _Measure:
             self.metrics.request_seconds.labels(protocol).observe(time.perf_counter() - start)
 
 
+WORKER_CONFIG = "LAYERFLOW_SERVE_CONFIG"
+
+
+def app_from_environment() -> Starlette:
+    """The app of one of ``--workers N`` processes, built from the settings ``run_server`` left in the
+    environment (uvicorn starts workers by importing an app factory, not by pickling an app)."""
+    config = json.loads(os.environ[WORKER_CONFIG])
+    threads = config.pop("threads")
+    return create_app(**config, options=session_options(*threads))
+
+
 def run_server(base_dir: str, host: str = "127.0.0.1", port: int = 8501, token: str | None = None,
                max_batch_size: int = 0, batch_delay_ms: float = 2.0, intra_op_threads: int = 0,
-               inter_op_threads: int = 0, access_log: bool = False) -> None:
-    """Serves every model under ``base_dir`` until interrupted; ``lf.serve`` checks the arguments first."""
+               inter_op_threads: int = 0, access_log: bool = False, workers: int = 1,
+               grpc_port: int | None = None) -> None:
+    """Serves every model under ``base_dir`` until interrupted; ``lf.serve`` checks the arguments first.
+
+    With ``workers`` above 1, uvicorn runs that many processes on the one port, each with its own
+    onnxruntime sessions."""
     import uvicorn
 
+    if workers > 1:
+        os.environ[WORKER_CONFIG] = json.dumps({"base_dir": base_dir, "token": token, "max_batch_size": max_batch_size,
+                                                "batch_delay_ms": batch_delay_ms,
+                                                "threads": [intra_op_threads, inter_op_threads]})
+        uvicorn.run("layerflow.deploy.server:app_from_environment", factory=True, workers=workers, host=host,
+                    port=port, log_level="info", access_log=access_log)
+        return
     app = create_app(base_dir, token=token, options=session_options(intra_op_threads, inter_op_threads),
-                     max_batch_size=max_batch_size, batch_delay_ms=batch_delay_ms)
+                     max_batch_size=max_batch_size, batch_delay_ms=batch_delay_ms, grpc_port=grpc_port, grpc_host=host)
     uvicorn.run(app, host=host, port=port, log_level="info", access_log=access_log)

@@ -26,7 +26,8 @@ def _whole_number(name: str, value: object, lowest: int, highest: int | None = N
 
 
 def _check_arguments(model_dir: str | os.PathLike[str], host: str, port: int, token: str | None, max_batch_size: int,
-                     batch_delay_ms: float, intra_op_threads: int, inter_op_threads: int) -> Path:
+                     batch_delay_ms: float, intra_op_threads: int, inter_op_threads: int, workers: int = 1,
+                     grpc_port: int | None = None) -> Path:
     if not isinstance(model_dir, (str, os.PathLike)):
         raise InvalidTypeError(f"model_dir must be a folder path; got {type(model_dir).__name__}.")
     folder = Path(model_dir)
@@ -43,12 +44,17 @@ def _check_arguments(model_dir: str | os.PathLike[str], host: str, port: int, to
         raise InvalidValueError(f"batch_delay_ms={batch_delay_ms!r} must be a number of milliseconds, 0 or more.")
     _whole_number("intra_op_threads", intra_op_threads, 0)
     _whole_number("inter_op_threads", inter_op_threads, 0)
+    _whole_number("workers", workers, 1)
+    if grpc_port is not None:
+        _whole_number("grpc_port", grpc_port, 0, MAX_PORT)
+        if workers > 1:
+            raise InvalidValueError("grpc_port serves from one process; leave workers at 1 with it.")
     return folder
 
 
 def serve(model_dir: str | os.PathLike[str], host: str = "127.0.0.1", port: int = 8501, token: str | None = None,
           max_batch_size: int = 0, batch_delay_ms: float = 2.0, intra_op_threads: int = 0, inter_op_threads: int = 0,
-          access_log: bool = False) -> None:
+          access_log: bool = False, workers: int = 1, grpc_port: int | None = None) -> None:
     """Serves every exported model under ``model_dir`` over REST until interrupted.
 
     Speaks TF Serving's REST protocol (``/v1/models/NAME:predict``) and KServe v2's
@@ -67,6 +73,10 @@ def serve(model_dir: str | os.PathLike[str], host: str = "127.0.0.1", port: int 
         intra_op_threads: onnxruntime threads within one operator (0: onnxruntime's default).
         inter_op_threads: onnxruntime threads across operators (0: onnxruntime's default).
         access_log: log every request.
+        workers: server processes on the one port (uvicorn workers), each with its own
+            onnxruntime sessions.
+        grpc_port: when given, KServe v2's gRPC service (``inference.GRPCInferenceService``)
+            also listens on this port, with the same models, versions, token and errors.
 
     Returns:
         None, once the server is stopped (Ctrl-C or SIGTERM).
@@ -76,11 +86,12 @@ def serve(model_dir: str | os.PathLike[str], host: str = "127.0.0.1", port: int 
         >>> lf.serve("models", port=8501)               # curl localhost:8501/v1/models/<name>:predict
     """
     folder = _check_arguments(model_dir, host, port, token, max_batch_size, batch_delay_ms, intra_op_threads,
-                              inter_op_threads)
+                              inter_op_threads, workers, grpc_port)
     try:
         from layerflow.deploy.server import run_server
     except ImportError as error:
         raise MissingDependencyError(f"Serving needs the serve extra: {SERVE_INSTALL} ({error}).") from None
     run_server(str(folder), host=host, port=int(port), token=token, max_batch_size=int(max_batch_size),
                batch_delay_ms=float(batch_delay_ms), intra_op_threads=int(intra_op_threads),
-               inter_op_threads=int(inter_op_threads), access_log=bool(access_log))
+               inter_op_threads=int(inter_op_threads), access_log=bool(access_log), workers=int(workers),
+               grpc_port=None if grpc_port is None else int(grpc_port))
