@@ -67,17 +67,21 @@ def test_bad_labels_are_refused_and_leave_the_labels_file_as_it_was(base, versio
 def test_lf_predict_resolves_labels_as_the_server_does(base):
     set_label(base, "mlp", 2, "canary")
     x = np.zeros((1, 4), dtype="float32")
-    assert len(lf.predict(base, x, name="mlp", version="canary")[0]) == 2
+    (local,) = lf.predict(base, x, name="mlp", version="canary").values()  # version 2 has two outputs per row
+    assert local.shape == (1, 2)
     with pytest.raises(BundleError, match="Unrecognized servable version label: 'gold'"):
         lf.predict(base, x, name="mlp", version="gold")
     process, url = start_server(base)
     try:
-        assert len(lf.predict(url, x, name="mlp", version="canary")[0]) == 2
+        (served,) = lf.predict(url, x, name="mlp", version="canary").values()
+        assert served.shape == (1, 2)
         with pytest.raises(BundleError, match="400: Unrecognized servable version label"):
             lf.predict(url, x, name="mlp", version="gold")
         (base / "in.json").write_text(json.dumps({"instances": x.tolist()}))
         done = cli("predict", url, "--input", base / "in.json", "--name", "mlp", "--version", "canary")
-        assert done.returncode == 0 and len(json.loads(done.stdout)[0]) == 2, done.stderr
+        assert done.returncode == 0, done.stderr
+        (printed,) = json.loads(done.stdout).values()
+        assert np.shape(printed) == (1, 2)
     finally:
         (base / "in.json").unlink(missing_ok=True)
         process.terminate()

@@ -6,15 +6,15 @@ every ``keras.callbacks.CallbackList`` that Keras's ``fit``/``evaluate``/``predi
 model gets one more callback, the run's ``RunRecorder``, through Keras's public callback
 interface: each epoch's metrics are appended to ``metrics.jsonl`` as it ends, and the model's
 summary, optimizer, loss, evaluation (a top-level ``evaluate``, not ``fit``'s validation) and
-history plot are kept. The recorder also records the files the model's ``save`` writes, by
-giving that one model its own ``save`` (Keras's, then a copy into the run). ``keras.Model``'s
-methods are not wrapped, and outside a tracked run nothing is installed.
+history plot are kept. A model's ``save`` is an event outside any loop, which no callback
+hears, so in a tracked run's process ``keras.Model.save`` also copies the file it wrote into
+the run's ``model/`` (a model saved without being trained there, e.g. one loaded and saved, is
+recorded too). Outside a tracked run nothing is installed.
 """
 
 from __future__ import annotations
 
 import shutil
-import types
 import time
 import warnings
 from pathlib import Path
@@ -86,11 +86,6 @@ def make_recorder(keras: Any, run_dir: Path) -> Any:
             super().__init__()
             self._training = False
 
-        def set_model(self, model):
-            super().set_model(model)
-            if model is not None:
-                record_saves(model)
-
         def on_train_begin(self, logs=None):
             self._training = True
             _state["fits"] += 1
@@ -125,9 +120,8 @@ def make_recorder(keras: Any, run_dir: Path) -> Any:
     return RunRecorder()
 
 
-def _saving(self: Any, filepath: Any, *args: Any, **kwargs: Any) -> Any:
-    """A recorded model's ``save``: Keras's, then the file copied into the run's ``model/``."""
-    result = type(self).save(self, filepath, *args, **kwargs)
+def _copy_saved(filepath: Any) -> None:
+    """Copies a file the model saved into the current run's ``model/`` and names it in keras.json."""
     run_dir = current_run_dir()
     source = Path(str(filepath))
     if run_dir is not None and source.is_file():
@@ -136,26 +130,23 @@ def _saving(self: Any, filepath: Any, *args: Any, **kwargs: Any) -> Any:
         if source.resolve() != target.resolve():
             shutil.copy2(source, target)
         update_json(f.KERAS_FILE, {"saved_model": f"{f.MODEL_DIR}/{source.name}"})
-    return result
 
 
-def record_saves(model: Any) -> None:
-    """Makes this one model's ``save`` also copy the saved file into the current run (idempotent).
-
-    Args:
-        model: a Keras model; one whose class overrides ``save`` is left alone.
-
-    Returns:
-        None.
-
-    Example:
-        >>> record_saves(model); model.save("m.keras")   # also <run>/model/m.keras
-    """
-    import keras
-
-    if "save" in vars(model) or getattr(type(model), "save", None) is not keras.Model.save:
+def _record_saves(keras: Any) -> None:
+    model_class = keras.Model
+    original_save = model_class.save
+    if getattr(original_save, "_layerflow_recording", False):
         return
-    vars(model)["save"] = types.MethodType(_saving, model)
+
+    def save(self: Any, filepath: Any, *args: Any, **kwargs: Any) -> Any:
+        result = original_save(self, filepath, *args, **kwargs)
+        _copy_saved(filepath)
+        return result
+
+    save._layerflow_recording = True  # type: ignore[attr-defined]
+    save.__wrapped__ = original_save  # type: ignore[attr-defined]
+    save.__doc__ = original_save.__doc__
+    model_class.save = save
 
 
 def save_history_plot(run_dir: Path) -> Path | None:
@@ -204,3 +195,4 @@ def install(keras: Any) -> None:
     __init__._layerflow_recording = True
     __init__.__wrapped__ = original_init
     callback_list.__init__ = __init__
+    _record_saves(keras)
