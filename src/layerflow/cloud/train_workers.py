@@ -167,7 +167,8 @@ def _follow_file(path: Path, out: Any, stop: threading.Event) -> None:
 
 
 def _collect_workers(workers_dir: Path, world_size: int) -> tuple[list[dict], list[dict]]:
-    infos, failures = [], []
+    infos: list[dict] = []
+    failures: list[dict] = []
     for rank in range(world_size):
         for name, into in ((f"{rank}.json", infos), (f"{rank}.error.json", failures)):
             path = workers_dir / name

@@ -240,12 +240,13 @@ def _build_graph(model: Any, staged: Path, feature_spec: Any, head: str | None, 
             labels = [str(c) for c in class_labels]
         else:
             labels = ["0", "1"] if head == "binary" else [str(i) for i in range(width)]
-        if head == "multiclass" and width != len(labels):
-            raise HeadError(f"The model gives {width} values per row but there are {len(labels)} class labels.")
+        if head == "multiclass" and width != len(labels or []):
+            raise HeadError(f"The model gives {width} values per row but there are {len(labels or [])} class labels.")
         if head == "binary" and width > 2:
             raise HeadError(f"A binary head reads 1 value (or 2 probabilities) per row; the model gives {width}.")
         if value.type.tensor_type.elem_type != TensorProto.FLOAT:
             raise HeadError(f"The model's output {chosen!r} is not float32; a head reads float32.")
+        assert model_outputs is not None, "check_head refuses a head without model_outputs"
         head_graph = head_model(head, model_outputs, width, labels or [], opset_of(graph), graph.ir_version)
         graph = merge(graph, head_graph, [(chosen, HEAD_INPUT)])
     else:
@@ -357,7 +358,7 @@ def onnx_predict(bundle_dir: str | os.PathLike[str], inputs: Mapping[str, np.nda
     """
     from layerflow.deploy.repository import load_model
 
-    model = load_model(bundle_dir)
+    model = load_model(Path(bundle_dir))
     named = model.named(dict(inputs) if isinstance(inputs, Mapping) else inputs)
     feed = {}
     for spec in model.input_specs:

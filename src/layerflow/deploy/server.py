@@ -118,6 +118,7 @@ def _tfs_feed(model: LoadedModel, body: Any) -> dict[str, np.ndarray]:
         raise BadInput("The request must be a JSON object with either 'instances' (rows) or 'inputs' (columns).")
     _check_signature_name(body)
     names = [s["name"] for s in model.input_specs]
+    columns: dict[str, Any] | None
     if "instances" in body:
         columns = _rows_to_columns(model, body["instances"])
     else:

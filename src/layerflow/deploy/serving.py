@@ -19,10 +19,11 @@ MAX_PORT = 65535
 def _whole_number(name: str, value: object, lowest: int, highest: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise InvalidTypeError(f"{name}={value!r} must be a whole number.")
-    if value < lowest or (highest is not None and value > highest):
+    number = int(value)
+    if number < lowest or (highest is not None and number > highest):
         expected = f"between {lowest} and {highest}" if highest is not None else f"at least {lowest}"
         raise InvalidValueError(f"{name}={value!r} must be {expected}.")
-    return int(value)
+    return number
 
 
 def _check_arguments(model_dir: str | os.PathLike[str], host: str, port: int, token: str | None, max_batch_size: int,

@@ -45,10 +45,12 @@ class _BoostedTrees(BaseEstimator):
         for name, value, low in (("n_trees", n_trees, 1), ("max_depth", max_depth, 1), ("max_bin", max_bin, 2)):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise EstimatorError(f"{name}={value!r} must be a whole number >= {low}.")
-        for name, value in (("learning_rate", learning_rate), ("l1", l1), ("l2", l2),
-                            ("tree_complexity", tree_complexity), ("min_node_weight", min_node_weight)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-                raise EstimatorError(f"{name}={value!r} must be a number >= 0.")
+        rates: tuple[tuple[str, float], ...] = (("learning_rate", learning_rate), ("l1", l1), ("l2", l2),
+                                                 ("tree_complexity", tree_complexity),
+                                                 ("min_node_weight", min_node_weight))
+        for name, rate in rates:
+            if isinstance(rate, bool) or not isinstance(rate, (int, float)) or rate < 0:
+                raise EstimatorError(f"{name}={rate!r} must be a number >= 0.")
         if learning_rate <= 0:
             raise EstimatorError(f"learning_rate={learning_rate!r} must be above 0.")
         if pruning_mode not in PRUNING_MODES:
@@ -62,13 +64,11 @@ class _BoostedTrees(BaseEstimator):
         self.tree_complexity, self.min_node_weight = float(tree_complexity), float(min_node_weight)
         self.center_bias, self.pruning_mode = bool(center_bias), pruning_mode
         self.n_threads = n_threads
-        self.booster = None
+        self.booster: Any = None  # an xgboost.Booster once trained or loaded
+        self.model_outputs = "probabilities" if self.head.is_classifier else "predictions"
 
     export_kind = "xgboost"
 
-    @property
-    def model_outputs(self) -> str:
-        return "probabilities" if self.head.is_classifier else "predictions"
 
     def _options(self) -> dict[str, Any]:
         return {"n_trees": self.n_trees, "max_depth": self.max_depth, "learning_rate": self.learning_rate,
@@ -105,8 +105,9 @@ class _BoostedTrees(BaseEstimator):
             params["base_score"] = 0.5 if self.head.kind == BINARY else 0.0 if self.head.kind == REGRESSION else 0.5
         return params
 
-    def train(self, data: Any, epochs: int | None = None, steps: int | None = None, workers: int | None = None,
-              max_failures: int = 0, _on_epoch_end: EpochHook | None = None) -> "_BoostedTrees":
+    def train(self, data: Any, epochs: int | None = None, steps: int | None = None,
+              _on_epoch_end: EpochHook | None = None, *, workers: int | None = None,
+              max_failures: int = 0) -> "_BoostedTrees":
         """Trains on ``data`` in this process, or with ``workers=N`` on N Ray Train workers.
 
         Args:
@@ -127,7 +128,8 @@ class _BoostedTrees(BaseEstimator):
         if workers is None:
             if max_failures:
                 raise EstimatorError("max_failures= applies to training on workers: give workers= with it.")
-            return super().train(data, epochs, steps, _on_epoch_end)
+            super().train(data, epochs, steps, _on_epoch_end)
+            return self
         from layerflow.estimators.distributed_trees import train_on_workers
 
         return train_on_workers(self, data, epochs=epochs, steps=steps, workers=workers, max_failures=max_failures,

@@ -227,10 +227,12 @@ def training_run(
     if config is not None and (not isinstance(config, str) or not config):
         raise InvalidValueError(f"config={config!r} must name a profile of the script's flags.yml, e.g. 'production'.")
     store = RunStore(runs_dir)
-    extra = {"flags_file": str(flags)} if file_name else {}
+    extra: dict[str, Any] = {"flags_file": str(flags)} if file_name else {}
+    if config:
+        extra["config"] = config
     run_id, run_dir = store.open_run(script_path, args=args, run_id=run_id, properties=properties,
                                      requested_flags={**file_flags, **(command_line_flags or {}), **call_flags},
-                                     **extra, **({"config": config} if config else {}))
+                                     **extra)
     snapshot = snapshot_source(script_path.parent, run_dir / f.SOURCE_DIR, exclude=[store.path])
     store.update_run(run_dir, **snapshot, git=git_state(script_path.parent))
 
