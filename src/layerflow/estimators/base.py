@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 import os
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -26,11 +26,14 @@ from layerflow.estimators.model_dir import (
     write_json_atomic,
 )
 
+if TYPE_CHECKING:
+    from layerflow.features.spec import FeatureSpec
+
 # An epoch-end hook: called with (estimator, epochs done); returns (metrics to record with the
 # epoch, or None; True to stop training).
 EpochHook = Callable[[Any, int], tuple[dict[str, float] | None, bool]]
 
-ESTIMATOR_KINDS: dict[str, type] = {}
+ESTIMATOR_KINDS: dict[str, type[BaseEstimator]] = {}
 
 
 class _Constructor(type):
@@ -74,6 +77,8 @@ class BaseEstimator(metaclass=_Constructor):
     """
 
     head_kind = REGRESSION
+    # the constructor's arguments, set by _Constructor right after __init__
+    _params: dict[str, Any]
 
     def __init__(self, label: str, feature_columns: Any = None, weight_column: str | None = None,
                  model_dir: str | os.PathLike[str] | None = None, n_classes: int | None = None,
@@ -93,7 +98,7 @@ class BaseEstimator(metaclass=_Constructor):
         self.head = Head(self.head_kind, n_classes, label_vocabulary)
         self.batch_size = batch_size
         self.seed = seed
-        self.spec = None
+        self.spec: FeatureSpec | None = None
         self._given_spec = feature_columns
         if feature_columns is not None and not hasattr(feature_columns, "state"):
             raise EstimatorError(f"feature_columns= takes a lf.feature_spec (fitted or not); "
@@ -130,7 +135,10 @@ class BaseEstimator(metaclass=_Constructor):
     def trained(self) -> bool:
         raise NotImplementedError
 
-    model_outputs = "logits"
+    @property
+    def model_outputs(self) -> str:
+        """What the model's output holds: ``"logits"``, ``"probabilities"`` or ``"predictions"``."""
+        return "logits"
 
     # -- configuration ---------------------------------------------------------------------
     @property
@@ -234,10 +242,17 @@ class BaseEstimator(metaclass=_Constructor):
         given back by ``load`` so that training a loaded estimator resumes as it would have)."""
         return {"batch_size": self.batch_size, "seed": self.seed}
 
+    def _fitted_spec(self) -> FeatureSpec:
+        """The fitted feature spec (fitted by train() or read from a model_dir)."""
+        if self.spec is None:
+            raise NotTrainedError(f"{self.kind} has no fitted feature spec: call train() first (it fits one), "
+                                  f"or load a model_dir that holds its {SPEC_FILE}.")
+        return self.spec
+
     def _write_spec(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         tmp = folder / f".{SPEC_FILE}.tmp"
-        self.spec.save(tmp)
+        self._fitted_spec().save(tmp)
         os.replace(tmp, folder / SPEC_FILE)
 
     def _checkpoint(self) -> None:
@@ -264,8 +279,9 @@ class BaseEstimator(metaclass=_Constructor):
             self._write_spec(self.model_dir)
 
     def _encode(self, batch: dict[str, np.ndarray], labelled: bool = True):
-        check_columns(batch, spec_columns(self.spec), "feature spec column")
-        features = self.spec.transform(batch)
+        spec = self._fitted_spec()
+        check_columns(batch, spec_columns(spec), "feature spec column")
+        features = spec.transform(batch)
         if not labelled:
             return features, None, None
         check_columns(batch, [self.label], "label column")

@@ -10,6 +10,7 @@ back when training ends, so that training leaves torch's random numbers as it fo
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from typing import Any
 
 # Epoch e of an estimator seeded s draws from torch.manual_seed(s * SEED_STRIDE + e).
@@ -38,7 +39,7 @@ class EpochRng:
         self.seed = seed
         self.active = (seed is not None and keras.backend.backend() == "torch"
                        and any(isinstance(layer, EpochSeededDropout) for layer in model.layers))
-        self._fork = None
+        self._fork: AbstractContextManager[Any] | None = None
 
     def __enter__(self) -> "EpochRng":
         if self.active:
@@ -59,4 +60,5 @@ class EpochRng:
         if self.active:
             import torch
 
+            assert self.seed is not None, "active is False when no seed was given"
             torch.manual_seed((self.seed * SEED_STRIDE + epoch) % 2**63)

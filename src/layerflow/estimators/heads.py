@@ -58,15 +58,21 @@ class Head:
         return self.kind != REGRESSION
 
     @property
+    def _classes(self) -> int:
+        """n_classes of a classifier head (the callers are all on the classifier path)."""
+        assert self.n_classes is not None, "only a regression head has no n_classes, and it is never asked for one"
+        return self.n_classes
+
+    @property
     def output_units(self) -> int:
         """Width of the model's output: 1 (regression, binary logit) or n_classes logits."""
-        return self.n_classes if self.kind == MULTICLASS else 1
+        return self._classes if self.kind == MULTICLASS else 1
 
     @property
     def class_labels(self) -> list[str] | None:
         if not self.is_classifier:
             return None
-        return self.label_vocabulary or [str(i) for i in range(self.n_classes)]
+        return self.label_vocabulary or [str(i) for i in range(self._classes)]
 
     def config(self) -> dict[str, Any]:
         return {"head": self.kind, "n_classes": self.n_classes, "label_vocabulary": self.label_vocabulary}
@@ -146,7 +152,7 @@ class Head:
             "probabilities": list(probabilities),
             "class_ids": class_ids.astype(np.int64),
             "classes": labels[class_ids],
-            "all_class_ids": [np.arange(self.n_classes)] * n,
+            "all_class_ids": [np.arange(self._classes)] * n,
             "all_classes": [labels] * n,
         }
         return pd.DataFrame({key: columns[key] for key in keys})
@@ -174,7 +180,7 @@ class Head:
         picked = np.clip(probabilities[np.arange(len(y)), y], 1e-15, 1.0)
         average_loss = float(np.average(-np.log(picked), weights=w))
         predicted = probabilities.argmax(axis=1)
-        frequencies = np.bincount(y, weights=w, minlength=self.n_classes)
+        frequencies = np.bincount(y, weights=w, minlength=self._classes)
         result = {"loss": average_loss, "average_loss": average_loss,
                   "accuracy": float(np.average(predicted == y, weights=w)),
                   "accuracy_baseline": float(frequencies.max() / frequencies.sum())}
@@ -191,8 +197,8 @@ class Head:
                 "prediction/mean": float(np.average(score, weights=w)),
             })
             return result
-        onehot = np.eye(self.n_classes)[y]
-        scored = [c for c in range(self.n_classes) if 0 < onehot[:, c].sum() < len(y)]
+        onehot = np.eye(self._classes)[y]
+        scored = [c for c in range(self._classes) if 0 < onehot[:, c].sum() < len(y)]
         result.update({
             "auc": float(np.mean([m.roc_auc_score(onehot[:, c], probabilities[:, c], sample_weight=w) for c in scored]))
             if scored else float("nan"),

@@ -96,7 +96,8 @@ def auto_spec(dataset: Dataset, label: str, exclude: Sequence[str] = ()) -> Any:
 
     first = first_batch(dataset)
     check_columns(first, [label], "label column")
-    numeric, nominal = [], []
+    numeric: list[str] = []
+    nominal: list[str] = []
     for name, values in first.items():
         if name == label or name in exclude:
             continue

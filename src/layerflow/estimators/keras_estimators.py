@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
@@ -13,11 +13,14 @@ from layerflow.estimators import keras_models as km
 from layerflow.estimators import tracking
 from layerflow.estimators.base import BaseEstimator, EpochHook
 from layerflow.estimators.errors import EstimatorError
-from layerflow.estimators.heads import BINARY, MULTICLASS, REGRESSION
+from layerflow.estimators.heads import BINARY, MULTICLASS, REGRESSION, Head
 from layerflow.estimators.dropout_seeds import EpochRng
 from layerflow.estimators.step_threads import StepThreads
 from layerflow.estimators.train_steps import EpochLoss, TrainSteps
 from layerflow.estimators.training_feed import TrainingFeed
+
+if TYPE_CHECKING:
+    from layerflow.features.spec import FeatureSpec
 
 keras = load_keras()
 import layerflow.estimators.layers  # noqa: E402,F401 - registers LinearBias before any checkpoint loads
@@ -61,8 +64,8 @@ class KerasEstimator(BaseEstimator):
         if shuffle_buffer is not None and (not isinstance(shuffle_buffer, int) or shuffle_buffer < 1):
             raise EstimatorError(f"shuffle_buffer={shuffle_buffer!r} must be a positive whole number or None.")
         self.shuffle_buffer = shuffle_buffer
-        self.model = None
-        self._packed_numeric = None  # the scaled numeric pack while the model is being built
+        self.model: Any | None = None  # the Keras model (keras has no type information)
+        self._packed_numeric: Any = None  # the scaled numeric pack while the model is being built
         self._pack_columns: list[str] | None = None  # numeric columns the model takes packed, in order
 
     # -- what each Keras estimator defines ---------------------------------------------------
@@ -113,7 +116,7 @@ class KerasEstimator(BaseEstimator):
 
         self.model = model
         names = {getattr(t, "name", None) for t in keras.tree.flatten(model.inputs)}
-        self._pack_columns = list(self.spec.numeric_columns) if PACKED_NUMERIC_INPUT in names else None
+        self._pack_columns = list(self._fitted_spec().numeric_columns) if PACKED_NUMERIC_INPUT in names else None
 
     def _encode(self, batch: dict[str, np.ndarray], labelled: bool = True):
         features, targets, weights = super()._encode(batch, labelled)
@@ -172,12 +175,14 @@ class KerasEstimator(BaseEstimator):
     def _reseed_random_layers(self) -> None:
         """Sets each random layer's (dropout's) generator from the epoch number, so that an epoch
         resumed from a checkpoint draws the same masks (Keras does not save generator states)."""
+        assert self.model is not None, "_fit builds or loads the model before the epochs run"
         for variable in self.model.non_trainable_variables:
             if variable.path.endswith("seed_generator_state"):
                 state = np.asarray(variable.numpy())
                 variable.assign(np.asarray([state[0], self.epochs_done * EPOCH_SEED_STRIDE], dtype=state.dtype))
 
     def _outputs(self, features: dict[str, np.ndarray]) -> np.ndarray:
+        assert self.model is not None, "_collect calls _require_trained first, and a trained estimator has a model"
         return np.asarray(self.model.predict_on_batch(features))
 
     def _save_model(self, folder: Path) -> str:
@@ -204,6 +209,14 @@ class _Linear:
 
 
 class _DNN:
+    # given by KerasEstimator, the other base of every estimator that mixes this in
+    spec: FeatureSpec | None
+    seed: int | None
+    head: Head
+    l1: float
+    l2: float
+    _packed_numeric: Any
+
     def _dnn_init(self, hidden_units: Sequence[int], activation: str, dropout: float | None, batch_norm: bool) -> None:
         if isinstance(hidden_units, (int, str)) or not hidden_units or not all(
                 isinstance(u, int) and not isinstance(u, bool) and u > 0 for u in hidden_units):
@@ -217,8 +230,10 @@ class _DNN:
         self.batch_norm = bool(batch_norm)
 
     def _dnn_part(self, inputs: dict[str, Any], dense: Any) -> Any:
-        if dense is None or not self.spec.state()["dense"] and self.spec.state()["categorical"]:
-            dense = km.auto_dense(keras, inputs, self.spec, self.seed, self._packed_numeric)
+        spec = self.spec
+        assert spec is not None, "the model is built by train(), after it fitted the spec"
+        if dense is None or not spec.state()["dense"] and spec.state()["categorical"]:
+            dense = km.auto_dense(keras, inputs, spec, self.seed, self._packed_numeric)
         return km.dnn_logits(keras, dense, self.head.output_units, self.hidden_units, self.activation,
                              self.dropout, self.batch_norm, self.l1, self.l2, self.seed)
 

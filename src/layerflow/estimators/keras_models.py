@@ -177,6 +177,7 @@ def dnn_logits(keras: Any, dense: Any, units: int, hidden_units: Sequence[int], 
         elif dropout:  # seeded: masks from torch's generator, seeded per epoch by the estimator
             from layerflow.estimators.layers import EpochSeededDropout
 
+            assert seed is not None, "the branch above takes dropout when seed is None"
             x = EpochSeededDropout(dropout, seed=seed + 100 + i, name=f"dropout_{i}")(x)
     return keras.layers.Dense(units, kernel_regularizer=reg, name="dnn_logits",
                               kernel_initializer=keras.initializers.GlorotUniform(seed=None if seed is None else seed + 99))(x)

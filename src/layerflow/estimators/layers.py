@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from layerflow.backend import load_keras
 
 keras = load_keras()
+# The Keras base classes, as names mypy accepts as bases: load_keras() returns the keras module
+# chosen at run time (typed Any), whose attributes mypy cannot resolve as classes.
+_Layer: Any = keras.layers.Layer
+_Dropout: Any = keras.layers.Dropout
 
 
 @keras.saving.register_keras_serializable(package="layerflow", name="LinearBias")
-class LinearBias(keras.layers.Layer):
+class LinearBias(_Layer):
     """Adds a learned bias per output unit.
 
     Example:
@@ -23,7 +29,7 @@ class LinearBias(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="layerflow", name="Standardize")
-class Standardize(keras.layers.Layer):
+class Standardize(_Layer):
     """Scales each column of a packed numeric tensor: ``(x - offset) / divisor``, column by column.
 
     The offsets and divisors are fixed (non-trainable) weights, saved with the model.
@@ -55,7 +61,7 @@ class Standardize(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="layerflow", name="SelectColumns")
-class SelectColumns(keras.layers.Layer):
+class SelectColumns(_Layer):
     """Keeps the given columns (by position) of a packed tensor.
 
     Args:
@@ -80,7 +86,7 @@ class SelectColumns(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="layerflow", name="EpochSeededDropout")
-class EpochSeededDropout(keras.layers.Dropout):
+class EpochSeededDropout(_Dropout):
     """Keras's ``Dropout``, whose masks on the torch backend come from torch's global generator.
 
     Keras's seeded dropout on torch builds a ``torch.Generator`` from the seed state at every

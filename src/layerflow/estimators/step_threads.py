@@ -74,6 +74,7 @@ class StepThreads:
             return
         counts = len(self.samples[self.original]), len(self.samples[1])
         self.trial = self.original if counts[0] <= counts[1] else 1
+        assert self.torch is not None, "done is True whenever torch is not the backend"
         self.torch.set_num_threads(self.trial)
         self.started = time.perf_counter()
 
@@ -86,6 +87,7 @@ class StepThreads:
         if min(len(s) for s in self.samples.values()) >= TRIALS:
             many, one = (statistics.median(self.samples[n]) for n in (self.original, 1))
             self.chosen = 1 if one < many else self.original
+            assert self.torch is not None, "a step is only timed when torch is the backend"
             self.torch.set_num_threads(self.chosen)
             self.done = True
 

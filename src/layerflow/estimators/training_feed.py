@@ -68,6 +68,7 @@ class TrainingFeed:
             length = len(self.dataset)
         except TypeError:
             length = None
+        blocks: Iterator[dict[str, np.ndarray]]
         if self.encoded is not None:
             # shuffle and batch row numbers (blocks of the same lengths), then gather each batch once
             encoded, starts = self.encoded, np.cumsum([0] + self.block_rows[:-1])
