@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
 
+from layerflow.errors import InvalidValueError
+
 
 @dataclass(frozen=True)
 class ArrowBatches:
@@ -59,6 +61,9 @@ def rebatch(blocks: Iterable[Any], batch_size: int, drop_remainder: bool = False
 
         length, concat = (lambda block: block.num_rows), pa.concat_batches
         take = lambda block, start, stop=None: block.slice(start, None if stop is None else stop - start)  # noqa: E731
+    elif take is None or concat is None:
+        raise InvalidValueError("rebatch: pass `take` and `concat` along with `length` (they say how to slice and join "
+                                "blocks that are not Arrow record batches).")
     pending: list[Any] = []
     count = 0
     for block in blocks:

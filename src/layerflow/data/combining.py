@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from layerflow.data.dataset import Dataset
 
 
-def _check_dataset(value: Any, operation: str) -> "Dataset":
+def _check_dataset(value: Any, operation: str) -> "CombiningOps":
     # Every Dataset is a CombiningOps (this mixin is its base), so the check needs no import of dataset.py.
     if not isinstance(value, CombiningOps):
         raise DatasetArgumentError(f"{operation}() takes lf.data datasets; got {type(value).__name__}.")
@@ -52,14 +52,17 @@ def _aligned_row_blocks(iterators: list[Iterator[Chunk]]) -> Iterator[list[Chunk
     pending: list[Chunk | None] = [None] * len(iterators)
     offsets = [0] * len(iterators)
     while True:
+        ready: list[Chunk] = []
         for i, iterator in enumerate(iterators):
-            while pending[i] is None or offsets[i] >= chunk_length(pending[i]):
-                pending[i] = next(iterator, None)
+            chunk = pending[i]
+            while chunk is None or offsets[i] >= chunk_length(chunk):
+                chunk = pending[i] = next(iterator, None)
                 offsets[i] = 0
-                if pending[i] is None:
+                if chunk is None:
                     return
-        n = min(chunk_length(chunk) - offset for chunk, offset in zip(pending, offsets))
-        yield [slice_chunk(chunk, offset, offset + n) for chunk, offset in zip(pending, offsets)]
+            ready.append(chunk)
+        n = min(chunk_length(chunk) - offset for chunk, offset in zip(ready, offsets))
+        yield [slice_chunk(chunk, offset, offset + n) for chunk, offset in zip(ready, offsets)]
         offsets = [offset + n for offset in offsets]
 
 
@@ -109,7 +112,7 @@ class CombiningOps:
             >>> ds.to_frame()["value"].tolist()
             [0, 1, 2, 10, 11]
         """
-        other = _check_dataset(other, "concatenate")
+        _check_dataset(other, "concatenate")
         if other.kind != self.kind:
             raise DatasetKindError(f"concatenate(): this dataset holds {self.kind}, the other {other.kind}; "
                                    "batch or unbatch one of them first.")
@@ -174,10 +177,11 @@ class CombiningOps:
                 yield _merge_columns(elements)
 
         lengths = [s._length for s in sources]
-        columns = None
+        known = [n for n in lengths if n is not None]
+        columns: list[str] | None = None
         if all(s._columns for s in sources):
-            columns = [c for s in sources for c in s._columns]
-        return self._derive(make, columns=columns, length=None if None in lengths else min(lengths))
+            columns = [c for s in sources for c in (s._columns or [])]
+        return self._derive(make, columns=columns, length=min(known) if len(known) == len(lengths) else None)
 
     def enumerate(self, start: int = 0, name: str = "index") -> "Dataset":
         """Adds a column ``name`` holding each row's position in the stream (from ``start``).

@@ -149,8 +149,8 @@ class Dataset(CombiningOps, KerasFeeding):
                 break
         if not taken:
             return pd.DataFrame(columns=self._columns or [])
-        frame = concat_chunks(taken)
-        frame = {k: (list(v) if v.ndim > 1 else v) for k, v in frame.items()}
+        columns = concat_chunks(taken)
+        frame = {k: (list(v) if v.ndim > 1 else v) for k, v in columns.items()}
         return pd.DataFrame(frame).head(max_rows) if max_rows is not None else pd.DataFrame(frame)
 
     # -- transformations -------------------------------------------------------------------
@@ -274,7 +274,7 @@ class Dataset(CombiningOps, KerasFeeding):
                 yield from source.chunks()
 
         known = count is not None and (self._length is not None or count == 0)
-        return self._derive(make, length=(self._length or 0) * count if known else None)
+        return self._derive(make, length=(self._length or 0) * count if known and count is not None else None)
 
     def take(self, count: int) -> "Dataset":
         """The first ``count`` elements (rows, or batches after ``batch()``)."""

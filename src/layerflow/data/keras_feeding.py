@@ -17,6 +17,7 @@ Tested with Keras 3.15.1 (installed here): this module reads the ``steps_per_epo
 from __future__ import annotations
 
 import sys
+from types import FrameType
 from typing import Any, Iterator
 
 from layerflow.backend import load_keras
@@ -29,7 +30,7 @@ from keras.src.trainers.epoch_iterator import EpochIterator  # noqa: E402
 
 
 def _calling_epoch_iterator() -> EpochIterator | None:
-    frame = sys._getframe(2)
+    frame: FrameType | None = sys._getframe(2)
     for _ in range(4):
         if frame is None:
             return None

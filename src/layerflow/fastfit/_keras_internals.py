@@ -101,7 +101,7 @@ def running_model() -> Any:
     return _running.get()
 
 
-def torch_trainer_class() -> type:
+def torch_trainer_class() -> type[Any]:
     """Keras's torch trainer, whose ``make_*_function`` methods the fast path wraps."""
     from keras.src.backend.torch.trainer import TorchTrainer
 
@@ -206,6 +206,12 @@ def _acts_for(callbacks: Any) -> bool:
     return model is not None and callbacks._model is model
 
 
+def _mark_patched(replacement: Any, original: Any) -> None:
+    """Records on ``replacement`` the Keras method it patches (a ``def`` has no declared attributes
+    for mypy; ``getattr(..., "_layerflow_original", None)`` reads it back)."""
+    replacement._layerflow_original = original
+
+
 def skip_unheard_batch_ends(enabled: Any) -> None:
     """Makes ``CallbackList`` skip a batch-end call that no callback listens to.
 
@@ -241,7 +247,7 @@ def skip_unheard_batch_ends(enabled: Any) -> None:
                 return
             _original(self, batch, logs)
 
-        batch_end._layerflow_original = original
+        _mark_patched(batch_end, original)
         batch_end.__name__ = method
         setattr(CallbackList, method, batch_end)
 
@@ -256,7 +262,7 @@ def skip_unheard_batch_ends(enabled: Any) -> None:
             if _acts_for(self):
                 unread_logs[_kind] = bool(enabled() and _unheard(self))
 
-        batch_begin._layerflow_original = original_begin
+        _mark_patched(batch_begin, original_begin)
         batch_begin.__name__ = begin_name
         setattr(CallbackList, begin_name, batch_begin)
 
@@ -388,7 +394,7 @@ def slice_numpy_batches_directly(enabled: Any) -> None:
             return loader
         return _array_batches(loader)
 
-    get_torch_dataloader._layerflow_original = original
+    _mark_patched(get_torch_dataloader, original)
     ArrayDataAdapter.get_torch_dataloader = get_torch_dataloader
 
 

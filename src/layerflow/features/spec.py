@@ -360,7 +360,7 @@ class FeatureSpec:
                         num_oov_buckets=options.get("num_oov_buckets", 1), max_tokens=options.get("max_tokens"),
                         num_buckets=options.get("num_buckets") or options.get("hash_bucket_size"))
         learning = [c for c in categorical.values() if c.learns_vocabulary]
-        observed = [*numeric.values(), *(c for c in learning)]
+        observed: list[NumericColumn | CategoricalColumn] = [*numeric.values(), *(c for c in learning)]
         source_arrow = source.arrow_batches()
         if source_arrow is not None:  # a CSV: learn from its Arrow batches, no Python string per row
             blocks: Any = ({n: b.column(i) for i, n in enumerate(b.schema.names)}
@@ -370,10 +370,10 @@ class FeatureSpec:
         for chunk in blocks:
             for column in numeric.values():
                 column.observe(chunk[column.name])
-            for column in learning:
-                column.observe(chunk[column.source[0]])
-        for column in [*observed, *(c for c in categorical.values() if c not in learning)]:
-            column.finish()
+            for learner in learning:
+                learner.observe(chunk[learner.source[0]])
+        for fitted in [*observed, *(c for c in categorical.values() if c not in learning)]:
+            fitted.finish()
         for item in dense:
             if item.kind == "embedding" and item.dimension is None:
                 item.dimension = default_embedding_dimension(categorical[item.column].depth)
@@ -534,9 +534,9 @@ class FeatureSpec:
             steps = ", ".join(f"{k}({', '.join(map(repr, c))})" for k, c, _ in self._steps)
             return f"<FeatureSpec (not fitted) label={self.label} steps: {steps}>"
         lines = [f"FeatureSpec (fitted), label={self.label}"]
-        for c in self.numeric_columns.values():
-            lines.append(f"  numeric {c.name}: normalizer={c.normalizer} mean={c.mean:.4g} std={c.std:.4g} "
-                         f"min={c.min:.4g} max={c.max:.4g} missing={c.missing}")
+        for n in self.numeric_columns.values():
+            lines.append(f"  numeric {n.name}: normalizer={n.normalizer} mean={n.mean:.4g} std={n.std:.4g} "
+                         f"min={n.min:.4g} max={n.max:.4g} missing={n.missing}")
         for c in self.categorical_columns.values():
             detail = f"vocabulary={c.vocabulary[:10]}{'...' if len(c.vocabulary) > 10 else ''}" if c.vocabulary else ""
             lines.append(f"  categorical {c.name} ({c.kind} of {c.source}): depth={c.depth} {detail}".rstrip())
@@ -562,7 +562,7 @@ def feature_spec(dataset: Any, label: str | Sequence[str] | None = None) -> Feat
     return FeatureSpec(dataset, label)
 
 
-def _hashed_columns(categorical: list[dict[str, Any]]) -> list[str]:
+def _hashed_columns(categorical: list[dict[str, Any]]) -> list[str | None]:
     """The saved categorical columns whose ids come from a hash (their buckets depend on the hash function)."""
     return [item.get("name") for item in categorical if isinstance(item, dict) and (
         item.get("kind") in ("categorical_hash", "categorical_crossed")

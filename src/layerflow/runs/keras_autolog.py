@@ -161,6 +161,13 @@ def save_history_plot(run_dir: Path) -> Path | None:
     return path
 
 
+def _mark_recording(init: Any, original_init: Any) -> None:
+    """Marks the patched ``CallbackList.__init__`` (a ``def`` has no declared attributes for mypy;
+    ``install`` reads ``_layerflow_recording`` back with getattr)."""
+    init._layerflow_recording = True
+    init.__wrapped__ = original_init
+
+
 def install(keras: Any) -> None:
     """Adds the run's recorder to the callbacks of every loop Keras runs in this process (idempotent).
 
@@ -192,7 +199,6 @@ def install(keras: Any) -> None:
                 callbacks = [*listed, make_recorder(keras, run_dir)]
         original_init(self, callbacks, add_history=add_history, add_progbar=add_progbar, model=model, **params)
 
-    __init__._layerflow_recording = True
-    __init__.__wrapped__ = original_init
+    _mark_recording(__init__, original_init)
     callback_list.__init__ = __init__
     _record_saves(keras)

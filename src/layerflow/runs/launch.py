@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import importlib.abc
 import importlib.util
+import io
 import os
 import runpy
 import signal
 import sys
 import traceback
 from datetime import datetime, timezone
+from typing import cast
 
 from layerflow.runs import files as f
 from layerflow.runs.context import current_run_dir, record_flags
@@ -96,5 +98,6 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.stdout.reconfigure(line_buffering=True)
+    # typeshed declares sys.stdout a TextIO; at start-up it is the interpreter's io.TextIOWrapper
+    cast(io.TextIOWrapper, sys.stdout).reconfigure(line_buffering=True)
     sys.exit(main(sys.argv[1:]))

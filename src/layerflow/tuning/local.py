@@ -48,6 +48,7 @@ class LocalProcesses:
             if finished.is_set():
                 return
         trial.run_id = control.run_id
+        assert control.run_dir is not None, "training_run sets control.run_dir before it sets control.started"
         follower = FileFollower(control.run_dir / f.METRICS_FILE)
         while True:
             done = finished.wait(_POLL_SECONDS)

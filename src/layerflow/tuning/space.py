@@ -6,9 +6,12 @@ import itertools
 import math
 import random
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence, TypeGuard
 
 from layerflow.errors import LayerflowError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 class TuningError(LayerflowError, ValueError):
@@ -26,12 +29,20 @@ class Range:
 
     def draw(self, rng: random.Random) -> Any:
         if self.kind == "uniform":
-            return rng.uniform(self.low, self.high)
+            low, high = self._set_bounds()
+            return rng.uniform(low, high)
         if self.kind == "loguniform":
-            return math.exp(rng.uniform(math.log(self.low), math.log(self.high)))
+            low, high = self._set_bounds()
+            return math.exp(rng.uniform(math.log(low), math.log(high)))
         if self.kind == "int":
-            return rng.randint(self.low, self.high)
+            low, high = self._set_bounds()
+            assert isinstance(low, int) and isinstance(high, int), "randint() only makes ranges of whole numbers"
+            return rng.randint(low, high)
         return rng.choice(self.options)
+
+    def _set_bounds(self) -> tuple[float | int, float | int]:
+        assert self.low is not None and self.high is not None, f"a {self.kind} range is always made with both bounds"
+        return self.low, self.high
 
     def __repr__(self) -> str:
         if self.kind == "choice":
@@ -51,7 +62,8 @@ def _bounds(kind: str, low: Any, high: Any) -> tuple[float, float]:
 
 def uniform(low: float, high: float) -> Range:
     """Values spread evenly between ``low`` and ``high`` (e.g. a dropout rate)."""
-    return Range("uniform", *map(float, _bounds("uniform", low, high)))
+    low, high = _bounds("uniform", low, high)
+    return Range("uniform", float(low), float(high))
 
 
 def loguniform(low: float, high: float) -> Range:
@@ -90,7 +102,8 @@ def parse_grid_option(text: str) -> tuple[str, list[str]]:
     return name, options
 
 
-_RANGE_KINDS = {"uniform": uniform, "loguniform": loguniform, "int": randint, "randint": randint, "choice": choice}
+_RANGE_KINDS: dict[str, Callable[..., Range]] = {"uniform": uniform, "loguniform": loguniform, "int": randint,
+                                                 "randint": randint, "choice": choice}
 
 
 def parse_range_option(text: str) -> tuple[str, Range]:
@@ -137,7 +150,9 @@ def search_space(grid: Sequence[str] = (), ranges: Sequence[str] = ()) -> dict[s
         {'dropout': ['0.2', '0.4'], 'lr': Range(kind='loguniform', low=0.0001, high=0.01, options=())}
     """
     space: dict[str, list[str] | Range] = {}
-    for name, values in [*(parse_grid_option(item) for item in grid), *(parse_range_option(item) for item in ranges)]:
+    items: list[tuple[str, list[str] | Range]] = [*(parse_grid_option(item) for item in grid),
+                                                  *(parse_range_option(item) for item in ranges)]
+    for name, values in items:
         if name in space:
             raise TuningError(f"Flag {name!r} is given twice (by --grid or --range); give it once.")
         space[name] = values
@@ -198,7 +213,8 @@ def trial_flags(
         ]
 
     names = list(options)
-    grid = [dict(zip(names, values)) for values in itertools.product(*options.values())]
+    lists = [o for o in options.values() if not isinstance(o, Range)]  # all of them: a Range made a random search above
+    grid = [dict(zip(names, values)) for values in itertools.product(*lists)]
     return _choose(grid, sample, trials, rng)
 
 
@@ -217,7 +233,7 @@ def _choose(grid: list[dict[str, Any]], sample: float | None, trials: int | None
     return [grid[i] for i in sorted(rng.sample(range(len(grid)), count))]
 
 
-def is_frame(value: Any) -> bool:
+def is_frame(value: Any) -> TypeGuard[pd.DataFrame]:
     """Whether ``value`` is a pandas DataFrame (checked without importing pandas)."""
     return type(value).__name__ == "DataFrame" and hasattr(value, "columns") and hasattr(value, "to_dict")
 

@@ -60,7 +60,7 @@ def check_search(search: str | None, space: Mapping[str, Any] | None) -> str:
 
 def describe_space(space: Mapping[str, Any]) -> dict[str, Any]:
     """A JSON-able description of a search space (what a resume compares and rebuilds)."""
-    described = {}
+    described: dict[str, dict[str, Any]] = {}
     for name, value in space.items():
         if isinstance(value, Range) and value.kind == "choice":
             described[name] = {"kind": "choice", "values": list(value.options)}

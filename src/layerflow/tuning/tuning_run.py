@@ -10,7 +10,7 @@ import sys
 import threading
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from layerflow.flags.declared import declared_flags
 from layerflow.flags.flags import Flag, _unknown_message
@@ -24,6 +24,10 @@ from layerflow.tuning.asha import Asha
 from layerflow.tuning.space import Range, TuningError, choice, frame_combinations, is_frame, trial_flags
 from layerflow.tuning.study import Study, check_search, describe_space, space_changes
 from layerflow.tuning.trial import Transport, Trial
+
+if TYPE_CHECKING:
+    import pandas as pd
+
 
 def _new_tuning_id() -> str:
     return f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{secrets.token_hex(2)}"
@@ -77,7 +81,7 @@ def _transport(address: str | None, script: Path, runs_dir: Path, args: Sequence
 
 def tuning_run(
     script: str | os.PathLike[str] | None = None,
-    flags: Mapping[str, Any] | None = None,
+    flags: Mapping[str, Any] | pd.DataFrame | None = None,
     search: str | None = None,
     sample: float | None = None,
     trials: int | None = None,
@@ -210,16 +214,19 @@ def tuning_run(
     elif combos is None:
         drawn = {k: (choice(v) if search == "random" and isinstance(v, list) else v) for k, v in space.items()}
         if stored is not None:
+            assert resume is not None, "a stored study is only loaded to resume one"
             combos = _remaining(stored, search, drawn, trials, seed, resume)
         else:
             combos = trial_flags(drawn, sample=sample, trials=trials, seed=seed)
     total = trials if combos is None else len(combos)
+    assert total is not None, "only a TPE search has no combinations, and it has checked that trials is given"
     direction = mode or (metric_mode(metric) if metric else "max")
 
     transport = _transport(address, script_path, store.path, args, {}, parallel, cpus, gpus,
                            requirements)
     try:
         if stored is not None:
+            assert resume is not None, "a stored study is only loaded to resume one"
             study, tuning_id = stored, resume
         else:
             tuning_id = _new_tuning_id()
@@ -306,6 +313,7 @@ def _trial_value(store: RunStore, trial: Trial, metric: str | None) -> float | N
     if trial.run_id is None or not (store.path / trial.run_id / "run.json").exists():
         return None
     row = flatten_record(read_record(store.path / trial.run_id))
+    column: str | None
     if metric is not None:
         column = metric_column(metric)
     else:

@@ -69,7 +69,7 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def _size(n: int) -> str:
+def _size(n: float) -> str:
     for unit in ("B", "KB", "MB", "GB"):
         if n < 1024 or unit == "GB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
@@ -273,8 +273,8 @@ async def tuning_page(request: Request) -> Response:
         metric = found[0] if found else (metric_choices[0] if metric_choices else None)
     if mode not in ("min", "max"):
         mode = metric_mode(metric) if metric else "max"
-    scored = [t for t in trials if isinstance(t.get(metric), (int, float)) and t[metric] == t[metric]]
-    best = (min if mode == "min" else max)(scored, key=lambda t: t[metric])["id"] if scored else None
+    scored = [t for t in trials if isinstance(t.get(metric), (int, float)) and t[metric] == t[metric]] if metric else []
+    best = (min if mode == "min" else max)(scored, key=lambda t: t[metric])["id"] if scored and metric else None
     flag_columns = [k for k in keys if k.startswith("flag_") and len({repr(t.get(k)) for t in trials}) > 1]
     columns = ["id", "status", *([TRIAL_COLUMN] if TRIAL_COLUMN in keys else []), "epochs",
                *[k for k in keys if k.startswith(("flag_", "metric_", "eval_"))]]

@@ -36,7 +36,9 @@ def tuning_charts(runs_dir: Path, tuning_id: str) -> dict[str, Any]:
         return {"study": None}
     if not isinstance(data, dict) or not isinstance(data.get("history"), list):
         return {"study": None}
-    importances = data.get("importances") if isinstance(data.get("importances"), dict) else {}
+    importances = data.get("importances")
+    if not isinstance(importances, dict):
+        importances = {}
     history = [{k: h.get(k) for k in ("trial", "value", "best", "state", "run_id")}
                for h in data["history"] if isinstance(h, dict)]
     return {"study": {
