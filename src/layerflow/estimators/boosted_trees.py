@@ -65,9 +65,12 @@ class _BoostedTrees(BaseEstimator):
         self.center_bias, self.pruning_mode = bool(center_bias), pruning_mode
         self.n_threads = n_threads
         self.booster: Any = None  # an xgboost.Booster once trained or loaded
-        self.model_outputs = "probabilities" if self.head.is_classifier else "predictions"
 
     export_kind = "xgboost"
+
+    @property
+    def model_outputs(self) -> str:
+        return "probabilities" if self.head.is_classifier else "predictions"
 
 
     def _options(self) -> dict[str, Any]:
@@ -82,7 +85,7 @@ class _BoostedTrees(BaseEstimator):
 
     @property
     def _feature_names(self) -> list[str]:
-        return list(self.spec.input_names)
+        return list(self._fitted_spec().input_names)
 
     def params(self) -> dict[str, Any]:
         """The XGBoost parameters these options map to."""
@@ -206,8 +209,9 @@ class _BoostedTrees(BaseEstimator):
     def export_parts(self) -> dict[str, Any]:
         parts = super().export_parts()
         parts["feature_names"] = self._feature_names
-        parts["feature_encoding"] = {"numeric": [c["name"] for c in self.spec.state()["numeric"]],
-                                     "categorical_ids": [c["name"] for c in self.spec.state()["categorical"]]}
+        state = self._fitted_spec().state()
+        parts["feature_encoding"] = {"numeric": [c["name"] for c in state["numeric"]],
+                                     "categorical_ids": [c["name"] for c in state["categorical"]]}
         return parts
 
 
