@@ -26,7 +26,7 @@ from pathlib import Path
 
 RESULTS = Path(__file__).parent / "results" / "distributed.json"
 
-SCRIPT = textwrap.dedent('''
+SCRIPT = textwrap.dedent("""
     import json, os, sys, time
     import numpy as np
     import torch
@@ -67,12 +67,12 @@ SCRIPT = textwrap.dedent('''
         print("BENCH " + json.dumps({"samples_per_s": samples * (epochs - 1) / timed, "epoch_s": times,
                                       "allreduce_s_per_step": spent["allreduce"] / max(spent["steps"], 1),
                                       "steps": spent["steps"]}), flush=True)
-''')
+""")
 
 
 def _result(text: str) -> dict:
     line = next(line for line in text.splitlines() if line.startswith("BENCH "))
-    return json.loads(line[len("BENCH "):])
+    return json.loads(line[len("BENCH ") :])
 
 
 def main() -> None:
@@ -91,8 +91,11 @@ def main() -> None:
         single = {}
         for threads in ("2", "1"):  # 1 thread: a reference for how loaded the cores are
             env = {**os.environ, "KERAS_BACKEND": "torch", "BENCH_THREADS": threads}
-            single[threads] = _result(subprocess.run([sys.executable, str(script), *args], env=env, check=True,
-                                                     capture_output=True, text=True).stdout)
+            single[threads] = _result(
+                subprocess.run(
+                    [sys.executable, str(script), *args], env=env, check=True, capture_output=True, text=True
+                ).stdout
+            )
         one = single["2"]
         os.environ["BENCH_THREADS"] = "1"
         started = time.perf_counter()
@@ -102,8 +105,12 @@ def main() -> None:
             raise SystemExit(f"the distributed run {run['status']}: {run.get('error')}")
         two = _result((Path(run["path"]) / "output.log").read_text())
     results = {
-        "setup": {**vars(options), "model": f"MLP 784-{options.hidden}-{options.hidden}-10, Adam",
-                  "cores": os.cpu_count(), "backend": "gloo (CPU)"},
+        "setup": {
+            **vars(options),
+            "model": f"MLP 784-{options.hidden}-{options.hidden}-10, Adam",
+            "cores": os.cpu_count(),
+            "backend": "gloo (CPU)",
+        },
         "one_process_2_threads": one,
         "one_process_1_thread": single["1"],
         "two_workers_1_thread": {**two, "run_wall_s": wall},

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from estimators import big_spec, generate  # noqa: E402 - the same narrow table as bench/estimators.py
+from estimators import big_spec, generate
 
 RESULTS = Path(__file__).parent / "results" / "distributed_trees.json"
 
@@ -38,8 +38,9 @@ def one_process(path: str, spec_path: str, n_trees: int) -> None:
     """The peer: one process, layerflow's plain path (prints one JSON line)."""
     import layerflow as lf
 
-    est = lf.estimators.BoostedTreesClassifier(label="y", feature_columns=lf.load_feature_spec(spec_path),
-                                               n_trees=n_trees, max_depth=6, seed=0)
+    est = lf.estimators.BoostedTreesClassifier(
+        label="y", feature_columns=lf.load_feature_spec(spec_path), n_trees=n_trees, max_depth=6, seed=0
+    )
     start = time.perf_counter()
     est.train(lf.data.csv_dataset(path))
     seconds = time.perf_counter() - start
@@ -66,12 +67,18 @@ def on_workers(path: str, spec_path: str, n_trees: int, workers: int) -> dict:
     import layerflow as lf
     from layerflow.estimators.distributed_trees import train_on_workers
 
-    est = lf.estimators.BoostedTreesClassifier(label="y", feature_columns=lf.load_feature_spec(spec_path),
-                                               n_trees=n_trees, max_depth=6, seed=0, n_threads=1)
+    est = lf.estimators.BoostedTreesClassifier(
+        label="y", feature_columns=lf.load_feature_spec(spec_path), n_trees=n_trees, max_depth=6, seed=0, n_threads=1
+    )
     with tempfile.TemporaryDirectory() as peaks:
         start = time.perf_counter()
-        train_on_workers(est, lf.data.csv_dataset(path), workers=workers, cpus_per_worker=ray.cluster_resources()["CPU"] / workers,
-                         _on_epoch_end=_report_peak(peaks))
+        train_on_workers(
+            est,
+            lf.data.csv_dataset(path),
+            workers=workers,
+            cpus_per_worker=ray.cluster_resources()["CPU"] / workers,
+            _on_epoch_end=_report_peak(peaks),
+        )
         seconds = time.perf_counter() - start
         ranks = sorted((json.loads(p.read_text()) for p in Path(peaks).glob("rank*.json")), key=lambda r: r["rank"])
     auc = est.evaluate(lf.data.csv_dataset(path).take(200_000))["auc"]
@@ -98,8 +105,11 @@ def main() -> None:
         print(f"generated {path.stat().st_size / 1e9:.2f} GB, {rows:,} rows", flush=True)
         spec_path = Path(folder) / "spec.json"
         big_spec("narrow", lf.data.csv_dataset(str(path)).take(200_000)).save(spec_path)
-        out = subprocess.run([sys.executable, __file__, "--one-process", str(path), str(spec_path),
-                              "--n-trees", str(args.n_trees)], capture_output=True, text=True)
+        out = subprocess.run(
+            [sys.executable, __file__, "--one-process", str(path), str(spec_path), "--n-trees", str(args.n_trees)],
+            capture_output=True,
+            text=True,
+        )
         if out.returncode != 0:
             raise SystemExit(f"one-process run failed:\n{out.stderr[-4000:]}")
         runs = [{"how": "one process (2 threads)", "workers": 0, **json.loads(out.stdout.strip().splitlines()[-1])}]
@@ -107,8 +117,13 @@ def main() -> None:
         ray.init(num_cpus=2, log_to_driver=False, configure_logging=False, include_dashboard=False)
         try:
             for workers in [int(w) for w in args.workers.split(",")]:
-                runs.append({"how": f"{workers} Ray Train worker(s)", "workers": workers,
-                             **on_workers(str(path), str(spec_path), args.n_trees, workers)})
+                runs.append(
+                    {
+                        "how": f"{workers} Ray Train worker(s)",
+                        "workers": workers,
+                        **on_workers(str(path), str(spec_path), args.n_trees, workers),
+                    }
+                )
                 print(runs[-1], flush=True)
         finally:
             ray.shutdown()
@@ -120,8 +135,10 @@ def main() -> None:
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
     print(f"{'how':<26} {'rows/s':>10} {'seconds':>8} {'auc':>7}  peak RSS per process (MiB)")
     for run in runs:
-        print(f"{run['how']:<26} {run['rows_per_second']:>10,.0f} {run['seconds']:>8.1f} {run['auc']:>7.4f}  "
-              f"{run['peak_rss_mib']}")
+        print(
+            f"{run['how']:<26} {run['rows_per_second']:>10,.0f} {run['seconds']:>8.1f} {run['auc']:>7.4f}  "
+            f"{run['peak_rss_mib']}"
+        )
 
 
 if __name__ == "__main__":

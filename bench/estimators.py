@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import subprocess
 import sys
@@ -81,39 +80,84 @@ def fashion(train_rows: int, epochs: int, n_trees: int, groups: tuple[str, ...] 
         with threadpool_limits(limits=threads):  # None: the BLAS's own thread count
             _, seconds = timed(fit)
         accuracy = float((predict(x_test) == y_test).mean())
-        rows.append({"model": name, "library": "peer", "accuracy": accuracy, "seconds": seconds,
-                     "threads": threads or "default", **setting})
+        rows.append(
+            {
+                "model": name,
+                "library": "peer",
+                "accuracy": accuracy,
+                "seconds": seconds,
+                "threads": threads or "default",
+                **setting,
+            }
+        )
         print(rows[-1], flush=True)
 
     setting = {"train_rows": len(x_train), "epochs": epochs, "n_trees": n_trees}
     if "linear" in groups:
-        ours("LinearClassifier", lf.estimators.LinearClassifier(label="label", feature_columns=spec, n_classes=10,
-                                                                optimizer="Adam", learning_rate=0.001,
-                                                                batch_size=128, seed=0), epochs=epochs)
+        ours(
+            "LinearClassifier",
+            lf.estimators.LinearClassifier(
+                label="label",
+                feature_columns=spec,
+                n_classes=10,
+                optimizer="Adam",
+                learning_rate=0.001,
+                batch_size=128,
+                seed=0,
+            ),
+            epochs=epochs,
+        )
         for threads in PEER_THREADS:
             logistic = LogisticRegression(max_iter=200)
             peer("LogisticRegression", lambda: logistic.fit(x_train, y_train), logistic.predict, threads)
     if "dnn" in groups:
-        ours("DNNClassifier", lf.estimators.DNNClassifier(label="label", feature_columns=spec, n_classes=10,
-                                                          hidden_units=[256, 128], dropout=0.2, optimizer="Adam",
-                                                          learning_rate=0.001, batch_size=128, seed=0), epochs=epochs)
+        ours(
+            "DNNClassifier",
+            lf.estimators.DNNClassifier(
+                label="label",
+                feature_columns=spec,
+                n_classes=10,
+                hidden_units=[256, 128],
+                dropout=0.2,
+                optimizer="Adam",
+                learning_rate=0.001,
+                batch_size=128,
+                seed=0,
+            ),
+            epochs=epochs,
+        )
         for threads in PEER_THREADS:
             mlp = MLPClassifier(hidden_layer_sizes=(256, 128), max_iter=epochs, random_state=0)
             peer("MLPClassifier", lambda: mlp.fit(x_train, y_train), mlp.predict, threads)
     if "trees" in groups:
-        ours("BoostedTreesClassifier", lf.estimators.BoostedTreesClassifier(
-            label="label", feature_columns=spec, n_classes=10, n_trees=n_trees, max_depth=6, learning_rate=0.3, seed=0))
-        hgb = HistGradientBoostingClassifier(max_iter=n_trees, max_depth=6, learning_rate=0.3, early_stopping=False,
-                                             random_state=0)
+        ours(
+            "BoostedTreesClassifier",
+            lf.estimators.BoostedTreesClassifier(
+                label="label",
+                feature_columns=spec,
+                n_classes=10,
+                n_trees=n_trees,
+                max_depth=6,
+                learning_rate=0.3,
+                seed=0,
+            ),
+        )
+        hgb = HistGradientBoostingClassifier(
+            max_iter=n_trees, max_depth=6, learning_rate=0.3, early_stopping=False, random_state=0
+        )
         peer("HistGradientBoostingClassifier", lambda: hgb.fit(x_train, y_train), hgb.predict)
         params = {"objective": "multi:softprob", "num_class": 10, "max_depth": 6, "eta": 0.3, "tree_method": "hist"}
         box = {}
-        peer("xgboost.train", lambda: box.setdefault("b", xgb.train(params, xgb.DMatrix(x_train, y_train), n_trees)),
-             lambda x: box["b"].predict(xgb.DMatrix(x)).argmax(axis=1))
+        peer(
+            "xgboost.train",
+            lambda: box.setdefault("b", xgb.train(params, xgb.DMatrix(x_train, y_train), n_trees)),
+            lambda x: box["b"].predict(xgb.DMatrix(x)).argmax(axis=1),
+        )
     return rows
 
 
 # -- bundled tabular data ------------------------------------------------------------------------
+
 
 def tabular() -> list[dict]:
     from sklearn import datasets
@@ -128,9 +172,11 @@ def tabular() -> list[dict]:
 
     E = lf.estimators
     rows = []
-    for name, loader, task in (("breast_cancer", datasets.load_breast_cancer, "binary"),
-                               ("wine", datasets.load_wine, "multiclass"),
-                               ("diabetes", datasets.load_diabetes, "regression")):
+    for name, loader, task in (
+        ("breast_cancer", datasets.load_breast_cancer, "binary"),
+        ("wine", datasets.load_wine, "multiclass"),
+        ("diabetes", datasets.load_diabetes, "regression"),
+    ):
         frame = loader(as_frame=True).frame
         frame.columns = [c.replace(" ", "_") for c in frame.columns]
         train, test = train_test_split(frame, test_size=0.25, random_state=0)
@@ -139,25 +185,53 @@ def tabular() -> list[dict]:
         classes = int(frame.target.nunique()) if task != "regression" else None
         if task == "regression":
             pairs = [
-                (E.LinearRegressor(label="target", optimizer="Adam", learning_rate=0.5, batch_size=32, seed=0), 300,
-                 make_pipeline(StandardScaler(), LinearRegression())),
-                (E.DNNRegressor(label="target", hidden_units=[64, 32], optimizer="Adam", learning_rate=0.01,
-                                batch_size=32, seed=0), 100,
-                 make_pipeline(StandardScaler(), MLPRegressor(hidden_layer_sizes=(64, 32), max_iter=2000, random_state=0))),
-                (E.BoostedTreesRegressor(label="target", n_trees=100, max_depth=3, learning_rate=0.05, seed=0), None,
-                 HistGradientBoostingRegressor(max_iter=100, max_depth=3, learning_rate=0.05, random_state=0)),
+                (
+                    E.LinearRegressor(label="target", optimizer="Adam", learning_rate=0.5, batch_size=32, seed=0),
+                    300,
+                    make_pipeline(StandardScaler(), LinearRegression()),
+                ),
+                (
+                    E.DNNRegressor(
+                        label="target",
+                        hidden_units=[64, 32],
+                        optimizer="Adam",
+                        learning_rate=0.01,
+                        batch_size=32,
+                        seed=0,
+                    ),
+                    100,
+                    make_pipeline(
+                        StandardScaler(), MLPRegressor(hidden_layer_sizes=(64, 32), max_iter=2000, random_state=0)
+                    ),
+                ),
+                (
+                    E.BoostedTreesRegressor(label="target", n_trees=100, max_depth=3, learning_rate=0.05, seed=0),
+                    None,
+                    HistGradientBoostingRegressor(max_iter=100, max_depth=3, learning_rate=0.05, random_state=0),
+                ),
             ]
         else:
             # the estimators' own (tf.estimator's) optimizer defaults: Ftrl 0.2 (linear), Adagrad 0.05 (DNN);
             # on a validation split of breast_cancer's training rows they beat Adam 0.05 / 0.01 (0.991 vs
             # 0.972 linear, 0.981 vs 0.972 DNN), the settings of the earlier run
             pairs = [
-                (E.LinearClassifier(label="target", n_classes=classes, seed=0), 50,
-                 make_pipeline(StandardScaler(), LogisticRegression())),
-                (E.DNNClassifier(label="target", n_classes=classes, hidden_units=[64, 32], seed=0), 50,
-                 make_pipeline(StandardScaler(), MLPClassifier(hidden_layer_sizes=(64, 32), max_iter=500, random_state=0))),
-                (E.BoostedTreesClassifier(label="target", n_classes=classes, n_trees=100, max_depth=3, seed=0), None,
-                 HistGradientBoostingClassifier(max_iter=100, max_depth=3, random_state=0)),
+                (
+                    E.LinearClassifier(label="target", n_classes=classes, seed=0),
+                    50,
+                    make_pipeline(StandardScaler(), LogisticRegression()),
+                ),
+                (
+                    E.DNNClassifier(label="target", n_classes=classes, hidden_units=[64, 32], seed=0),
+                    50,
+                    make_pipeline(
+                        StandardScaler(), MLPClassifier(hidden_layer_sizes=(64, 32), max_iter=500, random_state=0)
+                    ),
+                ),
+                (
+                    E.BoostedTreesClassifier(label="target", n_classes=classes, n_trees=100, max_depth=3, seed=0),
+                    None,
+                    HistGradientBoostingClassifier(max_iter=100, max_depth=3, random_state=0),
+                ),
             ]
         for est, epochs, peer in pairs:
             _, ours_seconds = timed(lambda: est.train(train, epochs=epochs) if epochs else est.train(train))
@@ -170,9 +244,18 @@ def tabular() -> list[dict]:
             else:
                 ours_score, peer_score = metrics["accuracy"], float((predicted == y_test).mean())
                 metric = "accuracy"
-            rows.append({"data": name, "estimator": est.kind, "peer": type(peer[-1] if hasattr(peer, "steps") else peer).__name__,
-                         "metric": metric, "layerflow": ours_score, "peer_score": peer_score,
-                         "seconds": ours_seconds, "peer_seconds": peer_seconds})
+            rows.append(
+                {
+                    "data": name,
+                    "estimator": est.kind,
+                    "peer": type(peer[-1] if hasattr(peer, "steps") else peer).__name__,
+                    "metric": metric,
+                    "layerflow": ours_score,
+                    "peer_score": peer_score,
+                    "seconds": ours_seconds,
+                    "peer_seconds": peer_seconds,
+                }
+            )
             print(rows[-1], flush=True)
     return rows
 
@@ -194,18 +277,36 @@ def generate(path: Path, gigabytes: float) -> int:
 
     rng = np.random.default_rng(0)
     target, rows, block = gigabytes * 1e9, 0, 500_000
-    with pcsv.CSVWriter(path, pa.schema([("a", pa.float64()), ("b", pa.float64()), ("c", pa.int64()),
-                                         ("city", pa.string()), ("device", pa.string()), ("y", pa.int64())])) as writer:
+    with pcsv.CSVWriter(
+        path,
+        pa.schema(
+            [
+                ("a", pa.float64()),
+                ("b", pa.float64()),
+                ("c", pa.int64()),
+                ("city", pa.string()),
+                ("device", pa.string()),
+                ("y", pa.int64()),
+            ]
+        ),
+    ) as writer:
         while path.stat().st_size < target:
             a, b = rng.normal(size=block), rng.uniform(0, 100, block)
             city = rng.integers(0, len(CITIES), block)
             device = rng.integers(0, 3, block)
             logit = a + b / 50 - 1 + (city % 7 == 0) * 1.5 - (device == 2) * 1.0
-            writer.write_table(pa.table({
-                "a": a, "b": b, "c": rng.integers(0, 1000, block),
-                "city": np.asarray(CITIES, dtype=object)[city],
-                "device": np.asarray(["phone", "tablet", "desktop"], dtype=object)[device],
-                "y": (rng.uniform(size=block) < 1 / (1 + np.exp(-logit))).astype(np.int64)}))
+            writer.write_table(
+                pa.table(
+                    {
+                        "a": a,
+                        "b": b,
+                        "c": rng.integers(0, 1000, block),
+                        "city": np.asarray(CITIES, dtype=object)[city],
+                        "device": np.asarray(["phone", "tablet", "desktop"], dtype=object)[device],
+                        "y": (rng.uniform(size=block) < 1 / (1 + np.exp(-logit))).astype(np.int64),
+                    }
+                )
+            )
             rows += block
     return rows
 
@@ -217,18 +318,28 @@ def generate_wide(path: Path, gigabytes: float) -> int:
 
     rng = np.random.default_rng(1)
     target, rows, block = gigabytes * 1e9, 0, 200_000
-    vocabularies = [np.asarray([f"s{k}_{v:05d}" for v in range(size)], dtype=object)
-                    for k, size in enumerate(WIDE_CATEGORIES)]
-    schema = pa.schema([(f"f{j}", pa.float64()) for j in range(WIDE_FLOATS)]
-                       + [(f"i{j}", pa.int64()) for j in range(WIDE_INTS)]
-                       + [(f"s{k}", pa.string()) for k in range(len(WIDE_CATEGORIES))] + [("y", pa.int64())])
+    vocabularies = [
+        np.asarray([f"s{k}_{v:05d}" for v in range(size)], dtype=object) for k, size in enumerate(WIDE_CATEGORIES)
+    ]
+    schema = pa.schema(
+        [(f"f{j}", pa.float64()) for j in range(WIDE_FLOATS)]
+        + [(f"i{j}", pa.int64()) for j in range(WIDE_INTS)]
+        + [(f"s{k}", pa.string()) for k in range(len(WIDE_CATEGORIES))]
+        + [("y", pa.int64())]
+    )
     with pcsv.CSVWriter(path, schema) as writer:
         while path.stat().st_size < target:
             floats = rng.normal(size=(block, WIDE_FLOATS))
             ints = rng.poisson(lam=[1, 3, 10, 30, 100, 1000], size=(block, WIDE_INTS))
             codes = [rng.zipf(1.3, block) % size for size in WIDE_CATEGORIES]  # long-tailed, as real categories are
-            logit = (floats[:, 0] - 0.5 * floats[:, 1] * floats[:, 2] + np.log1p(ints[:, 2]) / 3 - 0.7
-                     + (codes[1] % 3 == 0) * 0.8 - (codes[4] % 5 == 1) * 0.6)
+            logit = (
+                floats[:, 0]
+                - 0.5 * floats[:, 1] * floats[:, 2]
+                + np.log1p(ints[:, 2]) / 3
+                - 0.7
+                + (codes[1] % 3 == 0) * 0.8
+                - (codes[4] % 5 == 1) * 0.6
+            )
             columns = {f"f{j}": floats[:, j] for j in range(WIDE_FLOATS)}
             columns.update({f"i{j}": ints[:, j] for j in range(WIDE_INTS)})
             columns.update({f"s{k}": vocabularies[k][code] for k, code in enumerate(codes)})
@@ -246,8 +357,11 @@ def big_spec(table: str, sample):
     if table == "narrow":
         return spec.numeric("a", "b", "c", normalizer="standard").categorical_vocab("city", "device").fit()
     numeric = [f"f{j}" for j in range(WIDE_FLOATS)] + [f"i{j}" for j in range(WIDE_INTS)]
-    return spec.numeric(*numeric, normalizer="standard").categorical_vocab(
-        *[f"s{k}" for k in range(len(WIDE_CATEGORIES))]).fit()
+    return (
+        spec.numeric(*numeric, normalizer="standard")
+        .categorical_vocab(*[f"s{k}" for k in range(len(WIDE_CATEGORIES))])
+        .fit()
+    )
 
 
 class RssSampler:
@@ -285,18 +399,36 @@ def big_worker(kind: str, path: str, spec_path: str) -> None:
     baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Python, pyarrow, Keras, xgboost loaded
     sampler = RssSampler()
     if kind == "trees":
-        est = lf.estimators.BoostedTreesClassifier(label="y", feature_columns=spec, n_trees=20, max_depth=6,
-                                                   batch_size=65_536, seed=0)
+        est = lf.estimators.BoostedTreesClassifier(
+            label="y", feature_columns=spec, n_trees=20, max_depth=6, batch_size=65_536, seed=0
+        )
         _, seconds = timed(lambda: est.train(data))  # the quantile matrix is streamed in; rounds read its disk pages
     else:
-        est = lf.estimators.DNNClassifier(label="y", feature_columns=spec, hidden_units=[64, 32], optimizer="Adam",
-                                          learning_rate=0.001, batch_size=4096, shuffle_buffer=100_000, seed=0)
+        est = lf.estimators.DNNClassifier(
+            label="y",
+            feature_columns=spec,
+            hidden_units=[64, 32],
+            optimizer="Adam",
+            learning_rate=0.001,
+            batch_size=4096,
+            shuffle_buffer=100_000,
+            seed=0,
+        )
         _, seconds = timed(lambda: est.train(data, epochs=1))
     sampled = sampler.stop()
     accuracy = est.evaluate(lf.data.csv_dataset(path).take(200_000))["accuracy"]
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    print(json.dumps({"seconds": seconds, "accuracy": accuracy, "peak_rss_bytes": peak,
-                      "rss_after_imports_bytes": baseline, **sampled}))
+    print(
+        json.dumps(
+            {
+                "seconds": seconds,
+                "accuracy": accuracy,
+                "peak_rss_bytes": peak,
+                "rss_after_imports_bytes": baseline,
+                **sampled,
+            }
+        )
+    )
 
 
 def bigcsv(gigabytes: float, table: str, kinds: tuple[str, ...] = BIG_KINDS) -> dict:
@@ -311,8 +443,11 @@ def bigcsv(gigabytes: float, table: str, kinds: tuple[str, ...] = BIG_KINDS) -> 
         columns = len(next(lf.data.csv_dataset(str(path)).take(1).chunks()))
         result = {"file_bytes": path.stat().st_size, "rows": rows, "columns": columns, "runs": []}
         for kind in kinds:
-            out = subprocess.run([sys.executable, __file__, "--worker", kind, str(path), str(Path(folder) / "spec.json")],
-                                 capture_output=True, text=True)
+            out = subprocess.run(
+                [sys.executable, __file__, "--worker", kind, str(path), str(Path(folder) / "spec.json")],
+                capture_output=True,
+                text=True,
+            )
             if out.returncode != 0:
                 raise SystemExit(f"{table} {kind} worker failed:\n{out.stderr[-4000:]}")
             run = json.loads(out.stdout.strip().splitlines()[-1])
@@ -331,8 +466,11 @@ def main() -> None:
     parser.add_argument("--gb", type=float, default=5.0)
     parser.add_argument("--tables", default=",".join(BIG_TABLES), help="which generated CSVs bigcsv runs: narrow,wide")
     parser.add_argument("--kinds", default=",".join(BIG_KINDS), help="which estimators bigcsv trains: trees,dnn")
-    parser.add_argument("--fashion-models", default=",".join(FASHION_GROUPS),
-                        help="which Fashion-MNIST pairs to (re)run: linear,dnn,trees")
+    parser.add_argument(
+        "--fashion-models",
+        default=",".join(FASHION_GROUPS),
+        help="which Fashion-MNIST pairs to (re)run: linear,dnn,trees",
+    )
     parser.add_argument("--worker", nargs=3, metavar=("KIND", "CSV", "SPEC"))
     args = parser.parse_args()
     if args.worker:
@@ -364,8 +502,11 @@ def main() -> None:
             parser.error(f"--kinds: {sorted(set(kinds) - set(BIG_KINDS))} not in {BIG_KINDS}")
         for table in tables:  # each table written as soon as it is done (a later one may not finish)
             fresh = bigcsv(args.gb, table, kinds)
-            kept = [run for run in big.get(table, {}).get("runs", []) if run["kind"] not in kinds
-                    and big[table]["rows"] == fresh["rows"]]  # runs of kinds not rerun, on the same table
+            kept = [
+                run
+                for run in big.get(table, {}).get("runs", [])
+                if run["kind"] not in kinds and big[table]["rows"] == fresh["rows"]
+            ]  # runs of kinds not rerun, on the same table
             big[table] = {**fresh, "runs": kept + fresh["runs"]}
             results["bigcsv"] = big
             _write({"bigcsv": big})
@@ -396,22 +537,31 @@ def print_table(results: dict) -> None:
         ours = {_group(r["model"]): r for r in rows if r["library"] == "layerflow"}
         for row in rows:
             mine = ours.get(_group(row["model"]))
-            versus = (f"  layerflow's time / this: {mine['seconds'] / row['seconds']:.2f}"
-                      if mine is not None and row is not mine else "")
+            versus = (
+                f"  layerflow's time / this: {mine['seconds'] / row['seconds']:.2f}"
+                if mine is not None and row is not mine
+                else ""
+            )
             threads = f", {row['threads']} threads" if "threads" in row else ""
-            print(f"  {row['model']:32s} {row['library']:9s} accuracy {row['accuracy']:.4f}  {row['seconds']:8.1f} s"
-                  f"  ({row.get('train_rows', '?')} rows, {row.get('epochs', '?')} epochs, {row.get('n_trees', '?')} trees"
-                  f"{threads}){versus}")
+            print(
+                f"  {row['model']:32s} {row['library']:9s} accuracy {row['accuracy']:.4f}  {row['seconds']:8.1f} s"
+                f"  ({row.get('train_rows', '?')} rows, {row.get('epochs', '?')} epochs, {row.get('n_trees', '?')} trees"
+                f"{threads}){versus}"
+            )
     for row in results.get("tabular", []):
         ratio = row["layerflow"] / row["peer_score"]
-        print(f"  {row['data']:14s} {row['estimator']:24s} {row['metric']} {row['layerflow']:.4f} vs "
-              f"{row['peer']} {row['peer_score']:.4f} (ratio {ratio:.3f}); training {row['seconds']:.2f} s vs "
-              f"{row['peer_seconds']:.2f} s ({row['seconds'] / row['peer_seconds']:.1f}x)")
+        print(
+            f"  {row['data']:14s} {row['estimator']:24s} {row['metric']} {row['layerflow']:.4f} vs "
+            f"{row['peer']} {row['peer_score']:.4f} (ratio {ratio:.3f}); training {row['seconds']:.2f} s vs "
+            f"{row['peer_seconds']:.2f} s ({row['seconds'] / row['peer_seconds']:.1f}x)"
+        )
     for table, big in results.get("bigcsv", {}).items():
         for run in big.get("runs", []):
-            print(f"  {table} {big['file_bytes'] / 1e9:.2f} GB CSV ({big['rows']:,} rows, {big.get('columns', '?')} columns), "
-                  f"{run['kind']}: {run['rows_per_second']:,.0f} rows/s, peak RSS {run['peak_rss_bytes'] / 2**20:,.0f} MiB "
-                  f"(< 2 GiB: {run['peak_rss_bytes'] < 2 * 2**30}), accuracy {run['accuracy']:.4f}")
+            print(
+                f"  {table} {big['file_bytes'] / 1e9:.2f} GB CSV ({big['rows']:,} rows, {big.get('columns', '?')} columns), "
+                f"{run['kind']}: {run['rows_per_second']:,.0f} rows/s, peak RSS {run['peak_rss_bytes'] / 2**20:,.0f} MiB "
+                f"(< 2 GiB: {run['peak_rss_bytes'] < 2 * 2**30}), accuracy {run['accuracy']:.4f}"
+            )
 
 
 if __name__ == "__main__":

@@ -35,9 +35,16 @@ BATCH = 128
 
 
 def mlp():
-    model = keras.Sequential([keras.Input((784,)), keras.layers.Dense(256, activation="relu"),
-                              keras.layers.Dropout(0.3), keras.layers.Dense(128, activation="relu"),
-                              keras.layers.Dropout(0.3), keras.layers.Dense(10, activation="softmax")])
+    model = keras.Sequential(
+        [
+            keras.Input((784,)),
+            keras.layers.Dense(256, activation="relu"),
+            keras.layers.Dropout(0.3),
+            keras.layers.Dense(128, activation="relu"),
+            keras.layers.Dropout(0.3),
+            keras.layers.Dense(10, activation="softmax"),
+        ]
+    )
     model.compile(loss="sparse_categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
     return model
 
@@ -49,8 +56,17 @@ def write_csv(path: Path, rows: int) -> None:
     rng = np.random.default_rng(0)
     cities = np.asarray([f"city_{i:03d}" for i in range(200)], dtype=object)
     a = rng.normal(size=rows)
-    pcsv.write_csv(pa.table({"a": a, "b": rng.uniform(0, 100, rows), "city": cities[rng.integers(0, 200, rows)],
-                             "y": (a > 0).astype(np.int64)}), path)
+    pcsv.write_csv(
+        pa.table(
+            {
+                "a": a,
+                "b": rng.uniform(0, 100, rows),
+                "city": cities[rng.integers(0, 200, rows)],
+                "y": (a > 0).astype(np.int64),
+            }
+        ),
+        path,
+    )
 
 
 def csv_rates(rows: int, rounds: int) -> dict:
@@ -59,8 +75,13 @@ def csv_rates(rows: int, rounds: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "feed.csv"
         write_csv(path, rows)
-        spec = (lf.feature_spec(lf.data.csv_dataset(path).take(100_000), label="y")
-                .numeric("a", "b", normalizer="standard").categorical_vocab("city").indicator("city").fit())
+        spec = (
+            lf.feature_spec(lf.data.csv_dataset(path).take(100_000), label="y")
+            .numeric("a", "b", normalizer="standard")
+            .categorical_vocab("city")
+            .indicator("city")
+            .fit()
+        )
 
         def parse() -> int:
             count = 0
@@ -90,17 +111,27 @@ def csv_rates(rows: int, rounds: int) -> dict:
             runs["file_1"].append(timed(lambda: through_spec(on_disk)))
             runs["file_2"].append(timed(lambda: through_spec(on_disk)))
         rates = {k: statistics.median(v) for k, v in runs.items()}
-    result = {"csv_rows": rows, "rounds": rounds, "rows_per_s": rates, "runs": runs,
-              "spec_over_pyarrow": rates["spec"] / rates["pyarrow"],
-              "memory_cache_epoch2_over_epoch1": rates["memory_2"] / rates["memory_1"],
-              "file_cache_epoch2_over_epoch1": rates["file_2"] / rates["file_1"]}
+    result = {
+        "csv_rows": rows,
+        "rounds": rounds,
+        "rows_per_s": rates,
+        "runs": runs,
+        "spec_over_pyarrow": rates["spec"] / rates["pyarrow"],
+        "memory_cache_epoch2_over_epoch1": rates["memory_2"] / rates["memory_1"],
+        "file_cache_epoch2_over_epoch1": rates["file_2"] / rates["file_1"],
+    }
     print(f"CSV, {rows:,} rows (a, b, city, y)      rows/s")
     print(f"  pyarrow streaming parse alone   {rates['pyarrow']:12,.0f}")
     print(f"  csv_dataset + fitted spec       {rates['spec']:12,.0f}   {result['spec_over_pyarrow']:.2f}x pyarrow")
-    print(f"  cache() in memory, epoch 1 / 2  {rates['memory_1']:12,.0f} / {rates['memory_2']:,.0f}   "
-          f"epoch 2 = {result['memory_cache_epoch2_over_epoch1']:.1f}x epoch 1")
-    print(f"  cache(file),       epoch 1 / 2  {rates['file_1']:12,.0f} / {rates['file_2']:,.0f}   "
-          f"epoch 2 = {result['file_cache_epoch2_over_epoch1']:.1f}x epoch 1", flush=True)
+    print(
+        f"  cache() in memory, epoch 1 / 2  {rates['memory_1']:12,.0f} / {rates['memory_2']:,.0f}   "
+        f"epoch 2 = {result['memory_cache_epoch2_over_epoch1']:.1f}x epoch 1"
+    )
+    print(
+        f"  cache(file),       epoch 1 / 2  {rates['file_1']:12,.0f} / {rates['file_2']:,.0f}   "
+        f"epoch 2 = {result['file_cache_epoch2_over_epoch1']:.1f}x epoch 1",
+        flush=True,
+    )
     return result
 
 
@@ -142,15 +173,22 @@ def main() -> None:
 
     training = fit_rate((x, y), batch_size=BATCH, shuffle=True)
     from_pipeline = fit_rate((pipeline,))
-    result.update({"feeding_samples_per_s": statistics.median(feeding), "fit_arrays_samples_per_s": training,
-                   "fit_dataset_samples_per_s": from_pipeline})
+    result.update(
+        {
+            "feeding_samples_per_s": statistics.median(feeding),
+            "fit_arrays_samples_per_s": training,
+            "fit_dataset_samples_per_s": from_pipeline,
+        }
+    )
     result["feeding_over_training"] = result["feeding_samples_per_s"] / training
     result["fit_dataset_over_fit_arrays"] = from_pipeline / training
     print(f"pipeline alone     {result['feeding_samples_per_s']:10,.0f} samples/s")
     print(f"fit(numpy arrays)  {training:10,.0f} samples/s")
     print(f"fit(lf.data)       {from_pipeline:10,.0f} samples/s")
-    print(f"feeding / training = {result['feeding_over_training']:.1f}x; "
-          f"fit(lf.data) / fit(arrays) = {result['fit_dataset_over_fit_arrays']:.2f}")
+    print(
+        f"feeding / training = {result['feeding_over_training']:.1f}x; "
+        f"fit(lf.data) / fit(arrays) = {result['fit_dataset_over_fit_arrays']:.2f}"
+    )
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
 

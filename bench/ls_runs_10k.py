@@ -23,8 +23,7 @@ import layerflow as lf
 from layerflow.runs import files
 from layerflow.runs.ids import new_run_folder
 from layerflow.runs.index import RunIndex
-from layerflow.runs.record import flatten_record
-from layerflow.runs.record import read_record
+from layerflow.runs.record import flatten_record, read_record
 
 RESULTS = Path(__file__).parent / "results" / "ls_runs_10k.json"
 
@@ -33,15 +32,35 @@ def make_runs(runs_dir: Path, count: int) -> None:
     for i in range(count):
         run_id, folder, start = new_run_folder(runs_dir)
         flags = {"dropout": 0.1 + (i % 5) / 10, "units": 64 * (1 + i % 4), "optimizer": "adam"}
-        files.write_json(folder / "run.json", {"id": run_id, "script": "train.py", "start": start.isoformat(),
-                                               "end": start.isoformat(), "status": "completed", "exit_code": 0})
-        files.write_json(folder / "flags.json", {"values": flags, "types": {"dropout": "float", "units": "int",
-                                                                           "optimizer": "str"}})
+        files.write_json(
+            folder / "run.json",
+            {
+                "id": run_id,
+                "script": "train.py",
+                "start": start.isoformat(),
+                "end": start.isoformat(),
+                "status": "completed",
+                "exit_code": 0,
+            },
+        )
+        files.write_json(
+            folder / "flags.json", {"values": flags, "types": {"dropout": "float", "units": "int", "optimizer": "str"}}
+        )
         files.write_json(folder / "evaluation.json", {"loss": 0.3 + i % 7 / 100, "accuracy": 0.8 + i % 9 / 100})
         with open(folder / "metrics.jsonl", "w") as stream:
             for epoch in range(1, 11):
-                stream.write(json.dumps({"epoch": epoch, "loss": 1 / epoch, "accuracy": 1 - 1 / (epoch + 1),
-                                         "val_loss": 1.1 / epoch, "val_accuracy": 1 - 1.1 / (epoch + 2)}) + "\n")
+                stream.write(
+                    json.dumps(
+                        {
+                            "epoch": epoch,
+                            "loss": 1 / epoch,
+                            "accuracy": 1 - 1 / (epoch + 1),
+                            "val_loss": 1.1 / epoch,
+                            "val_accuracy": 1 - 1.1 / (epoch + 2),
+                        }
+                    )
+                    + "\n"
+                )
 
 
 def scan_folders(runs_dir: Path) -> pd.DataFrame:

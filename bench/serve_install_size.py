@@ -41,17 +41,29 @@ def measure(name: str, requirements: list[str], work: Path, shown: list[str] | N
     seconds = time.perf_counter() - start
     if done.returncode != 0:
         return {"environment": name, "requirements": shown or requirements, "error": done.stderr[-1500:]}
-    listed = json.loads(subprocess.run([str(venv / "bin" / "pip"), "list", "--format", "json"], capture_output=True,
-                                       text=True, check=True).stdout)
+    listed = json.loads(
+        subprocess.run(
+            [str(venv / "bin" / "pip"), "list", "--format", "json"], capture_output=True, text=True, check=True
+        ).stdout
+    )
     packages = {p["name"].lower() for p in listed} - {"pip", "setuptools"}
     site = next((venv / "lib").glob("python*/site-packages"))
     size = sum(f.stat().st_size for f in site.rglob("*") if f.is_file() and not f.is_symlink())
-    tooling = sum(f.stat().st_size for d in site.glob("*") if d.name.split("-")[0] in ("pip", "setuptools", "pkg_resources",
-                                                                                      "_distutils_hack")
-                  for f in ([d] if d.is_file() else d.rglob("*")) if f.is_file())
-    return {"environment": name, "requirements": shown or requirements, "megabytes": round((size - tooling) / 2 ** 20, 1),
-            "packages": len(packages), "heavy": sorted(p for p in packages if p in HEAVY),
-            "install_seconds": round(seconds, 1)}
+    tooling = sum(
+        f.stat().st_size
+        for d in site.glob("*")
+        if d.name.split("-")[0] in ("pip", "setuptools", "pkg_resources", "_distutils_hack")
+        for f in ([d] if d.is_file() else d.rglob("*"))
+        if f.is_file()
+    )
+    return {
+        "environment": name,
+        "requirements": shown or requirements,
+        "megabytes": round((size - tooling) / 2**20, 1),
+        "packages": len(packages),
+        "heavy": sorted(p for p in packages if p in HEAVY),
+        "install_seconds": round(seconds, 1),
+    }
 
 
 def main() -> None:
@@ -62,15 +74,21 @@ def main() -> None:
             measure("layerflow-serve", [f"{source}[serve]"], work, ["layerflow[serve] (this checkout)"]),
             measure("mlflow-skinny-onnx", ["mlflow-skinny", "onnx", "onnxruntime", "pandas"], work),
             measure("mlflow-onnx", ["mlflow", "onnx", "onnxruntime"], work),
-            measure("layerflow-train-serve", [f"{source}[train,serve]", "torch==2.13.0"], work,
-                    ["layerflow[train,serve] (this checkout)", "torch==2.13.0"]),
+            measure(
+                "layerflow-train-serve",
+                [f"{source}[train,serve]", "torch==2.13.0"],
+                work,
+                ["layerflow[train,serve] (this checkout)", "torch==2.13.0"],
+            ),
         ]
     print(f"{'environment':24} {'MB':>8} {'packages':>9}  torch/keras/matplotlib")
     for row in rows:
         if "error" in row:
             print(f"{row['environment']:24} failed: {row['error'][-300:]}")
             continue
-        print(f"{row['environment']:24} {row['megabytes']:8.1f} {row['packages']:9d}  {', '.join(row['heavy']) or 'none'}")
+        print(
+            f"{row['environment']:24} {row['megabytes']:8.1f} {row['packages']:9d}  {', '.join(row['heavy']) or 'none'}"
+        )
     sizes = {row["environment"]: row.get("megabytes") for row in rows}
     for peer in ("mlflow-skinny-onnx", "mlflow-onnx"):
         if sizes.get(peer) and sizes.get("layerflow-serve"):

@@ -69,14 +69,18 @@ def wait_until_up(url: str, process: subprocess.Popen, log: Path, timeout: float
 def wrk(url: str, body: str, seconds: int, work: Path) -> dict:
     script = work / "post.lua"
     (work / "body.json").write_text(body)
-    script.write_text(textwrap.dedent(f"""
+    script.write_text(
+        textwrap.dedent(f"""
         wrk.method = "POST"
         wrk.headers["Content-Type"] = "application/json"
-        local f = io.open("{work / 'body.json'}", "r"); wrk.body = f:read("*a"); f:close()
-    """))
-    done = subprocess.run(["wrk", "-t2", f"-c{CONNECTIONS}", f"-d{seconds}s", "--timeout", "10s", "--latency",
-                           "-s", str(script), url],
-                          capture_output=True, text=True)
+        local f = io.open("{work / "body.json"}", "r"); wrk.body = f:read("*a"); f:close()
+    """)
+    )
+    done = subprocess.run(
+        ["wrk", "-t2", f"-c{CONNECTIONS}", f"-d{seconds}s", "--timeout", "10s", "--latency", "-s", str(script), url],
+        capture_output=True,
+        text=True,
+    )
     text = done.stdout
 
     def latency(label: str) -> float:
@@ -86,15 +90,22 @@ def wrk(url: str, body: str, seconds: int, work: Path) -> dict:
 
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
     timeouts = re.search(r"timeout (\d+)", text)
-    return {"requests_per_s": float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1)),
-            "p50_ms": latency("50"), "p99_ms": latency("99"), "non_2xx": int(errors.group(1)) if errors else 0,
-            "timeouts": int(timeouts.group(1)) if timeouts else 0}
+    return {
+        "requests_per_s": float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1)),
+        "p50_ms": latency("50"),
+        "p99_ms": latency("99"),
+        "non_2xx": int(errors.group(1)) if errors else 0,
+        "timeouts": int(timeouts.group(1)) if timeouts else 0,
+    }
 
 
 def report(result: dict) -> None:
-    print(f"{result['server']:20} {result['model']} rows={result['rows']:2}  {result['requests_per_s']:9,.0f} req/s  "
-          f"p50 {result['p50_ms']:6.2f} ms  p99 {result['p99_ms']:6.2f} ms  non-2xx {result['non_2xx']}  "
-          f"timeouts {result['timeouts']}", flush=True)
+    print(
+        f"{result['server']:20} {result['model']} rows={result['rows']:2}  {result['requests_per_s']:9,.0f} req/s  "
+        f"p50 {result['p50_ms']:6.2f} ms  p99 {result['p99_ms']:6.2f} ms  non-2xx {result['non_2xx']}  "
+        f"timeouts {result['timeouts']}",
+        flush=True,
+    )
 
 
 def build_models(base: Path) -> dict:
@@ -102,18 +113,31 @@ def build_models(base: Path) -> dict:
     from layerflow import keras
 
     keras.utils.set_random_seed(0)
-    mlp = keras.Sequential([keras.Input((784,)), keras.layers.Dense(256, activation="relu"),
-                            keras.layers.Dense(128, activation="relu"), keras.layers.Dense(10, activation="softmax")])
-    cnn = keras.Sequential([keras.Input((1, 28, 28)),
-                            keras.layers.Conv2D(32, 3, padding="same", activation="relu", data_format="channels_first"),
-                            keras.layers.MaxPooling2D(2, data_format="channels_first"),
-                            keras.layers.Conv2D(64, 3, padding="same", activation="relu", data_format="channels_first"),
-                            keras.layers.MaxPooling2D(2, data_format="channels_first"),
-                            keras.layers.Flatten(), keras.layers.Dense(128, activation="relu"),
-                            keras.layers.Dense(10, activation="softmax")])
-    return {"mlp": (lf.export_model(mlp, base, name="mlp"), (784,)),
-            "cnn": (lf.export_model(cnn, base, name="cnn"), (1, 28, 28)),
-            "raw": (build_raw_model(base), None)}
+    mlp = keras.Sequential(
+        [
+            keras.Input((784,)),
+            keras.layers.Dense(256, activation="relu"),
+            keras.layers.Dense(128, activation="relu"),
+            keras.layers.Dense(10, activation="softmax"),
+        ]
+    )
+    cnn = keras.Sequential(
+        [
+            keras.Input((1, 28, 28)),
+            keras.layers.Conv2D(32, 3, padding="same", activation="relu", data_format="channels_first"),
+            keras.layers.MaxPooling2D(2, data_format="channels_first"),
+            keras.layers.Conv2D(64, 3, padding="same", activation="relu", data_format="channels_first"),
+            keras.layers.MaxPooling2D(2, data_format="channels_first"),
+            keras.layers.Flatten(),
+            keras.layers.Dense(128, activation="relu"),
+            keras.layers.Dense(10, activation="softmax"),
+        ]
+    )
+    return {
+        "mlp": (lf.export_model(mlp, base, name="mlp"), (784,)),
+        "cnn": (lf.export_model(cnn, base, name="cnn"), (1, 28, 28)),
+        "raw": (build_raw_model(base), None),
+    }
 
 
 CITIES = ["lima", "oslo", "paris", "quito", "zürich", "accra", "delhi", "tokyo"]
@@ -122,8 +146,15 @@ CITIES = ["lima", "oslo", "paris", "quito", "zürich", "accra", "delhi", "tokyo"
 def raw_rows(n: int, seed: int) -> list[dict]:
     """Rows of raw values, one unseen city and one missing income among them."""
     rng = np.random.default_rng(seed)
-    rows = [{"age": int(rng.integers(18, 80)), "city": str(rng.choice(CITIES)),
-             "income": round(float(rng.normal(50_000, 15_000)), 2), "floor": int(rng.integers(0, 30))} for _ in range(n)]
+    rows = [
+        {
+            "age": int(rng.integers(18, 80)),
+            "city": str(rng.choice(CITIES)),
+            "income": round(float(rng.normal(50_000, 15_000)), 2),
+            "floor": int(rng.integers(0, 30)),
+        }
+        for _ in range(n)
+    ]
     rows[-1]["city"] = "atlantis"
     rows[0]["income"] = None
     return rows
@@ -138,16 +169,31 @@ def build_raw_model(base: Path) -> Path:
 
     frame = pd.DataFrame(raw_rows(2000, 0))
     frame["y"] = (frame["age"] > 45).astype(int) + (frame["city"] == "oslo")
-    spec = (lf.feature_spec(frame, label="y").numeric("age", "income", normalizer="standard")
-            .categorical_vocab("city").indicator("city").bucketized("age", [30, 45, 60])
-            .crossed(["city", "age_bucketized"], hash_bucket_size=64).indicator("city_X_age_bucketized")
-            .categorical_hash("floor", hash_bucket_size=16).embedding("floor", dimension=4).fit())
+    spec = (
+        lf.feature_spec(frame, label="y")
+        .numeric("age", "income", normalizer="standard")
+        .categorical_vocab("city")
+        .indicator("city")
+        .bucketized("age", [30, 45, 60])
+        .crossed(["city", "age_bucketized"], hash_bucket_size=64)
+        .indicator("city_X_age_bucketized")
+        .categorical_hash("floor", hash_bucket_size=16)
+        .embedding("floor", dimension=4)
+        .fit()
+    )
     keras.utils.set_random_seed(0)
     inputs, dense = spec.keras_inputs()
     hidden = keras.layers.Dense(64, activation="relu")(keras.layers.Dense(128, activation="relu")(dense))
     model = keras.Model(inputs, keras.layers.Dense(3)(hidden))
-    return lf.export_model(model, base, name="raw", feature_spec=spec, head="multiclass", model_outputs="logits",
-                           class_labels=["low", "mid", "high"])
+    return lf.export_model(
+        model,
+        base,
+        name="raw",
+        feature_spec=spec,
+        head="multiclass",
+        model_outputs="logits",
+        class_labels=["low", "mid", "high"],
+    )
 
 
 def request_body(shape: tuple | None, rows: int) -> str:
@@ -226,8 +272,13 @@ def grpc_load(port: int, model: str, input_name: str, x: np.ndarray, seconds: fl
     asyncio.run(run())
     elapsed = time.perf_counter() - began
     ordered = sorted(latencies)
-    return {"requests_per_s": len(ordered) / elapsed, "p50_ms": ordered[len(ordered) // 2] * 1000,
-            "p99_ms": ordered[int(len(ordered) * 0.99)] * 1000, "non_2xx": 0, "timeouts": 0}
+    return {
+        "requests_per_s": len(ordered) / elapsed,
+        "p50_ms": ordered[len(ordered) // 2] * 1000,
+        "p99_ms": ordered[int(len(ordered) * 0.99)] * 1000,
+        "non_2xx": 0,
+        "timeouts": 0,
+    }
 
 
 def in_process(bundle: Path, shape: tuple, rows: int, seconds: float = 3.0) -> float:
@@ -238,10 +289,12 @@ def in_process(bundle: Path, shape: tuple, rows: int, seconds: float = 3.0) -> f
     session = ort.InferenceSession(str(bundle / "model.onnx"), options, providers=["CPUExecutionProvider"])
     if shape is None:
         table = raw_rows(rows, 1)
-        feed = {"age": np.array([r["age"] for r in table], np.float64),
-                "income": np.array([np.nan if r["income"] is None else r["income"] for r in table], np.float64),
-                "city": np.array([r["city"] for r in table], object),
-                "floor": np.array([r["floor"] for r in table], np.int64)}
+        feed = {
+            "age": np.array([r["age"] for r in table], np.float64),
+            "income": np.array([np.nan if r["income"] is None else r["income"] for r in table], np.float64),
+            "city": np.array([r["city"] for r in table], object),
+            "floor": np.array([r["floor"] for r in table], np.int64),
+        }
     else:
         feed = {session.get_inputs()[0].name: np.random.default_rng(0).random((rows, *shape)).astype(np.float32)}
     count, start = 0, time.perf_counter()
@@ -256,8 +309,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--mlflow-python", help="python of an environment with mlflow installed")
     parser.add_argument("--models", default="mlp,cnn,raw", help="which models to load (comma-separated)")
-    parser.add_argument("--servers", default="layerflow,one-thread,batching,workers2,grpc,empty,bare",
-                        help="which servers to run")
+    parser.add_argument(
+        "--servers", default="layerflow,one-thread,batching,workers2,grpc,empty,bare", help="which servers to run"
+    )
     args = parser.parse_args()
     chosen_models = args.models.split(",")
     chosen_servers = args.servers.split(",")
@@ -267,17 +321,36 @@ def main() -> None:
         models = {k: v for k, v in build_models(work / "models").items() if k in chosen_models}
         servers = {
             "layerflow": ["-m", "layerflow.cli", "serve", str(work / "models")],
-            "layerflow, 1 onnxruntime thread": ["-m", "layerflow.cli", "serve", str(work / "models"),
-                                                "--intra-op-threads", "1"],
-            "layerflow+batching": ["-m", "layerflow.cli", "serve", str(work / "models"), "--max-batch-size", "64",
-                                   "--batch-delay-ms", "2"],
+            "layerflow, 1 onnxruntime thread": [
+                "-m",
+                "layerflow.cli",
+                "serve",
+                str(work / "models"),
+                "--intra-op-threads",
+                "1",
+            ],
+            "layerflow+batching": [
+                "-m",
+                "layerflow.cli",
+                "serve",
+                str(work / "models"),
+                "--max-batch-size",
+                "64",
+                "--batch-delay-ms",
+                "2",
+            ],
             "layerflow --workers 2": ["-m", "layerflow.cli", "serve", str(work / "models"), "--workers", "2"],
             "empty endpoint": ["-c", EMPTY_APP],
             "bare endpoint": ["-c", BARE_APP],
         }
-        keys = {"layerflow": "layerflow", "layerflow, 1 onnxruntime thread": "one-thread",
-                "layerflow+batching": "batching", "layerflow --workers 2": "workers2", "empty endpoint": "empty",
-                "bare endpoint": "bare"}
+        keys = {
+            "layerflow": "layerflow",
+            "layerflow, 1 onnxruntime thread": "one-thread",
+            "layerflow+batching": "batching",
+            "layerflow --workers 2": "workers2",
+            "empty endpoint": "empty",
+            "bare endpoint": "bare",
+        }
         servers = {label: command for label, command in servers.items() if keys[label] in chosen_servers}
         for label, command in servers.items():
             port = free_port()
@@ -290,7 +363,7 @@ def main() -> None:
             process = start_server([sys.executable, *command], log)
             try:
                 wait_until_up(f"http://127.0.0.1:{port}/v1/models/{next(iter(models))}", process, log)
-                for model, (bundle, shape) in models.items():
+                for model, (_bundle, shape) in models.items():
                     if label == "bare endpoint" and model != first:
                         continue
                     for rows in (1, 32):
@@ -306,8 +379,20 @@ def main() -> None:
         if "grpc" in chosen_servers:
             port, grpc_port = free_port(), free_port()
             log = work / "grpc.log"
-            process = start_server([sys.executable, "-m", "layerflow.cli", "serve", str(work / "models"), "--port",
-                                    str(port), "--grpc-port", str(grpc_port)], log)
+            process = start_server(
+                [
+                    sys.executable,
+                    "-m",
+                    "layerflow.cli",
+                    "serve",
+                    str(work / "models"),
+                    "--port",
+                    str(port),
+                    "--grpc-port",
+                    str(grpc_port),
+                ],
+                log,
+            )
             try:
                 wait_until_up(f"http://127.0.0.1:{port}/v1/models/{next(iter(models))}", process, log)
                 for model, (bundle, shape) in models.items():
@@ -328,14 +413,32 @@ def main() -> None:
                 if shape is None:
                     continue  # MLflow's ONNX flavour takes tensors, not rows of raw values
                 target = work / f"mlflow-{model}"
-                subprocess.run([args.mlflow_python, "-c", MLFLOW_SAVE, str(bundle / "model.onnx"), str(target)],
-                               check=True, capture_output=True)
+                subprocess.run(
+                    [args.mlflow_python, "-c", MLFLOW_SAVE, str(bundle / "model.onnx"), str(target)],
+                    check=True,
+                    capture_output=True,
+                )
                 port = free_port()
                 mlflow_bin = str(Path(args.mlflow_python).parent / "mlflow")
                 env = {**os.environ, "PATH": f"{Path(args.mlflow_python).parent}{os.pathsep}{os.environ['PATH']}"}
                 log = work / "mlflow.log"
-                process = start_server([mlflow_bin, "models", "serve", "-m", str(target), "-p", str(port),
-                                        "--env-manager", "local", "-h", "127.0.0.1"], log, env=env)
+                process = start_server(
+                    [
+                        mlflow_bin,
+                        "models",
+                        "serve",
+                        "-m",
+                        str(target),
+                        "-p",
+                        str(port),
+                        "--env-manager",
+                        "local",
+                        "-h",
+                        "127.0.0.1",
+                    ],
+                    log,
+                    env=env,
+                )
                 try:
                     wait_until_up(f"http://127.0.0.1:{port}/ping", process, log)
                     for rows in (1, 32):
@@ -348,8 +451,11 @@ def main() -> None:
                 finally:
                     process.terminate()
                     process.wait(timeout=30)
-        inference = {f"{model}_rows{rows}": in_process(bundle, shape, rows)
-                     for model, (bundle, shape) in models.items() for rows in (1, 32)}
+        inference = {
+            f"{model}_rows{rows}": in_process(bundle, shape, rows)
+            for model, (bundle, shape) in models.items()
+            for rows in (1, 32)
+        }
     print("\nonnxruntime in-process, 1 thread (predictions/s):", {k: round(v) for k, v in inference.items()})
     rate = {(r["server"], r["model"], r["rows"]): r["requests_per_s"] for r in rows_out}
     for model in models:
@@ -359,10 +465,14 @@ def main() -> None:
                 continue
             line = f"{model} rows={rows:2}: layerflow {ours:,.0f} req/s"
             if rate.get(("layerflow gRPC", model, rows)):
-                line += (f", gRPC raw_input_contents {rate[('layerflow gRPC', model, rows)] * rows:,.0f} rows/s vs REST "
-                         f"{ours * rows:,.0f} rows/s = {rate[('layerflow gRPC', model, rows)] / ours:.2f}x")
+                line += (
+                    f", gRPC raw_input_contents {rate[('layerflow gRPC', model, rows)] * rows:,.0f} rows/s vs REST "
+                    f"{ours * rows:,.0f} rows/s = {rate[('layerflow gRPC', model, rows)] / ours:.2f}x"
+                )
             if rate.get(("bare endpoint", model, rows)):
-                line += f", layerflow/bare endpoint (same JSON work) = {ours / rate[('bare endpoint', model, rows)]:.2f}"
+                line += (
+                    f", layerflow/bare endpoint (same JSON work) = {ours / rate[('bare endpoint', model, rows)]:.2f}"
+                )
             if rate.get(("layerflow --workers 2", model, rows)):
                 line += f", --workers 2 / 1 worker = {rate[('layerflow --workers 2', model, rows)] / ours:.2f}"
             if rate.get(("empty endpoint", model, rows)):
@@ -372,11 +482,24 @@ def main() -> None:
             if model == "raw" and rate.get(("layerflow", "mlp", rows)):
                 line += f", raw-feature bundle / Keras MLP bundle = {ours / rate[('layerflow', 'mlp', rows)]:.2f}"
             print(line)
-    results = RESULTS if set(chosen_models) == {"mlp", "cnn", "raw"} and len(chosen_servers) == 7 else \
-        RESULTS.with_name(f"serve_load_{'_'.join(chosen_models)}.json")
+    results = (
+        RESULTS
+        if set(chosen_models) == {"mlp", "cnn", "raw"} and len(chosen_servers) == 7
+        else RESULTS.with_name(f"serve_load_{'_'.join(chosen_models)}.json")
+    )
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    results.write_text(json.dumps({"connections": CONNECTIONS, "seconds": args.seconds, "load": rows_out,
-                                   "in_process_predictions_per_s": inference}, indent=2) + "\n")
+    results.write_text(
+        json.dumps(
+            {
+                "connections": CONNECTIONS,
+                "seconds": args.seconds,
+                "load": rows_out,
+                "in_process_predictions_per_s": inference,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
 
 
 if __name__ == "__main__":

@@ -34,13 +34,23 @@ def generate(path: Path, gigabytes: float) -> int:
 
     rng = np.random.default_rng(0)
     target, rows, block = gigabytes * 1e9, 0, 1_000_000
-    with pcsv.CSVWriter(path, pa.schema([("a", pa.float64()), ("b", pa.float64()), ("c", pa.int64()),
-                                         ("city", pa.string()), ("y", pa.int64())])) as writer:
+    with pcsv.CSVWriter(
+        path,
+        pa.schema(
+            [("a", pa.float64()), ("b", pa.float64()), ("c", pa.int64()), ("city", pa.string()), ("y", pa.int64())]
+        ),
+    ) as writer:
         while path.stat().st_size < target:
             a, b = rng.normal(size=block), rng.uniform(0, 100, block)
-            table = pa.table({"a": a, "b": b, "c": rng.integers(0, 1000, block),
-                              "city": np.asarray(CITIES, dtype=object)[rng.integers(0, len(CITIES), block)],
-                              "y": (a + b / 50 > 1).astype(np.int64)})
+            table = pa.table(
+                {
+                    "a": a,
+                    "b": b,
+                    "c": rng.integers(0, 1000, block),
+                    "city": np.asarray(CITIES, dtype=object)[rng.integers(0, len(CITIES), block)],
+                    "y": (a + b / 50 > 1).astype(np.int64),
+                }
+            )
             writer.write_table(table)
             rows += block
     return rows
@@ -50,8 +60,13 @@ def fitted_spec(path: Path):
     import layerflow as lf
 
     sample = lf.data.csv_dataset(str(path)).take(200_000)
-    return (lf.feature_spec(sample, label="y").numeric("a", "b", "c", normalizer="standard")
-            .categorical_vocab("city").indicator("city").fit())
+    return (
+        lf.feature_spec(sample, label="y")
+        .numeric("a", "b", "c", normalizer="standard")
+        .categorical_vocab("city")
+        .indicator("city")
+        .fit()
+    )
 
 
 def worker(args) -> None:
@@ -112,16 +127,22 @@ def main() -> None:
             for engine in ("layerflow", "pandas"):
                 rows.append(measure(engine, path, args.batch, spec))
                 r = rows[-1]
-                print(f"{'parse + spec' if spec else 'parse':13} {engine:10} {r['rows_per_second']:12,.0f} rows/s"
-                      f"  peak {r['peak_rss_bytes'] / 2**20:7.0f} MiB", flush=True)
+                print(
+                    f"{'parse + spec' if spec else 'parse':13} {engine:10} {r['rows_per_second']:12,.0f} rows/s"
+                    f"  peak {r['peak_rss_bytes'] / 2**20:7.0f} MiB",
+                    flush=True,
+                )
     print("\nstage          layerflow/pandas (rows/s)")
     for spec in (False, True):
-        lf_rate, pd_rate = (next(r["rows_per_second"] for r in rows if r["engine"] == e and r["spec"] == spec)
-                            for e in ("layerflow", "pandas"))
+        lf_rate, pd_rate = (
+            next(r["rows_per_second"] for r in rows if r["engine"] == e and r["spec"] == spec)
+            for e in ("layerflow", "pandas")
+        )
         print(f"{'parse + spec' if spec else 'parse':14} {lf_rate / pd_rate:.2f}x")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({"file_bytes": size, "rows": total_rows, "batch": args.batch, "runs": rows},
-                                  indent=2) + "\n")
+    RESULTS.write_text(
+        json.dumps({"file_bytes": size, "rows": total_rows, "batch": args.batch, "runs": rows}, indent=2) + "\n"
+    )
 
 
 if __name__ == "__main__":

@@ -59,17 +59,26 @@ def keras_model(kind: str):
     from layerflow import keras
 
     if kind == "mlp":
-        layers = [keras.Input((784,)), keras.layers.Dense(256, activation="relu"), keras.layers.Dropout(0.3),
-                  keras.layers.Dense(128, activation="relu"), keras.layers.Dropout(0.3)]
+        layers = [
+            keras.Input((784,)),
+            keras.layers.Dense(256, activation="relu"),
+            keras.layers.Dropout(0.3),
+            keras.layers.Dense(128, activation="relu"),
+            keras.layers.Dropout(0.3),
+        ]
     else:
         layout = "channels_first"
-        layers = [keras.Input((1, 28, 28)),
-                  keras.layers.Conv2D(32, 3, padding="same", activation="relu", data_format=layout),
-                  keras.layers.MaxPooling2D(2, data_format=layout),
-                  keras.layers.Conv2D(64, 3, padding="same", activation="relu", data_format=layout),
-                  keras.layers.MaxPooling2D(2, data_format=layout),
-                  keras.layers.Flatten(), keras.layers.Dropout(0.3),
-                  keras.layers.Dense(128, activation="relu"), keras.layers.Dropout(0.3)]
+        layers = [
+            keras.Input((1, 28, 28)),
+            keras.layers.Conv2D(32, 3, padding="same", activation="relu", data_format=layout),
+            keras.layers.MaxPooling2D(2, data_format=layout),
+            keras.layers.Conv2D(64, 3, padding="same", activation="relu", data_format=layout),
+            keras.layers.MaxPooling2D(2, data_format=layout),
+            keras.layers.Flatten(),
+            keras.layers.Dropout(0.3),
+            keras.layers.Dense(128, activation="relu"),
+            keras.layers.Dropout(0.3),
+        ]
     model = keras.Sequential(layers + [keras.layers.Dense(10, activation="softmax")])
     model.compile(loss="sparse_categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
     return model
@@ -124,13 +133,30 @@ class TorchLoop:
         x, y = load(samples, kind)
         self.x, self.y = torch.from_numpy(x), torch.from_numpy(y)
         if kind == "mlp":
-            self.model = nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Dropout(0.3), nn.Linear(256, 128),
-                                       nn.ReLU(), nn.Dropout(0.3), nn.Linear(128, 10))
+            self.model = nn.Sequential(
+                nn.Linear(784, 256),
+                nn.ReLU(),
+                nn.Dropout(0.3),
+                nn.Linear(256, 128),
+                nn.ReLU(),
+                nn.Dropout(0.3),
+                nn.Linear(128, 10),
+            )
         else:
-            self.model = nn.Sequential(nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-                                       nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
-                                       nn.Dropout(0.3), nn.Linear(64 * 7 * 7, 128), nn.ReLU(), nn.Dropout(0.3),
-                                       nn.Linear(128, 10))
+            self.model = nn.Sequential(
+                nn.Conv2d(1, 32, 3, padding=1),
+                nn.ReLU(),
+                nn.MaxPool2d(2),
+                nn.Conv2d(32, 64, 3, padding=1),
+                nn.ReLU(),
+                nn.MaxPool2d(2),
+                nn.Flatten(),
+                nn.Dropout(0.3),
+                nn.Linear(64 * 7 * 7, 128),
+                nn.ReLU(),
+                nn.Dropout(0.3),
+                nn.Linear(128, 10),
+            )
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=1e-3)
         self.loss_fn = nn.CrossEntropyLoss()
 
@@ -142,7 +168,7 @@ class TorchLoop:
         correct = 0
         self.model.train()
         for i in range(0, len(self.x), BATCH):
-            index = order[i:i + BATCH]
+            index = order[i : i + BATCH]
             xb, yb = self.x[index], self.y[index]
             self.optimizer.zero_grad()
             logits = self.model(xb)
@@ -160,7 +186,7 @@ class TorchLoop:
         total = correct = 0.0
         with torch.no_grad():
             for i in range(0, len(self.x), BATCH):
-                xb, yb = self.x[i:i + BATCH], self.y[i:i + BATCH]
+                xb, yb = self.x[i : i + BATCH], self.y[i : i + BATCH]
                 logits = self.model(xb)
                 total += self.loss_fn(logits, yb).item() * len(xb)
                 correct += (logits.argmax(1) == yb).sum().item()
@@ -173,7 +199,7 @@ class TorchLoop:
         start = time.perf_counter()
         self.model.eval()
         with torch.no_grad():
-            outputs = [torch.softmax(self.model(self.x[i:i + BATCH]), 1) for i in range(0, len(self.x), BATCH)]
+            outputs = [torch.softmax(self.model(self.x[i : i + BATCH]), 1) for i in range(0, len(self.x), BATCH)]
         np.concatenate([o.numpy() for o in outputs])
         return time.perf_counter() - start
 
@@ -204,17 +230,28 @@ class Worker:
     def __init__(self, engine: str, model: str, samples: int, profile: bool, threads: int) -> None:
         env = dict(os.environ)
         if threads:
-            env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false "
-                                f"intra_op_parallelism_threads={threads}").strip()
+            env["XLA_FLAGS"] = (
+                env.get("XLA_FLAGS", "") + f" --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads={threads}"
+            ).strip()
             env["OMP_NUM_THREADS"] = str(threads)
         if engine.startswith("keras-"):
             env["KERAS_BACKEND"] = "jax" if engine == "keras-jax" else "torch"
         env["LAYERFLOW_FAST_FIT"] = "0" if engine == "keras-torch-slow" else "1"
-        command = [sys.executable, __file__, "--worker", "--engine", engine, "--model", model,
-                   "--samples", str(samples), "--threads", str(threads)] + (["--profile"] if profile else [])
+        command = [
+            sys.executable,
+            __file__,
+            "--worker",
+            "--engine",
+            engine,
+            "--model",
+            model,
+            "--samples",
+            str(samples),
+            "--threads",
+            str(threads),
+        ] + (["--profile"] if profile else [])
         self.name = engine
-        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                                        env=env)
+        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
         self.setup = self._reply()
 
     def _reply(self) -> dict:
@@ -248,9 +285,12 @@ def measure_model(model: str, samples: int, rounds: int, engines: list[str], pro
     result = {"model": model, "samples": samples, "rounds": rounds, "engines": {}}
     for engine in engines:
         rates = {op: [samples / s for s in seconds[engine][op]] for op in OPS}
-        entry = {"seconds": seconds[engine], "samples_per_second": {op: statistics.median(r) for op, r in rates.items()},
-                 "first_fit_seconds": workers[engine].setup["first_fit"],
-                 "steady_fit_seconds": statistics.median(seconds[engine]["fit"])}
+        entry = {
+            "seconds": seconds[engine],
+            "samples_per_second": {op: statistics.median(r) for op, r in rates.items()},
+            "first_fit_seconds": workers[engine].setup["first_fit"],
+            "steady_fit_seconds": statistics.median(seconds[engine]["fit"]),
+        }
         entry.update({k: v for k, v in workers[engine].setup.items() if k != "first_fit"})
         if "torch-loop" in engines:
             loop = seconds["torch-loop"]
@@ -261,10 +301,16 @@ def measure_model(model: str, samples: int, rounds: int, engines: list[str], pro
 
 
 def print_table(results: list[dict], engines: list[str]) -> None:
-    print("\nsamples/s (median of rounds); ratio to the torch loop: median of the per-round ratios "
-          "[min-max], and best epoch / best epoch")
-    print(f"{'model':5} {'op':9} " + " ".join(f"{e:>16}" for e in engines) + "   " +
-          " ".join(f"{e + '/loop':>30}" for e in engines if e != "torch-loop"))
+    print(
+        "\nsamples/s (median of rounds); ratio to the torch loop: median of the per-round ratios "
+        "[min-max], and best epoch / best epoch"
+    )
+    print(
+        f"{'model':5} {'op':9} "
+        + " ".join(f"{e:>16}" for e in engines)
+        + "   "
+        + " ".join(f"{e + '/loop':>30}" for e in engines if e != "torch-loop")
+    )
     for result in results:
         for op in OPS:
             rates = " ".join(f"{result['engines'][e]['samples_per_second'][op]:16,.0f}" for e in engines)
@@ -286,10 +332,16 @@ def print_table(results: list[dict], engines: list[str]) -> None:
             extra = entry["first_fit_seconds"] - entry["steady_fit_seconds"]
             full_epoch = FULL_EPOCH / entry["samples_per_second"]["fit"]
             trace = entry.get("trace_seconds", {})
-            traced = f"; traced fit {trace.get('train', 0):.2f} s, evaluate {trace.get('test', 0):.2f} s, " \
-                     f"predict {trace.get('predict', 0):.2f} s" if trace else ""
-            print(f"  {result['model']:4} {e:16} first epoch +{extra:6.2f} s{traced}; "
-                  f"a full Fashion-MNIST epoch takes {full_epoch:6.1f} s")
+            traced = (
+                f"; traced fit {trace.get('train', 0):.2f} s, evaluate {trace.get('test', 0):.2f} s, "
+                f"predict {trace.get('predict', 0):.2f} s"
+                if trace
+                else ""
+            )
+            print(
+                f"  {result['model']:4} {e:16} first epoch +{extra:6.2f} s{traced}; "
+                f"a full Fashion-MNIST epoch takes {full_epoch:6.1f} s"
+            )
 
 
 def main() -> None:
@@ -324,9 +376,19 @@ def main() -> None:
     results_path.parent.mkdir(parents=True, exist_ok=True)
     import torch
 
-    results_path.write_text(json.dumps({"batch_size": BATCH, "cpus": os.cpu_count(), "threads": args.threads,
-                                   "torch": torch.__version__,
-                                   "results": results}, indent=2) + "\n")
+    results_path.write_text(
+        json.dumps(
+            {
+                "batch_size": BATCH,
+                "cpus": os.cpu_count(),
+                "threads": args.threads,
+                "torch": torch.__version__,
+                "results": results,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
 
 
 if __name__ == "__main__":

@@ -70,16 +70,32 @@ def main() -> None:
         for transport, address in (("local", []), ("ray", ["--address", "local"])):
             for parallel in (1, 2):
                 runs_dir = folder / f"runs-{transport}-{parallel}"
-                command = [sys.executable, "-m", "layerflow.cli", "tune", str(script), *GRID,
-                           "--parallel", str(parallel), "--metric", "eval_accuracy", "--runs-dir", str(runs_dir),
-                           *address]
+                command = [
+                    sys.executable,
+                    "-m",
+                    "layerflow.cli",
+                    "tune",
+                    str(script),
+                    *GRID,
+                    "--parallel",
+                    str(parallel),
+                    "--metric",
+                    "eval_accuracy",
+                    "--runs-dir",
+                    str(runs_dir),
+                    *address,
+                ]
                 wall = timed(command, folder)
                 statuses = [json.loads(p.read_text())["status"] for p in runs_dir.glob("*/run.json")]
                 if statuses.count("completed") != TRIALS:
                     errors = {json.loads(p.read_text()).get("error") for p in runs_dir.glob("*/run.json")}
-                    raise SystemExit(f"{transport} x{parallel}: expected {TRIALS} completed trials, got {statuses}: {errors}")
+                    raise SystemExit(
+                        f"{transport} x{parallel}: expected {TRIALS} completed trials, got {statuses}: {errors}"
+                    )
                 results[f"{transport}_parallel{parallel}_s"] = wall
-                print(f"{transport:5s} parallel {parallel}: {wall:7.1f} s  ({wall / TRIALS:.2f} s per trial)", flush=True)
+                print(
+                    f"{transport:5s} parallel {parallel}: {wall:7.1f} s  ({wall / TRIALS:.2f} s per trial)", flush=True
+                )
 
     table = {
         transport: {
@@ -93,14 +109,29 @@ def main() -> None:
     print("\n| transport | 12 trials, 1 at a time | 2 at a time | speedup | overhead per trial |")
     print("|---|---|---|---|---|")
     for transport, row in table.items():
-        print(f"| {transport} | {row['sequential_s']:.1f} s | {row['parallel2_s']:.1f} s | "
-              f"{row['speedup_parallel2']:.2f}x | {row['overhead_per_trial_s']:.2f} s |")
+        print(
+            f"| {transport} | {row['sequential_s']:.1f} s | {row['parallel2_s']:.1f} s | "
+            f"{row['speedup_parallel2']:.2f}x | {row['overhead_per_trial_s']:.2f} s |"
+        )
     ratio = table["ray"]["sequential_s"] / table["local"]["sequential_s"]
-    print(f"\nplain script {plain:.2f} s; Ray/local wall time, sequential: {ratio:.2f}x "
-          "(Ray's includes starting the local cluster)")
+    print(
+        f"\nplain script {plain:.2f} s; Ray/local wall time, sequential: {ratio:.2f}x "
+        "(Ray's includes starting the local cluster)"
+    )
     RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps({"epochs": args.epochs, "trials": TRIALS, "plain_script_s": plain,
-                                   "transports": table, "ray_over_local_sequential": ratio}, indent=2) + "\n")
+    RESULTS.write_text(
+        json.dumps(
+            {
+                "epochs": args.epochs,
+                "trials": TRIALS,
+                "plain_script_s": plain,
+                "transports": table,
+                "ray_over_local_sequential": ratio,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
 
 
 if __name__ == "__main__":

@@ -35,10 +35,17 @@ RESULTS = Path(__file__).parent / "results" / "tuning_search.json"
 
 # Hartmann 6-D (Dixon & Szego 1978), on [0, 1]^6.
 ALPHA = np.array([1.0, 1.2, 3.0, 3.2])
-A = np.array([[10, 3, 17, 3.5, 1.7, 8], [0.05, 10, 17, 0.1, 8, 14],
-              [3, 3.5, 1.7, 10, 17, 8], [17, 8, 0.05, 10, 0.1, 14]])
-P = 1e-4 * np.array([[1312, 1696, 5569, 124, 8283, 5886], [2329, 4135, 8307, 3736, 1004, 9991],
-                     [2348, 1451, 3522, 2883, 3047, 6650], [4047, 8828, 8732, 5743, 1091, 381]])
+A = np.array(
+    [[10, 3, 17, 3.5, 1.7, 8], [0.05, 10, 17, 0.1, 8, 14], [3, 3.5, 1.7, 10, 17, 8], [17, 8, 0.05, 10, 0.1, 14]]
+)
+P = 1e-4 * np.array(
+    [
+        [1312, 1696, 5569, 124, 8283, 5886],
+        [2329, 4135, 8307, 3736, 1004, 9991],
+        [2348, 1451, 3522, 2883, 3047, 6650],
+        [4047, 8828, 8732, 5743, 1091, 381],
+    ]
+)
 SPACE = {f"x{i}": uniform(0.0, 1.0) for i in range(6)}
 
 
@@ -96,22 +103,36 @@ def main() -> None:
             rnd = best_so_far(search(runs_dir, f"random-{seed}", "random", seed, options.budget))
             target = rnd[-1]
             reached = next((i + 1 for i, v in enumerate(tpe) if v <= target), math.inf)
-            per_seed.append({"seed": seed, "tpe_best": tpe[-1], "random_best": rnd[-1],
-                             "tpe_trials_to_random_best": reached,
-                             "tpe_best_at": {n: tpe[n - 1] for n in sorted({10, 25, 50, options.budget}) if n <= options.budget},
-                             "random_best_at": {n: rnd[n - 1] for n in sorted({10, 25, 50, options.budget}) if n <= options.budget}})
+            per_seed.append(
+                {
+                    "seed": seed,
+                    "tpe_best": tpe[-1],
+                    "random_best": rnd[-1],
+                    "tpe_trials_to_random_best": reached,
+                    "tpe_best_at": {n: tpe[n - 1] for n in sorted({10, 25, 50, options.budget}) if n <= options.budget},
+                    "random_best_at": {
+                        n: rnd[n - 1] for n in sorted({10, 25, 50, options.budget}) if n <= options.budget
+                    },
+                }
+            )
             print(f"seed {seed}: tpe {tpe[-1]:.4f} random {rnd[-1]:.4f}; TPE reached random's best at trial {reached}")
         costs = overhead(runs_dir)
     ratios = [min(s["tpe_trials_to_random_best"], math.inf) / options.budget for s in per_seed]
     result = {
         "objective": "hartmann6 (minimise; global minimum -3.32237)",
-        "budget": options.budget, "seeds": options.seeds,
+        "budget": options.budget,
+        "seeds": options.seeds,
         "tpe_trials_to_random_final_best_ratio_median": statistics.median(ratios),
         "tpe_best_median": statistics.median(s["tpe_best"] for s in per_seed),
         "random_best_median": statistics.median(s["random_best"] for s in per_seed),
         "best_after_n_median": {
-            search_kind: {n: statistics.median(s[f"{search_kind}_best_at"][n] for s in per_seed)
-                          for n in sorted({10, 25, 50, options.budget}) if n <= options.budget} for search_kind in ("tpe", "random")},
+            search_kind: {
+                n: statistics.median(s[f"{search_kind}_best_at"][n] for s in per_seed)
+                for n in sorted({10, 25, 50, options.budget})
+                if n <= options.budget
+            }
+            for search_kind in ("tpe", "random")
+        },
         "sampler_overhead_ms_per_trial_at_200_finished": costs,
         "load_average_1min": os.getloadavg()[0],
         "storage": "Optuna RDBStorage on SQLite (as a tuning run uses it)",

@@ -38,15 +38,21 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).parent))
-from ls_runs_10k import make_runs  # noqa: E402
+from ls_runs_10k import make_runs
 
-import layerflow as lf  # noqa: E402
-from layerflow.runs import files  # noqa: E402
-from layerflow.runs.ids import new_run_folder  # noqa: E402
+import layerflow as lf
+from layerflow.runs import files
+from layerflow.runs.ids import new_run_folder
 
 RESULTS = Path(__file__).parent / "results" / "ui_load.json"
-TARGETS = {"runs_page_first_byte_p95_s": 0.100, "sort_or_filter_p95_s": 0.150, "page_ready_chromium_p95_s": 1.0,
-           "live_epoch_to_chart_p95_s": 1.0, "compare_10_runs_p95_s": 0.200, "server_peak_rss_mb": 150}
+TARGETS = {
+    "runs_page_first_byte_p95_s": 0.100,
+    "sort_or_filter_p95_s": 0.150,
+    "page_ready_chromium_p95_s": 1.0,
+    "live_epoch_to_chart_p95_s": 1.0,
+    "compare_10_runs_p95_s": 0.200,
+    "server_peak_rss_mb": 150,
+}
 SORTED = "/?order=eval_accuracy&desc=1"
 FILTERED = "/?filter=flag_dropout+%3D%3D+0.4+and+eval_accuracy+%3E+0.85"
 
@@ -84,8 +90,9 @@ def timed_get(client: httpx.Client, path: str, method: str = "GET", **kwargs) ->
 def memory_mb(pid: int, field: str = "VmHWM") -> float:
     """Memory of a process and its children (uvicorn/gunicorn workers), in MB."""
     total = 0.0
-    pids = [pid] + [int(p) for p in subprocess.run(["pgrep", "-P", str(pid)], capture_output=True,
-                                                      text=True).stdout.split()]
+    pids = [pid] + [
+        int(p) for p in subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+    ]
     for one in pids:
         for line in Path(f"/proc/{one}/status").read_text().splitlines():
             if line.startswith(field + ":"):
@@ -119,8 +126,17 @@ def add_sources(runs_dir: Path, run_ids: list[str]) -> None:
 
 def live_run(runs_dir: Path) -> Path:
     run_id, folder, start = new_run_folder(runs_dir)
-    files.write_json(folder / "run.json", {"id": run_id, "script": "train.py", "start": start.isoformat(),
-                                           "status": "running", "driver_pid": os.getpid(), "host": socket.gethostname()})
+    files.write_json(
+        folder / "run.json",
+        {
+            "id": run_id,
+            "script": "train.py",
+            "start": start.isoformat(),
+            "status": "running",
+            "driver_pid": os.getpid(),
+            "host": socket.gethostname(),
+        },
+    )
     (folder / "metrics.jsonl").write_text(json.dumps({"epoch": 1, "loss": 1.0, "val_loss": 1.1}) + "\n")
     return folder
 
@@ -157,8 +173,9 @@ def chromium_live(base: str, folder: Path, epochs: int) -> list[float]:
             with open(folder / "metrics.jsonl", "a") as stream:
                 stream.write(json.dumps({"epoch": epoch, "loss": 1 / epoch, "val_loss": 1.1 / epoch}) + "\n")
             start = time.perf_counter()
-            page.wait_for_function(f"document.getElementById('charts').dataset.epochs === '{epoch}'",
-                                   polling="raf", timeout=30_000)
+            page.wait_for_function(
+                f"document.getElementById('charts').dataset.epochs === '{epoch}'", polling="raf", timeout=30_000
+            )
             latencies.append(time.perf_counter() - start)
             time.sleep(0.3)
         browser.close()
@@ -168,8 +185,11 @@ def chromium_live(base: str, folder: Path, epochs: int) -> list[float]:
 def bench_layerflow(runs_dir: Path, compared: list[str], live: Path, repeat: int) -> dict:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen([sys.executable, "-m", "layerflow.ui", "--runs-dir", str(runs_dir), "--port", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "layerflow.ui", "--runs-dir", str(runs_dir), "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         wait_up(base + "/health")
         with httpx.Client(base_url=base, timeout=120) as client:
@@ -187,14 +207,21 @@ def bench_layerflow(runs_dir: Path, compared: list[str], live: Path, repeat: int
     finally:
         server.send_signal(signal.SIGINT)
         server.wait(timeout=30)
-    return {"runs_page_cold_s": cold, "runs_page_first_byte_p95_s": p95(first), "runs_page_2_p95_s": p95(page_2),
-            "sorted_p95_s": p95(ordered), "filtered_p95_s": p95(filtered),
-            "sort_or_filter_p95_s": max(p95(ordered), p95(filtered)), "page_ready_chromium_p95_s": p95(ready),
-            "live_epoch_to_chart_p95_s": p95(live_latency), "compare_10_runs_p95_s": p95(compare),
-            "server_peak_rss_mb": peak}
+    return {
+        "runs_page_cold_s": cold,
+        "runs_page_first_byte_p95_s": p95(first),
+        "runs_page_2_p95_s": p95(page_2),
+        "sorted_p95_s": p95(ordered),
+        "filtered_p95_s": p95(filtered),
+        "sort_or_filter_p95_s": max(p95(ordered), p95(filtered)),
+        "page_ready_chromium_p95_s": p95(ready),
+        "live_epoch_to_chart_p95_s": p95(live_latency),
+        "compare_10_runs_p95_s": p95(compare),
+        "server_peak_rss_mb": peak,
+    }
 
 
-MLFLOW_LOADER = r'''
+MLFLOW_LOADER = r"""
 import sqlite3, sys, time
 from mlflow.tracking import MlflowClient
 from mlflow.entities import Metric, Param
@@ -227,15 +254,19 @@ for table, columns in (("params", '"key", value'), ("tags", '"key", value'),
 db.commit()
 print(db.execute("SELECT count(*) FROM runs").fetchone()[0])
 print(experiment)
-'''
+"""
 
 
 def bench_mlflow(mlflow: str, count: int, repeat: int, workdir: Path) -> dict:
     python = str(Path(mlflow).parent / "python")
     uri = f"sqlite:///{workdir / 'mlflow.db'}"
     start = time.perf_counter()
-    loaded = subprocess.run([python, "-c", MLFLOW_LOADER, uri, str(workdir / "mlflow.db"), str(count), "200"],
-                            capture_output=True, text=True, cwd=workdir)
+    loaded = subprocess.run(
+        [python, "-c", MLFLOW_LOADER, uri, str(workdir / "mlflow.db"), str(count), "200"],
+        capture_output=True,
+        text=True,
+        cwd=workdir,
+    )
     if loaded.returncode != 0:
         raise RuntimeError(loaded.stderr[-2000:])
     made, experiment = loaded.stdout.strip().splitlines()[-2:]
@@ -243,9 +274,26 @@ def bench_mlflow(mlflow: str, count: int, repeat: int, workdir: Path) -> dict:
     load_s = time.perf_counter() - start
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen([mlflow, "server", "--backend-store-uri", uri, "--default-artifact-root",
-                               str(workdir / "artifacts"), "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=workdir, start_new_session=True)
+    server = subprocess.Popen(
+        [
+            mlflow,
+            "server",
+            "--backend-store-uri",
+            uri,
+            "--default-artifact-root",
+            str(workdir / "artifacts"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=workdir,
+        start_new_session=True,
+    )
     search = "/ajax-api/2.0/mlflow/runs/search"
 
     def body(**extra):
@@ -256,22 +304,35 @@ def bench_mlflow(mlflow: str, count: int, repeat: int, workdir: Path) -> dict:
         with httpx.Client(base_url=base, timeout=300) as client:
             first_byte(client, "/")
             cold = timed_get(client, search, "POST", json=body(order_by=["attributes.start_time DESC"]))
-            first = [timed_get(client, search, "POST", json=body(order_by=["attributes.start_time DESC"]))
-                     for _ in range(repeat)]
-            ordered = [timed_get(client, search, "POST", json=body(order_by=["metrics.eval_accuracy DESC"]))
-                       for _ in range(repeat)]
-            filtered = [timed_get(client, search, "POST",
-                                  json=body(filter="params.dropout = '0.4' and metrics.eval_accuracy > 0.85"))
-                        for _ in range(repeat)]
+            first = [
+                timed_get(client, search, "POST", json=body(order_by=["attributes.start_time DESC"]))
+                for _ in range(repeat)
+            ]
+            ordered = [
+                timed_get(client, search, "POST", json=body(order_by=["metrics.eval_accuracy DESC"]))
+                for _ in range(repeat)
+            ]
+            filtered = [
+                timed_get(
+                    client, search, "POST", json=body(filter="params.dropout = '0.4' and metrics.eval_accuracy > 0.85")
+                )
+                for _ in range(repeat)
+            ]
         ready = chromium_page_ready(f"{base}/#/experiments/{experiment}/runs", "text=/run-\\d+/", max(3, repeat // 5))
         peak = memory_mb(server.pid)
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
-    return {"load_runs_s": load_s, "runs_search_cold_s": cold, "runs_page_first_byte_p95_s": p95(first),
-            "sorted_p95_s": p95(ordered), "filtered_p95_s": p95(filtered),
-            "sort_or_filter_p95_s": max(p95(ordered), p95(filtered)), "page_ready_chromium_p95_s": p95(ready),
-            "server_peak_rss_mb": peak}
+    return {
+        "load_runs_s": load_s,
+        "runs_search_cold_s": cold,
+        "runs_page_first_byte_p95_s": p95(first),
+        "sorted_p95_s": p95(ordered),
+        "filtered_p95_s": p95(filtered),
+        "sort_or_filter_p95_s": max(p95(ordered), p95(filtered)),
+        "page_ready_chromium_p95_s": p95(ready),
+        "server_peak_rss_mb": peak,
+    }
 
 
 def main() -> None:
@@ -279,8 +340,11 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=10_000)
     parser.add_argument("--repeat", type=int, default=30)
     parser.add_argument("--mlflow", help="the mlflow command of a virtualenv holding MLflow (omit to skip it)")
-    parser.add_argument("--mlflow-repeat", type=int, help="timed requests per MLflow measure (default --repeat; "
-                        "its sorted search takes ~17 s each here)")
+    parser.add_argument(
+        "--mlflow-repeat",
+        type=int,
+        help="timed requests per MLflow measure (default --repeat; its sorted search takes ~17 s each here)",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         runs_dir = Path(tmp) / "runs"
@@ -291,8 +355,11 @@ def main() -> None:
         lf.ls_runs(runs_dir)  # the index, as after any `layerflow runs`
         live = live_run(runs_dir)
         print(f"made {args.runs} runs and their index in {time.perf_counter() - start:.1f} s")
-        result = {"runs": args.runs, "layerflow": bench_layerflow(runs_dir, compared, live, args.repeat),
-                  "targets": TARGETS}
+        result = {
+            "runs": args.runs,
+            "layerflow": bench_layerflow(runs_dir, compared, live, args.repeat),
+            "targets": TARGETS,
+        }
         if args.mlflow:
             try:
                 result["mlflow"] = bench_mlflow(args.mlflow, args.runs, args.mlflow_repeat or args.repeat, Path(tmp))
@@ -300,12 +367,15 @@ def main() -> None:
                 result["mlflow_error"] = f"{type(error).__name__}: {error}"[:2000]
     ours, peer = result["layerflow"], result.get("mlflow", {})
     print(f"\n{args.runs} runs {'':28} {'layerflow':>10} {'MLflow':>10} {'ratio':>7} {'target':>8}")
-    for key, label in (("runs_page_first_byte_p95_s", "runs page, first byte p95 (s)"),
-                       ("sorted_p95_s", "sorted by a metric p95 (s)"), ("filtered_p95_s", "filtered p95 (s)"),
-                       ("page_ready_chromium_p95_s", "page ready in Chromium p95 (s)"),
-                       ("live_epoch_to_chart_p95_s", "live epoch -> chart p95 (s)"),
-                       ("compare_10_runs_p95_s", "compare 10 runs p95 (s)"),
-                       ("server_peak_rss_mb", "server peak memory (MB)")):
+    for key, label in (
+        ("runs_page_first_byte_p95_s", "runs page, first byte p95 (s)"),
+        ("sorted_p95_s", "sorted by a metric p95 (s)"),
+        ("filtered_p95_s", "filtered p95 (s)"),
+        ("page_ready_chromium_p95_s", "page ready in Chromium p95 (s)"),
+        ("live_epoch_to_chart_p95_s", "live epoch -> chart p95 (s)"),
+        ("compare_10_runs_p95_s", "compare 10 runs p95 (s)"),
+        ("server_peak_rss_mb", "server peak memory (MB)"),
+    ):
         theirs = peer.get(key)
         ratio = f"{theirs / ours[key]:7.1f}" if theirs else f"{'-':>7}"
         target = TARGETS.get(key, TARGETS["sort_or_filter_p95_s"])

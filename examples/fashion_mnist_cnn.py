@@ -51,9 +51,7 @@ model.compile(
 )
 print(lf.model_summary(model))
 
-history = model.fit(
-    x_train, y_train, epochs=FLAGS.epochs, batch_size=FLAGS.batch_size, validation_split=0.1, verbose=2
-)
+history = model.fit(x_train, y_train, epochs=FLAGS.epochs, batch_size=FLAGS.batch_size, validation_split=0.1, verbose=2)
 loss, accuracy = model.evaluate(x_test, y_test, verbose=0)
 print(f"test loss {loss:.4f}, test accuracy {accuracy:.4f}")
 model.save("fashion_mnist_cnn.keras")

@@ -1,6 +1,6 @@
 """Multi-class classification from a DataFrame with a string label and bucketized features.
 
-    layerflow run examples/iris_categorical.py
+layerflow run examples/iris_categorical.py
 """
 
 import numpy as np
@@ -16,11 +16,13 @@ species = sorted(table["species"].unique())
 table["label"] = table["species"].map({name: i for i, name in enumerate(species)})
 train, test = table.iloc[:120], table.iloc[120:]
 
-spec = (lf.feature_spec(train.drop(columns="species"), label="label")
-        .numeric("sepal_length", "sepal_width", "petal_length", "petal_width", normalizer="standard")
-        .bucketized("petal_length", boundaries=[2.0, 4.5, 5.5])
-        .indicator("petal_length_bucketized")
-        .fit())
+spec = (
+    lf.feature_spec(train.drop(columns="species"), label="label")
+    .numeric("sepal_length", "sepal_width", "petal_length", "petal_width", normalizer="standard")
+    .bucketized("petal_length", boundaries=[2.0, 4.5, 5.5])
+    .indicator("petal_length_bucketized")
+    .fit()
+)
 print(spec)
 inputs, dense = spec.keras_inputs()
 outputs = keras.layers.Dense(len(species), activation="softmax")(keras.layers.Dense(16, activation="relu")(dense))

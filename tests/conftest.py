@@ -53,6 +53,11 @@ def make_idx_dataset(folder: Path, n_train: int = 60, n_test: int = 20, seed: in
 def layerflow_cli(*args: str, cwd: Path, env: dict | None = None, timeout: int = 300, **kwargs):
     """Runs the installed ``layerflow`` command in a real subprocess."""
     return subprocess.run(
-        [sys.executable, "-m", "layerflow.cli", *args], cwd=cwd, capture_output=True, text=True,
-        timeout=timeout, env={**os.environ, **(env or {})}, **kwargs,
+        [sys.executable, "-m", "layerflow.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        **kwargs,
     )

@@ -22,19 +22,31 @@ def training_frame(n: int = 120, seed: int = 0) -> pd.DataFrame:
     city = rng.choice(CITIES, n)
     floor = rng.integers(0, 30, n)
     score = (age - 45) / 15 + (income - 50_000) / 20_000 + (city == "oslo")
-    return pd.DataFrame({"age": age, "city": city, "income": income, "floor": floor,
-                         "y": np.digitize(np.nan_to_num(score), [-0.5, 0.5])})
+    return pd.DataFrame(
+        {
+            "age": age,
+            "city": city,
+            "income": income,
+            "floor": floor,
+            "y": np.digitize(np.nan_to_num(score), [-0.5, 0.5]),
+        }
+    )
 
 
 def fitted_spec(frame: pd.DataFrame):
     """Numeric (standardised, one with missing values), vocabulary, bucketized, crossed and hashed columns."""
-    return (lf.feature_spec(frame, label="y")
-            .numeric("age", "income", normalizer="standard")
-            .categorical_vocab("city").indicator("city")
-            .bucketized("age", [30, 45, 60])
-            .crossed(["city", "age_bucketized"], hash_bucket_size=16).indicator("city_X_age_bucketized")
-            .categorical_hash("floor", hash_bucket_size=8).embedding("floor", dimension=2)
-            .fit())
+    return (
+        lf.feature_spec(frame, label="y")
+        .numeric("age", "income", normalizer="standard")
+        .categorical_vocab("city")
+        .indicator("city")
+        .bucketized("age", [30, 45, 60])
+        .crossed(["city", "age_bucketized"], hash_bucket_size=16)
+        .indicator("city_X_age_bucketized")
+        .categorical_hash("floor", hash_bucket_size=8)
+        .embedding("floor", dimension=2)
+        .fit()
+    )
 
 
 # Rows a client sends: a known row, an unseen city, a missing income, a missing city.
@@ -101,8 +113,11 @@ def estimator(kind: str, head: str, frame: pd.DataFrame, spec) -> Fitted:
     """A fitted-estimator stand-in of one kind ("keras" | "xgboost") and head."""
     labels = {"multiclass": LABELS, "binary": ["no", "yes"], "regression": None}[head]
     if kind == "keras":
-        width, activation, outputs = {"multiclass": (3, None, "logits"), "binary": (1, "sigmoid", "probabilities"),
-                                      "regression": (1, None, "predictions")}[head]
+        width, activation, outputs = {
+            "multiclass": (3, None, "logits"),
+            "binary": (1, "sigmoid", "probabilities"),
+            "regression": (1, None, "predictions"),
+        }[head]
         model = keras_model(spec, width, activation)
     else:
         model = xgboost_booster(spec, frame, head)
@@ -127,8 +142,13 @@ def expected_outputs(fitted: Fitted, frame: pd.DataFrame) -> dict[str, np.ndarra
         p = raw.reshape(-1, 1)
         clipped = np.clip(p, 1e-7, 1 - 1e-7)
         ids = (p > 0.5).astype(np.int64)
-        return {"logits": np.log(clipped / (1 - clipped)), "logistic": p, "probabilities": np.hstack([1 - p, p]),
-                "class_ids": ids, "classes": labels[ids]}
+        return {
+            "logits": np.log(clipped / (1 - clipped)),
+            "logistic": p,
+            "probabilities": np.hstack([1 - p, p]),
+            "class_ids": ids,
+            "classes": labels[ids],
+        }
     if parts["model_outputs"] == "logits":
         logits = raw
         shifted = np.exp(raw - raw.max(axis=1, keepdims=True))
@@ -153,8 +173,9 @@ def assert_same_outputs(got, expected: dict[str, np.ndarray], atol: float = 1e-5
         if want.dtype.kind in "OU":
             assert np.asarray(got[name]).astype(str).tolist() == want.astype(str).tolist(), name
         else:
-            np.testing.assert_allclose(np.asarray(got[name], dtype=np.float64), want, atol=atol, rtol=1e-5,
-                                       err_msg=name)
+            np.testing.assert_allclose(
+                np.asarray(got[name], dtype=np.float64), want, atol=atol, rtol=1e-5, err_msg=name
+            )
 
 
 def save_fitted(fitted: Fitted, folder) -> None:
@@ -177,5 +198,9 @@ def load_fitted(folder) -> Fitted:
 
     folder = Path(folder)
     parts = json.loads((folder / "parts.json").read_text())
-    return Fitted(kind="keras", model=keras.saving.load_model(folder / "model.keras"),
-                  feature_spec=lf.load_feature_spec(folder / "spec.json"), **parts)
+    return Fitted(
+        kind="keras",
+        model=keras.saving.load_model(folder / "model.keras"),
+        feature_spec=lf.load_feature_spec(folder / "spec.json"),
+        **parts,
+    )

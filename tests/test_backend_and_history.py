@@ -19,16 +19,26 @@ def test_keras_runs_on_torch_by_default():
 
 def test_jax_backend_is_selected_by_environment():
     code = "import layerflow as lf; i = lf.backend_info(); print(i['backend'], i['devices'])"
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "KERAS_BACKEND": "jax"})
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "KERAS_BACKEND": "jax"},
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("jax ['cpu:0']")
 
 
 def test_unsupported_backend_is_a_clear_error():
     code = "import layerflow as lf; lf.backend_info()"
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "KERAS_BACKEND": "theano"})
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "KERAS_BACKEND": "theano"},
+    )
     assert done.returncode != 0
     assert "KERAS_BACKEND='theano' is not supported" in done.stderr and "torch, jax" in done.stderr
 
@@ -38,8 +48,10 @@ def tiny_history():
     keras.utils.set_random_seed(0)
     x = np.random.default_rng(0).normal(size=(200, 4)).astype("float32")
     y = (x[:, 0] + x[:, 1] > 0).astype("int32")
-    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="relu"),
-                              keras.layers.Dense(2, activation="softmax")], name="tiny")
+    model = keras.Sequential(
+        [keras.Input((4,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(2, activation="softmax")],
+        name="tiny",
+    )
     model.compile(loss="sparse_categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
     history = model.fit(x, y, epochs=3, validation_split=0.25, verbose=0)
     return model, history

@@ -62,8 +62,9 @@ def test_trees_are_the_same_inside_a_run_that_records_train_metrics(tmp_path, ru
     path = write_csv(tmp_path / "train.csv", 3_000, seed=1)
     spec = fitted_spec(path)
     spec.save(tmp_path / "spec.json")
-    outside = E.BoostedTreesClassifier(label="y", feature_columns=spec, n_trees=4, max_depth=3, seed=0,
-                                       batch_size=512).train(path)
+    outside = E.BoostedTreesClassifier(
+        label="y", feature_columns=spec, n_trees=4, max_depth=3, seed=0, batch_size=512
+    ).train(path)
     script = write_script(TRACKED_TREES.format(spec=tmp_path / "spec.json", data=path))
     record = lf.training_run(script, echo=False)
     run_dir = runs_dir / record["id"]
@@ -75,5 +76,6 @@ def test_trees_are_the_same_inside_a_run_that_records_train_metrics(tmp_path, ru
     inside = E.load(run_dir / "model" / "estimator")
     assert inside.booster.get_dump(dump_format="json") == outside.booster.get_dump(dump_format="json")
     frame = pd.read_csv(path)
-    np.testing.assert_array_equal(inside.predict(frame).probabilities.tolist(),
-                                  outside.predict(frame).probabilities.tolist())
+    np.testing.assert_array_equal(
+        inside.predict(frame).probabilities.tolist(), outside.predict(frame).probabilities.tolist()
+    )

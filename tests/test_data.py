@@ -1,7 +1,5 @@
 """lf.data: readers, transformations, bad input, and feeding Keras with real epoch boundaries."""
 
-import gzip
-
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -38,8 +36,9 @@ def test_csv_dataset_streams_every_row_with_types(csv_files, frame):
     assert read["b"].dtype == np.int64 and list(read["city"][:3]) == list(frame["city"][:3])
     first = next(iter(ds))
     assert set(first) == {"a", "b", "city", "y"} and isinstance(first["city"], str)
-    typed = lf.data.csv_dataset(csv_files / "part-0.csv", column_types={"b": "float", "city": "string"},
-                                select_columns=["b", "city"])
+    typed = lf.data.csv_dataset(
+        csv_files / "part-0.csv", column_types={"b": "float", "city": "string"}, select_columns=["b", "city"]
+    )
     batch = next(iter(typed.batch(10)))
     assert set(batch) == {"b", "city"} and batch["b"].dtype == np.float32 and len(batch["b"]) == 10
 
@@ -102,8 +101,10 @@ def test_transformations(frame):
     ds = lf.data.from_frame(frame, rows_per_chunk=64)
     assert [len(b["a"]) for b in ds.batch(300)] == [300, 300, 300, 100]
     assert [len(b["a"]) for b in ds.batch(300, drop_remainder=True)] == [300, 300, 300]
-    assert len(ds.take(10).to_frame()) == 10 and ds.skip(990).to_frame()["a"].tolist() == frame["a"][990:].astype(
-        np.float32).tolist()
+    assert (
+        len(ds.take(10).to_frame()) == 10
+        and ds.skip(990).to_frame()["a"].tolist() == frame["a"][990:].astype(np.float32).tolist()
+    )
     assert len(list(ds.batch(100).take(3))) == 3 and len(list(ds.batch(100).skip(8))) == 2
     assert len(ds.repeat(3).to_frame()) == 3000
     positive = ds.filter(lambda row: row["a"] > 0).to_frame()

@@ -10,9 +10,19 @@ import layerflow as lf
 from layerflow.data import CsvFormatError
 from layerflow.data.csv_files import TYPE_NAMES
 
-EXPECTED_DTYPES = {"float": np.float32, "float32": np.float32, "double": np.float64, "float64": np.float64,
-                   "int": np.int64, "int64": np.int64, "int32": np.int32, "bool": np.bool_,
-                   "string": np.object_, "str": np.object_, "category": np.object_}
+EXPECTED_DTYPES = {
+    "float": np.float32,
+    "float32": np.float32,
+    "double": np.float64,
+    "float64": np.float64,
+    "int": np.int64,
+    "int64": np.int64,
+    "int32": np.int32,
+    "bool": np.bool_,
+    "string": np.object_,
+    "str": np.object_,
+    "category": np.object_,
+}
 
 
 def test_every_documented_type_name_gives_its_dtype(tmp_path):

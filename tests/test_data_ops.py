@@ -110,8 +110,9 @@ def test_window_and_padded_batch():
 
 
 def test_unique_keeps_first_occurrences():
-    ds = lf.data.from_arrays({"x": np.array([3, 1, 3, 2, 1]), "s": np.array(list("abaca"), dtype=object)},
-                             rows_per_chunk=2)
+    ds = lf.data.from_arrays(
+        {"x": np.array([3, 1, 3, 2, 1]), "s": np.array(list("abaca"), dtype=object)}, rows_per_chunk=2
+    )
     assert values(ds.unique(), "x") == [3, 1, 2, 1] and [r["s"] for r in ds.unique()] == ["a", "b", "c", "a"]
     assert values(ds.unique(columns=["x"]), "x") == [3, 1, 2]
     with pytest.raises(KeyError, match=r"columns \['nope'\] are not in the data"):
@@ -126,8 +127,13 @@ def test_cache_in_memory_and_in_a_file(tmp_path):
         return batch
 
     images = np.arange(40, dtype=np.float32).reshape(10, 2, 2)
-    source = lf.data.from_arrays({"img": images, "name": np.array([f"n{i}" for i in range(10)], dtype=object)},
-                                 rows_per_chunk=4).batch(4).map(counting)
+    source = (
+        lf.data.from_arrays(
+            {"img": images, "name": np.array([f"n{i}" for i in range(10)], dtype=object)}, rows_per_chunk=4
+        )
+        .batch(4)
+        .map(counting)
+    )
     cached = source.cache()
     first = [b["img"].copy() for b in cached]
     assert len(reads) == 3
@@ -198,7 +204,7 @@ def test_batching_copies_each_row_at_most_once():
 
     from layerflow.data.arrow_batches import rebatch
 
-    blocks = [pa.record_batch({"x": pa.array(source[i:i + 30])}) for i in range(0, 100, 30)]
+    blocks = [pa.record_batch({"x": pa.array(source[i : i + 30])}) for i in range(0, 100, 30)]
     arrow_batches = list(rebatch(iter(blocks), 8))
     assert [b.num_rows for b in arrow_batches] == [8] * 12 + [4]
     assert np.array_equal(np.concatenate([b.column(0).to_numpy() for b in arrow_batches]), source)

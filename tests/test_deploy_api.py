@@ -44,16 +44,19 @@ def test_export_run_writes_a_bundle_from_a_run_or_a_model_file(saved_model, runs
     assert again == tmp_path / "models" / "other" / "4"
 
 
-@pytest.mark.parametrize("arguments, error, message", [
-    ({"run": None}, InvalidTypeError, "run must be a run id"),
-    ({"run": 3}, InvalidTypeError, "run must be a run id"),
-    ({"out": None}, InvalidTypeError, "out must be a folder path"),
-    ({"format": "pdf"}, InvalidValueError, "format 'pdf' is not known; expected one of onnx, web"),
-    ({"sample": [[1.0, 2.0, 3.0]]}, InvalidValueError, "needs the format 'web'"),
-    ({"run": "no-such-run"}, BundleError, "neither a model file nor a run"),
-    ({"name": "bad name/x"}, BundleError, "Model name 'bad name/x' is not valid"),
-    ({"version": 0}, BundleError, "version=0 must be a positive integer"),
-])
+@pytest.mark.parametrize(
+    "arguments, error, message",
+    [
+        ({"run": None}, InvalidTypeError, "run must be a run id"),
+        ({"run": 3}, InvalidTypeError, "run must be a run id"),
+        ({"out": None}, InvalidTypeError, "out must be a folder path"),
+        ({"format": "pdf"}, InvalidValueError, "format 'pdf' is not known; expected one of onnx, web"),
+        ({"sample": [[1.0, 2.0, 3.0]]}, InvalidValueError, "needs the format 'web'"),
+        ({"run": "no-such-run"}, BundleError, "neither a model file nor a run"),
+        ({"name": "bad name/x"}, BundleError, "Model name 'bad name/x' is not valid"),
+        ({"version": 0}, BundleError, "version=0 must be a positive integer"),
+    ],
+)
 def test_export_run_rejects_malformed_input(saved_model, runs_dir, tmp_path, arguments, error, message):
     call = {"run": saved_model[0], "out": tmp_path / "models", **arguments}
     with pytest.raises(error, match=message) as raised:
@@ -84,22 +87,25 @@ def test_build_web_page_rejects_malformed_input_and_writes_nothing(saved_model, 
     assert not (tmp_path / "site").exists()
 
 
-@pytest.mark.parametrize("arguments, error, message", [
-    ({"model_dir": None}, InvalidTypeError, "model_dir must be a folder path"),
-    ({"model_dir": "no-such-folder"}, MissingFileError, "does not exist; export a model first"),
-    ({"host": ""}, InvalidValueError, "host='' must be an address to bind"),
-    ({"port": 70000}, InvalidValueError, "port=70000 must be between 0 and 65535"),
-    ({"port": -1}, InvalidValueError, "port=-1 must be between 0 and 65535"),
-    ({"port": "8501"}, InvalidTypeError, "port='8501' must be a whole number"),
-    ({"port": True}, InvalidTypeError, "port=True must be a whole number"),
-    ({"token": ""}, InvalidValueError, "token must be a non-empty string"),
-    ({"max_batch_size": -1}, InvalidValueError, "max_batch_size=-1 must be at least 0"),
-    ({"max_batch_size": 2.5}, InvalidTypeError, "max_batch_size=2.5 must be a whole number"),
-    ({"batch_delay_ms": -1.0}, InvalidValueError, "batch_delay_ms=-1.0 must be a number of milliseconds"),
-    ({"batch_delay_ms": float("nan")}, InvalidValueError, "batch_delay_ms=nan must be a number of milliseconds"),
-    ({"intra_op_threads": -2}, InvalidValueError, "intra_op_threads=-2 must be at least 0"),
-    ({"inter_op_threads": -1}, InvalidValueError, "inter_op_threads=-1 must be at least 0"),
-])
+@pytest.mark.parametrize(
+    "arguments, error, message",
+    [
+        ({"model_dir": None}, InvalidTypeError, "model_dir must be a folder path"),
+        ({"model_dir": "no-such-folder"}, MissingFileError, "does not exist; export a model first"),
+        ({"host": ""}, InvalidValueError, "host='' must be an address to bind"),
+        ({"port": 70000}, InvalidValueError, "port=70000 must be between 0 and 65535"),
+        ({"port": -1}, InvalidValueError, "port=-1 must be between 0 and 65535"),
+        ({"port": "8501"}, InvalidTypeError, "port='8501' must be a whole number"),
+        ({"port": True}, InvalidTypeError, "port=True must be a whole number"),
+        ({"token": ""}, InvalidValueError, "token must be a non-empty string"),
+        ({"max_batch_size": -1}, InvalidValueError, "max_batch_size=-1 must be at least 0"),
+        ({"max_batch_size": 2.5}, InvalidTypeError, "max_batch_size=2.5 must be a whole number"),
+        ({"batch_delay_ms": -1.0}, InvalidValueError, "batch_delay_ms=-1.0 must be a number of milliseconds"),
+        ({"batch_delay_ms": float("nan")}, InvalidValueError, "batch_delay_ms=nan must be a number of milliseconds"),
+        ({"intra_op_threads": -2}, InvalidValueError, "intra_op_threads=-2 must be at least 0"),
+        ({"inter_op_threads": -1}, InvalidValueError, "inter_op_threads=-1 must be at least 0"),
+    ],
+)
 def test_serve_rejects_malformed_arguments_before_starting(tmp_path, monkeypatch, arguments, error, message):
     monkeypatch.chdir(tmp_path)
     call = {"model_dir": tmp_path, **arguments}
@@ -145,7 +151,14 @@ def test_cli_serve_reports_bad_arguments_as_one_line(tmp_path):
 
 def test_cli_export_sample_needs_the_web_format(saved_model, tmp_path):
     (tmp_path / "sample.json").write_text("[[1, 2, 3]]")
-    done = layerflow_cli("export", str(saved_model[0]), "--out", str(tmp_path / "models"), "--sample",
-                         str(tmp_path / "sample.json"), cwd=tmp_path)
+    done = layerflow_cli(
+        "export",
+        str(saved_model[0]),
+        "--out",
+        str(tmp_path / "models"),
+        "--sample",
+        str(tmp_path / "sample.json"),
+        cwd=tmp_path,
+    )
     assert done.returncode == 2 and "needs the format 'web'" in done.stderr
     assert not Path(tmp_path / "models").exists()

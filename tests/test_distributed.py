@@ -28,7 +28,8 @@ def cluster():
     finally:
         ray.shutdown()
 
-SCRIPT = textwrap.dedent('''
+
+SCRIPT = textwrap.dedent("""
     import os, sys
     import numpy as np
     from layerflow import keras
@@ -73,7 +74,7 @@ SCRIPT = textwrap.dedent('''
         print(f"rank {dist.get_rank()} done")
         if dist.get_rank() == 1:
             raise RuntimeError("worker one breaks after training")
-''')
+""")
 
 
 def test_bad_worker_counts_are_refused_before_anything_runs(tmp_path):
@@ -82,8 +83,9 @@ def test_bad_worker_counts_are_refused_before_anything_runs(tmp_path):
     for bad in (0, -1, 1.5, True):
         with pytest.raises(lf.LayerflowError, match="workers"):
             lf.training_run(script, runs_dir=tmp_path / "runs", workers=bad, echo=False)
-    assert not (tmp_path / "runs").exists() or not any(p.is_dir() and p.name[0].isdigit()
-                                                       for p in (tmp_path / "runs").iterdir())
+    assert not (tmp_path / "runs").exists() or not any(
+        p.is_dir() and p.name[0].isdigit() for p in (tmp_path / "runs").iterdir()
+    )
     problem = placement_problem(8, 1, 0, {"CPU": 2.0})
     assert "8 CPUs (8 workers x 1)" in problem and "has 2" in problem
     assert "GPU" in placement_problem(2, 1, 1, {"CPU": 4.0}) and placement_problem(2, 1, 0, {"CPU": 2.0}) is None
@@ -108,8 +110,9 @@ def test_two_workers_train_like_one_process_and_record_one_run(tmp_path, monkeyp
     env = {**os.environ, "KERAS_BACKEND": "torch"}
     subprocess.run([sys.executable, str(script), str(tmp_path / "one.npz")], check=True, env=env, cwd=tmp_path)
 
-    run = lf.training_run(script, runs_dir=tmp_path / "runs", workers=2, args=[str(tmp_path / "two.npz"), "dist"],
-                          echo=False)
+    run = lf.training_run(
+        script, runs_dir=tmp_path / "runs", workers=2, args=[str(tmp_path / "two.npz"), "dist"], echo=False
+    )
 
     # Parity: the same weights and epoch losses as one process with the same global batch.
     for optimizer in ("", "-adam"):

@@ -21,13 +21,16 @@ from tests.conftest import layerflow_cli
 SOURCE = Path(layerflow.__file__).parent
 # Raised where Python's protocols require the builtin itself (module __getattr__, an abstract method).
 _PROTOCOL_RAISES = {("__init__.py", "AttributeError"), ("data/keras_feeding.py", "NotImplementedError")}
-_BUILTIN_ERRORS = {name for name, value in vars(builtins).items()
-                   if isinstance(value, type) and issubclass(value, BaseException)}
+_BUILTIN_ERRORS = {
+    name for name, value in vars(builtins).items() if isinstance(value, type) and issubclass(value, BaseException)
+}
 
 
 def _modules():
     for info in pkgutil.walk_packages([str(SOURCE)], prefix="layerflow."):
-        if info.name.endswith("__main__") or info.name.startswith(("layerflow.runs.launch", "layerflow.cloud.remote_entry")):
+        if info.name.endswith("__main__") or info.name.startswith(
+            ("layerflow.runs.launch", "layerflow.cloud.remote_entry")
+        ):
             continue
         try:
             yield importlib.import_module(info.name)
@@ -39,12 +42,19 @@ def test_every_error_class_is_a_layerflow_error_with_a_builtin_parent():
     checked = []
     for module in _modules():
         for _, value in vars(module).items():
-            if (inspect.isclass(value) and issubclass(value, BaseException) and value.__module__ == module.__name__
-                    and value.__name__ != "HttpError"):  # the server's internal HTTP answer, never raised to a caller
+            if (
+                inspect.isclass(value)
+                and issubclass(value, BaseException)
+                and value.__module__ == module.__name__
+                and value.__name__ != "HttpError"
+            ):  # the server's internal HTTP answer, never raised to a caller
                 assert issubclass(value, LayerflowError) or value is LayerflowError, value
                 if value is not LayerflowError:
-                    builtin_parents = [c for c in value.__mro__[1:] if c.__module__ == "builtins" and c is not object
-                                       and c not in (Exception, BaseException)]
+                    builtin_parents = [
+                        c
+                        for c in value.__mro__[1:]
+                        if c.__module__ == "builtins" and c is not object and c not in (Exception, BaseException)
+                    ]
                     assert builtin_parents, f"{value} has no builtin parent such as ValueError"
                 checked.append(value.__name__)
     assert {"FlagError", "RunNotFoundError", "TuningError", "ClusterError", "BundleError"} <= set(checked)
@@ -99,7 +109,9 @@ def test_cli_prints_layerflow_errors_as_one_line_and_bugs_with_their_traceback()
     assert result.exit_code == 2 and result.exception is not None
     assert result.output.strip() == "Error: batch_size=0 must be positive."
     bug = runner.invoke(_app_raising(ValueError("a bug, not a user's mistake")), ["fail"])
-    assert bug.exit_code == 1 and isinstance(bug.exception, ValueError) and not isinstance(bug.exception, LayerflowError)
+    assert (
+        bug.exit_code == 1 and isinstance(bug.exception, ValueError) and not isinstance(bug.exception, LayerflowError)
+    )
     assert runner.invoke(_app_raising(KeyboardInterrupt()), ["fail"]).exit_code == 130
 
 

@@ -9,15 +9,32 @@ import pytest
 import layerflow as lf
 
 E = lf.estimators
-CLASSIFIER_METRICS = {"loss", "average_loss", "accuracy", "accuracy_baseline", "auc", "auc_precision_recall",
-                      "precision", "recall", "label/mean", "prediction/mean", "global_step"}
+CLASSIFIER_METRICS = {
+    "loss",
+    "average_loss",
+    "accuracy",
+    "accuracy_baseline",
+    "auc",
+    "auc_precision_recall",
+    "precision",
+    "recall",
+    "label/mean",
+    "prediction/mean",
+    "global_step",
+}
 REGRESSOR_METRICS = {"loss", "average_loss", "mse", "mae", "r2", "label/mean", "prediction/mean", "global_step"}
 
 
 def make_frame(n: int = 800, seed: int = 0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
-    frame = pd.DataFrame({"age": rng.uniform(18, 70, n), "city": rng.choice(["lima", "oslo", "rome", "kyiv"], n),
-                          "job": rng.choice(["dev", "ops"], n), "income": rng.normal(50, 10, n)})
+    frame = pd.DataFrame(
+        {
+            "age": rng.uniform(18, 70, n),
+            "city": rng.choice(["lima", "oslo", "rome", "kyiv"], n),
+            "job": rng.choice(["dev", "ops"], n),
+            "income": rng.normal(50, 10, n),
+        }
+    )
     logit = 0.12 * (frame.age - 44) + np.where(frame.city == "oslo", 2.0, -0.5) + np.where(frame.job == "dev", 0.8, 0)
     frame["y"] = (rng.uniform(size=n) < 1 / (1 + np.exp(-logit))).astype(np.int64)
     frame["price"] = 0.5 * frame.age + np.where(frame.city == "rome", 5.0, 0.0) + rng.normal(0, 0.5, n)
@@ -40,15 +57,33 @@ def mixed_spec(frame: pd.DataFrame):
     return spec
 
 
-@pytest.mark.parametrize("make", [
-    lambda spec: E.LinearClassifier(label="y", feature_columns=spec, optimizer="Adam", learning_rate=0.05, seed=1),
-    lambda spec: E.DNNClassifier(label="y", hidden_units=[16, 8], feature_columns=spec, optimizer="Adam",
-                                 learning_rate=0.01, dropout=0.1, batch_norm=True, seed=1),
-    lambda spec: E.DNNLinearCombinedClassifier(label="y", hidden_units=[8], feature_columns=spec, optimizer="Adam",
-                                               learning_rate=0.02, linear_feature_columns=["city_X_job", "age_bucketized"],
-                                               seed=1),
-    lambda spec: E.BoostedTreesClassifier(label="y", feature_columns=spec, n_trees=30, max_depth=3, seed=1),
-], ids=["linear", "dnn", "wide_deep", "trees"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda spec: E.LinearClassifier(label="y", feature_columns=spec, optimizer="Adam", learning_rate=0.05, seed=1),
+        lambda spec: E.DNNClassifier(
+            label="y",
+            hidden_units=[16, 8],
+            feature_columns=spec,
+            optimizer="Adam",
+            learning_rate=0.01,
+            dropout=0.1,
+            batch_norm=True,
+            seed=1,
+        ),
+        lambda spec: E.DNNLinearCombinedClassifier(
+            label="y",
+            hidden_units=[8],
+            feature_columns=spec,
+            optimizer="Adam",
+            learning_rate=0.02,
+            linear_feature_columns=["city_X_job", "age_bucketized"],
+            seed=1,
+        ),
+        lambda spec: E.BoostedTreesClassifier(label="y", feature_columns=spec, n_trees=30, max_depth=3, seed=1),
+    ],
+    ids=["linear", "dnn", "wide_deep", "trees"],
+)
 def test_classifiers_learn_with_string_bucketized_and_crossed_columns(frame, make):
     est = make(mixed_spec(frame))
     est.train(frame, epochs=8)
@@ -57,8 +92,15 @@ def test_classifiers_learn_with_string_bucketized_and_crossed_columns(frame, mak
     assert metrics["accuracy"] > metrics["accuracy_baseline"] + 0.1
     assert metrics["auc"] > 0.8
     predictions = est.predict(frame.drop(columns=["y", "price"]).head(5))
-    assert list(predictions.columns) == ["logits", "logistic", "probabilities", "class_ids", "classes",
-                                         "all_class_ids", "all_classes"]
+    assert list(predictions.columns) == [
+        "logits",
+        "logistic",
+        "probabilities",
+        "class_ids",
+        "classes",
+        "all_class_ids",
+        "all_classes",
+    ]
     np.testing.assert_allclose(np.stack(predictions.probabilities).sum(axis=1), 1.0, rtol=1e-6)
     np.testing.assert_allclose(predictions.logistic, np.stack(predictions.probabilities)[:, 1], rtol=1e-6)
     assert set(predictions.classes) <= {"0", "1"}
@@ -66,12 +108,15 @@ def test_classifiers_learn_with_string_bucketized_and_crossed_columns(frame, mak
     assert est.predict(frame.head(5), keys=["class_ids"]).class_ids.tolist() == predictions.class_ids.tolist()
 
 
-@pytest.mark.parametrize("cls, options", [
-    (E.LinearRegressor, {"optimizer": "Adam", "learning_rate": 0.5}),
-    (E.DNNRegressor, {"hidden_units": [16], "optimizer": "Adam", "learning_rate": 0.05}),
-    (E.DNNLinearCombinedRegressor, {"hidden_units": [16], "optimizer": "Adam", "learning_rate": 0.1}),
-    (E.BoostedTreesRegressor, {"n_trees": 50, "max_depth": 3}),
-])
+@pytest.mark.parametrize(
+    "cls, options",
+    [
+        (E.LinearRegressor, {"optimizer": "Adam", "learning_rate": 0.5}),
+        (E.DNNRegressor, {"hidden_units": [16], "optimizer": "Adam", "learning_rate": 0.05}),
+        (E.DNNLinearCombinedRegressor, {"hidden_units": [16], "optimizer": "Adam", "learning_rate": 0.1}),
+        (E.BoostedTreesRegressor, {"n_trees": 50, "max_depth": 3}),
+    ],
+)
 def test_regressors_fit_an_auto_built_spec(frame, cls, options):
     data = frame.drop(columns=["y"])
     est = cls(label="price", seed=2, **options)
@@ -92,10 +137,20 @@ def test_multiclass_with_a_label_vocabulary_from_csv_parquet_and_datasets(tmp_pa
     frame.to_csv(tmp_path / "train.csv", index=False)
     frame.to_parquet(tmp_path / "train.parquet")
     vocabulary = ["setosa", "versicolor", "virginica"]
-    for data in (tmp_path / "train.csv", str(tmp_path / "train.parquet"), lf.data.from_frame(frame),
-                 lf.data.csv_dataset(tmp_path / "train.csv", batch_size=50)):
-        est = E.DNNClassifier(label="species", hidden_units=[16], label_vocabulary=vocabulary, optimizer="Adam",
-                              learning_rate=0.05, seed=0)
+    for data in (
+        tmp_path / "train.csv",
+        str(tmp_path / "train.parquet"),
+        lf.data.from_frame(frame),
+        lf.data.csv_dataset(tmp_path / "train.csv", batch_size=50),
+    ):
+        est = E.DNNClassifier(
+            label="species",
+            hidden_units=[16],
+            label_vocabulary=vocabulary,
+            optimizer="Adam",
+            learning_rate=0.05,
+            seed=0,
+        )
         est.train(data, epochs=10)
         assert est.evaluate(data)["accuracy"] > 0.9
     predictions = est.predict(frame.drop(columns=["species"]))
@@ -123,8 +178,12 @@ def test_unfitted_spec_is_fitted_and_large_vocabularies_are_embedded():
     n = 400
     frame = pd.DataFrame({"user": [f"u{i % 40}" for i in range(n)], "x": rng.normal(size=n)})
     frame["y"] = (frame.x + (frame.user.str[1:].astype(int) % 2) > 0.5).astype(int)
-    est = E.DNNClassifier(label="y", hidden_units=[8], feature_columns=lf.feature_spec(frame, label="y")
-                          .numeric("x").categorical_vocab("user"), seed=0)
+    est = E.DNNClassifier(
+        label="y",
+        hidden_units=[8],
+        feature_columns=lf.feature_spec(frame, label="y").numeric("x").categorical_vocab("user"),
+        seed=0,
+    )
     est.train(frame, epochs=2)
     assert est.spec.fitted
     names = [layer.name for layer in est.model.layers]
@@ -138,8 +197,16 @@ def test_custom_estimator_from_a_model_fn(frame):
         hidden = keras.layers.Dense(params["units"], activation="relu")(dense)
         return keras.layers.Dense(params["n_outputs"])(hidden)
 
-    est = E.Estimator(model_fn, label="y", head="binary", params={"units": 8}, feature_columns=mixed_spec(frame),
-                      optimizer="Adam", learning_rate=0.02, seed=0)
+    est = E.Estimator(
+        model_fn,
+        label="y",
+        head="binary",
+        params={"units": 8},
+        feature_columns=mixed_spec(frame),
+        optimizer="Adam",
+        learning_rate=0.02,
+        seed=0,
+    )
     est.train(frame, epochs=5)
     assert est.evaluate(frame)["accuracy"] > 0.75
     parts = est.export_parts()
@@ -170,11 +237,28 @@ def test_export_parts_give_the_models_that_predict_uses(frame):
 
 
 def test_options_map_onto_xgboost_and_keras(frame):
-    trees = E.BoostedTreesClassifier(label="y", n_trees=3, max_depth=2, learning_rate=0.3, l1=0.1, l2=2.0,
-                                     tree_complexity=0.5, min_node_weight=1.5, center_bias=False, pruning_mode="post")
+    trees = E.BoostedTreesClassifier(
+        label="y",
+        n_trees=3,
+        max_depth=2,
+        learning_rate=0.3,
+        l1=0.1,
+        l2=2.0,
+        tree_complexity=0.5,
+        min_node_weight=1.5,
+        center_bias=False,
+        pruning_mode="post",
+    )
     params = trees.params()
-    assert (params["max_depth"], params["eta"], params["alpha"], params["lambda"], params["gamma"],
-            params["min_child_weight"], params["base_score"]) == (2, 0.3, 0.1, 2.0, 0.5, 1.5, 0.5)
+    assert (
+        params["max_depth"],
+        params["eta"],
+        params["alpha"],
+        params["lambda"],
+        params["gamma"],
+        params["min_child_weight"],
+        params["base_score"],
+    ) == (2, 0.3, 0.1, 2.0, 0.5, 1.5, 0.5)
     trees.train(frame.drop(columns=["price"]))
     assert trees.booster.num_boosted_rounds() == 3
     for name in ("Adagrad", "Ftrl", "RMSProp", "SGD"):
@@ -188,6 +272,7 @@ def test_options_map_onto_xgboost_and_keras(frame):
 
 
 # -- bad input ------------------------------------------------------------------------------
+
 
 def test_bad_constructor_options_are_clear_errors():
     cases = [
@@ -220,7 +305,8 @@ def test_bad_data_is_a_clear_error(frame, tmp_path):
         E.DNNClassifier(label="y", hidden_units=[4]).train(data.assign(y=data.index % 4), epochs=1)
     with pytest.raises(E.EstimatorError, match=r"\['maybe'\] which are not in label_vocabulary"):
         E.LinearClassifier(label="y", label_vocabulary=["no", "yes"]).train(
-            data.assign(y=np.where(data.y == 1, "yes", "maybe")), epochs=1)
+            data.assign(y=np.where(data.y == 1, "yes", "maybe")), epochs=1
+        )
     with pytest.raises(E.EstimatorError, match="label_vocabulary"):
         E.BoostedTreesClassifier(label="y").train(data.assign(y=np.where(data.y == 1, "yes", "no")))
     with pytest.raises(E.EstimatorError, match="numbers"):
@@ -242,12 +328,17 @@ def test_bad_data_is_a_clear_error(frame, tmp_path):
         est.predict(data, keys=["scores"])
 
 
-@pytest.mark.parametrize("make", [lambda: E.DNNClassifier(label="y", hidden_units=[4]),
-                                  lambda: E.BoostedTreesRegressor(label="y")])
+@pytest.mark.parametrize(
+    "make", [lambda: E.DNNClassifier(label="y", hidden_units=[4]), lambda: E.BoostedTreesRegressor(label="y")]
+)
 def test_use_before_train_is_a_clear_error(frame, make, tmp_path):
     est = make()
-    for call in (lambda: est.predict(frame), lambda: est.evaluate(frame), est.export_parts,
-                 lambda: est.save(tmp_path / "m")):
+    for call in (
+        lambda: est.predict(frame),
+        lambda: est.evaluate(frame),
+        est.export_parts,
+        lambda: est.save(tmp_path / "m"),
+    ):
         with pytest.raises(E.NotTrainedError, match="call train"):
             call()
 
@@ -260,9 +351,16 @@ def test_lazy_attribute_on_the_package():
 
 def test_numeric_columns_enter_as_one_packed_input_and_older_checkpoints_still_load(frame, tmp_path, monkeypatch):
     spec = mixed_spec(frame).fit()
-    est = E.DNNLinearCombinedClassifier(label="y", hidden_units=[4], feature_columns=spec, optimizer="Adam",
-                                        learning_rate=0.05, linear_feature_columns=["income", "city"], seed=0,
-                                        model_dir=tmp_path / "packed").train(frame, epochs=2)
+    est = E.DNNLinearCombinedClassifier(
+        label="y",
+        hidden_units=[4],
+        feature_columns=spec,
+        optimizer="Adam",
+        learning_rate=0.05,
+        linear_feature_columns=["income", "city"],
+        seed=0,
+        model_dir=tmp_path / "packed",
+    ).train(frame, epochs=2)
     names = [t.name for t in lf.keras.tree.flatten(est.model.inputs)]
     assert "numeric_pack" in names and "age" not in names and "income" not in names
     assert est.model.get_layer("linear_numeric_chosen").indices == [1]  # the wide part reads income only
@@ -272,8 +370,9 @@ def test_numeric_columns_enter_as_one_packed_input_and_older_checkpoints_still_l
 
     # a model_dir written with one input per numeric column (before packing) loads, predicts and trains on
     monkeypatch.setattr(E.DNNClassifier, "packs_numeric", False)
-    old = E.DNNClassifier(label="y", hidden_units=[4], feature_columns=spec, seed=0,
-                          model_dir=tmp_path / "per-column").train(frame, epochs=1)
+    old = E.DNNClassifier(
+        label="y", hidden_units=[4], feature_columns=spec, seed=0, model_dir=tmp_path / "per-column"
+    ).train(frame, epochs=1)
     assert {"age", "income"} <= {t.name for t in lf.keras.tree.flatten(old.model.inputs)}
     monkeypatch.undo()
     again = E.load(tmp_path / "per-column")

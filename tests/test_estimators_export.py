@@ -18,8 +18,14 @@ E = lf.estimators
 def frame() -> pd.DataFrame:
     rng = np.random.default_rng(0)
     n = 400
-    frame = pd.DataFrame({"age": rng.uniform(18, 70, n), "city": rng.choice(["lima", "oslo", "rome"], n),
-                          "job": rng.choice(["dev", "ops"], n), "income": rng.normal(50, 10, n)})
+    frame = pd.DataFrame(
+        {
+            "age": rng.uniform(18, 70, n),
+            "city": rng.choice(["lima", "oslo", "rome"], n),
+            "job": rng.choice(["dev", "ops"], n),
+            "income": rng.normal(50, 10, n),
+        }
+    )
     frame["y"] = np.where((frame.age > 40) ^ (frame.city == "oslo"), "yes", "no")
     return frame
 
@@ -31,13 +37,24 @@ def spec_of(frame):
     return spec.fit()
 
 
-@pytest.mark.parametrize("make", [
-    lambda spec: E.LinearClassifier(label="y", feature_columns=spec, label_vocabulary=["no", "yes"], seed=0),
-    lambda spec: E.DNNLinearCombinedClassifier(label="y", hidden_units=[4], feature_columns=spec, seed=0,
-                                               label_vocabulary=["no", "yes"],
-                                               linear_feature_columns=["city_X_job", "age_bucketized"]),
-    lambda spec: E.BoostedTreesClassifier(label="y", feature_columns=spec, label_vocabulary=["no", "yes"], n_trees=5),
-], ids=["linear", "wide_deep", "trees"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda spec: E.LinearClassifier(label="y", feature_columns=spec, label_vocabulary=["no", "yes"], seed=0),
+        lambda spec: E.DNNLinearCombinedClassifier(
+            label="y",
+            hidden_units=[4],
+            feature_columns=spec,
+            seed=0,
+            label_vocabulary=["no", "yes"],
+            linear_feature_columns=["city_X_job", "age_bucketized"],
+        ),
+        lambda spec: E.BoostedTreesClassifier(
+            label="y", feature_columns=spec, label_vocabulary=["no", "yes"], n_trees=5
+        ),
+    ],
+    ids=["linear", "wide_deep", "trees"],
+)
 def test_bundle_predicts_what_the_estimator_predicts_on_raw_rows(frame, make, tmp_path):
     est = make(spec_of(frame)).train(frame, epochs=2)
     bundle = lf.export_model(est, tmp_path / "models", name="m")
@@ -70,6 +87,5 @@ def test_layerflow_export_of_a_tracked_run_with_an_estimator(runs_dir, write_scr
     served = lf.predict(bundle, rows)  # one output, still by name, as est.predict names it
     assert json.loads((bundle / "signature.json").read_text())["outputs"][0]["name"] == "predictions"
     assert list(served) == ["predictions"] and served["predictions"].dtype == np.float32
-    np.testing.assert_allclose(served["predictions"].reshape(-1), est.predict(rows).predictions,
-                               rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(served["predictions"].reshape(-1), est.predict(rows).predictions, rtol=1e-5, atol=1e-4)
     assert json.loads((bundle / "lineage.json").read_text())["run_id"] == record["id"]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -29,8 +28,11 @@ def make_frame(n: int = 400, seed: int = 0) -> pd.DataFrame:
 
 
 def folder_digest(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_model_dir_checkpoints_loads_and_resumes(tmp_path):
@@ -129,8 +131,9 @@ KILL_SCRIPT = """
 
 
 def _run(script: Path, kind: str, model_dir: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, str(script), kind, str(model_dir)], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, str(script), kind, str(model_dir)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
 
 
 def _epochs_done(model_dir: Path) -> int:

@@ -32,13 +32,21 @@ def compiled_model_fn(optimizer):
         model = keras.Model(inputs, probabilities)
         model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
         return model
+
     return model_fn
 
 
 def test_a_compiled_model_trains_evaluates_predicts_and_exports_with_its_own_settings(frame, tmp_path):
     optimizer = keras.optimizers.Adam(0.05)
-    est = E.Estimator(compiled_model_fn(optimizer), label="y", head="multiclass", label_vocabulary=CLASSES,
-                      params={"units": 16}, model_dir=tmp_path / "m", seed=0)
+    est = E.Estimator(
+        compiled_model_fn(optimizer),
+        label="y",
+        head="multiclass",
+        label_vocabulary=CLASSES,
+        params={"units": 16},
+        model_dir=tmp_path / "m",
+        seed=0,
+    )
     est.train(frame, epochs=8)
     assert est.model.optimizer is optimizer and est.model.loss == "sparse_categorical_crossentropy"
     assert est.model_outputs == "probabilities"
@@ -64,28 +72,47 @@ def test_an_uncompiled_model_gets_the_estimators_optimizer_and_the_heads_loss(fr
         numbers = keras.layers.Concatenate()([inputs["a"], inputs["b"]])
         return keras.Model(inputs, keras.layers.Dense(params["n_outputs"])(numbers))
 
-    est = E.Estimator(model_fn, label="y", head="multiclass", label_vocabulary=CLASSES, optimizer="SGD",
-                      learning_rate=1.0, seed=0).train(frame, epochs=6)
+    est = E.Estimator(
+        model_fn, label="y", head="multiclass", label_vocabulary=CLASSES, optimizer="SGD", learning_rate=1.0, seed=0
+    ).train(frame, epochs=6)
     assert type(est.model.optimizer).__name__ == "SGD" and est.model_outputs == "logits"
     assert est.model.loss.from_logits
     assert est.evaluate(frame)["accuracy"] > 0.6
 
 
-@pytest.mark.parametrize("returned, words", [
-    (lambda inputs, dense, n: np.zeros((1, n)), r"returned ndarray .*expected the output tensor .* or a keras.Model"),
-    (lambda inputs, dense, n: {"logits": inputs["a"]}, r"returned dict"),
-    (lambda inputs, dense, n: None, r"returned NoneType"),
-    (lambda inputs, dense, n: keras.Model(inputs, keras.layers.Dense(n + 1)(inputs["a"])),
-     r"width 4, but the multiclass head takes a width of 3"),
-    (lambda inputs, dense, n: keras.layers.Dense(2)(inputs["a"]), r"width 2"),
-    (lambda inputs, dense, n: (lambda x: keras.Model(x, keras.layers.Dense(n)(x)))(keras.Input((1,), name="z")),
-     r"inputs \['z'\] are not the spec's inputs"),
-    (lambda inputs, dense, n: keras.Model(inputs, {"p": keras.layers.Dense(n)(inputs["a"]),
-                                                   "q": keras.layers.Dense(n)(inputs["b"])}), r"2 outputs"),
-])
+@pytest.mark.parametrize(
+    "returned, words",
+    [
+        (
+            lambda inputs, dense, n: np.zeros((1, n)),
+            r"returned ndarray .*expected the output tensor .* or a keras.Model",
+        ),
+        (lambda inputs, dense, n: {"logits": inputs["a"]}, r"returned dict"),
+        (lambda inputs, dense, n: None, r"returned NoneType"),
+        (
+            lambda inputs, dense, n: keras.Model(inputs, keras.layers.Dense(n + 1)(inputs["a"])),
+            r"width 4, but the multiclass head takes a width of 3",
+        ),
+        (lambda inputs, dense, n: keras.layers.Dense(2)(inputs["a"]), r"width 2"),
+        (
+            lambda inputs, dense, n: (lambda x: keras.Model(x, keras.layers.Dense(n)(x)))(keras.Input((1,), name="z")),
+            r"inputs \['z'\] are not the spec's inputs",
+        ),
+        (
+            lambda inputs, dense, n: keras.Model(
+                inputs, {"p": keras.layers.Dense(n)(inputs["a"]), "q": keras.layers.Dense(n)(inputs["b"])}
+            ),
+            r"2 outputs",
+        ),
+    ],
+)
 def test_anything_else_model_fn_returns_is_a_clear_error(frame, returned, words):
-    est = E.Estimator(lambda inputs, dense, params: returned(inputs, dense, params["n_outputs"]), label="y",
-                      head="multiclass", label_vocabulary=CLASSES)
+    est = E.Estimator(
+        lambda inputs, dense, params: returned(inputs, dense, params["n_outputs"]),
+        label="y",
+        head="multiclass",
+        label_vocabulary=CLASSES,
+    )
     with pytest.raises(E.EstimatorError, match=words):
         est.train(frame, epochs=1)
     assert not est.trained

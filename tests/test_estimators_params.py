@@ -11,8 +11,17 @@ import pytest
 import layerflow as lf
 
 E = lf.estimators
-PUBLIC = [E.LinearRegressor, E.LinearClassifier, E.DNNRegressor, E.DNNClassifier, E.DNNLinearCombinedRegressor,
-          E.DNNLinearCombinedClassifier, E.Estimator, E.BoostedTreesRegressor, E.BoostedTreesClassifier]
+PUBLIC = [
+    E.LinearRegressor,
+    E.LinearClassifier,
+    E.DNNRegressor,
+    E.DNNClassifier,
+    E.DNNLinearCombinedRegressor,
+    E.DNNLinearCombinedClassifier,
+    E.Estimator,
+    E.BoostedTreesRegressor,
+    E.BoostedTreesClassifier,
+]
 
 
 def small_frame(n: int = 200) -> pd.DataFrame:
@@ -41,8 +50,11 @@ def test_each_constructor_names_its_keywords_and_get_params_gives_them_back(cls)
 
 
 def test_an_unknown_keyword_is_a_clear_error_listing_the_accepted_ones():
-    with pytest.raises(E.EstimatorError, match=r"DNNClassifier\(\) got the unknown keyword hidden_unit; "
-                                               r"it accepts label, hidden_units, .*seed\."):
+    with pytest.raises(
+        E.EstimatorError,
+        match=r"DNNClassifier\(\) got the unknown keyword hidden_unit; "
+        r"it accepts label, hidden_units, .*seed\.",
+    ):
         E.DNNClassifier(label="y", hidden_unit=[8])
     with pytest.raises(E.EstimatorError, match=r"unknown keywords n_trees, depth"):
         E.LinearClassifier(label="y", n_trees=3, depth=2)
@@ -53,16 +65,22 @@ def test_an_unknown_keyword_is_a_clear_error_listing_the_accepted_ones():
 
 
 def test_repr_shows_the_parameters_given_other_values_than_their_defaults():
-    assert repr(E.DNNClassifier(label="y", hidden_units=[8], n_classes=3, learning_rate=0.05)) == \
-        "DNNClassifier(label='y', hidden_units=[8], n_classes=3)"
-    assert repr(E.BoostedTreesRegressor(label="price", max_depth=3)) == "BoostedTreesRegressor(label='price', max_depth=3)"
+    assert (
+        repr(E.DNNClassifier(label="y", hidden_units=[8], n_classes=3, learning_rate=0.05))
+        == "DNNClassifier(label='y', hidden_units=[8], n_classes=3)"
+    )
+    assert (
+        repr(E.BoostedTreesRegressor(label="price", max_depth=3)) == "BoostedTreesRegressor(label='price', max_depth=3)"
+    )
 
     def model_fn(inputs, dense, params):
         return dense
 
-    assert repr(E.Estimator(model_fn, label="y", head="binary")) == \
-        "Estimator(model_fn=test_repr_shows_the_parameters_given_other_values_than_their_defaults.<locals>.model_fn, " \
+    assert (
+        repr(E.Estimator(model_fn, label="y", head="binary"))
+        == "Estimator(model_fn=test_repr_shows_the_parameters_given_other_values_than_their_defaults.<locals>.model_fn, "
         "label='y', head='binary')"
+    )
 
 
 def test_set_params_checks_as_the_constructor_does_and_keeps_a_trained_model_safe(tmp_path):
@@ -91,9 +109,15 @@ def test_set_params_checks_as_the_constructor_does_and_keeps_a_trained_model_saf
 
 def test_load_builds_the_estimator_from_its_saved_parameters(tmp_path):
     frame = small_frame()
-    E.DNNClassifier(label="y", hidden_units=[4], batch_size=50, shuffle_buffer=None, seed=3,
-                    model_dir=tmp_path / "d").train(frame, epochs=1)
+    E.DNNClassifier(
+        label="y", hidden_units=[4], batch_size=50, shuffle_buffer=None, seed=3, model_dir=tmp_path / "d"
+    ).train(frame, epochs=1)
     loaded = E.load(tmp_path / "d")
     params = loaded.get_params()
-    assert (params["hidden_units"], params["batch_size"], params["shuffle_buffer"], params["seed"]) == ([4], 50, None, 3)
+    assert (params["hidden_units"], params["batch_size"], params["shuffle_buffer"], params["seed"]) == (
+        [4],
+        50,
+        None,
+        3,
+    )
     assert params["model_dir"] == tmp_path / "d" and loaded.trained and loaded.epochs_done == 1

@@ -21,8 +21,14 @@ E = lf.estimators
 
 def make_frame(n: int = 700, seed: int = 0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
-    frame = pd.DataFrame({"a": rng.normal(size=n), "b": rng.uniform(0, 10, n), "city": rng.choice(list("pqrs"), n),
-                          "w": rng.uniform(0.5, 2.0, n)})
+    frame = pd.DataFrame(
+        {
+            "a": rng.normal(size=n),
+            "b": rng.uniform(0, 10, n),
+            "city": rng.choice(list("pqrs"), n),
+            "w": rng.uniform(0.5, 2.0, n),
+        }
+    )
     frame.loc[::17, "b"] = np.nan  # missing numbers are encoded (replaced by the mean) row by row too
     frame["y"] = ((frame.a + np.nan_to_num(frame.b) / 5 + (frame.city == "p")) > 1.5).astype(np.int64)
     return frame
@@ -44,8 +50,9 @@ def plain_loop(est, frame: pd.DataFrame, epochs: int) -> list[float]:
 @pytest.mark.parametrize("source", ["frame", "batched", "unshuffled"])
 def test_the_feed_gives_the_batches_of_shuffling_batching_then_encoding(source):
     frame = make_frame(3000)
-    est = E.LinearClassifier(label="y", weight_column="w", batch_size=64,
-                             shuffle_buffer=None if source == "unshuffled" else 500, seed=3)
+    est = E.LinearClassifier(
+        label="y", weight_column="w", batch_size=64, shuffle_buffer=None if source == "unshuffled" else 500, seed=3
+    )
     data = lf.data.from_frame(frame, rows_per_chunk=700)  # several blocks, the last one short
     if source == "batched":
         data = data.batch(100)
@@ -80,11 +87,17 @@ def test_a_stream_or_a_pass_cut_short_keeps_no_encoded_copy(tmp_path):
     assert sum(len(t) for _, t, _ in cut.epoch(0)) == 400 and cut.encoded is not None
 
 
-@pytest.mark.parametrize("make", [
-    lambda: E.LinearClassifier(label="y", weight_column="w", batch_size=50, seed=1),
-    lambda: E.DNNClassifier(label="y", hidden_units=[8, 4], optimizer="Adam", learning_rate=0.01, batch_size=40, seed=2),
-    lambda: E.DNNLinearCombinedRegressor(label="a", hidden_units=[6], batch_size=64, seed=4, shuffle_buffer=None),
-], ids=["linear-weighted", "dnn", "wide-deep-regressor-unshuffled"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: E.LinearClassifier(label="y", weight_column="w", batch_size=50, seed=1),
+        lambda: E.DNNClassifier(
+            label="y", hidden_units=[8, 4], optimizer="Adam", learning_rate=0.01, batch_size=40, seed=2
+        ),
+        lambda: E.DNNLinearCombinedRegressor(label="a", hidden_units=[6], batch_size=64, seed=4, shuffle_buffer=None),
+    ],
+    ids=["linear-weighted", "dnn", "wide-deep-regressor-unshuffled"],
+)
 def test_training_gives_the_weights_of_the_per_batch_loop(make):
     frame = make_frame()
     reference = make()

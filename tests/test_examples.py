@@ -32,7 +32,10 @@ def test_mlp_example_as_a_tracked_run_records_keras_training(runs_dir):
 def test_cnn_example_runs_plainly_with_command_line_flags(tmp_path):
     done = subprocess.run(
         [sys.executable, str(EXAMPLES / "fashion_mnist_cnn.py"), "--flag", "epochs=2", "--flag", "subset=3000"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert done.returncode == 0, done.stderr[-2000:]
     accuracy = float(re.search(r"test accuracy ([0-9.]+)", done.stdout).group(1))
@@ -47,7 +50,12 @@ def test_tabular_examples_stream_and_use_feature_specs(runs_dir, tmp_path):
     assert record["evaluation"]["accuracy"] > 0.8  # the majority class is 0.63
     spec = json.loads((Path(record["path"]) / "data" / "feature_spec.json").read_text())
     assert len(spec["numeric"]) == 30 and spec["label"] == ["target"]
-    done = subprocess.run([sys.executable, str(EXAMPLES / "iris_categorical.py"), "--flag", "epochs=20"],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / "iris_categorical.py"), "--flag", "epochs=20"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert float(re.search(r"test accuracy ([0-9.]+)", done.stdout).group(1)) > 0.6  # chance is 0.33

@@ -15,15 +15,23 @@ RNG = np.random.default_rng(0)
 
 
 def dense_model():
-    return keras.Sequential([keras.Input((20,)), keras.layers.Dense(16, activation="relu"),
-                             keras.layers.Dense(3, activation="softmax")], name="dense")
+    return keras.Sequential(
+        [keras.Input((20,)), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(3, activation="softmax")],
+        name="dense",
+    )
 
 
 def cnn_model():
-    return keras.Sequential([keras.Input((1, 28, 28)),
-                             keras.layers.Conv2D(4, 3, padding="same", activation="relu", data_format="channels_first"),
-                             keras.layers.MaxPooling2D(2, data_format="channels_first"),
-                             keras.layers.Flatten(), keras.layers.Dense(10, activation="softmax")], name="cnn")
+    return keras.Sequential(
+        [
+            keras.Input((1, 28, 28)),
+            keras.layers.Conv2D(4, 3, padding="same", activation="relu", data_format="channels_first"),
+            keras.layers.MaxPooling2D(2, data_format="channels_first"),
+            keras.layers.Flatten(),
+            keras.layers.Dense(10, activation="softmax"),
+        ],
+        name="cnn",
+    )
 
 
 def lstm_model():
@@ -31,17 +39,26 @@ def lstm_model():
 
 
 def text_model():
-    return keras.Sequential([keras.Input((12,), dtype="int32"), keras.layers.Embedding(50, 8),
-                             keras.layers.GlobalAveragePooling1D(), keras.layers.Dense(1, activation="sigmoid")],
-                            name="text")
+    return keras.Sequential(
+        [
+            keras.Input((12,), dtype="int32"),
+            keras.layers.Embedding(50, 8),
+            keras.layers.GlobalAveragePooling1D(),
+            keras.layers.Dense(1, activation="sigmoid"),
+        ],
+        name="text",
+    )
 
 
-@pytest.mark.parametrize("make, sample", [
-    (dense_model, lambda: RNG.normal(size=(5, 20)).astype("float32")),
-    (cnn_model, lambda: RNG.random((5, 1, 28, 28)).astype("float32")),
-    (lstm_model, lambda: RNG.normal(size=(5, 7, 3)).astype("float32")),
-    (text_model, lambda: RNG.integers(0, 50, (5, 12)).astype("int32")),
-])
+@pytest.mark.parametrize(
+    "make, sample",
+    [
+        (dense_model, lambda: RNG.normal(size=(5, 20)).astype("float32")),
+        (cnn_model, lambda: RNG.random((5, 1, 28, 28)).astype("float32")),
+        (lstm_model, lambda: RNG.normal(size=(5, 7, 3)).astype("float32")),
+        (text_model, lambda: RNG.integers(0, 50, (5, 12)).astype("int32")),
+    ],
+)
 def test_exported_predictions_match_keras(tmp_path, make, sample):
     model, x = make(), sample()
     folder = lf.export_model(model, tmp_path / "models", name=model.name)
@@ -56,9 +73,13 @@ def test_exported_predictions_match_keras(tmp_path, make, sample):
 def test_feature_spec_model_exports_with_its_preprocessing(tmp_path):
     frame = lf.datasets.iris()
     frame["label"] = frame["species"].astype("category").cat.codes
-    spec = (lf.feature_spec(frame.drop(columns="species"), label="label")
-            .numeric(lf.all_numeric(), normalizer="standard")
-            .bucketized("petal_length", [2.0, 4.5]).indicator("petal_length_bucketized").fit())
+    spec = (
+        lf.feature_spec(frame.drop(columns="species"), label="label")
+        .numeric(lf.all_numeric(), normalizer="standard")
+        .bucketized("petal_length", [2.0, 4.5])
+        .indicator("petal_length_bucketized")
+        .fit()
+    )
     inputs, dense = spec.keras_inputs()
     model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(dense))
     folder = lf.export_model(model, tmp_path, name="iris", feature_spec=spec, class_labels=["a", "b", "c"])
@@ -97,7 +118,6 @@ def test_versions_names_and_unsupported_models(tmp_path):
         read_bundle(tmp_path)
 
 
-
 def test_models_never_called_export_from_their_declared_inputs(tmp_path):
     # A functional model with named inputs, saved and loaded back: Keras has never called it.
     keras.utils.set_random_seed(0)
@@ -133,6 +153,7 @@ def test_a_subclassed_model_exports_once_called(tmp_path):
     folder = lf.export_model(model, tmp_path, name="sub")
     np.testing.assert_allclose(onnx_predict(folder, x)[0], model.predict(x, verbose=0), atol=1e-5)
 
+
 def test_cli_exports_the_model_a_run_saved(runs_dir, write_script, tmp_path):
     script = write_script("""
         import numpy as np
@@ -155,8 +176,17 @@ def test_cli_exports_the_model_a_run_saved(runs_dir, write_script, tmp_path):
     model = keras.saving.load_model(Path(record["path"]) / "model" / "tiny.keras")
     x = np.random.default_rng(1).normal(size=(4, 3)).astype("float32")
     np.testing.assert_allclose(onnx_predict(folder, x)[0], model.predict(x, verbose=0), atol=1e-5)
-    done = layerflow_cli("export", str(Path(record["path"]) / "model" / "tiny.keras"), "--out",
-                         str(tmp_path / "models"), "--name", "again", "--version", "3", cwd=runs_dir.parent)
+    done = layerflow_cli(
+        "export",
+        str(Path(record["path"]) / "model" / "tiny.keras"),
+        "--out",
+        str(tmp_path / "models"),
+        "--name",
+        "again",
+        "--version",
+        "3",
+        cwd=runs_dir.parent,
+    )
     assert done.returncode == 0 and (tmp_path / "models" / "again" / "3" / "model.onnx").exists()
 
     failed = lf.training_run(write_script("print('no model')\n", name="nomodel.py"), echo=False)
@@ -187,8 +217,13 @@ def test_a_model_trained_on_jax_exports_too(tmp_path):
         "m.save(sys.argv[1]); np.save(sys.argv[2], x[:4]); np.save(sys.argv[3], m.predict(x[:4], verbose=0))\n"
     )
     paths = [tmp_path / "jax_model.keras", tmp_path / "x.npy", tmp_path / "y.npy"]
-    done = subprocess.run([sys.executable, "-c", train, *map(str, paths)], capture_output=True, text=True,
-                          timeout=300, env={**os.environ, "KERAS_BACKEND": "jax"})
+    done = subprocess.run(
+        [sys.executable, "-c", train, *map(str, paths)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "KERAS_BACKEND": "jax"},
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     done = layerflow_cli("export", str(paths[0]), "--out", str(tmp_path / "models"), cwd=tmp_path)  # torch side
     assert done.returncode == 0, done.stderr

@@ -22,13 +22,19 @@ from tests.raw_models import (
     expected_outputs,
     fitted_spec,
     keras_model,
-    save_fitted,
     request_frame,
+    save_fitted,
     training_frame,
 )
 
-KINDS = [("keras", "multiclass"), ("keras", "binary"), ("keras", "regression"),
-         ("xgboost", "multiclass"), ("xgboost", "binary"), ("xgboost", "regression")]
+KINDS = [
+    ("keras", "multiclass"),
+    ("keras", "binary"),
+    ("keras", "regression"),
+    ("xgboost", "multiclass"),
+    ("xgboost", "binary"),
+    ("xgboost", "regression"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -54,14 +60,23 @@ def test_bundle_takes_raw_rows_and_gives_the_prediction_keys(tmp_path, frame, sp
 
     signature = json.loads((folder / "signature.json").read_text())
     inputs = {i["name"]: i for i in signature["inputs"]}
-    assert {n: i["dtype"] for n, i in inputs.items()} == {"age": "float64", "income": "float64", "city": "string",
-                                                          "floor": "int64"}
+    assert {n: i["dtype"] for n, i in inputs.items()} == {
+        "age": "float64",
+        "income": "float64",
+        "city": "string",
+        "floor": "int64",
+    }
     assert inputs["city"]["vocabulary"] == spec.categorical_columns["city"].vocabulary
     assert inputs["income"]["missing"] is True and inputs["floor"]["missing"] is False
     names = [o["name"] for o in signature["outputs"]]
-    assert names == {"regression": ["predictions"], "binary": ["logits", "logistic", "probabilities", "class_ids",
-                                                               "classes"],
-                     "multiclass": ["logits", "probabilities", "class_ids", "classes"]}[head]
+    assert (
+        names
+        == {
+            "regression": ["predictions"],
+            "binary": ["logits", "logistic", "probabilities", "class_ids", "classes"],
+            "multiclass": ["logits", "probabilities", "class_ids", "classes"],
+        }[head]
+    )
     assert signature["head"] == head and signature["raw_inputs"] is True
     assert signature.get("class_labels") == fitted.parts["class_labels"]
     if head != "regression":
@@ -78,15 +93,18 @@ def test_the_graph_needs_only_standard_onnx_domains(tmp_path, frame, spec):
 
 def test_keras_model_with_feature_spec_and_head_keywords(tmp_path, frame, spec):
     model = keras_model(spec, 3)
-    folder = lf.export_model(model, tmp_path, name="plain", feature_spec=spec, head="multiclass",
-                             model_outputs="logits", class_labels=LABELS)
-    fitted = Fitted(kind="keras", model=model, feature_spec=spec, head="multiclass", class_labels=LABELS,
-                    model_outputs="logits")
+    folder = lf.export_model(
+        model, tmp_path, name="plain", feature_spec=spec, head="multiclass", model_outputs="logits", class_labels=LABELS
+    )
+    fitted = Fitted(
+        kind="keras", model=model, feature_spec=spec, head="multiclass", class_labels=LABELS, model_outputs="logits"
+    )
     assert_predicted(lf.predict(folder, request_frame()), expected_outputs(fitted, request_frame()))
     # without a head the outputs keep the model's own names
     bare = lf.export_model(model, tmp_path, name="bare", feature_spec=spec)
-    raw = np.asarray(model.predict(spec.transform({k: request_frame()[k].to_numpy() for k in REQUEST_ROWS[0]}),
-                                   verbose=0))
+    raw = np.asarray(
+        model.predict(spec.transform({k: request_frame()[k].to_numpy() for k in REQUEST_ROWS[0]}), verbose=0)
+    )
     predicted = lf.predict(bare, REQUEST_ROWS)  # one output, still by its name
     assert list(predicted) == [o["name"] for o in json.loads((bare / "signature.json").read_text())["outputs"]]
     np.testing.assert_allclose(next(iter(predicted.values())), raw, atol=1e-5)
@@ -99,25 +117,45 @@ def test_every_column_kind_encodes_the_same_in_python_and_in_the_graph():
     from onnx import TensorProto
 
     rng = np.random.default_rng(3)
-    words = ["", "lima", "zürich", "東京", "a\x1fb", "emoji 🙂"] + ["".join(rng.choice(list("abcxyz -_é"), 7))
-                                                                    for _ in range(200)]
+    words = ["", "lima", "zürich", "東京", "a\x1fb", "emoji 🙂"] + [
+        "".join(rng.choice(list("abcxyz -_é"), 7)) for _ in range(200)
+    ]
     n = len(words)
-    table = pd.DataFrame({"word": words, "other": words[::-1], "token": words[1:] + words[:1],
-                          "slot": rng.integers(0, 5, n), "size": rng.normal(0, 2, n), "y": 0})
-    spec = (lf.feature_spec(table, label="y").categorical_hash("word", hash_bucket_size=97)
-            .crossed(["word", "other"], hash_bucket_size=1009)
-            .categorical_vocab("token", max_tokens=20, num_oov_buckets=3)
-            .categorical_identity("slot", num_buckets=4)
-            .numeric("size").bucketized("size", [-1.0, 0.0, 1.5])
-            .crossed(["slot", "size_bucketized"], hash_bucket_size=13).fit())
-    graph = preprocessing_model(spec, {n: TensorProto.INT64 if n in spec.categorical_columns else TensorProto.FLOAT
-                                       for n in spec.input_names})
+    table = pd.DataFrame(
+        {
+            "word": words,
+            "other": words[::-1],
+            "token": words[1:] + words[:1],
+            "slot": rng.integers(0, 5, n),
+            "size": rng.normal(0, 2, n),
+            "y": 0,
+        }
+    )
+    spec = (
+        lf.feature_spec(table, label="y")
+        .categorical_hash("word", hash_bucket_size=97)
+        .crossed(["word", "other"], hash_bucket_size=1009)
+        .categorical_vocab("token", max_tokens=20, num_oov_buckets=3)
+        .categorical_identity("slot", num_buckets=4)
+        .numeric("size")
+        .bucketized("size", [-1.0, 0.0, 1.5])
+        .crossed(["slot", "size_bucketized"], hash_bucket_size=13)
+        .fit()
+    )
+    graph = preprocessing_model(
+        spec, {n: TensorProto.INT64 if n in spec.categorical_columns else TensorProto.FLOAT for n in spec.input_names}
+    )
     session = ort.InferenceSession(graph.SerializeToString(), providers=["CPUExecutionProvider"])
     size = table["size"].to_numpy().copy()
     size[:4] = [-1.0, 0.0, 1.5, np.nan]  # boundaries themselves, and a missing value
     slot = np.array([-1, 4, 3, 0] + [int(v) for v in rng.integers(-2, 7, n - 4)], dtype=np.int64)
-    batch = {"word": np.array(words, dtype=object), "other": np.array(words[::-1], dtype=object),
-             "token": np.array(words[::-1], dtype=object), "slot": slot, "size": size}
+    batch = {
+        "word": np.array(words, dtype=object),
+        "other": np.array(words[::-1], dtype=object),
+        "token": np.array(words[::-1], dtype=object),
+        "slot": slot,
+        "size": size,
+    }
     feed = {**batch, "slot": slot.astype(np.float64)}
     got = dict(zip([o.name for o in session.get_outputs()], session.run(None, feed)))
     expected = spec.transform(batch)
@@ -133,16 +171,17 @@ def test_bad_exports_are_refused_with_a_clear_error(tmp_path, frame, spec):
     with pytest.raises(BundleError, match="lacks \\['head', 'model_outputs'\\]"):
         lf.export_model(Fitted(kind="keras", model=model, feature_spec=spec), tmp_path)
     with pytest.raises(BundleError, match="kind 'torch' is not known"):
-        lf.export_model(Fitted(kind="torch", model=model, feature_spec=spec, head="binary",
-                               model_outputs="logits"), tmp_path)
+        lf.export_model(
+            Fitted(kind="torch", model=model, feature_spec=spec, head="binary", model_outputs="logits"), tmp_path
+        )
     with pytest.raises(BundleError, match="head='ranking' is not known"):
         lf.export_model(model, tmp_path, feature_spec=spec, head="ranking", model_outputs="logits")
     with pytest.raises(BundleError, match="binary head needs 2 class labels"):
-        lf.export_model(model, tmp_path, feature_spec=spec, head="binary", model_outputs="logits",
-                        class_labels=LABELS)
+        lf.export_model(model, tmp_path, feature_spec=spec, head="binary", model_outputs="logits", class_labels=LABELS)
     with pytest.raises(BundleError, match="3 values per row but there are 2 class labels"):
-        lf.export_model(model, tmp_path, feature_spec=spec, head="multiclass", model_outputs="logits",
-                        class_labels=["a", "b"])
+        lf.export_model(
+            model, tmp_path, feature_spec=spec, head="multiclass", model_outputs="logits", class_labels=["a", "b"]
+        )
     with pytest.raises(BundleError, match="must be a fitted spec"):
         lf.export_model(model, tmp_path, feature_spec=lf.feature_spec(frame, label="y").numeric("age"))
     import xgboost as xgb
@@ -176,13 +215,37 @@ def test_cli_predict_takes_raw_rows(tmp_path, frame, spec):
     fitted = estimator("keras", "binary", frame, spec)
     lf.export_model(fitted, tmp_path / "models", name="income")
     (tmp_path / "rows.json").write_text(json.dumps({"instances": REQUEST_ROWS}))
-    done = subprocess.run([sys.executable, "-m", "layerflow.cli", "predict", str(tmp_path / "models"), "--input",
-                           str(tmp_path / "rows.json")], capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "layerflow.cli",
+            "predict",
+            str(tmp_path / "models"),
+            "--input",
+            str(tmp_path / "rows.json"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert_same_outputs(json.loads(done.stdout), expected_outputs(fitted, request_frame()))
     (tmp_path / "bad.json").write_text(json.dumps([{**REQUEST_ROWS[0], "city": 2.5}]))
-    done = subprocess.run([sys.executable, "-m", "layerflow.cli", "predict", str(tmp_path / "models"), "--input",
-                           str(tmp_path / "bad.json")], capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "layerflow.cli",
+            "predict",
+            str(tmp_path / "models"),
+            "--input",
+            str(tmp_path / "bad.json"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode != 0 and "Error: Input 'city' takes strings" in done.stderr
     assert "Traceback" not in done.stderr
 
@@ -197,8 +260,13 @@ def test_cli_exports_a_saved_estimator_folder(tmp_path, frame, spec):
     fitted = estimator("keras", "multiclass", frame, spec)
     save_fitted(fitted, tmp_path / "income")
     repo = Path(__file__).resolve().parents[1]
-    done = subprocess.run([sys.executable, "-m", "layerflow.cli", "export", str(tmp_path / "income"), "--out",
-                           str(tmp_path / "models")], capture_output=True, text=True, timeout=300, cwd=repo)
+    done = subprocess.run(
+        [sys.executable, "-m", "layerflow.cli", "export", str(tmp_path / "income"), "--out", str(tmp_path / "models")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=repo,
+    )
     assert done.returncode == 0, done.stderr
     assert_predicted(lf.predict(tmp_path / "models", REQUEST_ROWS), expected_outputs(fitted, request_frame()))
     signature = json.loads((tmp_path / "models" / "income" / "1" / "signature.json").read_text())
@@ -206,8 +274,13 @@ def test_cli_exports_a_saved_estimator_folder(tmp_path, frame, spec):
     assert {i["name"]: i["dtype"] for i in signature["inputs"]}["floor"] == "string"
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "layerflow_model.json").write_text('{"loader": "no_such_module:load"}')
-    done = subprocess.run([sys.executable, "-m", "layerflow.cli", "export", str(tmp_path / "broken"), "--out",
-                           str(tmp_path / "models")], capture_output=True, text=True, timeout=300, cwd=repo)
+    done = subprocess.run(
+        [sys.executable, "-m", "layerflow.cli", "export", str(tmp_path / "broken"), "--out", str(tmp_path / "models")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=repo,
+    )
     assert done.returncode != 0 and "its loader 'no_such_module:load' cannot be imported" in done.stderr
 
 
@@ -220,10 +293,20 @@ def test_a_booster_over_columns_in_another_order(tmp_path, frame, spec):
     order = list(reversed(spec.input_names))
     features = encoded(spec, frame)
     matrix = np.hstack([features[n].astype(np.float32) for n in order])
-    booster = xgb.train({"objective": "reg:squarederror", "max_depth": 3, "seed": 0},
-                        xgb.DMatrix(matrix, frame["age"].to_numpy() / 10.0, feature_names=order), 5)
-    fitted = Fitted(kind="xgboost", model=booster, feature_spec=spec, head="regression", class_labels=None,
-                    model_outputs="predictions", feature_names=order)
+    booster = xgb.train(
+        {"objective": "reg:squarederror", "max_depth": 3, "seed": 0},
+        xgb.DMatrix(matrix, frame["age"].to_numpy() / 10.0, feature_names=order),
+        5,
+    )
+    fitted = Fitted(
+        kind="xgboost",
+        model=booster,
+        feature_spec=spec,
+        head="regression",
+        class_labels=None,
+        model_outputs="predictions",
+        feature_names=order,
+    )
     folder = lf.export_model(fitted, tmp_path, name="reordered")
     asked = encoded(spec, request_frame())
     want = booster.predict(xgb.DMatrix(np.hstack([asked[n].astype(np.float32) for n in order]), feature_names=order))

@@ -17,7 +17,7 @@ import torch
 from layerflow import keras
 from layerflow.fastfit import _keras_internals, fast_fit_status
 from layerflow.fastfit.simplify import FlatGraph
-from tests.test_fast_fit import X, X_VAL, Y, Y_VAL, mlp
+from tests.test_fast_fit import X_VAL, Y_VAL, X, Y, mlp
 
 SWITCHES = ("1", "0")  # fast path, Keras's own
 
@@ -44,11 +44,13 @@ def test_evaluate_and_predict_are_identical_to_kerass_on_the_same_weights(monkey
 
     def run():
         steps_before = trained.test_function.fast_steps if hasattr(trained.test_function, "fast_steps") else 0
-        result = (trained.evaluate(X_VAL, Y_VAL, batch_size=16, verbose=0),  # 70 rows: a last batch of 6
-                  trained.evaluate(X_VAL, Y_VAL, batch_size=16, verbose=0, return_dict=True),
-                  trained.evaluate(X_VAL, Y_VAL, batch_size=16, verbose=0, sample_weight=weights),
-                  trained.predict(X_VAL, batch_size=16, verbose=0),
-                  trained.predict(X_VAL, verbose=0))  # Keras's default batch size
+        result = (
+            trained.evaluate(X_VAL, Y_VAL, batch_size=16, verbose=0),  # 70 rows: a last batch of 6
+            trained.evaluate(X_VAL, Y_VAL, batch_size=16, verbose=0, return_dict=True),
+            trained.evaluate(X_VAL, Y_VAL, batch_size=16, verbose=0, sample_weight=weights),
+            trained.predict(X_VAL, batch_size=16, verbose=0),
+            trained.predict(X_VAL, verbose=0),
+        )  # Keras's default batch size
         return result, trained.test_function.fast_steps - steps_before
 
     (fast, fast_steps), (slow, slow_steps) = on_both_paths(monkeypatch, run)
@@ -92,8 +94,9 @@ class Recorder(keras.callbacks.Callback):
 
     def on_predict_batch_end(self, batch, logs=None):
         outputs = logs["outputs"]
-        self.seen.append(("predict_batch_end", batch, type(outputs).__name__, tuple(outputs.shape),
-                          np.asarray(outputs).tobytes()))
+        self.seen.append(
+            ("predict_batch_end", batch, type(outputs).__name__, tuple(outputs.shape), np.asarray(outputs).tobytes())
+        )
         if batch == self.stop_predict_after:
             self.model.stop_predicting = True
 
@@ -168,10 +171,16 @@ def test_arrays_keras_would_convert_differently_keep_its_conversion(monkeypatch,
     def run():
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            result = {name: (trained.evaluate(x, Y_VAL, batch_size=16, verbose=0),
-                             trained.predict(x, batch_size=16, verbose=0)) for name, x in inputs.items()}
-            result.update({f"labels {name}": trained.evaluate(X_VAL, y, batch_size=16, verbose=0)
-                           for name, y in labels.items()})
+            result = {
+                name: (
+                    trained.evaluate(x, Y_VAL, batch_size=16, verbose=0),
+                    trained.predict(x, batch_size=16, verbose=0),
+                )
+                for name, x in inputs.items()
+            }
+            result.update(
+                {f"labels {name}": trained.evaluate(X_VAL, y, batch_size=16, verbose=0) for name, y in labels.items()}
+            )
         return result, [str(w.message) for w in caught if "writable" in str(w.message)]
 
     (fast, fast_warnings), (slow, _) = on_both_paths(monkeypatch, run)
@@ -211,8 +220,10 @@ def test_models_with_several_inputs_or_outputs_match_kerass(monkeypatch):
     model.compile(loss=["sparse_categorical_crossentropy", "mse"], optimizer="adam", metrics=[["accuracy"], []])
 
     def run():
-        return (model.predict([X_VAL, X_VAL[::-1].copy()], batch_size=16, verbose=0),
-                model.evaluate([X_VAL, X_VAL], [Y_VAL, X_VAL[:, :1]], batch_size=16, verbose=0))
+        return (
+            model.predict([X_VAL, X_VAL[::-1].copy()], batch_size=16, verbose=0),
+            model.evaluate([X_VAL, X_VAL], [Y_VAL, X_VAL[:, :1]], batch_size=16, verbose=0),
+        )
 
     fast, slow = on_both_paths(monkeypatch, run)
     assert fast_fit_status(model)["predict"] == "fast"
@@ -249,8 +260,9 @@ def _ops(graph: FlatGraph) -> list[str]:
 def test_rewrites_keep_kerass_label_casts_bit_identical():
     def loss_and_accuracy(scores, labels):
         log_probabilities = torch.log(torch.softmax(scores, -1).clamp(1e-7, 1 - 1e-7))
-        loss = torch.nn.functional.nll_loss(log_probabilities, labels.to(torch.float32).to(torch.int64),
-                                            reduction="none").sum()
+        loss = torch.nn.functional.nll_loss(
+            log_probabilities, labels.to(torch.float32).to(torch.int64), reduction="none"
+        ).sum()
         matches = labels.to(torch.float32) == scores.argmax(-1).to(torch.int32).to(torch.float32)
         return loss, matches.to(torch.float32).sum()
 
@@ -269,7 +281,7 @@ def test_rewrites_keep_kerass_label_casts_bit_identical():
     def accuracy(scores, labels):
         return (labels.to(torch.float32) == scores.argmax(-1).to(torch.int32).to(torch.float32)).to(torch.float32).sum()
 
-    large = torch.tensor([2 ** 24 + 1, 2 ** 24, 2 ** 40, -(2 ** 24) - 3, 3, 0, 9, 5])  # floats round these
+    large = torch.tensor([2**24 + 1, 2**24, 2**40, -(2**24) - 3, 3, 0, 9, 5])  # floats round these
     scores = torch.zeros(8, 10)
     scores[torch.arange(8), torch.tensor([0, 0, 0, 0, 3, 0, 9, 4])] = 1.0
     graph = _graph(accuracy, scores, large)

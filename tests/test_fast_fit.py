@@ -105,8 +105,15 @@ def test_class_weights_sample_weights_and_validation_data(monkeypatch):
 
     def train(model):
         first = model.fit(X, Y, batch_size=40, epochs=2, class_weight={0: 1.0, 1: 3.0, 2: 0.5}, verbose=0)
-        second = model.fit(X, Y, sample_weight=weights, batch_size=40, epochs=2, verbose=0,
-                           validation_data=(X_VAL, Y_VAL, np.ones(len(X_VAL))))
+        second = model.fit(
+            X,
+            Y,
+            sample_weight=weights,
+            batch_size=40,
+            epochs=2,
+            verbose=0,
+            validation_data=(X_VAL, Y_VAL, np.ones(len(X_VAL))),
+        )
         return first.history, second.history
 
     (fast, fast_model), (slow, slow_model) = both_paths(monkeypatch, train)
@@ -212,8 +219,9 @@ class BranchOnData(keras.layers.Layer):
 
 def test_untraceable_model_falls_back_with_one_line(capfd):
     keras.utils.set_random_seed(3)
-    model = keras.Sequential([keras.Input((12,)), BranchOnData(), keras.layers.Dense(3, activation="softmax")],
-                             name="branchy")
+    model = keras.Sequential(
+        [keras.Input((12,)), BranchOnData(), keras.layers.Dense(3, activation="softmax")], name="branchy"
+    )
     model.compile(loss="sparse_categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
     history = model.fit(X, Y, batch_size=32, epochs=2, verbose=0)
     model.evaluate(X, Y, verbose=0)
@@ -309,11 +317,14 @@ def test_batch_logs_a_callback_hears_match_keras_and_unheard_ones_change_nothing
     def train(model):
         quiet = model.fit(X, Y, batch_size=64, epochs=1, verbose=0).history  # no callback hears batch ends
         listener = BatchLogs()
-        heard = model.fit(X, Y, batch_size=64, epochs=1, verbose=0, validation_data=(X_VAL, Y_VAL),
-                          callbacks=[listener]).history
+        heard = model.fit(
+            X, Y, batch_size=64, epochs=1, verbose=0, validation_data=(X_VAL, Y_VAL), callbacks=[listener]
+        ).history
         evaluated = model.evaluate(X_VAL, Y_VAL, batch_size=32, verbose=0, return_dict=True)
-        on_batch = (model.train_on_batch(X[:32], Y[:32], return_dict=True),
-                    model.test_on_batch(X[:32], Y[:32], return_dict=True))
+        on_batch = (
+            model.train_on_batch(X[:32], Y[:32], return_dict=True),
+            model.test_on_batch(X[:32], Y[:32], return_dict=True),
+        )
         return quiet, heard, listener.seen, evaluated, on_batch
 
     (fast, fast_model), (slow, _) = both_paths(monkeypatch, train)

@@ -10,8 +10,9 @@ names the cause. Never a silent difference.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -113,22 +114,40 @@ class CustomStep(keras.Model):
 
 
 def _compile(model, loss="sparse_categorical_crossentropy", optimizer="adam", metrics=("accuracy",), **options):
-    model.compile(loss=loss, optimizer=optimizer, metrics=metrics if isinstance(metrics, dict) else list(metrics),
-                  **options)
+    model.compile(
+        loss=loss, optimizer=optimizer, metrics=metrics if isinstance(metrics, dict) else list(metrics), **options
+    )
     return model
 
 
 def conv():
-    return _compile(keras.Sequential([
-        keras.Input((8, 8, 1)), keras.layers.Conv2D(4, 3, activation="relu"), keras.layers.MaxPooling2D(),
-        keras.layers.Flatten(), keras.layers.Dense(3, activation="softmax")]))
+    return _compile(
+        keras.Sequential(
+            [
+                keras.Input((8, 8, 1)),
+                keras.layers.Conv2D(4, 3, activation="relu"),
+                keras.layers.MaxPooling2D(),
+                keras.layers.Flatten(),
+                keras.layers.Dense(3, activation="softmax"),
+            ]
+        )
+    )
 
 
 def separable_batchnorm():
-    return _compile(keras.Sequential([
-        keras.Input((8, 8, 2)), keras.layers.SeparableConv2D(4, 3), keras.layers.BatchNormalization(),
-        keras.layers.ReLU(), keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(3)]),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return _compile(
+        keras.Sequential(
+            [
+                keras.Input((8, 8, 2)),
+                keras.layers.SeparableConv2D(4, 3),
+                keras.layers.BatchNormalization(),
+                keras.layers.ReLU(),
+                keras.layers.GlobalAveragePooling2D(),
+                keras.layers.Dense(3),
+            ]
+        ),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
 
 
 def transformer():
@@ -141,38 +160,70 @@ def transformer():
 
 
 def lstm():
-    return _compile(keras.Sequential([keras.Input((5, 4)), keras.layers.LSTM(6), keras.layers.Dense(3, activation="softmax")]))
+    return _compile(
+        keras.Sequential([keras.Input((5, 4)), keras.layers.LSTM(6), keras.layers.Dense(3, activation="softmax")])
+    )
 
 
 def gru_rmsprop():
-    return _compile(keras.Sequential([keras.Input((5, 4)), keras.layers.GRU(6), keras.layers.Dense(3, activation="softmax")]),
-                    optimizer="rmsprop")
+    return _compile(
+        keras.Sequential([keras.Input((5, 4)), keras.layers.GRU(6), keras.layers.Dense(3, activation="softmax")]),
+        optimizer="rmsprop",
+    )
 
 
 def embedding():
-    return _compile(keras.Sequential([keras.Input((6,), dtype="int32"), keras.layers.Embedding(20, 4),
-                                      keras.layers.GlobalAveragePooling1D(), keras.layers.Dense(3, activation="softmax")]))
+    return _compile(
+        keras.Sequential(
+            [
+                keras.Input((6,), dtype="int32"),
+                keras.layers.Embedding(20, 4),
+                keras.layers.GlobalAveragePooling1D(),
+                keras.layers.Dense(3, activation="softmax"),
+            ]
+        )
+    )
 
 
 def custom_layer_and_metric():
     model = keras.Sequential([keras.Input((6,)), Linear(8), keras.layers.Activation("tanh"), Linear(3)])
-    return _compile(model, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), optimizer="sgd",
-                    metrics=[MeanSquaredLogits(), "accuracy"])
+    return _compile(
+        model,
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        optimizer="sgd",
+        metrics=[MeanSquaredLogits(), "accuracy"],
+    )
 
 
 def add_loss_in_call():
-    return _compile(keras.Sequential([keras.Input((6,)), keras.layers.Dense(8, activation="relu"), ActivityPenalty(),
-                                      keras.layers.Dense(3, activation="softmax")]), optimizer="sgd")
+    return _compile(
+        keras.Sequential(
+            [
+                keras.Input((6,)),
+                keras.layers.Dense(8, activation="relu"),
+                ActivityPenalty(),
+                keras.layers.Dense(3, activation="softmax"),
+            ]
+        ),
+        optimizer="sgd",
+    )
 
 
 def activity_regularizer():
-    return _compile(keras.Sequential([keras.Input((6,)), keras.layers.Dense(1, activity_regularizer=keras.regularizers.L2(1.0))]),
-                    loss="mse", metrics=["mae"])
+    return _compile(
+        keras.Sequential([keras.Input((6,)), keras.layers.Dense(1, activity_regularizer=keras.regularizers.L2(1.0))]),
+        loss="mse",
+        metrics=["mae"],
+    )
 
 
 def stateful_layer():
-    return _compile(keras.Sequential([keras.Input((6,)), keras.layers.Dense(6), ComputeSum(6), keras.layers.Dense(1)]),
-                    loss="mse", optimizer="sgd", metrics=["mae"])
+    return _compile(
+        keras.Sequential([keras.Input((6,)), keras.layers.Dense(6), ComputeSum(6), keras.layers.Dense(1)]),
+        loss="mse",
+        optimizer="sgd",
+        metrics=["mae"],
+    )
 
 
 def multi_input_output():
@@ -180,28 +231,57 @@ def multi_input_output():
     hidden = keras.layers.Dense(8, activation="relu")(keras.layers.Concatenate()([left, right]))
     kind = keras.layers.Dense(3, activation="softmax", name="kind")(hidden)
     amount = keras.layers.Dense(1, name="amount")(hidden)
-    return _compile(keras.Model([left, right], {"kind": kind, "amount": amount}),
-                    loss={"kind": "sparse_categorical_crossentropy", "amount": "mse"},
-                    loss_weights={"kind": 1.0, "amount": 0.5}, metrics={"kind": ["accuracy"], "amount": ["mae"]})
+    return _compile(
+        keras.Model([left, right], {"kind": kind, "amount": amount}),
+        loss={"kind": "sparse_categorical_crossentropy", "amount": "mse"},
+        loss_weights={"kind": 1.0, "amount": 0.5},
+        metrics={"kind": ["accuracy"], "amount": ["mae"]},
+    )
 
 
 def deep_relu_batchnorm_adam():
-    return _compile(keras.Sequential([
-        keras.Input((6,)), keras.layers.Dense(32, activation="relu"), keras.layers.BatchNormalization(),
-        keras.layers.Dense(32, activation="relu"), keras.layers.Dropout(0.3), keras.layers.Dense(3, activation="softmax")]))
+    return _compile(
+        keras.Sequential(
+            [
+                keras.Input((6,)),
+                keras.layers.Dense(32, activation="relu"),
+                keras.layers.BatchNormalization(),
+                keras.layers.Dense(32, activation="relu"),
+                keras.layers.Dropout(0.3),
+                keras.layers.Dense(3, activation="softmax"),
+            ]
+        )
+    )
 
 
 def weighted_dropout():
-    return _compile(keras.Sequential([keras.Input((6,)), keras.layers.Dense(16, activation="relu"),
-                                      keras.layers.Dropout(0.5), keras.layers.Dense(3, activation="softmax")]),
-                    optimizer=keras.optimizers.Adam(1e-2), weighted_metrics=["accuracy"])
+    return _compile(
+        keras.Sequential(
+            [
+                keras.Input((6,)),
+                keras.layers.Dense(16, activation="relu"),
+                keras.layers.Dropout(0.5),
+                keras.layers.Dense(3, activation="softmax"),
+            ]
+        ),
+        optimizer=keras.optimizers.Adam(1e-2),
+        weighted_metrics=["accuracy"],
+    )
 
 
 def conv1d_text():
-    return _compile(keras.Sequential([keras.Input((12,), dtype="int32"), keras.layers.Embedding(30, 6),
-                                      keras.layers.Conv1D(8, 3, activation="relu"), keras.layers.GlobalMaxPooling1D(),
-                                      keras.layers.Dense(3, activation="softmax")]),
-                    optimizer=keras.optimizers.SGD(0.05, momentum=0.9, nesterov=True))
+    return _compile(
+        keras.Sequential(
+            [
+                keras.Input((12,), dtype="int32"),
+                keras.layers.Embedding(30, 6),
+                keras.layers.Conv1D(8, 3, activation="relu"),
+                keras.layers.GlobalMaxPooling1D(),
+                keras.layers.Dense(3, activation="softmax"),
+            ]
+        ),
+        optimizer=keras.optimizers.SGD(0.05, momentum=0.9, nesterov=True),
+    )
 
 
 def residual_adamw():
@@ -240,17 +320,29 @@ CASES = {
     "add_loss_in_call": Case(add_loss_in_call, TABULAR, _labels()),
     "activity_regularizer": Case(activity_regularizer, TABULAR, RNG.random((N, 1)).astype("float32")),
     "stateful_layer": Case(stateful_layer, TABULAR, RNG.random((N, 1)).astype("float32")),
-    "multi_input_output": Case(multi_input_output, {"left": TABULAR, "right": TABULAR[:, :3] * 2},
-                               {"kind": _labels(), "amount": RNG.random((N, 1)).astype("float32")}),
+    "multi_input_output": Case(
+        multi_input_output,
+        {"left": TABULAR, "right": TABULAR[:, :3] * 2},
+        {"kind": _labels(), "amount": RNG.random((N, 1)).astype("float32")},
+    ),
     "deep_relu_batchnorm_adam": Case(deep_relu_batchnorm_adam, TABULAR, _labels(), {"epochs": 6}),
     "sample_weights": Case(weighted_dropout, TABULAR, _labels(), {"sample_weight": RNG.random(N).astype("float32")}),
     "class_weights": Case(weighted_dropout, TABULAR, _labels(), {"class_weight": {0: 1.0, 1: 2.0, 2: 0.5}}),
     "validation_split": Case(deep_relu_batchnorm_adam, TABULAR, _labels(), {"validation_split": 0.25}),
     "conv1d_text_nesterov": Case(conv1d_text, RNG.integers(0, 30, (N, 12)).astype("int32"), _labels()),
     "residual_huber_adamw": Case(residual_adamw, TABULAR, RNG.random((N, 1)).astype("float32")),
-    "torch_constant_on_a_layer": Case(torch_constant, TABULAR, _labels(),
-                                      fallback=r"TorchConstant\.call\(\) \(test_fast_fit_differential\.py:\d+\) uses a torch tensor that is neither"),
-    "data_dependent_python": Case(data_dependent_python, TABULAR, _labels(), fallback=r"Branchy\.call\(\) \(test_fast_fit_differential\.py:\d+\) decides on a tensor's value in Python"),
+    "torch_constant_on_a_layer": Case(
+        torch_constant,
+        TABULAR,
+        _labels(),
+        fallback=r"TorchConstant\.call\(\) \(test_fast_fit_differential\.py:\d+\) uses a torch tensor that is neither",
+    ),
+    "data_dependent_python": Case(
+        data_dependent_python,
+        TABULAR,
+        _labels(),
+        fallback=r"Branchy\.call\(\) \(test_fast_fit_differential\.py:\d+\) decides on a tensor's value in Python",
+    ),
     "custom_train_step": Case(custom_train_step, TABULAR, _labels(), fallback=r"the model overrides train_step\(\)"),
 }
 
@@ -276,7 +368,8 @@ def test_fast_path_matches_keras_or_falls_back_naming_the_cause(name, monkeypatc
         assert status["train"].startswith("keras: ") and re.search(case.fallback, status["train"]), status
     else:
         assert status == {"train": "fast", "test": "fast", "predict": "fast"} or (
-            name == "stateful_layer" and status["predict"].startswith("keras: its call() assigns")), status
+            name == "stateful_layer" and status["predict"].startswith("keras: its call() assigns")
+        ), status
     # Whatever path it took, the numbers are Keras's own.
     assert fast_history.keys() == history.keys()
     for key in history:

@@ -15,9 +15,14 @@ from layerflow.features import NotFittedError
 def frame():
     rng = np.random.default_rng(1)
     n = 3000
-    df = pd.DataFrame({"a": rng.normal(3, 2, n), "b": rng.uniform(0, 10, n),
-                       "city": rng.choice(["paris", "rome", "oslo"], n, p=[0.5, 0.3, 0.2]),
-                       "shop": rng.integers(0, 5, n)})
+    df = pd.DataFrame(
+        {
+            "a": rng.normal(3, 2, n),
+            "b": rng.uniform(0, 10, n),
+            "city": rng.choice(["paris", "rome", "oslo"], n, p=[0.5, 0.3, 0.2]),
+            "shop": rng.integers(0, 5, n),
+        }
+    )
     df["y"] = ((df["a"] - 3) + 2 * (df["city"] == "rome") - df["b"] / 5 + 1 > 0).astype(int)
     return df
 
@@ -31,11 +36,13 @@ def csv_path(tmp_path, frame):
 
 def test_the_issue_example_works_as_written(csv_path, frame):
     ds = lf.data.csv_dataset(str(csv_path), batch_size=512)
-    spec = (lf.feature_spec(ds, label="y")
-            .numeric("a", "b", normalizer="standard")
-            .categorical_vocab("city")
-            .indicator("city")
-            .fit())
+    spec = (
+        lf.feature_spec(ds, label="y")
+        .numeric("a", "b", normalizer="standard")
+        .categorical_vocab("city")
+        .indicator("city")
+        .fit()
+    )
     assert spec.numeric_columns["a"].mean == pytest.approx(frame["a"].mean(), rel=1e-4)
     assert spec.numeric_columns["b"].std == pytest.approx(frame["b"].std(ddof=0), rel=1e-3)
     assert spec.categorical_columns["city"].vocabulary == ["paris", "rome", "oslo"]  # by frequency
@@ -50,10 +57,18 @@ def test_the_issue_example_works_as_written(csv_path, frame):
 
 
 def test_encoding_oov_missing_and_normalisation_in_the_model(frame):
-    spec = (lf.feature_spec(frame, label="y").numeric("a", normalizer="minmax")
-            .categorical_vocab("city").indicator("city").fit())
-    batch = {"a": np.array([frame["a"].min(), np.nan], dtype=np.float32),
-             "city": np.array(["rome", "berlin"], dtype=object), "y": np.array([0, 1])}
+    spec = (
+        lf.feature_spec(frame, label="y")
+        .numeric("a", normalizer="minmax")
+        .categorical_vocab("city")
+        .indicator("city")
+        .fit()
+    )
+    batch = {
+        "a": np.array([frame["a"].min(), np.nan], dtype=np.float32),
+        "city": np.array(["rome", "berlin"], dtype=object),
+        "y": np.array([0, 1]),
+    }
     encoded = spec.transform(batch)
     assert encoded["city"].ravel().tolist() == [1, 3]  # berlin was never seen: the out-of-vocabulary id
     assert encoded["a"][1, 0] == pytest.approx(frame["a"].mean(), rel=1e-4)  # missing -> mean
@@ -64,15 +79,17 @@ def test_encoding_oov_missing_and_normalisation_in_the_model(frame):
 
 
 def test_all_column_kinds_and_selectors(frame):
-    spec = (lf.feature_spec(frame, label="y")
-            .numeric(lf.all_numeric(exclude=["shop"]), normalizer="standard")  # shop: ids, declared below
-            .categorical_hash("city", hash_bucket_size=7)
-            .categorical_identity("shop", num_buckets=5)
-            .bucketized("b", boundaries=[2.5, 5, 7.5])
-            .crossed(["city", "b_bucketized"], hash_bucket_size=16)
-            .indicator(lf.all_nominal())
-            .embedding("city", dimension=3)
-            .fit())
+    spec = (
+        lf.feature_spec(frame, label="y")
+        .numeric(lf.all_numeric(exclude=["shop"]), normalizer="standard")  # shop: ids, declared below
+        .categorical_hash("city", hash_bucket_size=7)
+        .categorical_identity("shop", num_buckets=5)
+        .bucketized("b", boundaries=[2.5, 5, 7.5])
+        .crossed(["city", "b_bucketized"], hash_bucket_size=16)
+        .indicator(lf.all_nominal())
+        .embedding("city", dimension=3)
+        .fit()
+    )
     assert set(spec.numeric_columns) == {"a", "b"}  # the label is never a feature
     depths = {name: c.depth for name, c in spec.categorical_columns.items()}
     assert depths == {"city": 7, "shop": 6, "b_bucketized": 4, "city_X_b_bucketized": 16}
@@ -90,8 +107,13 @@ def test_all_column_kinds_and_selectors(frame):
 
 
 def test_save_and_load_keeps_what_was_learned(frame, tmp_path):
-    spec = (lf.feature_spec(frame, label="y").numeric("a", normalizer="standard")
-            .categorical_vocab("city", max_tokens=2).indicator("city").fit())
+    spec = (
+        lf.feature_spec(frame, label="y")
+        .numeric("a", normalizer="standard")
+        .categorical_vocab("city", max_tokens=2)
+        .indicator("city")
+        .fit()
+    )
     assert spec.categorical_columns["city"].vocabulary == ["paris", "rome"]
     loaded = lf.load_feature_spec(spec.save(tmp_path / "spec.json"))
     batch = {k: frame[k].to_numpy()[:20] for k in frame}
@@ -110,12 +132,17 @@ def _as_saved_before_murmur3(state: dict) -> dict:
     return old
 
 
-@pytest.mark.parametrize("declare, hashed", [
-    (lambda s: s.categorical_hash("city", hash_bucket_size=5), ["city"]),
-    (lambda s: s.bucketized("a", [2.0]).categorical_vocab("city").crossed(["city", "a_bucketized"], 8),
-     ["city_X_a_bucketized"]),
-    (lambda s: s.categorical_vocab("city", max_tokens=1, num_oov_buckets=3), ["city"]),  # unseen values hashed
-])
+@pytest.mark.parametrize(
+    "declare, hashed",
+    [
+        (lambda s: s.categorical_hash("city", hash_bucket_size=5), ["city"]),
+        (
+            lambda s: s.bucketized("a", [2.0]).categorical_vocab("city").crossed(["city", "a_bucketized"], 8),
+            ["city_X_a_bucketized"],
+        ),
+        (lambda s: s.categorical_vocab("city", max_tokens=1, num_oov_buckets=3), ["city"]),  # unseen values hashed
+    ],
+)
 def test_a_spec_saved_with_crc32_buckets_is_refused(frame, tmp_path, declare, hashed):
     spec = declare(lf.feature_spec(frame, label="y").numeric("a")).fit()
     saved = json.loads(spec.save(tmp_path / "spec.json").read_text())
@@ -130,8 +157,14 @@ def test_a_spec_saved_with_crc32_buckets_is_refused(frame, tmp_path, declare, ha
 
 
 def test_a_spec_saved_before_murmur3_without_hashed_columns_still_loads(frame, tmp_path):
-    spec = (lf.feature_spec(frame, label="y").numeric("a", normalizer="standard").categorical_vocab("city")
-            .bucketized("b", [2.5, 5.0]).indicator("city").fit())
+    spec = (
+        lf.feature_spec(frame, label="y")
+        .numeric("a", normalizer="standard")
+        .categorical_vocab("city")
+        .bucketized("b", [2.5, 5.0])
+        .indicator("city")
+        .fit()
+    )
     (tmp_path / "old.json").write_text(json.dumps(_as_saved_before_murmur3(spec.state())))
     loaded = lf.load_feature_spec(tmp_path / "old.json")
     batch = {k: frame[k].to_numpy()[:20] for k in frame}

@@ -13,14 +13,16 @@ from layerflow.features import SpecColumnError, SpecError, SpecFileError
 
 @pytest.fixture
 def frame():
-    return pd.DataFrame({
-        "a": [1.0, 2.0, 4.0, 7.0, 11.0, 3.0],
-        "b": [10, 20, 30, 40, 50, 60],
-        "n": [0, 1, 2, 3, 0, 1],
-        "city": ["oslo", "rome", "rome", "paris", "rome", "oslo"],
-        "shop": ["s1", "s2", "s3", "s1", "s4", "s5"],
-        "y": [0, 1, 1, 0, 1, 0],
-    })
+    return pd.DataFrame(
+        {
+            "a": [1.0, 2.0, 4.0, 7.0, 11.0, 3.0],
+            "b": [10, 20, 30, 40, 50, 60],
+            "n": [0, 1, 2, 3, 0, 1],
+            "city": ["oslo", "rome", "rome", "paris", "rome", "oslo"],
+            "shop": ["s1", "s2", "s3", "s1", "s4", "s5"],
+            "y": [0, 1, 1, 0, 1, 0],
+        }
+    )
 
 
 def test_steps_return_new_specs_and_branches_do_not_share_steps(frame):
@@ -44,8 +46,9 @@ def test_standard_scaler_uses_the_sample_standard_deviation_as_tfdatasets(frame)
     assert column.mean == pytest.approx(14 / 3, rel=1e-12)
     assert column.std == pytest.approx(float(np.std(frame["a"], ddof=1)), rel=1e-12)  # n - 1
     assert column.std == pytest.approx(3.7237973450050506, rel=1e-12)
-    big = lf.data.from_arrays({"x": 1e9 + np.arange(10_001, dtype=np.float64), "y": np.zeros(10_001)},
-                              rows_per_chunk=1000)
+    big = lf.data.from_arrays(
+        {"x": 1e9 + np.arange(10_001, dtype=np.float64), "y": np.zeros(10_001)}, rows_per_chunk=1000
+    )
     streamed = lf.feature_spec(big, label="y").numeric("x").fit()
     # exact for large offsets too (merged per block, not sum of squares)
     assert streamed.numeric_columns["x"].std == pytest.approx(float(np.std(np.arange(10_001), ddof=1)), rel=1e-9)
@@ -55,16 +58,32 @@ def test_standard_scaler_uses_the_sample_standard_deviation_as_tfdatasets(frame)
 
 
 def test_remove_drops_declared_features(frame):
-    spec = (lf.feature_spec(frame, label="y").numeric("a", "b")
-            .bucketized("b", boundaries=[25, 45]).indicator("b_bucketized").remove("b").fit())
+    spec = (
+        lf.feature_spec(frame, label="y")
+        .numeric("a", "b")
+        .bucketized("b", boundaries=[25, 45])
+        .indicator("b_bucketized")
+        .remove("b")
+        .fit()
+    )
     assert list(spec.numeric_columns) == ["a"] and list(spec.categorical_columns) == ["b_bucketized"]
     encoded = spec.transform({k: frame[k].to_numpy() for k in frame})
     assert set(encoded) == {"a", "b_bucketized"} and encoded["b_bucketized"].ravel().tolist() == [0, 0, 1, 1, 2, 2]
-    dropped = (lf.feature_spec(frame, label="y").numeric(lf.all_numeric()).categorical_vocab("city")
-               .indicator("city").remove(lf.starts_with("city"), "n").fit())
+    dropped = (
+        lf.feature_spec(frame, label="y")
+        .numeric(lf.all_numeric())
+        .categorical_vocab("city")
+        .indicator("city")
+        .remove(lf.starts_with("city"), "n")
+        .fit()
+    )
     assert list(dropped.numeric_columns) == ["a", "b"] and not dropped.categorical_columns and not dropped.dense_columns
-    crossed = (lf.feature_spec(frame, label="y").bucketized("a", [5]).crossed(["a_bucketized", "city"], 8)
-               .remove("a_bucketized"))
+    crossed = (
+        lf.feature_spec(frame, label="y")
+        .bucketized("a", [5])
+        .crossed(["a_bucketized", "city"], 8)
+        .remove("a_bucketized")
+    )
     with pytest.raises(SpecError, match=r"remove\('a_bucketized'\): \['a_bucketized_X_city'\] are built from it"):
         crossed.fit()
     with pytest.raises(SpecColumnError, match="remove\\(\\): column 'city' is not in the data"):
@@ -90,13 +109,27 @@ def test_selectors_exclude_and_has_type(frame):
 
 
 def test_feature_types_names_and_default_embedding_width(frame):
-    spec = (lf.feature_spec(frame, label="y").numeric("a").categorical_vocab("city", "shop")
-            .bucketized("b", [30]).crossed(["city", "b_bucketized"], 5)
-            .indicator("city", name="city_onehot").embedding("shop").embedding("b_bucketized", dimension=3).fit())
+    spec = (
+        lf.feature_spec(frame, label="y")
+        .numeric("a")
+        .categorical_vocab("city", "shop")
+        .bucketized("b", [30])
+        .crossed(["city", "b_bucketized"], 5)
+        .indicator("city", name="city_onehot")
+        .embedding("shop")
+        .embedding("b_bucketized", dimension=3)
+        .fit()
+    )
     assert spec.feature_types() == {
-        "a": "numeric", "city": "categorical_vocab", "shop": "categorical_vocab", "b_bucketized": "bucketized",
-        "city_X_b_bucketized": "crossed", "city_onehot": "indicator", "shop_embedding": "embedding",
-        "b_bucketized_embedding": "embedding"}
+        "a": "numeric",
+        "city": "categorical_vocab",
+        "shop": "categorical_vocab",
+        "b_bucketized": "bucketized",
+        "city_X_b_bucketized": "crossed",
+        "city_onehot": "indicator",
+        "shop_embedding": "embedding",
+        "b_bucketized_embedding": "embedding",
+    }
     assert spec.categorical_columns["shop"].depth == 6 and spec.dense_columns[1].dimension == 2  # ceil(6 ** 0.25)
     inputs, dense = spec.keras_inputs()
     model = keras.Model(inputs, dense)
@@ -142,8 +175,13 @@ def test_vectorised_encoding_matches_the_per_value_definition(frame):
     rng = np.random.default_rng(3)
     words = np.array([f"w{i}" for i in range(50)], dtype=object)
     data = pd.DataFrame({"w": words[rng.integers(0, 50, 2000)], "k": rng.integers(0, 9, 2000), "y": 0})
-    spec = (lf.feature_spec(data.head(1500), label="y").categorical_vocab("w", num_oov_buckets=3, max_tokens=30)
-            .categorical_vocab("k").crossed(["w", "k"], 17).fit())
+    spec = (
+        lf.feature_spec(data.head(1500), label="y")
+        .categorical_vocab("w", num_oov_buckets=3, max_tokens=30)
+        .categorical_vocab("k")
+        .crossed(["w", "k"], 17)
+        .fit()
+    )
     batch = {"w": data["w"].to_numpy(), "k": data["k"].to_numpy()}
     encoded = spec.transform(batch)
     vocabulary = spec.categorical_columns["w"].vocabulary
@@ -159,21 +197,31 @@ def test_vectorised_encoding_matches_the_per_value_definition(frame):
 
 def test_a_csv_is_encoded_the_same_through_arrow_as_through_numpy(tmp_path):
     path = tmp_path / "mixed.csv"
-    path.write_text("f,i,i_na,flag,s,y\n"
-                    "1.5,3,1,true,rome,0\n"
-                    "2.25,4,,false,,1\n"
-                    "NA,3,7,true,oslo,0\n"
-                    "0.5,9,1,false,rome,1\n"
-                    "3.0,4,2,true,paris,0\n")
+    path.write_text(
+        "f,i,i_na,flag,s,y\n"
+        "1.5,3,1,true,rome,0\n"
+        "2.25,4,,false,,1\n"
+        "NA,3,7,true,oslo,0\n"
+        "0.5,9,1,false,rome,1\n"
+        "3.0,4,2,true,paris,0\n"
+    )
     source = lf.data.csv_dataset(path)
-    spec = (lf.feature_spec(source, label="y").numeric("f", normalizer="standard")
-            .categorical_vocab("i_na", "flag", "s").categorical_hash("i", hash_bucket_size=5)
-            .crossed(["s", "i"], hash_bucket_size=7).bucketized("f", [1.0, 2.0]).fit())
+    spec = (
+        lf.feature_spec(source, label="y")
+        .numeric("f", normalizer="standard")
+        .categorical_vocab("i_na", "flag", "s")
+        .categorical_hash("i", hash_bucket_size=5)
+        .crossed(["s", "i"], hash_bucket_size=7)
+        .bucketized("f", [1.0, 2.0])
+        .fit()
+    )
     assert spec.categorical_columns["i_na"].vocabulary == ["1.0", "2.0", "7.0"]  # ints with a gap read as floats
     assert spec.categorical_columns["flag"].vocabulary == ["True", "False"]
     seen = []
     transform = spec.transform
-    spec.transform = lambda batch, *args, **kwargs: seen.append(type(batch).__name__) or transform(batch, *args, **kwargs)
+    spec.transform = lambda batch, *args, **kwargs: (
+        seen.append(type(batch).__name__) or transform(batch, *args, **kwargs)
+    )
     through_arrow = list(spec.prepare(lf.data.csv_dataset(path, batch_size=2)))
     assert seen and set(seen) == {"RecordBatch"}  # the Arrow path was taken: Arrow batches were encoded as they are
     del spec.transform
@@ -193,18 +241,32 @@ def test_a_csv_is_encoded_the_same_through_arrow_as_through_numpy(tmp_path):
     assert through_arrow[1][0]["f"].ravel()[0] == pytest.approx(spec.numeric_columns["f"].mean)  # missing -> mean
 
 
-
-@pytest.mark.parametrize("declare, column, first, second", [
-    (lambda s: s.numeric("b").categorical_vocab("b"), "b", "numeric('b')", "categorical_vocab('b')"),
-    (lambda s: s.categorical_vocab("city").numeric("a").categorical_hash("city", hash_bucket_size=4), "city",
-     "categorical_vocab('city')", "categorical_hash('city')"),
-    (lambda s: s.numeric(lf.all_numeric()).categorical_identity("n", num_buckets=4), "n",
-     "numeric(all_numeric()), which selected 'n'", "categorical_identity('n')"),
-    (lambda s: s.numeric("a").numeric("a", normalizer="standard"), "a", "numeric('a')", "numeric('a')"),
-    (lambda s: s.numeric("a").bucketized("a", [3.0], name="a"), "a", "numeric('a')", "bucketized('a')"),
-    (lambda s: s.categorical_vocab("city").indicator("city").indicator("city"), "city_indicator",
-     "indicator('city')", "indicator('city')"),
-])
+@pytest.mark.parametrize(
+    "declare, column, first, second",
+    [
+        (lambda s: s.numeric("b").categorical_vocab("b"), "b", "numeric('b')", "categorical_vocab('b')"),
+        (
+            lambda s: s.categorical_vocab("city").numeric("a").categorical_hash("city", hash_bucket_size=4),
+            "city",
+            "categorical_vocab('city')",
+            "categorical_hash('city')",
+        ),
+        (
+            lambda s: s.numeric(lf.all_numeric()).categorical_identity("n", num_buckets=4),
+            "n",
+            "numeric(all_numeric()), which selected 'n'",
+            "categorical_identity('n')",
+        ),
+        (lambda s: s.numeric("a").numeric("a", normalizer="standard"), "a", "numeric('a')", "numeric('a')"),
+        (lambda s: s.numeric("a").bucketized("a", [3.0], name="a"), "a", "numeric('a')", "bucketized('a')"),
+        (
+            lambda s: s.categorical_vocab("city").indicator("city").indicator("city"),
+            "city_indicator",
+            "indicator('city')",
+            "indicator('city')",
+        ),
+    ],
+)
 def test_two_steps_making_the_same_name_are_refused(frame, declare, column, first, second):
     # The same output name from two steps would let one silently replace the other (and Keras would get two
     # inputs of one name); TensorFlow's feature columns refuse it too ("Duplicate feature column name").
@@ -217,12 +279,24 @@ def test_two_steps_making_the_same_name_are_refused(frame, declare, column, firs
 
 def test_one_column_feeding_several_features_under_their_own_names_is_kept(frame):
     # As in tfdatasets: a column may be numeric and bucketized, crossed, one-hot and embedded at once.
-    spec = (lf.feature_spec(frame, label="y").numeric("a", normalizer="standard").bucketized("a", [3.0, 6.0])
-            .categorical_vocab("city").crossed(["city", "a_bucketized"], hash_bucket_size=8)
-            .indicator("city").embedding("city", dimension=2).fit())
-    assert spec.feature_types() == {"a": "numeric", "city": "categorical_vocab", "a_bucketized": "bucketized",
-                                    "city_X_a_bucketized": "crossed", "city_indicator": "indicator",
-                                    "city_embedding": "embedding"}
+    spec = (
+        lf.feature_spec(frame, label="y")
+        .numeric("a", normalizer="standard")
+        .bucketized("a", [3.0, 6.0])
+        .categorical_vocab("city")
+        .crossed(["city", "a_bucketized"], hash_bucket_size=8)
+        .indicator("city")
+        .embedding("city", dimension=2)
+        .fit()
+    )
+    assert spec.feature_types() == {
+        "a": "numeric",
+        "city": "categorical_vocab",
+        "a_bucketized": "bucketized",
+        "city_X_a_bucketized": "crossed",
+        "city_indicator": "indicator",
+        "city_embedding": "embedding",
+    }
     encoded = spec.transform({name: frame[name].to_numpy() for name in frame})
     assert encoded["a"].ravel().tolist() == frame["a"].tolist()  # the numeric column is the raw value, not an id
     # remove() then declaring the column again is the way to change how it is encoded.

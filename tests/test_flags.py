@@ -17,15 +17,20 @@ def test_defaults_and_inferred_types(monkeypatch):
     assert flags.dropout == 0.4 and flags["units"] == 256 and flags.optimizer == "rmsprop"
     assert flags.augment is False and len(flags) == 4
     frame = flags.to_frame()
-    assert frame.set_index("name")["type"].to_dict() == {"dropout": "float", "units": "int",
-                                                          "optimizer": "str", "augment": "bool"}
+    assert frame.set_index("name")["type"].to_dict() == {
+        "dropout": "float",
+        "units": "int",
+        "optimizer": "str",
+        "augment": "bool",
+    }
     assert set(frame["source"]) == {"default"}
 
 
 def test_command_line_values_are_parsed_to_their_types(monkeypatch):
     monkeypatch.delenv(FLAGS_ENV, raising=False)
-    flags = declare(["--flag", "dropout=0.25", "--flag=units=64", "--flag", "augment=yes"],
-                    dropout=0.4, units=256, augment=False)
+    flags = declare(
+        ["--flag", "dropout=0.25", "--flag=units=64", "--flag", "augment=yes"], dropout=0.4, units=256, augment=False
+    )
     assert (flags.dropout, flags.units, flags.augment) == (0.25, 64, True)
     assert flags.to_frame().set_index("name")["source"]["units"] == "command line"
 
@@ -63,8 +68,9 @@ def test_malformed_command_line_flags():
 
 def test_explicit_declarations(monkeypatch):
     monkeypatch.delenv(FLAGS_ENV, raising=False)
-    flags = lf.flags(lf.flag("checkpoint", None, type="str", description="where to save"),
-                     lf.flag("rate", 1, type=float), argv=[])
+    flags = lf.flags(
+        lf.flag("checkpoint", None, type="str", description="where to save"), lf.flag("rate", 1, type=float), argv=[]
+    )
     assert flags.checkpoint is None and flags.rate == 1.0 and isinstance(flags.rate, float)
     with pytest.raises(FlagError, match="type 'complex' is not supported"):
         lf.flag("z", 1, type="complex")
@@ -77,14 +83,19 @@ def test_explicit_declarations(monkeypatch):
 def test_precedence_defaults_yaml_command_line_call(tmp_path, monkeypatch):
     yml = tmp_path / "flags.yml"
     yml.write_text("dropout: 0.2\nunits: 128\nepochs: {default: 5, type: int, description: passes}\nname: base\n")
-    monkeypatch.setenv(FLAGS_ENV, json.dumps({"command_line": {"units": "96", "name": "cli"},
-                                              "call": {"name": "call"}}))
+    monkeypatch.setenv(
+        FLAGS_ENV, json.dumps({"command_line": {"units": "96", "name": "cli"}, "call": {"name": "call"}})
+    )
     flags = lf.flags(dropout=0.5, units=256, file=yml, argv=["--flag", "dropout=0.1"])
     # the script's own command line and layerflow run's command line both count as "command line"
     assert flags.dropout == 0.1 and flags.units == 96 and flags.epochs == 5 and flags.name == "call"
     sources = flags.to_frame().set_index("name")["source"].to_dict()
-    assert sources == {"dropout": "command line", "units": "command line", "epochs": "flags.yml",
-                       "name": "training_run(flags=)"}
+    assert sources == {
+        "dropout": "command line",
+        "units": "command line",
+        "epochs": "flags.yml",
+        "name": "training_run(flags=)",
+    }
 
 
 def test_bad_flags_file(tmp_path, monkeypatch):

@@ -28,8 +28,14 @@ Y = (X[:, :3].sum(axis=1) > 1.5).astype("int64")
 
 def build(module, seed: int = 2):
     module.utils.set_random_seed(seed)
-    model = module.Sequential([module.Input((6,)), module.layers.Dense(8, activation="relu"),
-                               module.layers.Dropout(0.2), module.layers.Dense(2, activation="softmax")])
+    model = module.Sequential(
+        [
+            module.Input((6,)),
+            module.layers.Dense(8, activation="relu"),
+            module.layers.Dropout(0.2),
+            module.layers.Dense(2, activation="softmax"),
+        ]
+    )
     model.compile(loss="sparse_categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
     return model
 
@@ -105,8 +111,13 @@ def test_a_plain_keras_model_trains_bit_for_bit_as_without_layerflow(tmp_path):
     results = {}
     for mode in ("with-layerflow", "without"):
         out = tmp_path / f"{mode}.npy"
-        done = subprocess.run([sys.executable, str(script), mode, str(out)], capture_output=True, text=True,
-                              timeout=240, env={**__import__("os").environ, "KERAS_BACKEND": "torch"})
+        done = subprocess.run(
+            [sys.executable, str(script), mode, str(out)],
+            capture_output=True,
+            text=True,
+            timeout=240,
+            env={**__import__("os").environ, "KERAS_BACKEND": "torch"},
+        )
         assert done.returncode == 0, done.stderr
         results[mode] = np.load(out)
     np.testing.assert_array_equal(results["with-layerflow"], results["without"])

@@ -13,8 +13,13 @@ from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 
 import layerflow
-from layerflow.backend import (KERAS_PRIVATE_API_MODULES, KERAS_PRIVATE_APIS, TESTED_KERAS_VERSIONS,
-                               TESTED_TORCH_VERSIONS, minor_release)
+from layerflow.backend import (
+    KERAS_PRIVATE_API_MODULES,
+    KERAS_PRIVATE_APIS,
+    TESTED_KERAS_VERSIONS,
+    TESTED_TORCH_VERSIONS,
+    minor_release,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 SOURCE = Path(layerflow.__file__).parent
@@ -45,8 +50,10 @@ def test_pyproject_pins_the_tested_releases():
 def test_the_fast_path_reads_its_tested_releases_from_the_one_owner():
     from layerflow.fastfit import _keras_internals
 
-    assert _keras_internals.TESTED_VERSIONS == {"keras": minor_release(TESTED_KERAS_VERSIONS),
-                                                "torch": minor_release(TESTED_TORCH_VERSIONS)}
+    assert _keras_internals.TESTED_VERSIONS == {
+        "keras": minor_release(TESTED_KERAS_VERSIONS),
+        "torch": minor_release(TESTED_TORCH_VERSIONS),
+    }
     assert minor_release(">=3.15,<3.16") == (3, 15) and minor_release("<2.14, >=2.13") == (2, 13)
     for path in SOURCE.rglob("*.py"):  # no second copy of a tested release anywhere in the package
         if path.name != "tested_versions.py":
@@ -66,13 +73,17 @@ def test_private_keras_imports_live_in_one_module():
     found = set()
     for path in SOURCE.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
-                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
             if any(n.startswith("keras.src") for n in names):
                 found.add(path.relative_to(SOURCE).as_posix())
     # one module per feature that needs them: the data adapter, and the fast training path
     assert found == set(KERAS_PRIVATE_API_MODULES), found
-
 
 
 def _keras_private_attributes() -> set[str]:
@@ -101,14 +112,23 @@ def test_no_private_keras_model_attributes_outside_the_one_module():
         if path.relative_to(SOURCE).as_posix() in KERAS_PRIVATE_API_MODULES:
             continue
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Attribute) and node.attr in private and not (
-                    isinstance(node.value, ast.Name) and node.value.id in ("self", "cls")):
+            if (
+                isinstance(node, ast.Attribute)
+                and node.attr in private
+                and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))
+            ):
                 found.append(f"{path.relative_to(SOURCE)}:{node.lineno} {ast.unparse(node)}")
-            elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
-                  and node.func.id in ("getattr", "hasattr", "setattr") and len(node.args) > 1
-                  and isinstance(node.args[1], ast.Constant) and node.args[1].value in private):
+            elif (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Name)
+                and node.func.id in ("getattr", "hasattr", "setattr")
+                and len(node.args) > 1
+                and isinstance(node.args[1], ast.Constant)
+                and node.args[1].value in private
+            ):
                 found.append(f"{path.relative_to(SOURCE)}:{node.lineno} {ast.unparse(node)}")
     assert not found, found
+
 
 def test_autolog_records_evaluate_through_public_callbacks(runs_dir, write_script):
     script = write_script("""

@@ -14,12 +14,25 @@ SOURCE = Path(layerflow.__file__).parent
 
 # What each package may import from layerflow besides itself (leaves: errors, backend, history,
 # plots, summary, datasets). Checked on every import statement, also those inside functions.
-LEAVES = {"layerflow.errors", "layerflow.backend", "layerflow.history", "layerflow.plots", "layerflow.summary",
-          "layerflow.datasets", "layerflow.http_token", "layerflow.tested_versions"}
+LEAVES = {
+    "layerflow.errors",
+    "layerflow.backend",
+    "layerflow.history",
+    "layerflow.plots",
+    "layerflow.summary",
+    "layerflow.datasets",
+    "layerflow.http_token",
+    "layerflow.tested_versions",
+}
 ALLOWED = {
     "layerflow.flags": set(),
     "layerflow.runs": {"layerflow.flags"},
-    "layerflow.cloud": {"layerflow.runs", "layerflow.flags", "layerflow.deploy", "layerflow.fastfit"},  # deploy: the server Ray Serve replicates; fastfit: data-parallel fit in Ray Train workers
+    "layerflow.cloud": {
+        "layerflow.runs",
+        "layerflow.flags",
+        "layerflow.deploy",
+        "layerflow.fastfit",
+    },  # deploy: the server Ray Serve replicates; fastfit: data-parallel fit in Ray Train workers
     "layerflow.tuning": {"layerflow.runs", "layerflow.cloud", "layerflow.flags"},
     "layerflow.data": set(),
     "layerflow.features": {"layerflow.data"},
@@ -29,11 +42,32 @@ ALLOWED = {
     "layerflow.deploy": {"layerflow.runs", "layerflow.features"},
 }
 # The public API the command line may use: the top-level package and each package's __init__.
-PUBLIC = {"layerflow", "layerflow.errors", "layerflow.flags", "layerflow.runs", "layerflow.tuning", "layerflow.cloud",
-          "layerflow.deploy", "layerflow.data", "layerflow.features", "layerflow.datasets", "layerflow.estimators",
-          "layerflow.ui"}
-SERVER_FORBIDDEN = ("layerflow.runs", "layerflow.tuning", "layerflow.cloud", "layerflow.estimators", "keras", "torch",
-                    "jax", "layerflow.backend", "layerflow.data", "layerflow.features")
+PUBLIC = {
+    "layerflow",
+    "layerflow.errors",
+    "layerflow.flags",
+    "layerflow.runs",
+    "layerflow.tuning",
+    "layerflow.cloud",
+    "layerflow.deploy",
+    "layerflow.data",
+    "layerflow.features",
+    "layerflow.datasets",
+    "layerflow.estimators",
+    "layerflow.ui",
+}
+SERVER_FORBIDDEN = (
+    "layerflow.runs",
+    "layerflow.tuning",
+    "layerflow.cloud",
+    "layerflow.estimators",
+    "keras",
+    "torch",
+    "jax",
+    "layerflow.backend",
+    "layerflow.data",
+    "layerflow.features",
+)
 
 
 def _module_name(path: Path) -> str:
@@ -93,7 +127,9 @@ def _exported_object(package: str, name: str) -> bool:
 
 def _is_module(name: str) -> bool:
     relative = Path(*name.split("."))
-    return (SOURCE.parent / relative).with_suffix(".py").is_file() or (SOURCE.parent / relative / "__init__.py").is_file()
+    return (SOURCE.parent / relative).with_suffix(".py").is_file() or (
+        SOURCE.parent / relative / "__init__.py"
+    ).is_file()
 
 
 def _package_of(module: str) -> str:
@@ -168,7 +204,8 @@ def _serving_path_violations(extra: dict[str, list[tuple[int, str]]] | None = No
             if (module, target) in LAZY_TRAINING_IMPORTS:
                 continue
             if target.split(".")[0] in third_party or (
-                    target.startswith("layerflow.") and _package_of(target) in SERVER_FORBIDDEN):
+                target.startswith("layerflow.") and _package_of(target) in SERVER_FORBIDDEN
+            ):
                 wrong.append(f"{module}:{line} imports {target}")
             elif target.startswith("layerflow.deploy") or target in ("layerflow.errors", "layerflow.http_token"):
                 queue.append(target)
@@ -180,11 +217,14 @@ def test_the_model_server_needs_no_training_stack():
     assert all(reason.strip() for reason in LAZY_TRAINING_IMPORTS.values()), "each exception says why"
 
 
-@pytest.mark.parametrize("module, target", [
-    ("layerflow.deploy.server", "keras"),            # a lazy import inside a server function
-    ("layerflow.deploy.repository", "pandas"),       # reached from the server, not a root itself
-    ("layerflow.deploy.serving", "layerflow.features.spec"),
-])
+@pytest.mark.parametrize(
+    "module, target",
+    [
+        ("layerflow.deploy.server", "keras"),  # a lazy import inside a server function
+        ("layerflow.deploy.repository", "pandas"),  # reached from the server, not a root itself
+        ("layerflow.deploy.serving", "layerflow.features.spec"),
+    ],
+)
 def test_a_lazy_training_import_on_the_serving_path_is_caught(module, target):
     assert _serving_path_violations({module: [(999, target)]}) == [f"{module}:999 imports {target}"]
 
@@ -195,8 +235,11 @@ def test_the_serving_path_check_follows_imports_inside_functions(tmp_path, monke
     import shutil
 
     copy = tmp_path / "layerflow"
-    shutil.copytree(SOURCE, copy, ignore=lambda folder, names: [n for n in names if not n.endswith(".py")
-                                                                and not (Path(folder) / n).is_dir()])
+    shutil.copytree(
+        SOURCE,
+        copy,
+        ignore=lambda folder, names: [n for n in names if not n.endswith(".py") and not (Path(folder) / n).is_dir()],
+    )
     server = copy / "deploy" / "server.py"
     text = server.read_text()
     anchor = "    import uvicorn\n"
@@ -213,8 +256,11 @@ def _import_cycles() -> list[list[str]]:
     graph: dict[str, set[str]] = {}
     for path in _sources():
         module = _module_name(path)
-        graph[module] = {t for _, t in _imports(path, runtime_only=True)
-                         if t.startswith("layerflow") and t != module and _is_module(t)}
+        graph[module] = {
+            t
+            for _, t in _imports(path, runtime_only=True)
+            if t.startswith("layerflow") and t != module and _is_module(t)
+        }
     # A package's __init__ re-exporting its own modules is not a cycle; a module importing a
     # module that (through any chain) imports it back is.
     for module in graph:
@@ -226,7 +272,7 @@ def _import_cycles() -> list[list[str]]:
         state[node] = 1
         for nxt in sorted(graph.get(node, ())):
             if state.get(nxt) == 1:
-                cycles.append(stack[stack.index(nxt):] + [nxt])
+                cycles.append(stack[stack.index(nxt) :] + [nxt])
             elif nxt not in state:
                 visit(nxt, stack + [nxt])
         state[node] = 2
@@ -253,24 +299,32 @@ def _tiny_package(root: Path, files: dict[str, str]) -> Path:
 def test_the_cycle_check_finds_a_cycle_hidden_inside_a_function(tmp_path, monkeypatch):
     # pkg.a imports pkg.b at the top; pkg.b imports pkg.a back only inside a function, so Python
     # imports both without complaint: the check still reports the cycle.
-    package = _tiny_package(tmp_path, {
-        "pkg/__init__.py": "",
-        "pkg/a.py": "from layerflow.pkg.b import helper\n\nVALUE = 1\n",
-        "pkg/b.py": "def helper():\n    from layerflow.pkg.a import VALUE\n\n    return VALUE\n",
-    })
+    package = _tiny_package(
+        tmp_path,
+        {
+            "pkg/__init__.py": "",
+            "pkg/a.py": "from layerflow.pkg.b import helper\n\nVALUE = 1\n",
+            "pkg/b.py": "def helper():\n    from layerflow.pkg.a import VALUE\n\n    return VALUE\n",
+        },
+    )
     monkeypatch.setattr(sys.modules[__name__], "SOURCE", package)
     assert _import_cycles() == [["layerflow.pkg.a", "layerflow.pkg.b", "layerflow.pkg.a"]]
 
 
 def test_the_cycle_check_passes_a_type_checking_import_and_a_one_way_lazy_import(tmp_path, monkeypatch):
     # An import under `if TYPE_CHECKING:` never runs; a lazy import that does not lead back is no cycle.
-    package = _tiny_package(tmp_path, {
-        "pkg/__init__.py": "",
-        "pkg/a.py": "from layerflow.pkg.b import helper\n\nVALUE = 1\n",
-        "pkg/b.py": ("from typing import TYPE_CHECKING\n\nif TYPE_CHECKING:\n    from layerflow.pkg.a import VALUE\n\n"
-                     "def helper():\n    from layerflow.pkg.c import OTHER\n\n    return OTHER\n"),
-        "pkg/c.py": "OTHER = 2\n",
-    })
+    package = _tiny_package(
+        tmp_path,
+        {
+            "pkg/__init__.py": "",
+            "pkg/a.py": "from layerflow.pkg.b import helper\n\nVALUE = 1\n",
+            "pkg/b.py": (
+                "from typing import TYPE_CHECKING\n\nif TYPE_CHECKING:\n    from layerflow.pkg.a import VALUE\n\n"
+                "def helper():\n    from layerflow.pkg.c import OTHER\n\n    return OTHER\n"
+            ),
+            "pkg/c.py": "OTHER = 2\n",
+        },
+    )
     monkeypatch.setattr(sys.modules[__name__], "SOURCE", package)
     assert _import_cycles() == []
 
@@ -279,16 +333,30 @@ def test_features_reads_datasets_through_their_public_interface_only():
     # The private attributes lf.data's classes set on self (``self._arrow = ...``) are read by lf.data
     # alone; features uses the named interface (``Dataset.arrow_batches()``, ``known_length``).
     def nodes(package: str):
-        return [(path, node) for path in sorted((SOURCE / package).rglob("*.py"))
-                for node in ast.walk(ast.parse(path.read_text()))]
+        return [
+            (path, node)
+            for path in sorted((SOURCE / package).rglob("*.py"))
+            for node in ast.walk(ast.parse(path.read_text()))
+        ]
 
-    private = {node.attr for _, node in nodes("data")
-               if isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store) and node.attr.startswith("_")
-               and not node.attr.startswith("__") and isinstance(node.value, ast.Name) and node.value.id == "self"}
+    private = {
+        node.attr
+        for _, node in nodes("data")
+        if isinstance(node, ast.Attribute)
+        and isinstance(node.ctx, ast.Store)
+        and node.attr.startswith("_")
+        and not node.attr.startswith("__")
+        and isinstance(node.value, ast.Name)
+        and node.value.id == "self"
+    }
     assert {"_arrow", "_length"} <= private
-    crossing = [f"{path.name}:{node.lineno} reads .{node.attr}"
-                for path, node in nodes("features") if isinstance(node, ast.Attribute) and node.attr in private
-                and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))]
+    crossing = [
+        f"{path.name}:{node.lineno} reads .{node.attr}"
+        for path, node in nodes("features")
+        if isinstance(node, ast.Attribute)
+        and node.attr in private
+        and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))
+    ]
     assert not crossing, "\n".join(crossing)
 
 
@@ -296,8 +364,11 @@ def test_the_run_store_is_the_one_writer_of_run_json():
     writers = []
     for path in _sources():
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Call) and "RUN_FILE" in ast.unparse(node) and any(
-                    word in ast.unparse(node.func) for word in ("write_json", "write_text", "write_bytes", "open")):
+            if (
+                isinstance(node, ast.Call)
+                and "RUN_FILE" in ast.unparse(node)
+                and any(word in ast.unparse(node.func) for word in ("write_json", "write_text", "write_bytes", "open"))
+            ):
                 writers.append(_module_name(path))
     assert set(writers) == {"layerflow.runs.store"}, writers
 
@@ -310,7 +381,9 @@ def test_a_command_group_is_one_module_listed_once():
     modules = {p.stem for p in (SOURCE / "cli").glob("*.py")} - {"__init__", "__main__", "common"}
     assert modules == set(COMMAND_GROUPS)
     commands = typer.main.get_command(app).commands
-    assert {"run", "runs", "show", "compare", "rerun", "tune", "cloud", "export", "serve", "predict", "info"} <= set(commands)
+    assert {"run", "runs", "show", "compare", "rerun", "tune", "cloud", "export", "serve", "predict", "info"} <= set(
+        commands
+    )
     assert {"clean", "purge", "copy"} <= set(commands["runs"].commands)
 
 

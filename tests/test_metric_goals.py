@@ -7,8 +7,10 @@ import pytest
 from layerflow.runs.metric_goals import default_metric, metric_column, metric_mode
 
 
-@pytest.mark.parametrize("name", ["loss", "val_loss", "metric_val_mae", "eval_rmse", "mse", "val_error",
-                                  "binary_crossentropy", "kl_divergence"])
+@pytest.mark.parametrize(
+    "name",
+    ["loss", "val_loss", "metric_val_mae", "eval_rmse", "mse", "val_error", "binary_crossentropy", "kl_divergence"],
+)
 def test_losses_and_errors_are_minimised(name):
     assert metric_mode(name) == "min"
 

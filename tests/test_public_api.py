@@ -23,8 +23,11 @@ def _missing_sections(obj) -> list[str]:
         parameters = [p for p in inspect.signature(obj).parameters if p != "self"]
     except (TypeError, ValueError):
         parameters = []
-    if parameters and not inspect.isclass(obj) or (inspect.isclass(obj) and parameters and
-                                                    not issubclass(obj, BaseException)):
+    if (
+        parameters
+        and not inspect.isclass(obj)
+        or (inspect.isclass(obj) and parameters and not issubclass(obj, BaseException))
+    ):
         missing += [] if "Args:" in doc else ["Args:"]
     if inspect.isfunction(obj):
         missing += [] if "Returns:" in doc else ["Returns:"]
@@ -51,10 +54,26 @@ def test_every_exported_name_exists():
 def test_runs_exports_only_what_users_call():
     import layerflow.runs as runs
 
-    assert sorted(runs.__all__) == sorted([
-        "RunControl", "RunNotFoundError", "archived_runs", "clean_runs", "compare_runs", "copy_run", "current_run_dir",
-        "is_tracked", "log_metrics", "ls_runs", "purge_runs", "rerun", "run_info", "run_properties", "training_run",
-        "view_run", "write_run_data",
-    ])
+    assert sorted(runs.__all__) == sorted(
+        [
+            "RunControl",
+            "RunNotFoundError",
+            "archived_runs",
+            "clean_runs",
+            "compare_runs",
+            "copy_run",
+            "current_run_dir",
+            "is_tracked",
+            "log_metrics",
+            "ls_runs",
+            "purge_runs",
+            "rerun",
+            "run_info",
+            "run_properties",
+            "training_run",
+            "view_run",
+            "write_run_data",
+        ]
+    )
     for internal in ("RunStore", "RunIndex", "read_record", "runs_dir"):
         assert not hasattr(runs, internal), internal

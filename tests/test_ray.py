@@ -51,19 +51,53 @@ class LocalRayHead:
 
     def __init__(self):
         self.temp_dir = tempfile.mkdtemp(prefix="lfray-", dir="/tmp")  # short: Ray's socket paths are capped
-        gcs, dashboard, agent_http, agent_grpc, metrics, runtime_env, node_manager, object_manager, client = _free_ports(9)
+        gcs, dashboard, agent_http, agent_grpc, metrics, runtime_env, node_manager, object_manager, client = (
+            _free_ports(9)
+        )
         self.address = f"http://127.0.0.1:{dashboard}"
-        self.env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}", "RAY_USAGE_STATS_ENABLED": "0",
-                    # One try at a runtime env that fails (Ray's default is 3), to keep the test short.
-                    "RUNTIME_ENV_RETRY_TIMES": "1"}
+        self.env = {
+            **os.environ,
+            "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}",
+            "RAY_USAGE_STATS_ENABLED": "0",
+            # One try at a runtime env that fails (Ray's default is 3), to keep the test short.
+            "RUNTIME_ENV_RETRY_TIMES": "1",
+        }
         command = [
-            f"{VENV_BIN}/ray", "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(gcs),
-            "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard),
-            "--dashboard-agent-listen-port", str(agent_http), "--dashboard-agent-grpc-port", str(agent_grpc),
-            "--metrics-export-port", str(metrics), "--runtime-env-agent-port", str(runtime_env),
-            "--node-manager-port", str(node_manager), "--object-manager-port", str(object_manager),
-            "--ray-client-server-port", str(client), "--min-worker-port", "23000", "--max-worker-port", "23999",
-            "--num-cpus", "2", "--object-store-memory", "200000000", "--temp-dir", self.temp_dir,
+            f"{VENV_BIN}/ray",
+            "start",
+            "--head",
+            "--node-ip-address",
+            "127.0.0.1",
+            "--port",
+            str(gcs),
+            "--dashboard-host",
+            "127.0.0.1",
+            "--dashboard-port",
+            str(dashboard),
+            "--dashboard-agent-listen-port",
+            str(agent_http),
+            "--dashboard-agent-grpc-port",
+            str(agent_grpc),
+            "--metrics-export-port",
+            str(metrics),
+            "--runtime-env-agent-port",
+            str(runtime_env),
+            "--node-manager-port",
+            str(node_manager),
+            "--object-manager-port",
+            str(object_manager),
+            "--ray-client-server-port",
+            str(client),
+            "--min-worker-port",
+            "23000",
+            "--max-worker-port",
+            "23999",
+            "--num-cpus",
+            "2",
+            "--object-store-memory",
+            "200000000",
+            "--temp-dir",
+            self.temp_dir,
             "--disable-usage-stats",
         ]
         result = subprocess.run(command, env=self.env, capture_output=True, text=True, timeout=180)
@@ -108,8 +142,17 @@ def cli(*args, runs_dir: Path, cwd: Path, timeout: int = 240):
 
 
 def test_cloud_train_streams_the_output_and_files_the_run_here(ray_head, project, runs_dir, tmp_path):
-    result = cli("cloud", "train", str(project), "--flag", "dropout=0.3", "--address", ray_head.address,
-                 runs_dir=runs_dir, cwd=tmp_path)
+    result = cli(
+        "cloud",
+        "train",
+        str(project),
+        "--flag",
+        "dropout=0.3",
+        "--address",
+        ray_head.address,
+        runs_dir=runs_dir,
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "starting 0.3" in result.stdout and "finished" in result.stdout
     assert "@@layerflow" not in result.stdout
@@ -127,17 +170,32 @@ def test_cloud_train_streams_the_output_and_files_the_run_here(ray_head, project
     assert job_id in jobs.stdout and record["id"] in jobs.stdout and "SUCCEEDED" in jobs.stdout
     logs = cli("cloud", "logs", record["id"], runs_dir=runs_dir, cwd=tmp_path)  # by run id: address from the run
     assert logs.returncode == 0 and "epoch 2" in logs.stdout and "@@layerflow" not in logs.stdout
-    for command, message in (("logs", "No logs for job 'raysubmit_nosuchjob'"),
-                             ("cancel", "Cannot stop job 'raysubmit_nosuchjob'"),
-                             ("collect", "No job 'raysubmit_nosuchjob'")):
-        unknown = cli("cloud", command, "raysubmit_nosuchjob", "--address", ray_head.address,
-                      runs_dir=runs_dir, cwd=tmp_path)
+    for command, message in (
+        ("logs", "No logs for job 'raysubmit_nosuchjob'"),
+        ("cancel", "Cannot stop job 'raysubmit_nosuchjob'"),
+        ("collect", "No job 'raysubmit_nosuchjob'"),
+    ):
+        unknown = cli(
+            "cloud", command, "raysubmit_nosuchjob", "--address", ray_head.address, runs_dir=runs_dir, cwd=tmp_path
+        )
         assert unknown.returncode == 2 and message in unknown.stderr, (command, unknown.stderr)
 
 
 def test_detached_job_can_be_cancelled_and_collected(ray_head, project, runs_dir, tmp_path):
-    result = cli("cloud", "train", str(project), "--flag", "epochs=100", "--flag", "sleep=0.5", "--detach",
-                 "--address", ray_head.address, runs_dir=runs_dir, cwd=tmp_path)
+    result = cli(
+        "cloud",
+        "train",
+        str(project),
+        "--flag",
+        "epochs=100",
+        "--flag",
+        "sleep=0.5",
+        "--detach",
+        "--address",
+        ray_head.address,
+        runs_dir=runs_dir,
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     job_id = result.stdout.strip().splitlines()[-1]
     record = RunStore(runs_dir).record("latest")
@@ -146,8 +204,10 @@ def test_detached_job_can_be_cancelled_and_collected(ray_head, project, runs_dir
     early = cli("cloud", "collect", job_id, "--address", ray_head.address, runs_dir=runs_dir, cwd=tmp_path)
     assert early.returncode == 2 and "still" in early.stderr
     deadline = time.monotonic() + 90
-    while "epoch 2" not in cli("cloud", "logs", job_id, "--address", ray_head.address,
-                               runs_dir=runs_dir, cwd=tmp_path).stdout:
+    while (
+        "epoch 2"
+        not in cli("cloud", "logs", job_id, "--address", ray_head.address, runs_dir=runs_dir, cwd=tmp_path).stdout
+    ):
         assert time.monotonic() < deadline, "the job never printed its second epoch"
         time.sleep(1)
     assert cli("cloud", "cancel", "latest", runs_dir=runs_dir, cwd=tmp_path).returncode == 0
@@ -165,9 +225,23 @@ def test_detached_job_can_be_cancelled_and_collected(ray_head, project, runs_dir
 
 
 def test_tune_on_ray_stops_poor_trials_early(ray_head, project, runs_dir, tmp_path):
-    result = cli("tune", str(project), "--grid", "dropout=0.1,0.7", "--flag", "epochs=30", "--flag", "sleep=0.4",
-                 "--metric", "val_accuracy", "--early-stop", "--address", ray_head.address,
-                 runs_dir=runs_dir, cwd=tmp_path)
+    result = cli(
+        "tune",
+        str(project),
+        "--grid",
+        "dropout=0.1,0.7",
+        "--flag",
+        "epochs=30",
+        "--flag",
+        "sleep=0.4",
+        "--metric",
+        "val_accuracy",
+        "--early-stop",
+        "--address",
+        ray_head.address,
+        runs_dir=runs_dir,
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     records = {r["flags"]["dropout"]: r for r in RunStore(runs_dir).records()}
     assert records[0.1]["status"] == "completed" and records[0.1]["epochs_completed"] == 30
@@ -180,8 +254,17 @@ def test_tune_on_ray_stops_poor_trials_early(ray_head, project, runs_dir, tmp_pa
 def test_requirements_that_fail_to_install_fail_the_run_with_the_reason(ray_head, project, runs_dir, tmp_path):
     requirements = tmp_path / "requirements.txt"
     requirements.write_text("# pinned on purpose to a release that does not exist\nlayerflow-no-such-package==0.0.1\n")
-    result = cli("cloud", "train", str(project), "--requirements", str(requirements), "--address", ray_head.address,
-                 runs_dir=runs_dir, cwd=tmp_path)
+    result = cli(
+        "cloud",
+        "train",
+        str(project),
+        "--requirements",
+        str(requirements),
+        "--address",
+        ray_head.address,
+        runs_dir=runs_dir,
+        cwd=tmp_path,
+    )
     assert result.returncode == 1
     record = RunStore(runs_dir).record("latest")
     assert record["status"] == "failed"
@@ -189,8 +272,10 @@ def test_requirements_that_fail_to_install_fail_the_run_with_the_reason(ray_head
 
 
 def test_bad_addresses_fail_within_seconds_and_write_nothing(project, runs_dir, tmp_path):
-    for address, message in [("http://127.0.0.1:9", "Cannot reach a Ray cluster"),
-                             ("ray://127.0.0.1:10001", "Ray client address")]:
+    for address, message in [
+        ("http://127.0.0.1:9", "Cannot reach a Ray cluster"),
+        ("ray://127.0.0.1:10001", "Ray client address"),
+    ]:
         started = time.monotonic()
         result = cli("cloud", "train", str(project), "--address", address, runs_dir=runs_dir, cwd=tmp_path)
         assert result.returncode == 2 and message in result.stderr, result.stderr
@@ -201,8 +286,19 @@ def test_bad_addresses_fail_within_seconds_and_write_nothing(project, runs_dir, 
 
 
 def test_tune_with_address_local_starts_and_stops_a_ray_cluster(project, runs_dir, tmp_path):
-    result = cli("tune", str(project), "--grid", "dropout=0.2,0.4", "--parallel", "2", "--address", "local",
-                 runs_dir=runs_dir, cwd=tmp_path, timeout=300)
+    result = cli(
+        "tune",
+        str(project),
+        "--grid",
+        "dropout=0.2,0.4",
+        "--parallel",
+        "2",
+        "--address",
+        "local",
+        runs_dir=runs_dir,
+        cwd=tmp_path,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     records = RunStore(runs_dir).records()
     assert sorted(r["status"] for r in records) == ["completed", "completed"]
@@ -211,9 +307,28 @@ def test_tune_with_address_local_starts_and_stops_a_ray_cluster(project, runs_di
 
 def test_ctrl_c_during_tune_on_ray_stops_the_jobs_and_files_them_interrupted(ray_head, project, runs_dir, tmp_path):
     process = subprocess.Popen(
-        [sys.executable, "-m", "layerflow.cli", "tune", str(project), "--grid", "dropout=0.2,0.3",
-         "--flag", "epochs=200", "--flag", "sleep=0.5", "--parallel", "2", "--address", ray_head.address],
-        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "layerflow.cli",
+            "tune",
+            str(project),
+            "--grid",
+            "dropout=0.2,0.3",
+            "--flag",
+            "epochs=200",
+            "--flag",
+            "sleep=0.5",
+            "--parallel",
+            "2",
+            "--address",
+            ray_head.address,
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
         env={**os.environ, "LAYERFLOW_RUNS_DIR": str(runs_dir)},
     )
     deadline = time.monotonic() + 120
@@ -235,9 +350,24 @@ def test_ctrl_c_during_tune_on_ray_stops_the_jobs_and_files_them_interrupted(ray
 def test_a_cluster_dying_mid_job_fails_the_run_and_keeps_its_log(ray_head, project, runs_dir, tmp_path):
     """Runs last: it kills the module's cluster."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "layerflow.cli", "cloud", "train", str(project), "--flag", "epochs=200",
-         "--flag", "sleep=0.5", "--address", ray_head.address],
-        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "layerflow.cli",
+            "cloud",
+            "train",
+            str(project),
+            "--flag",
+            "epochs=200",
+            "--flag",
+            "sleep=0.5",
+            "--address",
+            ray_head.address,
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
         env={**os.environ, "LAYERFLOW_RUNS_DIR": str(runs_dir)},
     )
     deadline = time.monotonic() + 90

@@ -32,8 +32,9 @@ def ray_head():
 def models(tmp_path_factory):
     base = tmp_path_factory.mktemp("models")
     keras.utils.set_random_seed(0)
-    mlp = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="relu"),
-                            keras.layers.Dense(3, activation="softmax")])
+    mlp = keras.Sequential(
+        [keras.Input((4,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(3, activation="softmax")]
+    )
     lf.export_model(mlp, base, name="mlp", class_labels=["a", "b", "c"])
     return base, mlp
 
@@ -75,8 +76,10 @@ def test_replicas_answer_both_protocols_as_one_server_does(ray_head, models, ser
         np.testing.assert_allclose(answer.json()["predictions"], expected, atol=1e-5)
 
     name = client.get("/v2/models/mlp").json()["inputs"][0]["name"]
-    v2 = client.post("/v2/models/mlp/infer", json={"inputs": [
-        {"name": name, "shape": [3, 4], "datatype": "FP32", "data": x.ravel().tolist()}]})
+    v2 = client.post(
+        "/v2/models/mlp/infer",
+        json={"inputs": [{"name": name, "shape": [3, 4], "datatype": "FP32", "data": x.ravel().tolist()}]},
+    )
     assert v2.status_code == 200, v2.text
     output = v2.json()["outputs"][0]
     np.testing.assert_allclose(np.reshape(output["data"], output["shape"]), expected, atol=1e-5)
@@ -89,8 +92,9 @@ def test_replicas_answer_both_protocols_as_one_server_does(ray_head, models, ser
 @pytest.mark.slow
 def test_autoscaling_bounds_then_removal(ray_head, models, serve_port):
     base, _ = models
-    status = lf.cloud.serve_on_ray(base, address=ray_head.address, min_replicas=1, max_replicas=2,
-                                   port=serve_port, name="layerflow")
+    status = lf.cloud.serve_on_ray(
+        base, address=ray_head.address, min_replicas=1, max_replicas=2, port=serve_port, name="layerflow"
+    )
     assert status["status"] == "RUNNING" and 1 <= status["replicas"] <= 2
     details = _details(ray_head.address)
     config = details["applications"]["layerflow"]["deployed_app_config"]["deployments"][0]
@@ -116,8 +120,9 @@ def test_bad_arguments_fail_before_anything_is_deployed(models, tmp_path):
 def test_more_replicas_than_the_cluster_can_place_is_a_clear_error(ray_head, models, serve_port):
     base, _ = models
     with pytest.raises(lf.LayerflowError, match=r"not running after 15 s .*CPUs"):
-        lf.cloud.serve_on_ray(base, address=ray_head.address, replicas=6, port=serve_port, name="too_many",
-                              wait_seconds=15)
+        lf.cloud.serve_on_ray(
+            base, address=ray_head.address, replicas=6, port=serve_port, name="too_many", wait_seconds=15
+        )
     assert lf.cloud.stop_serving(ray_head.address, name="too_many") is True
 
 
@@ -126,8 +131,9 @@ def test_command_line_deploys_and_removes(ray_head, models, serve_port, tmp_path
     from tests.conftest import layerflow_cli
 
     base, _ = models
-    deployed = layerflow_cli("serve", str(base), "--ray", ray_head.address, "--replicas", "1",
-                             "--port", str(serve_port), cwd=tmp_path)
+    deployed = layerflow_cli(
+        "serve", str(base), "--ray", ray_head.address, "--replicas", "1", "--port", str(serve_port), cwd=tmp_path
+    )
     assert deployed.returncode == 0, deployed.stdout + deployed.stderr
     assert f"Serving on Ray: http://127.0.0.1:{serve_port}/ (1 replica(s) running" in deployed.stdout
     assert httpx.get(f"http://127.0.0.1:{serve_port}/v1/models/mlp", timeout=30).status_code == 200

@@ -14,8 +14,8 @@ import pytest
 
 import layerflow as lf
 from layerflow.runs import RunNotFoundError
-from layerflow.runs.store import RunStore
 from layerflow.runs.ids import new_run_folder
+from layerflow.runs.store import RunStore
 from tests.conftest import layerflow_cli
 
 SIMPLE = """
@@ -38,8 +38,19 @@ def test_completed_run_records_the_contract(runs_dir, write_script):
     assert record["status"] == "completed" and record["exit_code"] == 0
     run_dir = runs_dir / record["id"]
     saved = json.loads((run_dir / "run.json").read_text())
-    for key in ("id", "script", "start", "end", "status", "flags", "metrics", "evaluation", "properties",
-                "environment", "source_hash"):
+    for key in (
+        "id",
+        "script",
+        "start",
+        "end",
+        "status",
+        "flags",
+        "metrics",
+        "evaluation",
+        "properties",
+        "environment",
+        "source_hash",
+    ):
         assert key in saved, key
     assert saved["flags"] == {"lr": 0.5, "units": 16, "name": "base"}
     assert saved["flag_types"] == {"lr": "float", "units": "int", "name": "str"}
@@ -111,8 +122,10 @@ def test_run_ids_never_collide_across_processes(tmp_path):
 def test_two_runs_started_in_the_same_second(runs_dir, write_script):
     script = write_script("import time; import layerflow as lf; lf.flags(n=0); time.sleep(0.3)\n")
     results = []
-    threads = [threading.Thread(target=lambda i=i: results.append(lf.training_run(script, flags={"n": i}, echo=False)))
-               for i in range(3)]
+    threads = [
+        threading.Thread(target=lambda i=i: results.append(lf.training_run(script, flags={"n": i}, echo=False)))
+        for i in range(3)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -126,12 +139,18 @@ def test_two_runs_started_in_the_same_second(runs_dir, write_script):
 def _corrupt_runs(runs_dir, write_script):
     first = lf.training_run(write_script(SIMPLE), echo=False)
     # A torn line in metrics.jsonl, as a crash in the middle of a write leaves it.
-    second = lf.training_run(write_script("""
+    second = lf.training_run(
+        write_script(
+            """
         import os
         path = os.path.join(os.environ["LAYERFLOW_RUN_DIR"], "metrics.jsonl")
         with open(path, "a") as stream:
             stream.write('{"epoch": 1, "loss": 0.9}\\n{"epoch": 2, "lo\\n{"epoch": 3, "loss": 0.5}\\n')
-    """, name="torn.py"), echo=False)
+    """,
+            name="torn.py",
+        ),
+        echo=False,
+    )
     (runs_dir / first["id"] / "run.json").write_text('{"id": "broken", ')
     return first, second
 
@@ -152,7 +171,9 @@ def test_corrupt_files_still_list_and_show(runs_dir, write_script, tmp_path):
 def _runner(script_path, runs_dir):
     return subprocess.Popen(
         [sys.executable, "-m", "layerflow.cli", "run", str(script_path), "--runs-dir", str(runs_dir)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
 
 
@@ -287,7 +308,7 @@ def test_index_is_safe_under_parallel_writers(tmp_path):
 def test_show_compare_clean_and_purge(runs_dir, write_script, tmp_path):
     script = write_script(SIMPLE)
     first = lf.training_run(script, echo=False)
-    script.write_text(script.read_text().replace('units=8', 'units=32') + "ADDED_IN_SECOND = 1\n")
+    script.write_text(script.read_text().replace("units=8", "units=32") + "ADDED_IN_SECOND = 1\n")
     second = lf.training_run(script, echo=False)
 
     html = lf.view_run("latest", out=tmp_path / "report.html").read_text()
@@ -388,8 +409,13 @@ def test_the_store_is_the_one_writer_of_the_run_lifecycle(runs_dir, tmp_path):
     from layerflow.runs.ids import RunExistsError
 
     store = RunStore(runs_dir)
-    run_id, run_dir = store.open_run(tmp_path / "train.py", args=["-v"], requested_flags={"units": "4"},
-                                     properties={"trial": 1}, remote={"transport": "ray-job", "address": "x"})
+    run_id, run_dir = store.open_run(
+        tmp_path / "train.py",
+        args=["-v"],
+        requested_flags={"units": "4"},
+        properties={"trial": 1},
+        remote={"transport": "ray-job", "address": "x"},
+    )
     opened = json.loads((run_dir / "run.json").read_text())
     assert opened["status"] == "running" and opened["remote"]["address"] == "x" and "driver_pid" not in opened
     assert lf.ls_runs()["status"].tolist() == ["running"]  # indexed at once
@@ -459,19 +485,26 @@ def test_flags_from_a_file_and_named_profiles(runs_dir, write_script, tmp_path):
     assert record["flags_file"] == str(tmp_path / "tuned.yml")
     record = lf.training_run(script, config="production", echo=False)
     assert record["flags"] == {"units": 512, "dropout": 0.4, "name": "base"} and record["config"] == "production"
-    assert "'units': 'flags.yml[production]', 'dropout': 'flags.yml'" in (Path(record["path"]) / "output.log").read_text()
-    done = layerflow_cli("run", str(script), "--flags-file", str(tmp_path / "tuned.yml"), "--config", "production",
-                         cwd=runs_dir.parent)
+    assert (
+        "'units': 'flags.yml[production]', 'dropout': 'flags.yml'" in (Path(record["path"]) / "output.log").read_text()
+    )
+    done = layerflow_cli(
+        "run", str(script), "--flags-file", str(tmp_path / "tuned.yml"), "--config", "production", cwd=runs_dir.parent
+    )
     assert done.returncode == 0, done.stderr
     assert lf.run_info("latest")["flags"] == {"units": 512, "dropout": 0.25, "name": "tuned"}
 
     before = len(lf.ls_runs())
     failed = lf.training_run(script, config="staging", echo=False)  # checked by the script: the run fails
-    assert failed["status"] == "failed" and "no profile 'staging'" in failed["error"] and "production" in failed["error"]
+    assert (
+        failed["status"] == "failed" and "no profile 'staging'" in failed["error"] and "production" in failed["error"]
+    )
     (tmp_path / "nested.yml").write_text("units: [1, 2]\n")
-    for flags, error, message in [(tmp_path / "missing.yml", lf.FlagError, "does not exist"),
-                                  (tmp_path / "nested.yml", lf.FlagError, "one plain value per flag"),
-                                  (42, InvalidTypeError, "got a int")]:
+    for flags, error, message in [
+        (tmp_path / "missing.yml", lf.FlagError, "does not exist"),
+        (tmp_path / "nested.yml", lf.FlagError, "one plain value per flag"),
+        (42, InvalidTypeError, "got a int"),
+    ]:
         with pytest.raises(error, match=message):
             lf.training_run(script, flags=flags, echo=False)
     assert len(lf.ls_runs()) == before + 1  # refused calls make no run

@@ -1,7 +1,6 @@
 """The REST server as a real process on a loopback port: protocols, hot reload, tokens, bad requests."""
 
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -27,16 +26,20 @@ def free_port() -> int:
 def models(tmp_path_factory):
     base = tmp_path_factory.mktemp("models")
     keras.utils.set_random_seed(0)
-    mlp = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="relu"),
-                            keras.layers.Dense(3, activation="softmax")])
+    mlp = keras.Sequential(
+        [keras.Input((4,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(3, activation="softmax")]
+    )
     lf.export_model(mlp, base, name="mlp", class_labels=["a", "b", "c"])
     return base, mlp
 
 
 def start_server(base, *options):
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "layerflow.cli", "serve", str(base), "--port", str(port),
-                                *options], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "layerflow.cli", "serve", str(base), "--port", str(port), *options],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}"
     wait_for_server(process, url, "/v2/health/live")
     return process, url
@@ -68,9 +71,11 @@ def server(models):
 
 
 def test_server_process_imports_neither_keras_nor_torch(models):
-    code = ("import sys; from layerflow.deploy.server import create_app; app = create_app(sys.argv[1]); "
-            "app.state.repository.get('mlp'); bad = [m for m in ('keras', 'torch', 'jax') if m in sys.modules]; "
-            "print(bad); sys.exit(1 if bad else 0)")
+    code = (
+        "import sys; from layerflow.deploy.server import create_app; app = create_app(sys.argv[1]); "
+        "app.state.repository.get('mlp'); bad = [m for m in ('keras', 'torch', 'jax') if m in sys.modules]; "
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
     done = subprocess.run([sys.executable, "-c", code, str(models[0])], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
 
@@ -80,8 +85,11 @@ def test_tf_serving_protocol(server, models):
     x = np.random.default_rng(1).normal(size=(3, 4)).astype("float32")
     expected = mlp.predict(x, verbose=0)
     status = server.get("/v1/models/mlp").json()
-    assert status["model_version_status"][0] == {"version": "1", "state": "AVAILABLE",
-                                                 "status": {"error_code": "OK", "error_message": ""}}
+    assert status["model_version_status"][0] == {
+        "version": "1",
+        "state": "AVAILABLE",
+        "status": {"error_code": "OK", "error_message": ""},
+    }
     metadata = server.get("/v1/models/mlp/metadata").json()
     assert list(metadata["metadata"]["signature_def"]["signature_def"]) == ["serving_default"]
     assert server.get("/v1/models/mlp/signature").json()["signature"]["class_labels"] == ["a", "b", "c"]
@@ -100,23 +108,33 @@ def test_kserve_v2_protocol(server, models):
     assert server.get("/v2/models/mlp/ready").json()["ready"] is True
     x = np.random.default_rng(2).normal(size=(2, 4)).astype("float32")
     name = meta["inputs"][0]["name"]
-    reply = server.post("/v2/models/mlp/infer", json={"id": "r1", "inputs": [
-        {"name": name, "shape": [2, 4], "datatype": "FP32", "data": x.ravel().tolist()}]}).json()
+    reply = server.post(
+        "/v2/models/mlp/infer",
+        json={"id": "r1", "inputs": [{"name": name, "shape": [2, 4], "datatype": "FP32", "data": x.ravel().tolist()}]},
+    ).json()
     assert reply["id"] == "r1" and reply["model_version"] == "1"
     output = reply["outputs"][0]
     np.testing.assert_allclose(np.reshape(output["data"], output["shape"]), mlp.predict(x, verbose=0), atol=1e-5)
 
 
-@pytest.mark.parametrize("path, body, status, message", [
-    ("/v1/models/mlp:predict", {"instances": [[1.0, 2.0]]}, 400, "has shape [1, 2]; the model expects ['batch', 4]"),
-    ("/v1/models/mlp:predict", {"instances": [["a", "b", "c", "d"]]}, 400, "takes numbers; got the string 'a'"),
-    ("/v1/models/mlp:predict", {"instances": [[1, 2], [3]]}, 400, "not a rectangular array of float32"),
-    ("/v1/models/mlp:predict", {"rows": []}, 400, "either 'instances' (rows) or 'inputs'"),
-    ("/v1/models/mlp:predict", {"inputs": {"wrong": [[1, 2, 3, 4]]}}, 400, "missing and ['wrong'] unknown"),
-    ("/v1/models/nope:predict", {"instances": [[1, 2, 3, 4]]}, 404, "Model 'nope' is not served"),
-    ("/v1/models/mlp/versions/9:predict", {"instances": [[1, 2, 3, 4]]}, 404, "has no version 9"),
-    ("/v2/models/mlp/infer", {"inputs": [{"name": "x", "shape": [1, 4], "data": [1, 2]}]}, 400, "does not fill"),
-])
+@pytest.mark.parametrize(
+    "path, body, status, message",
+    [
+        (
+            "/v1/models/mlp:predict",
+            {"instances": [[1.0, 2.0]]},
+            400,
+            "has shape [1, 2]; the model expects ['batch', 4]",
+        ),
+        ("/v1/models/mlp:predict", {"instances": [["a", "b", "c", "d"]]}, 400, "takes numbers; got the string 'a'"),
+        ("/v1/models/mlp:predict", {"instances": [[1, 2], [3]]}, 400, "not a rectangular array of float32"),
+        ("/v1/models/mlp:predict", {"rows": []}, 400, "either 'instances' (rows) or 'inputs'"),
+        ("/v1/models/mlp:predict", {"inputs": {"wrong": [[1, 2, 3, 4]]}}, 400, "missing and ['wrong'] unknown"),
+        ("/v1/models/nope:predict", {"instances": [[1, 2, 3, 4]]}, 404, "Model 'nope' is not served"),
+        ("/v1/models/mlp/versions/9:predict", {"instances": [[1, 2, 3, 4]]}, 404, "has no version 9"),
+        ("/v2/models/mlp/infer", {"inputs": [{"name": "x", "shape": [1, 4], "data": [1, 2]}]}, 400, "does not fill"),
+    ],
+)
 def test_bad_requests_get_4xx_and_the_server_keeps_serving(server, path, body, status, message):
     reply = server.post(path, json=body)
     assert reply.status_code == status and message in reply.json()["error"]
@@ -164,8 +182,20 @@ def test_predict_is_the_same_call_for_a_folder_and_a_url(server, models, tmp_pat
     np.testing.assert_allclose(local[output], mlp.predict(x, verbose=0), atol=1e-5)
     np.testing.assert_allclose(remote[output], local[output], atol=1e-6)
     (tmp_path / "in.json").write_text(json.dumps({"instances": x.tolist()}))
-    done = subprocess.run([sys.executable, "-m", "layerflow.cli", "predict", str(base / "mlp" / "1"),
-                           "--input", str(tmp_path / "in.json")], capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "layerflow.cli",
+            "predict",
+            str(base / "mlp" / "1"),
+            "--input",
+            str(tmp_path / "in.json"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     np.testing.assert_allclose(json.loads(done.stdout)[output], local[output], atol=1e-6)
     with pytest.raises(lf.deploy.BundleError, match="answered 401"):
@@ -175,8 +205,12 @@ def test_predict_is_the_same_call_for_a_folder_and_a_url(server, models, tmp_pat
     with pytest.raises(lf.deploy.BundleError, match="Cannot reach"):
         lf.predict("http://127.0.0.1:9", x, name="mlp", timeout=5)
     (tmp_path / "bad.json").write_text("{oops")
-    done = subprocess.run([sys.executable, "-m", "layerflow.cli", "predict", str(base), "--input",
-                           str(tmp_path / "bad.json")], capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "layerflow.cli", "predict", str(base), "--input", str(tmp_path / "bad.json")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 2 and "Cannot read the inputs" in done.stderr
 
 
@@ -191,8 +225,13 @@ def test_tritonclient_speaks_to_the_v2_endpoints(server, models):
     x = np.random.default_rng(4).normal(size=(3, 4)).astype("float32")
     request = triton.InferInput(metadata["inputs"][0]["name"], list(x.shape), "FP32")
     request.set_data_from_numpy(x, binary_data=False)
-    result = client.infer("mlp", [request], model_version="1", headers=headers,
-                          outputs=[triton.InferRequestedOutput(metadata["outputs"][0]["name"], binary_data=False)])
+    result = client.infer(
+        "mlp",
+        [request],
+        model_version="1",
+        headers=headers,
+        outputs=[triton.InferRequestedOutput(metadata["outputs"][0]["name"], binary_data=False)],
+    )
     np.testing.assert_allclose(result.as_numpy(metadata["outputs"][0]["name"]), mlp.predict(x, verbose=0), atol=1e-5)
 
 
@@ -215,15 +254,24 @@ def test_dynamic_batching_merges_concurrent_requests(models):
 
         async def fire():
             async with httpx.AsyncClient(base_url=url, timeout=30) as client:
-                replies = await asyncio.gather(*(client.post("/v1/models/mlp/versions/1:predict",
-                                                             json={"instances": [row.tolist()]}) for row in rows))
+                replies = await asyncio.gather(
+                    *(
+                        client.post("/v1/models/mlp/versions/1:predict", json={"instances": [row.tolist()]})
+                        for row in rows
+                    )
+                )
             return [r.json()["predictions"][0] for r in replies]
 
         predictions = asyncio.run(fire())
         np.testing.assert_allclose(predictions, mlp.predict(rows, verbose=0), atol=1e-5)
         metrics = httpx.get(f"{url}/metrics").text
-        count = float(next(line.split()[-1] for line in metrics.splitlines()
-                           if line.startswith('layerflow_batch_rows_count{model="mlp"}')))
+        count = float(
+            next(
+                line.split()[-1]
+                for line in metrics.splitlines()
+                if line.startswith('layerflow_batch_rows_count{model="mlp"}')
+            )
+        )
         assert count < 24  # fewer onnxruntime calls than requests: they were batched
         bad = httpx.post(f"{url}/v1/models/mlp/versions/1:predict", json={"instances": [[1, 2]]})
         assert bad.status_code == 400

@@ -53,8 +53,13 @@ def test_each_rpc_through_tritonclient(served):
     name, output = metadata.inputs[0].name, metadata.outputs[0].name
     for rows in (1, 32):
         x = np.random.default_rng(rows).normal(size=(rows, 4)).astype("float32")
-        result = client.infer("mlp", [infer_input(name, x)], headers=AUTH, request_id="r7",
-                              outputs=[grpcclient.InferRequestedOutput(output)])
+        result = client.infer(
+            "mlp",
+            [infer_input(name, x)],
+            headers=AUTH,
+            request_id="r7",
+            outputs=[grpcclient.InferRequestedOutput(output)],
+        )
         np.testing.assert_allclose(result.as_numpy(output), mlp.predict(x, verbose=0), atol=1e-5)
         assert result.get_response().id == "r7" and result.get_response().model_version == "1"
 
@@ -95,10 +100,16 @@ def test_bad_requests_get_the_right_status_and_the_server_keeps_serving(served):
     client, _ = served
     name = client.get_model_metadata("mlp", headers=AUTH).inputs[0].name
     good = np.zeros((1, 4), dtype="float32")
-    expect_error(lambda: client.infer("mlp", [infer_input(name, np.zeros((1, 3), "float32"))], headers=AUTH),
-                 "StatusCode.INVALID_ARGUMENT", f"Input {name!r} has shape [1, 3]")
-    expect_error(lambda: client.infer("mlp", [infer_input(name, good.astype("float64"), "FP64")], headers=AUTH),
-                 "StatusCode.INVALID_ARGUMENT", f"Input {name!r} has datatype FP64; the model expects FP32")
+    expect_error(
+        lambda: client.infer("mlp", [infer_input(name, np.zeros((1, 3), "float32"))], headers=AUTH),
+        "StatusCode.INVALID_ARGUMENT",
+        f"Input {name!r} has shape [1, 3]",
+    )
+    expect_error(
+        lambda: client.infer("mlp", [infer_input(name, good.astype("float64"), "FP64")], headers=AUTH),
+        "StatusCode.INVALID_ARGUMENT",
+        f"Input {name!r} has datatype FP64; the model expects FP32",
+    )
     request = service_pb2.ModelInferRequest(model_name="mlp")
     request.inputs.add(name=name, datatype="FP32", shape=[1, 4])
     request.raw_input_contents.append(b"\0" * 12)
@@ -106,13 +117,21 @@ def test_bad_requests_get_the_right_status_and_the_server_keeps_serving(served):
         client._client_stub.ModelInfer(request, metadata=list(AUTH.items()))
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert f"Input {name!r}: 12 bytes of raw contents; shape [1, 4] of FP32 needs 16" in caught.value.details()
-    expect_error(lambda: client.infer("mlp", [infer_input(name, good)], headers=AUTH,
-                                      outputs=[grpcclient.InferRequestedOutput("nope")]),
-                 "StatusCode.INVALID_ARGUMENT", "'nope'")
-    expect_error(lambda: client.infer("nope", [infer_input(name, good)], headers=AUTH),
-                 "StatusCode.NOT_FOUND", "Model 'nope' is not served")
+    expect_error(
+        lambda: client.infer(
+            "mlp", [infer_input(name, good)], headers=AUTH, outputs=[grpcclient.InferRequestedOutput("nope")]
+        ),
+        "StatusCode.INVALID_ARGUMENT",
+        "'nope'",
+    )
+    expect_error(
+        lambda: client.infer("nope", [infer_input(name, good)], headers=AUTH),
+        "StatusCode.NOT_FOUND",
+        "Model 'nope' is not served",
+    )
     expect_error(lambda: client.get_model_metadata("mlp", "9", headers=AUTH), "StatusCode.NOT_FOUND", "no version 9")
     expect_error(lambda: client.infer("mlp", [infer_input(name, good)]), "StatusCode.UNAUTHENTICATED", "bearer token")
     assert client.is_server_live()  # health needs no token
     assert client.infer("mlp", [infer_input(name, good)], headers=AUTH).as_numpy(
-        client.get_model_metadata("mlp", headers=AUTH).outputs[0].name).shape == (1, 3)
+        client.get_model_metadata("mlp", headers=AUTH).outputs[0].name
+    ).shape == (1, 3)

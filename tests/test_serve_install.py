@@ -11,8 +11,15 @@ import httpx
 import pytest
 
 import layerflow as lf
-from tests.raw_models import REQUEST_ROWS, assert_same_outputs, estimator, expected_outputs, fitted_spec, \
-    request_frame, training_frame
+from tests.raw_models import (
+    REQUEST_ROWS,
+    assert_same_outputs,
+    estimator,
+    expected_outputs,
+    fitted_spec,
+    request_frame,
+    training_frame,
+)
 from tests.test_serve import free_port, wait_for_server
 
 REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
@@ -64,8 +71,10 @@ def assert_training_entry_points_name_the_train_extra(python, cwd, blocked=()):
 def test_training_entry_points_name_the_train_extra_when_it_is_missing(tmp_path):
     # This interpreter has the training stack; hiding its packages stands in for a serving-only install
     # here (fast), and the test below checks a real one.
-    for blocked in (["torch", "keras", "pandas", "matplotlib", "pyarrow", "sklearn"],
-                    ["keras", "pandas", "matplotlib", "sklearn"]):
+    for blocked in (
+        ["torch", "keras", "pandas", "matplotlib", "pyarrow", "sklearn"],
+        ["keras", "pandas", "matplotlib", "sklearn"],
+    ):
         assert_training_entry_points_name_the_train_extra(sys.executable, tmp_path, blocked)
 
 
@@ -94,18 +103,24 @@ def test_serve_extra_serves_without_the_training_stack(tmp_path):
         shutil.copy2(REPO / name, source / name)
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
-    done = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", f"{source}[serve]"], capture_output=True,
-                          text=True, timeout=600)
+    done = subprocess.run(
+        [str(venv / "bin" / "pip"), "install", "-q", f"{source}[serve]"], capture_output=True, text=True, timeout=600
+    )
     assert done.returncode == 0, done.stderr[-3000:]
-    listed = json.loads(subprocess.run([str(venv / "bin" / "pip"), "list", "--format", "json"], capture_output=True,
-                                       text=True, check=True).stdout)
+    listed = json.loads(
+        subprocess.run(
+            [str(venv / "bin" / "pip"), "list", "--format", "json"], capture_output=True, text=True, check=True
+        ).stdout
+    )
     installed = {p["name"].lower() for p in listed}
     assert {"layerflow", "onnxruntime", "starlette", "uvicorn"} <= installed
     assert not installed & {"torch", "keras", "matplotlib", "pandas", "onnx"}, sorted(installed)
 
     # lf.predict in that environment, on the bundle folder
-    script = (f"import json, layerflow as lf; print(json.dumps({{k: v.tolist() for k, v in "
-              f"lf.predict({str(tmp_path / 'models')!r}, {REQUEST_ROWS!r}).items()}}))")
+    script = (
+        f"import json, layerflow as lf; print(json.dumps({{k: v.tolist() for k, v in "
+        f"lf.predict({str(tmp_path / 'models')!r}, {REQUEST_ROWS!r}).items()}}))"
+    )
     run = subprocess.run([str(venv / "bin" / "python"), "-c", script], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr[-3000:]
     assert_same_outputs(json.loads(run.stdout), expected)
@@ -115,8 +130,11 @@ def test_serve_extra_serves_without_the_training_stack(tmp_path):
 
     # layerflow serve from that environment
     port = free_port()
-    server = subprocess.Popen([str(venv / "bin" / "layerflow"), "serve", str(tmp_path / "models"), "--port", str(port)],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    server = subprocess.Popen(
+        [str(venv / "bin" / "layerflow"), "serve", str(tmp_path / "models"), "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     try:
         url = f"http://127.0.0.1:{port}"
         wait_for_server(server, url)

@@ -23,14 +23,19 @@ def base(tmp_path_factory):
     folder = tmp_path_factory.mktemp("labelled_models")
     keras.utils.set_random_seed(0)
     for width in (3, 2):  # version 1 gives 3 values per row, version 2 gives 2
-        lf.export_model(keras.Sequential([keras.Input((4,)), keras.layers.Dense(width)]), folder, name="mlp",
-                        lineage={"run_id": f"run{width}", "metrics": {"val_loss": 0.25 * width}})
+        lf.export_model(
+            keras.Sequential([keras.Input((4,)), keras.layers.Dense(width)]),
+            folder,
+            name="mlp",
+            lineage={"run_id": f"run{width}", "metrics": {"val_loss": 0.25 * width}},
+        )
     return folder
 
 
 def cli(*args):
-    return subprocess.run([sys.executable, "-m", "layerflow.cli", *map(str, args)], capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "layerflow.cli", *map(str, args)], capture_output=True, text=True, timeout=120
+    )
 
 
 def test_cli_labels_and_lists_models_with_lineage(base):
@@ -43,18 +48,23 @@ def test_cli_labels_and_lists_models_with_lineage(base):
     (model,) = json.loads(listed.stdout)
     assert model["name"] == "mlp" and model["labels"] == {"stable": 1}
     assert [(v["version"], v["labels"], v["run_id"], v["metrics"]) for v in model["versions"]] == [
-        (1, ["stable"], "run3", {"val_loss": 0.75}), (2, [], "run2", {"val_loss": 0.5})]
+        (1, ["stable"], "run3", {"val_loss": 0.75}),
+        (2, [], "run2", {"val_loss": 0.5}),
+    ]
     table = cli("models", "list", base)
     assert table.returncode == 0 and "stable" in table.stdout and "run3" in table.stdout
     assert list_models(base) == json.loads(listed.stdout)
 
 
-@pytest.mark.parametrize("version, label, message", [
-    (7, "stable", "has no version 7 to label 'stable'"),
-    (1, "2", "is a number, which would read as a version"),
-    (1, "bad-label", "is not valid; use letters, digits and '_'"),
-    (1, "", "is not valid"),
-])
+@pytest.mark.parametrize(
+    "version, label, message",
+    [
+        (7, "stable", "has no version 7 to label 'stable'"),
+        (1, "2", "is a number, which would read as a version"),
+        (1, "bad-label", "is not valid; use letters, digits and '_'"),
+        (1, "", "is not valid"),
+    ],
+)
 def test_bad_labels_are_refused_and_leave_the_labels_file_as_it_was(base, version, label, message):
     before = read_labels(base / "mlp")
     with pytest.raises(BundleError, match=message):
@@ -111,8 +121,14 @@ def test_a_label_moved_while_a_client_sends_requests(base):
             set_label(base, "mlp", version, "stable")
             moved = time.monotonic()
             with httpx.Client(base_url=url, timeout=30) as probe:
-                while len(probe.post("/v1/models/mlp/labels/stable:predict",
-                                     json={"instances": [[0, 0, 0, 1]]}).json()["predictions"][0]) != width:
+                while (
+                    len(
+                        probe.post("/v1/models/mlp/labels/stable:predict", json={"instances": [[0, 0, 0, 1]]}).json()[
+                            "predictions"
+                        ][0]
+                    )
+                    != width
+                ):
                     assert time.monotonic() - moved < 1.5, f"label not followed within a second (to {version})"
                     time.sleep(0.05)
     finally:

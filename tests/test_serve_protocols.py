@@ -10,7 +10,6 @@ import threading
 import time
 
 import httpx
-import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper
@@ -30,14 +29,19 @@ def string_bundle(folder, inputs: dict[str, int]) -> None:
     server decoded them. ``inputs``: name -> ONNX element type."""
     names = {TensorProto.STRING: "string", TensorProto.FLOAT: "float32"}
     graph = helper.make_graph(
-        [helper.make_node("Identity", [n], [f"{n}_out"]) for n in inputs], "echo",
+        [helper.make_node("Identity", [n], [f"{n}_out"]) for n in inputs],
+        "echo",
         [helper.make_tensor_value_info(n, t, [None]) for n, t in inputs.items()],
-        [helper.make_tensor_value_info(f"{n}_out", t, [None]) for n, t in inputs.items()])
+        [helper.make_tensor_value_info(f"{n}_out", t, [None]) for n, t in inputs.items()],
+    )
     folder.mkdir(parents=True)
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(folder / "model.onnx"))
-    signature = {"format": 1, "raw_inputs": True,
-                 "inputs": [{"name": n, "dtype": names[t], "shape": [None]} for n, t in inputs.items()],
-                 "outputs": [{"name": f"{n}_out", "dtype": names[t], "shape": [None]} for n, t in inputs.items()]}
+    signature = {
+        "format": 1,
+        "raw_inputs": True,
+        "inputs": [{"name": n, "dtype": names[t], "shape": [None]} for n, t in inputs.items()],
+        "outputs": [{"name": f"{n}_out", "dtype": names[t], "shape": [None]} for n, t in inputs.items()],
+    }
     (folder / "signature.json").write_text(json.dumps(signature))
 
 
@@ -77,12 +81,15 @@ def test_b64_values_are_decoded_in_rows_columns_and_scalars(served):
     assert scalar.json()["outputs"] == ["oslo"]
 
 
-@pytest.mark.parametrize("body, message", [
-    ({"instances": [{"b64": "not base64!"}]}, "Input 'text': 'not base64!' is not valid base64"),
-    ({"instances": [{"text": {"b64": "bGltYQ==", "extra": 1}}]}, "exactly one key"),
-    ({"instances": [{"b64": 12}]}, "must hold a base64 string"),
-    ({"instances": [{"b64": base64.b64encode(b"\xff\xfe").decode()}]}, "not UTF-8 text"),
-])
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ({"instances": [{"b64": "not base64!"}]}, "Input 'text': 'not base64!' is not valid base64"),
+        ({"instances": [{"text": {"b64": "bGltYQ==", "extra": 1}}]}, "exactly one key"),
+        ({"instances": [{"b64": 12}]}, "must hold a base64 string"),
+        ({"instances": [{"b64": base64.b64encode(b"\xff\xfe").decode()}]}, "not UTF-8 text"),
+    ],
+)
 def test_bad_b64_is_a_400_naming_the_input(served, body, message):
     client, _ = served
     reply = client.post("/v1/models/echo:predict", json=body)
@@ -98,7 +105,7 @@ def test_metadata_is_tf_servings_get_model_metadata_response(served):
     assert reply["model_spec"] == {"name": "mlp", "signature_name": "", "version": "1"}
     signature = reply["metadata"]["signature_def"]["signature_def"]["serving_default"]
     assert signature["method_name"] == "tensorflow/serving/predict"
-    (name, tensor), = signature["inputs"].items()
+    ((name, tensor),) = signature["inputs"].items()
     assert tensor["dtype"] == "DT_FLOAT"
     assert [d["size"] for d in tensor["tensor_shape"]["dim"]] == ["-1", "4"]
     (output,) = signature["outputs"].values()
@@ -111,11 +118,14 @@ def test_metadata_is_tf_servings_get_model_metadata_response(served):
     assert own["signature"]["class_labels"] == ["a", "b", "c"] and own["model_spec"]["version"] == "1"
 
 
-@pytest.mark.parametrize("value, message", [
-    ("nope", "Serving signature name: 'nope' not found"),
-    (5, "'signature_name' must be a string"),
-    (None, "'signature_name' must be a string"),
-])
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        ("nope", "Serving signature name: 'nope' not found"),
+        (5, "'signature_name' must be a string"),
+        (None, "'signature_name' must be a string"),
+    ],
+)
 def test_signature_name_is_checked(served, value, message):
     client, _ = served
     reply = client.post("/v1/models/mlp:predict", json={"signature_name": value, "instances": [[0, 0, 0, 0]]})
@@ -155,8 +165,9 @@ def test_classify_and_regress_are_refused_naming_predict(served, verb):
 def test_kserve_unknown_requested_output_is_a_400_naming_it(served):
     client, _ = served
     meta = client.get("/v2/models/mlp/versions/1").json()
-    request = {"inputs": [{"name": meta["inputs"][0]["name"], "shape": [1, 4], "datatype": "FP32",
-                           "data": [0, 0, 0, 0]}]}
+    request = {
+        "inputs": [{"name": meta["inputs"][0]["name"], "shape": [1, 4], "datatype": "FP32", "data": [0, 0, 0, 0]}]
+    }
     reply = client.post("/v2/models/mlp/versions/1/infer", json={**request, "outputs": [{"name": "nope"}]})
     assert reply.status_code == 400 and "'nope'" in reply.json()["error"], reply.text
     named = meta["outputs"][0]["name"]
@@ -176,8 +187,11 @@ def test_export_racing_a_polling_server_never_serves_a_half_written_version(tmp_
     def watch():
         while not done.is_set():
             for entry in os.scandir(base / "race"):
-                if entry.name.isdigit() and os.path.exists(os.path.join(entry.path, "model.onnx")) \
-                        and not os.path.exists(os.path.join(entry.path, "signature.json")):
+                if (
+                    entry.name.isdigit()
+                    and os.path.exists(os.path.join(entry.path, "model.onnx"))
+                    and not os.path.exists(os.path.join(entry.path, "signature.json"))
+                ):
                     half_written.append(entry.name)
 
     def ask():

@@ -6,8 +6,16 @@ import pytest
 
 import layerflow as lf
 from layerflow.deploy.bundle import BundleError
-from tests.raw_models import REQUEST_ROWS, assert_predicted, assert_same_outputs, estimator, expected_outputs, \
-    fitted_spec, request_frame, training_frame
+from tests.raw_models import (
+    REQUEST_ROWS,
+    assert_predicted,
+    assert_same_outputs,
+    estimator,
+    expected_outputs,
+    fitted_spec,
+    request_frame,
+    training_frame,
+)
 from tests.test_serve import start_server
 
 TOKEN = "raw-token"
@@ -18,7 +26,10 @@ def served(tmp_path_factory):
     base = tmp_path_factory.mktemp("raw_models")
     frame = training_frame()
     spec = fitted_spec(frame)
-    fitted = {"wide": estimator("keras", "multiclass", frame, spec), "trees": estimator("xgboost", "binary", frame, spec)}
+    fitted = {
+        "wide": estimator("keras", "multiclass", frame, spec),
+        "trees": estimator("xgboost", "binary", frame, spec),
+    }
     for name, model in fitted.items():
         lf.export_model(model, base, name=name)
     process, url = start_server(base, "--token", TOKEN)
@@ -48,17 +59,26 @@ def test_tf_serving_rows_and_columns_give_the_python_outputs(served, name):
 def test_kserve_v2_with_bytes_strings(served):
     client, _, expected = served
     meta = client.get("/v2/models/wide").json()
-    assert {i["name"]: i["datatype"] for i in meta["inputs"]} == {"age": "FP64", "income": "FP64", "city": "BYTES",
-                                                                  "floor": "INT64"}
+    assert {i["name"]: i["datatype"] for i in meta["inputs"]} == {
+        "age": "FP64",
+        "income": "FP64",
+        "city": "BYTES",
+        "floor": "INT64",
+    }
     assert {o["name"]: o["datatype"] for o in meta["outputs"]}["classes"] == "BYTES"
     n = len(REQUEST_ROWS)
     types = {"age": "FP64", "income": "FP64", "city": "BYTES", "floor": "INT64"}
-    body = {"inputs": [{"name": k, "shape": [n], "datatype": types[k], "data": [row[k] for row in REQUEST_ROWS]}
-                       for k in types]}
+    body = {
+        "inputs": [
+            {"name": k, "shape": [n], "datatype": types[k], "data": [row[k] for row in REQUEST_ROWS]} for k in types
+        ]
+    }
     reply = client.post("/v2/models/wide/infer", json=body)
     assert reply.status_code == 200, reply.text
-    outputs = {o["name"]: np.reshape(np.asarray(o["data"], dtype=object if o["datatype"] == "BYTES" else float),
-                                     o["shape"]) for o in reply.json()["outputs"]}
+    outputs = {
+        o["name"]: np.reshape(np.asarray(o["data"], dtype=object if o["datatype"] == "BYTES" else float), o["shape"])
+        for o in reply.json()["outputs"]
+    }
     assert next(o for o in reply.json()["outputs"] if o["name"] == "classes")["datatype"] == "BYTES"
     assert_same_outputs(outputs, expected["wide"])
 
@@ -66,18 +86,21 @@ def test_kserve_v2_with_bytes_strings(served):
 GOOD = REQUEST_ROWS[0]
 
 
-@pytest.mark.parametrize("body, message", [
-    ({"instances": [{k: v for k, v in GOOD.items() if k != "city"}]}, "['city'] missing"),
-    ({"instances": [{**GOOD, "city": 5.5}]}, "Input 'city' takes strings (a category); got 5.5 (float)"),
-    ({"instances": [{**GOOD, "city": True}]}, "Input 'city' takes strings (a category); got True (bool)"),
-    ({"instances": [{**GOOD, "age": "forty"}]}, "Input 'age' takes numbers; got the string 'forty'"),
-    ({"instances": [{**GOOD, "floor": None}]}, "Input 'floor' has a missing value"),
-    ({"instances": [{**GOOD, "floor": 2.5}]}, "Input 'floor' takes whole numbers"),
-    ({"instances": [{**GOOD, "income": [1, 2]}]}, "Input 'income'"),
-    ({"instances": [GOOD, {k: v for k, v in GOOD.items() if k != "age"}]}, "Instance 1 lacks ['age']"),
-    ({"inputs": {**{k: [v] for k, v in GOOD.items()}, "age": [41, 42]}}, "different numbers of rows"),
-    ({"instances": [{**GOOD, "zip": "15001"}]}, "['zip'] unknown"),
-])
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ({"instances": [{k: v for k, v in GOOD.items() if k != "city"}]}, "['city'] missing"),
+        ({"instances": [{**GOOD, "city": 5.5}]}, "Input 'city' takes strings (a category); got 5.5 (float)"),
+        ({"instances": [{**GOOD, "city": True}]}, "Input 'city' takes strings (a category); got True (bool)"),
+        ({"instances": [{**GOOD, "age": "forty"}]}, "Input 'age' takes numbers; got the string 'forty'"),
+        ({"instances": [{**GOOD, "floor": None}]}, "Input 'floor' has a missing value"),
+        ({"instances": [{**GOOD, "floor": 2.5}]}, "Input 'floor' takes whole numbers"),
+        ({"instances": [{**GOOD, "income": [1, 2]}]}, "Input 'income'"),
+        ({"instances": [GOOD, {k: v for k, v in GOOD.items() if k != "age"}]}, "Instance 1 lacks ['age']"),
+        ({"inputs": {**{k: [v] for k, v in GOOD.items()}, "age": [41, 42]}}, "different numbers of rows"),
+        ({"instances": [{**GOOD, "zip": "15001"}]}, "['zip'] unknown"),
+    ],
+)
 def test_bad_raw_requests_get_400_naming_the_feature(served, body, message):
     client, _, _ = served
     reply = client.post("/v1/models/wide:predict", json=body)
@@ -87,9 +110,13 @@ def test_bad_raw_requests_get_400_naming_the_feature(served, body, message):
 
 def test_bad_kserve_bytes_and_lf_predict_errors(served):
     client, url, _ = served
-    body = {"inputs": [{"name": "city", "shape": [1], "datatype": "BYTES", "data": [7.5]},
-                       *[{"name": k, "shape": [1], "datatype": "FP64", "data": [GOOD[k]]} for k in ("age", "income")],
-                       {"name": "floor", "shape": [1], "datatype": "INT64", "data": [3]}]}
+    body = {
+        "inputs": [
+            {"name": "city", "shape": [1], "datatype": "BYTES", "data": [7.5]},
+            *[{"name": k, "shape": [1], "datatype": "FP64", "data": [GOOD[k]]} for k in ("age", "income")],
+            {"name": "floor", "shape": [1], "datatype": "INT64", "data": [3]},
+        ]
+    }
     reply = client.post("/v2/models/wide/infer", json=body)
     assert reply.status_code == 400 and "Input 'city' takes strings" in reply.json()["error"]
     with pytest.raises(BundleError, match="400: Input 'age' takes numbers"):
@@ -110,6 +137,7 @@ def test_batched_raw_requests_give_each_its_own_rows(tmp_path):
     lf.export_model(fitted, tmp_path, name="wide")
     process, url = start_server(tmp_path, "--max-batch-size", "16", "--batch-delay-ms", "20")
     try:
+
         def ask(i):
             row = REQUEST_ROWS[i % len(REQUEST_ROWS)]
             return i, httpx.post(f"{url}/v1/models/wide:predict", json={"instances": [row]}, timeout=30).json()

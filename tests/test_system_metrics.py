@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 import textwrap
-from pathlib import Path
 
 import httpx
 import pytest
@@ -37,8 +36,9 @@ def sampled_run(tmp_path_factory) -> dict:
     project, runs_dir = root / "project", root / "runs"
     project.mkdir()
     (project / "train.py").write_text(textwrap.dedent(SCRIPT))
-    done = layerflow_cli("run", "train.py", "--runs-dir", str(runs_dir), cwd=project,
-                         env={"LAYERFLOW_SYSTEM_METRICS_INTERVAL": "0.5"})
+    done = layerflow_cli(
+        "run", "train.py", "--runs-dir", str(runs_dir), cwd=project, env={"LAYERFLOW_SYSTEM_METRICS_INTERVAL": "0.5"}
+    )
     assert done.returncode == 0, done.stderr
     run_id = re.search(r"Run (\S+) completed", done.stderr).group(1)
     return {"runs_dir": runs_dir, "run_id": run_id, "run_dir": runs_dir / run_id}
@@ -71,8 +71,14 @@ def test_reading_skips_a_half_written_line_and_thins_long_files(tmp_path):
 
 def test_sampling_can_be_turned_off(tmp_path):
     (tmp_path / "train.py").write_text("print('hi')\n")
-    done = layerflow_cli("run", "train.py", "--runs-dir", str(tmp_path / "runs"), cwd=tmp_path,
-                         env={"LAYERFLOW_SYSTEM_METRICS_INTERVAL": "0"})
+    done = layerflow_cli(
+        "run",
+        "train.py",
+        "--runs-dir",
+        str(tmp_path / "runs"),
+        cwd=tmp_path,
+        env={"LAYERFLOW_SYSTEM_METRICS_INTERVAL": "0"},
+    )
     assert done.returncode == 0, done.stderr
     run_id = re.search(r"Run (\S+) completed", done.stderr).group(1)
     assert not (tmp_path / "runs" / run_id / SYSTEM_METRICS_FILE).exists()

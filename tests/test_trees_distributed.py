@@ -51,8 +51,10 @@ def test_two_workers_match_one_process_and_rank_0_writes_model_dir(cluster, tmp_
     assert abs(auc_one - auc_two) < 0.001, (auc_one, auc_two)
     loaded = E.load(tmp_path / "m")  # the checkpoint rank 0 wrote, finished by the driver
     assert loaded.epochs_done == 5
-    np.testing.assert_allclose(loaded.predict(test, keys="logistic")["logistic"].to_numpy(dtype=float),
-                               two.predict(test, keys="logistic")["logistic"].to_numpy(dtype=float))
+    np.testing.assert_allclose(
+        loaded.predict(test, keys="logistic")["logistic"].to_numpy(dtype=float),
+        two.predict(test, keys="logistic")["logistic"].to_numpy(dtype=float),
+    )
 
 
 @pytest.mark.parametrize("workers", [0, -1, 1.5, True])
@@ -114,5 +116,8 @@ def test_a_killed_worker_resumes_from_the_last_round(cluster, tmp_path):
     resumed.train(train, workers=2, max_failures=1, _on_epoch_end=_kill_rank_1_once(str(marker)))
     assert marker.exists()  # a worker really died mid-training
     assert resumed.booster.num_boosted_rounds() == 5
-    np.testing.assert_allclose(resumed.predict(test, keys="logistic")["logistic"].to_numpy(dtype=float),
-                               plain.predict(test, keys="logistic")["logistic"].to_numpy(dtype=float), atol=1e-6)
+    np.testing.assert_allclose(
+        resumed.predict(test, keys="logistic")["logistic"].to_numpy(dtype=float),
+        plain.predict(test, keys="logistic")["logistic"].to_numpy(dtype=float),
+        atol=1e-6,
+    )

@@ -18,7 +18,6 @@ from layerflow.flags.declared import declared_flags
 from layerflow.runs.store import RunStore
 from layerflow.tuning import Asha, TuningError, choice, loguniform, randint, trial_flags, uniform
 from layerflow.tuning.space import parse_grid_option, parse_range_option
-
 from tests.conftest import layerflow_cli
 
 # A training script that needs no Keras: one metric per epoch from its flags, quickly.
@@ -38,9 +37,14 @@ TRAIN = """
 
 # --- search spaces -----------------------------------------------------------------------------
 
+
 def test_grid_is_every_combination_in_order():
     assert trial_flags({"a": [1, 2], "b": ["x", "y"]}) == [
-        {"a": 1, "b": "x"}, {"a": 1, "b": "y"}, {"a": 2, "b": "x"}, {"a": 2, "b": "y"}]
+        {"a": 1, "b": "x"},
+        {"a": 1, "b": "y"},
+        {"a": 2, "b": "x"},
+        {"a": 2, "b": "y"},
+    ]
     assert trial_flags({"a": [1, 2], "fixed": 5}) == [{"a": 1, "fixed": 5}, {"a": 2, "fixed": 5}]
 
 
@@ -56,8 +60,17 @@ def test_sample_and_trials_are_seeded_subsets_of_the_grid():
 
 
 def test_ranges_draw_values_of_their_kind_within_bounds():
-    draws = trial_flags({"lr": loguniform(1e-4, 1e-1), "units": randint(8, 16), "dropout": uniform(0.1, 0.5),
-                         "act": choice(["relu", "tanh"]), "batch": [32, 64]}, trials=200, seed=3)
+    draws = trial_flags(
+        {
+            "lr": loguniform(1e-4, 1e-1),
+            "units": randint(8, 16),
+            "dropout": uniform(0.1, 0.5),
+            "act": choice(["relu", "tanh"]),
+            "batch": [32, 64],
+        },
+        trials=200,
+        seed=3,
+    )
     assert len(draws) == 200
     assert all(1e-4 <= d["lr"] <= 1e-1 and 8 <= d["units"] <= 16 and 0.1 <= d["dropout"] <= 0.5 for d in draws)
     assert all(isinstance(d["units"], int) and d["act"] in ("relu", "tanh") and d["batch"] in (32, 64) for d in draws)
@@ -65,17 +78,20 @@ def test_ranges_draw_values_of_their_kind_within_bounds():
     assert {d["units"] for d in draws} == set(range(8, 17))
 
 
-@pytest.mark.parametrize("space, kwargs, message", [
-    ({}, {}, "Empty grid"),
-    ({"a": []}, {}, "Empty grid: flag 'a' has no values"),
-    ({"a": [1, 2]}, {"sample": 0}, "outside (0, 1]"),
-    ({"a": [1, 2]}, {"sample": 1.5}, "outside (0, 1]"),
-    ({"a": [1, 2]}, {"trials": 3}, "at most 2"),
-    ({"a": [1, 2]}, {"trials": 0}, "at least 1"),
-    ({"a": [1, 2]}, {"trials": 1, "sample": 0.5}, "not both"),
-    ({"a": uniform(0, 1)}, {}, "needs a number of trials"),
-    ({"a": {1, 2}}, {}, "as a list"),
-])
+@pytest.mark.parametrize(
+    "space, kwargs, message",
+    [
+        ({}, {}, "Empty grid"),
+        ({"a": []}, {}, "Empty grid: flag 'a' has no values"),
+        ({"a": [1, 2]}, {"sample": 0}, "outside (0, 1]"),
+        ({"a": [1, 2]}, {"sample": 1.5}, "outside (0, 1]"),
+        ({"a": [1, 2]}, {"trials": 3}, "at most 2"),
+        ({"a": [1, 2]}, {"trials": 0}, "at least 1"),
+        ({"a": [1, 2]}, {"trials": 1, "sample": 0.5}, "not both"),
+        ({"a": uniform(0, 1)}, {}, "needs a number of trials"),
+        ({"a": {1, 2}}, {}, "as a list"),
+    ],
+)
 def test_bad_spaces_are_refused_with_the_reason(space, kwargs, message):
     with pytest.raises(TuningError, match=__import__("re").escape(message)):
         trial_flags(space, **kwargs)
@@ -95,6 +111,7 @@ def test_command_line_grid_and_range_options():
 
 
 # --- ASHA --------------------------------------------------------------------------------------
+
 
 def test_asha_keeps_the_top_fraction_at_each_rung():
     asha = Asha("acc", "max", grace_epochs=1, reduction_factor=2)
@@ -117,6 +134,7 @@ def test_asha_keeps_the_top_fraction_at_each_rung():
 
 # --- flag checks before launching ----------------------------------------------------------------
 
+
 def test_declared_flags_are_read_without_running_the_script(write_script):
     script = write_script("""
         import layerflow as lf
@@ -126,7 +144,11 @@ def test_declared_flags_are_read_without_running_the_script(write_script):
     """)
     declared = declared_flags(script)
     assert {name: (spec.type if spec else None) for name, spec in declared.items()} == {
-        "lr": float, "units": int, "name": str, "computed": None}
+        "lr": float,
+        "units": int,
+        "name": str,
+        "computed": None,
+    }
     assert declared_flags(write_script("print('no flags')", name="plain.py")) is None
 
 
@@ -149,10 +171,17 @@ def test_grid_values_are_checked_against_the_scripts_flags_before_any_trial(runs
 
 # --- tuning runs ---------------------------------------------------------------------------------
 
+
 def test_grid_runs_as_tracked_runs_in_parallel_and_a_failing_trial_leaves_the_rest(runs_dir, write_script):
     script = write_script(TRAIN)
-    summary = lf.tuning_run(script, flags={"dropout": [0.1, 0.3], "units": ["32", "64", "99"]},
-                            fixed_flags={"fail_units": 99}, parallel=2, metric="val_accuracy", echo=False)
+    summary = lf.tuning_run(
+        script,
+        flags={"dropout": [0.1, 0.3], "units": ["32", "64", "99"]},
+        fixed_flags={"fail_units": 99},
+        parallel=2,
+        metric="val_accuracy",
+        echo=False,
+    )
     assert len(summary) == 6
     tuning_id = summary.attrs["tuning_id"]
     completed = summary[summary.status == "completed"]
@@ -172,8 +201,14 @@ def test_grid_runs_as_tracked_runs_in_parallel_and_a_failing_trial_leaves_the_re
 
 def test_asha_stops_poor_trials_and_records_them_as_stopped(runs_dir, write_script):
     script = write_script(TRAIN)
-    summary = lf.tuning_run(script, flags={"dropout": [0.1, 0.6, 0.5]}, fixed_flags={"epochs": 8, "sleep": 0.4},
-                            metric="val_accuracy", early_stopping=Asha("val_accuracy", "max", 1, 2), echo=False)
+    summary = lf.tuning_run(
+        script,
+        flags={"dropout": [0.1, 0.6, 0.5]},
+        fixed_flags={"epochs": 8, "sleep": 0.4},
+        metric="val_accuracy",
+        early_stopping=Asha("val_accuracy", "max", 1, 2),
+        echo=False,
+    )
     by_dropout = summary.set_index("flag_dropout")
     assert by_dropout.loc[0.1, "status"] == "completed" and by_dropout.loc[0.1, "epochs"] == 8
     for dropout in (0.6, 0.5):
@@ -184,8 +219,9 @@ def test_asha_stops_poor_trials_and_records_them_as_stopped(runs_dir, write_scri
 
 def test_random_search_over_ranges(runs_dir, write_script):
     script = write_script(TRAIN)
-    summary = lf.tuning_run(script, flags={"dropout": uniform(0.1, 0.5), "units": randint(10, 20)},
-                            trials=3, seed=5, parallel=2, echo=False)
+    summary = lf.tuning_run(
+        script, flags={"dropout": uniform(0.1, 0.5), "units": randint(10, 20)}, trials=3, seed=5, parallel=2, echo=False
+    )
     assert len(summary) == 3 and (summary.status == "completed").all()
     assert summary.flag_dropout.between(0.1, 0.5).all() and summary.flag_units.between(10, 20).all()
     assert summary.attrs["metric"] == "metric_val_accuracy"  # picked when none is named
@@ -194,15 +230,33 @@ def test_random_search_over_ranges(runs_dir, write_script):
 def test_ctrl_c_keeps_finished_trials_and_marks_running_ones_interrupted(runs_dir, write_script, tmp_path):
     script = write_script(TRAIN)
     process = subprocess.Popen(
-        [sys.executable, "-m", "layerflow.cli", "tune", str(script), "--grid", "epochs=1,40,40,40,40",
-         "--flag", "sleep=0.25", "--parallel", "2"],
-        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "layerflow.cli",
+            "tune",
+            str(script),
+            "--grid",
+            "epochs=1,40,40,40,40",
+            "--flag",
+            "sleep=0.25",
+            "--parallel",
+            "2",
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
         env={**os.environ, "LAYERFLOW_RUNS_DIR": str(runs_dir)},
     )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:  # trial 1 done, trials 2 and 3 running
         records = RunStore(runs_dir).records() if runs_dir.exists() else []
-        if sum(r["status"] == "completed" for r in records) == 1 and sum(r["status"] == "running" for r in records) == 2:
+        if (
+            sum(r["status"] == "completed" for r in records) == 1
+            and sum(r["status"] == "running" for r in records) == 2
+        ):
             break
         time.sleep(0.2)
     time.sleep(1.0)
@@ -216,9 +270,24 @@ def test_ctrl_c_keeps_finished_trials_and_marks_running_ones_interrupted(runs_di
 
 def test_tune_command_line(runs_dir, write_script, tmp_path):
     script = write_script(TRAIN)
-    result = layerflow_cli("tune", str(script), "--grid", "dropout=0.1,0.4", "--range", "units=int:10,90",
-                           "--trials", "2", "--seed", "1", "--parallel", "2", "--metric", "val_accuracy",
-                           cwd=tmp_path, env={"LAYERFLOW_RUNS_DIR": str(runs_dir)})
+    result = layerflow_cli(
+        "tune",
+        str(script),
+        "--grid",
+        "dropout=0.1,0.4",
+        "--range",
+        "units=int:10,90",
+        "--trials",
+        "2",
+        "--seed",
+        "1",
+        "--parallel",
+        "2",
+        "--metric",
+        "val_accuracy",
+        cwd=tmp_path,
+        env={"LAYERFLOW_RUNS_DIR": str(runs_dir)},
+    )
     assert result.returncode == 0, result.stderr
     assert "ordered by metric_val_accuracy (max)" in result.stdout
     assert result.stderr.count(" completed ") == 2
@@ -230,7 +299,10 @@ def test_tune_command_line(runs_dir, write_script, tmp_path):
         (["--range", "dropout=uniform:0.1,0.2"], "needs a number of trials"),
         (["--grid", "dropout=0.1", "--early-stop"], "needs the metric to watch"),
         (["--grid", "dropout=0.1", "--early-stop", "--metric", "eval_accuracy"], "only known at the end"),
-        (["--grid", "dropout=0.1", "--address", "http://127.0.0.1:9"], "Cannot reach a Ray cluster at http://127.0.0.1:9"),
+        (
+            ["--grid", "dropout=0.1", "--address", "http://127.0.0.1:9"],
+            "Cannot reach a Ray cluster at http://127.0.0.1:9",
+        ),
         (["--grid", "dropout=0.1", "--gpus", "1"], "apply to trials on Ray"),
     ]:
         before = sorted(p.name for p in runs_dir.iterdir())
@@ -249,7 +321,8 @@ def test_log_metrics_checks_its_input(runs_dir):
 
 
 def test_parallel_local_trials_share_the_cores(monkeypatch):
-    from layerflow.runs.threads import THREAD_VARIABLES as _THREAD_VARIABLES, thread_limits
+    from layerflow.runs.threads import THREAD_VARIABLES as _THREAD_VARIABLES
+    from layerflow.runs.threads import thread_limits
 
     for name in _THREAD_VARIABLES:
         monkeypatch.delenv(name, raising=False)

@@ -10,7 +10,7 @@ from layerflow.tuning.study import storage_url
 
 pytest.importorskip("ray.job_submission")
 
-from tests.test_ray import LocalRayHead, cli, project  # noqa: E402,F401 - the real local cluster and script
+from tests.test_ray import LocalRayHead, cli, project  # noqa: F401 - the real local cluster and script
 
 
 @pytest.fixture(scope="module")
@@ -21,9 +21,26 @@ def ray_head():
 
 
 def test_tpe_search_on_ray_tells_every_job_to_the_study(ray_head, project, runs_dir, tmp_path):  # noqa: F811
-    result = cli("tune", str(project), "--search", "tpe", "--range", "dropout=uniform:0.1,0.6", "--trials", "3",
-                 "--parallel", "2", "--metric", "val_accuracy", "--seed", "4", "--address", ray_head.address,
-                 runs_dir=runs_dir, cwd=tmp_path)
+    result = cli(
+        "tune",
+        str(project),
+        "--search",
+        "tpe",
+        "--range",
+        "dropout=uniform:0.1,0.6",
+        "--trials",
+        "3",
+        "--parallel",
+        "2",
+        "--metric",
+        "val_accuracy",
+        "--seed",
+        "4",
+        "--address",
+        ray_head.address,
+        runs_dir=runs_dir,
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     records = RunStore(runs_dir).records()
     assert len(records) == 3 and all(r["remote"]["job_id"] for r in records)

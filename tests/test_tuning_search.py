@@ -17,7 +17,6 @@ import layerflow as lf
 from layerflow.runs.store import RunStore
 from layerflow.tuning import Asha, TuningError, hptuning_config, randint, uniform
 from layerflow.tuning.study import STUDY_FILE, storage_url
-
 from tests.conftest import layerflow_cli
 from tests.test_tuning import TRAIN
 
@@ -34,9 +33,17 @@ def states(study: optuna.Study) -> list[str]:
 
 def test_tpe_search_tells_every_trial_to_the_stored_study(runs_dir, write_script):
     script = write_script(TRAIN)
-    summary = lf.tuning_run(script, flags={"dropout": uniform(0.05, 0.9), "units": [32, 99, 64]}, search="tpe",
-                            trials=6, seed=3, parallel=2, metric="val_accuracy", fixed_flags={"fail_units": 99},
-                            echo=False)
+    summary = lf.tuning_run(
+        script,
+        flags={"dropout": uniform(0.05, 0.9), "units": [32, 99, 64]},
+        search="tpe",
+        trials=6,
+        seed=3,
+        parallel=2,
+        metric="val_accuracy",
+        fixed_flags={"fail_units": 99},
+        echo=False,
+    )
     tuning_id = summary.attrs["tuning_id"]
     study = load(runs_dir, tuning_id)
     assert study.user_attrs["search"] == "tpe" and study.direction == optuna.study.StudyDirection.MAXIMIZE
@@ -49,9 +56,11 @@ def test_tpe_search_tells_every_trial_to_the_stored_study(runs_dir, write_script
         assert record["properties"] == {"tuning_id": tuning_id, "trial": trial.number + 1}
         assert record["flags"]["units"] == trial.params["units"]
         if trial.state == State.COMPLETE:
-            assert trial.value == pytest.approx(record["metrics"]["val_accuracy"]["last"]
-                                                if isinstance(record["metrics"]["val_accuracy"], dict)
-                                                else record["metrics"]["val_accuracy"])
+            assert trial.value == pytest.approx(
+                record["metrics"]["val_accuracy"]["last"]
+                if isinstance(record["metrics"]["val_accuracy"], dict)
+                else record["metrics"]["val_accuracy"]
+            )
     best = summary.attrs["best"]
     assert best["metric_val_accuracy"] == pytest.approx(study.best_value)
     assert best["flag_dropout"] == pytest.approx(study.best_params["dropout"])
@@ -66,8 +75,14 @@ def test_tpe_search_tells_every_trial_to_the_stored_study(runs_dir, write_script
 
 def test_an_asha_stopped_trial_is_told_as_pruned(runs_dir, write_script):
     script = write_script(TRAIN)
-    summary = lf.tuning_run(script, flags={"dropout": [0.1, 0.6, 0.5]}, fixed_flags={"epochs": 8, "sleep": 0.3},
-                            metric="val_accuracy", early_stopping=Asha("val_accuracy", "max", 1, 2), echo=False)
+    summary = lf.tuning_run(
+        script,
+        flags={"dropout": [0.1, 0.6, 0.5]},
+        fixed_flags={"epochs": 8, "sleep": 0.3},
+        metric="val_accuracy",
+        early_stopping=Asha("val_accuracy", "max", 1, 2),
+        echo=False,
+    )
     study = load(runs_dir, summary.attrs["tuning_id"])
     assert states(study) == ["COMPLETE", "PRUNED", "PRUNED"]
     assert study.best_params == {"dropout": 0.1}
@@ -92,15 +107,18 @@ def test_bad_searches_are_refused_before_any_trial(runs_dir, write_script):
 def test_a_metric_no_trial_reports_is_a_clear_error(runs_dir, write_script):
     script = write_script(TRAIN)
     with pytest.raises(TuningError, match="reported the metric 'val_auc'.*metric_val_accuracy"):
-        lf.tuning_run(script, flags={"dropout": uniform(0.1, 0.5)}, search="tpe", trials=2, metric="val_auc",
-                      echo=False)
+        lf.tuning_run(
+            script, flags={"dropout": uniform(0.1, 0.5)}, search="tpe", trials=2, metric="val_auc", echo=False
+        )
 
 
 def test_a_finished_grid_cannot_be_resumed_and_a_changed_space_is_named(runs_dir, write_script):
     script = write_script(TRAIN)
     first = lf.tuning_run(script, flags={"dropout": [0.1, 0.3, 0.5]}, trials=2, seed=1, echo=False)
     tuning_id = first.attrs["tuning_id"]
-    with pytest.raises(TuningError, match="flag 'dropout' changed from grid \\[0.1, 0.3, 0.5\\] to grid \\[0.1, 0.3\\]"):
+    with pytest.raises(
+        TuningError, match="flag 'dropout' changed from grid \\[0.1, 0.3, 0.5\\] to grid \\[0.1, 0.3\\]"
+    ):
         lf.tuning_run(script, flags={"dropout": [0.1, 0.3]}, resume=tuning_id, echo=False)
     with pytest.raises(TuningError, match="flag 'units' added"):
         lf.tuning_run(script, flags={"dropout": [0.1, 0.3, 0.5], "units": [1, 2]}, resume=tuning_id, echo=False)
@@ -114,10 +132,34 @@ def test_a_finished_grid_cannot_be_resumed_and_a_changed_space_is_named(runs_dir
 def test_ctrl_c_keeps_the_study_consistent_and_resume_adds_trials(runs_dir, write_script, tmp_path):
     script = write_script(TRAIN)
     process = subprocess.Popen(
-        [sys.executable, "-m", "layerflow.cli", "tune", str(script), "--search", "tpe", "--range",
-         "dropout=uniform:0.1,0.5", "--grid", "units=16,32", "--trials", "6", "--metric", "val_accuracy",
-         "--flag", "epochs=40", "--flag", "sleep=0.25", "--seed", "2"],
-        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "layerflow.cli",
+            "tune",
+            str(script),
+            "--search",
+            "tpe",
+            "--range",
+            "dropout=uniform:0.1,0.5",
+            "--grid",
+            "units=16,32",
+            "--trials",
+            "6",
+            "--metric",
+            "val_accuracy",
+            "--flag",
+            "epochs=40",
+            "--flag",
+            "sleep=0.25",
+            "--seed",
+            "2",
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
         env={**os.environ, "LAYERFLOW_RUNS_DIR": str(runs_dir)},
     )
     deadline = time.monotonic() + 60
@@ -136,8 +178,9 @@ def test_ctrl_c_keeps_the_study_consistent_and_resume_adds_trials(runs_dir, writ
     assert (runs_dir / STUDY_FILE).exists() and (runs_dir / "tunings" / f"{tuning_id}.json").exists()
 
     env = {"LAYERFLOW_RUNS_DIR": str(runs_dir)}
-    result = layerflow_cli("tune", "--resume", tuning_id, "--trials", "3", "--flag", "epochs=2", "--flag", "sleep=0",
-                           cwd=tmp_path, env=env)
+    result = layerflow_cli(
+        "tune", "--resume", tuning_id, "--trials", "3", "--flag", "epochs=2", "--flag", "sleep=0", cwd=tmp_path, env=env
+    )
     assert result.returncode == 0, result.stderr
     assert "(resumed)" in result.stderr and "tpe search" in result.stderr
     study = load(runs_dir, tuning_id)
@@ -145,10 +188,25 @@ def test_ctrl_c_keeps_the_study_consistent_and_resume_adds_trials(runs_dir, writ
     assert [t.number for t in study.trials] == [0, 1, 2, 3]
     records = [r for r in RunStore(runs_dir).records() if r["properties"].get("tuning_id") == tuning_id]
     assert sorted(r["properties"]["trial"] for r in records) == [1, 2, 3, 4]
-    result = layerflow_cli("tune", "--resume", tuning_id, "--trials", "1", "--range", "dropout=uniform:0.1,0.9",
-                           "--grid", "units=16,32", cwd=tmp_path, env=env)
-    assert result.returncode == 2 and "flag 'dropout' changed from uniform(0.1, 0.5) to uniform(0.1, 0.9)" in result.stderr
-    result = layerflow_cli("tune", "--resume", tuning_id, "--trials", "1", "--metric", "val_loss", cwd=tmp_path, env=env)
+    result = layerflow_cli(
+        "tune",
+        "--resume",
+        tuning_id,
+        "--trials",
+        "1",
+        "--range",
+        "dropout=uniform:0.1,0.9",
+        "--grid",
+        "units=16,32",
+        cwd=tmp_path,
+        env=env,
+    )
+    assert (
+        result.returncode == 2 and "flag 'dropout' changed from uniform(0.1, 0.5) to uniform(0.1, 0.9)" in result.stderr
+    )
+    result = layerflow_cli(
+        "tune", "--resume", tuning_id, "--trials", "1", "--metric", "val_loss", cwd=tmp_path, env=env
+    )
     assert result.returncode == 2 and "with metric='val_loss'" in result.stderr
 
 
@@ -190,9 +248,19 @@ def test_cloudml_config_is_mapped_field_by_field(tmp_path):
     path = tmp_path / "hptuning.yml"
     path.write_text(HPTUNING.format(algorithm="ALGORITHM_UNSPECIFIED").replace("  scaleTier: CUSTOM\n", ""))
     assert hptuning_config(path) == {
-        "mode": "min", "metric": "val_loss", "trials": 12, "parallel": 3, "early_stopping": True, "search": "tpe",
-        "flags": {"learning_rate": lf.tuning.loguniform(0.0001, 0.1), "dropout": uniform(0.1, 0.5),
-                  "units": randint(16, 64), "optimizer": ["adam", "rmsprop"], "batch_size": [32, 64, 128]},
+        "mode": "min",
+        "metric": "val_loss",
+        "trials": 12,
+        "parallel": 3,
+        "early_stopping": True,
+        "search": "tpe",
+        "flags": {
+            "learning_rate": lf.tuning.loguniform(0.0001, 0.1),
+            "dropout": uniform(0.1, 0.5),
+            "units": randint(16, 64),
+            "optimizer": ["adam", "rmsprop"],
+            "batch_size": [32, 64, 128],
+        },
     }
     for algorithm, search in [("BAYESIAN_OPTIMIZATION", "tpe"), ("RANDOM_SEARCH", "random")]:
         path.write_text(HPTUNING.format(algorithm=algorithm).replace("  scaleTier: CUSTOM\n", ""))
@@ -221,7 +289,9 @@ def test_cloudml_config_is_mapped_field_by_field(tmp_path):
         path.write_text(base % body)
         with pytest.raises(TuningError, match=message.replace("(", "\\(").replace(")", "\\)").replace("[", "\\[")):
             hptuning_config(path)
-    path.write_text("hyperparameters:\n  goal: BEST\n  params: [{parameterName: a, type: DISCRETE, discreteValues: [1]}]\n")
+    path.write_text(
+        "hyperparameters:\n  goal: BEST\n  params: [{parameterName: a, type: DISCRETE, discreteValues: [1]}]\n"
+    )
     with pytest.raises(TuningError, match="unknown goal 'BEST'; expected one of MAXIMIZE, MINIMIZE"):
         hptuning_config(path)
     path.write_text(HPTUNING.format(algorithm="GRID_SEARCH"))
@@ -243,14 +313,16 @@ trainingInput:
       - {parameterName: dropout, type: DOUBLE, minValue: 0.1, maxValue: 0.5}
       - {parameterName: units, type: DISCRETE, discreteValues: [16, 32]}
 """)
-    result = layerflow_cli("tune", str(script), "--config", str(config), cwd=tmp_path,
-                           env={"LAYERFLOW_RUNS_DIR": str(runs_dir)})
+    result = layerflow_cli(
+        "tune", str(script), "--config", str(config), cwd=tmp_path, env={"LAYERFLOW_RUNS_DIR": str(runs_dir)}
+    )
     assert result.returncode == 0, result.stderr
     assert "3 trials of train.py (tpe search), 2 at a time" in result.stderr
     assert "ordered by metric_val_accuracy (max)" in result.stdout
     tuning_id = RunStore(runs_dir).records()[0]["properties"]["tuning_id"]
     assert states(load(runs_dir, tuning_id)) == ["COMPLETE"] * 3
     config.write_text("trainingInput:\n  hyperparameters:\n    goal: UP\n    params: []\n")
-    result = layerflow_cli("tune", str(script), "--config", str(config), cwd=tmp_path,
-                           env={"LAYERFLOW_RUNS_DIR": str(runs_dir)})
+    result = layerflow_cli(
+        "tune", str(script), "--config", str(config), cwd=tmp_path, env={"LAYERFLOW_RUNS_DIR": str(runs_dir)}
+    )
     assert result.returncode == 2 and "unknown goal 'UP'" in result.stderr

@@ -9,7 +9,6 @@ import pytest
 
 import layerflow as lf
 from layerflow.tuning import uniform
-
 from tests.test_tuning import TRAIN
 from tests.test_ui import browser, page  # noqa: F401 - the headless Chromium fixtures
 
@@ -17,8 +16,15 @@ from tests.test_ui import browser, page  # noqa: F401 - the headless Chromium fi
 @pytest.fixture
 def tuned(runs_dir, write_script):
     script = write_script(TRAIN)
-    summary = lf.tuning_run(script, flags={"dropout": uniform(0.05, 0.9), "units": [16, 32, 64]}, search="tpe",
-                            trials=6, seed=1, metric="val_accuracy", echo=False)
+    summary = lf.tuning_run(
+        script,
+        flags={"dropout": uniform(0.05, 0.9), "units": [16, 32, 64]},
+        search="tpe",
+        trials=6,
+        seed=1,
+        metric="val_accuracy",
+        echo=False,
+    )
     running = lf.ui(runs_dir, port=0)
     yield running.url.rstrip("/"), summary, runs_dir
     running.stop()

@@ -21,7 +21,9 @@ from tests.conftest import layerflow_cli
 from tests.test_serve import free_port
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed (apt-get install chromium)")
+needs_chromium = pytest.mark.skipif(
+    CHROMIUM is None, reason="headless Chromium is not installed (apt-get install chromium)"
+)
 
 SCRIPT = """
     import time
@@ -62,8 +64,15 @@ def store(tmp_path_factory) -> dict:
     corrupt = "20200101T000000-000000-dead"
     shutil.copytree(runs_dir / first, runs_dir / corrupt)
     (runs_dir / corrupt / "run.json").write_text('{"id": "20200101T000000-000000-dead", "status": ')
-    return {"runs_dir": runs_dir, "project": project, "first": first, "second": second, "corrupt": corrupt,
-            "tuning_id": trials["prop_tuning_id"].iloc[0], "trials": sorted(trials["id"])}
+    return {
+        "runs_dir": runs_dir,
+        "project": project,
+        "first": first,
+        "second": second,
+        "corrupt": corrupt,
+        "tuning_id": trials["prop_tuning_id"].iloc[0],
+        "trials": sorted(trials["id"]),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +121,9 @@ def test_runs_table_lists_runs_sorts_filters_and_groups_tuning(server, store, pa
     page.fill("input[name=filter]", "flag_units == 8 and status == 'completed'")
     page.click("form.filter button[type=submit]")
     page.wait_for_url(re.compile("filter="))
-    assert page.locator("#runs-table tbody tr").evaluate_all("rows => rows.map(r => r.dataset.run)") == [store["second"]]
+    assert page.locator("#runs-table tbody tr").evaluate_all("rows => rows.map(r => r.dataset.run)") == [
+        store["second"]
+    ]
     # Selecting two runs and comparing them.
     page.goto(server + "/?group=0")
     page.check(f'input[value="{store["first"]}"]')
@@ -136,12 +147,23 @@ def test_table_paging_and_a_bad_filter(server, store):
     assert unknown.status_code == 400 and "Cannot order by" in unknown.text
 
 
-@pytest.mark.parametrize("expression", [
-    "flag_lr > 0.15", "flag_units == 8 and status == 'completed'", "flag_lr != 0.2", "not (flag_units > 4)",
-    "flag_units in [2, 16]", "flag_units not in (2, 16)", "0.1 <= flag_lr < 0.3", "metric_loss * 2 > flag_lr + 1",
-    "(flag_units == 2) | (flag_lr == 0.3)", "~(flag_units == 2)", "status == 'corrupt' or metric_loss < 0.3",
-    "script.str.endswith('train.py') and flag_units > 4",  # not SQL: evaluated by pandas
-])
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "flag_lr > 0.15",
+        "flag_units == 8 and status == 'completed'",
+        "flag_lr != 0.2",
+        "not (flag_units > 4)",
+        "flag_units in [2, 16]",
+        "flag_units not in (2, 16)",
+        "0.1 <= flag_lr < 0.3",
+        "metric_loss * 2 > flag_lr + 1",
+        "(flag_units == 2) | (flag_lr == 0.3)",
+        "~(flag_units == 2)",
+        "status == 'corrupt' or metric_loss < 0.3",
+        "script.str.endswith('train.py') and flag_units > 4",  # not SQL: evaluated by pandas
+    ],
+)
 def test_table_filters_as_layerflow_runs_does(store, expression):
     from layerflow.ui.table import RunTable
 
@@ -161,8 +183,9 @@ def _listed(html: str) -> list[str]:
 def test_the_filter_knows_every_column_of_layerflow_runs(server, store, tmp_path):
     frame = lf.ls_runs(store["runs_dir"])
     for column in frame.columns:  # run_dir included: `layerflow runs` shows it, the index does not hold it
-        reply = httpx.get(server + "/", params={"filter": f"{column} == {column} or {column} != {column}",
-                                                "group": "0", "size": 100})
+        reply = httpx.get(
+            server + "/", params={"filter": f"{column} == {column} or {column} != {column}", "group": "0", "size": 100}
+        )
         assert reply.status_code == 200, (column, reply.text[-500:])
         assert sorted(_listed(reply.text)) == sorted(frame["id"]), column
     first_dir = str(store["runs_dir"] / store["first"])
@@ -171,7 +194,9 @@ def test_the_filter_knows_every_column_of_layerflow_runs(server, store, tmp_path
         reply = httpx.get(server + "/", params={"filter": expression, "group": "0"})
         assert reply.status_code == 200 and _listed(reply.text) == [store["first"]], (expression, reply.text[-500:])
     ordered = httpx.get(server + "/", params={"order": "run_dir", "desc": "1", "group": "0"})
-    assert ordered.status_code == 200 and _listed(ordered.text) == list(frame.sort_values("run_dir", ascending=False)["id"])
+    assert ordered.status_code == 200 and _listed(ordered.text) == list(
+        frame.sort_values("run_dir", ascending=False)["id"]
+    )
     unknown = httpx.get(server + "/", params={"filter": "run_folder == 'x'"})
     assert unknown.status_code == 400 and "No column &#39;run_folder&#39;" in unknown.text and "run_dir" in unknown.text
     # A runs folder with no run yet takes the same filters (its table has the same columns, no rows).
@@ -243,7 +268,10 @@ def test_bad_input_pages(server, store, tmp_path):
     for path in ("..%2f..%2f..%2fetc%2fpasswd", "%2e%2e/%2e%2e/%2e%2e/etc/passwd", "/etc/passwd", "source/../../x"):
         refused = httpx.get(f"{server}/runs/{store['first']}/files/{path}")
         assert refused.status_code in (403, 404) and "root:" not in refused.text, path
-    assert httpx.get(f"{server}/runs/{store['first']}/files/source/..%2f..%2f{store['second']}%2frun.json").status_code == 403
+    assert (
+        httpx.get(f"{server}/runs/{store['first']}/files/source/..%2f..%2f{store['second']}%2frun.json").status_code
+        == 403
+    )
     served = httpx.get(f"{server}/runs/{store['first']}/files/run.json")  # shown, never run as a page of the UI
     assert served.status_code == 200 and served.headers["content-security-policy"] == "sandbox"
     assert served.headers["x-content-type-options"] == "nosniff"
@@ -291,8 +319,11 @@ def test_huge_log_is_paged_with_flat_memory(tmp_path):
         for _ in range(300):  # ~290 MB
             log.write(block)
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "layerflow.ui", "--runs-dir", str(runs_dir), "--port", str(port)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "layerflow.ui", "--runs-dir", str(runs_dir), "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         base = wait_for(f"http://127.0.0.1:{port}")
         before = rss_mb(process.pid)
@@ -310,9 +341,22 @@ def test_huge_log_is_paged_with_flat_memory(tmp_path):
 
 def test_token_is_required(store, tmp_path):
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "layerflow.cli", "ui", "--runs-dir", str(store["runs_dir"]),
-                                "--port", str(port), "--token", "s3cret"], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "layerflow.cli",
+            "ui",
+            "--runs-dir",
+            str(store["runs_dir"]),
+            "--port",
+            str(port),
+            "--token",
+            "s3cret",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         base = wait_for(f"http://127.0.0.1:{port}")
         assert httpx.get(base + "/").status_code == 401
@@ -364,13 +408,28 @@ def test_live_run_chart_gains_points_while_it_trains(tmp_path, page):
     (project / "train.py").write_text(textwrap.dedent(KERAS_SCRIPT))
     browser_log = tmp_path / "opened.txt"
     opener = tmp_path / "open-url"
-    opener.write_text(f"#!/bin/sh\necho \"$1\" >> {browser_log}\n")
+    opener.write_text(f'#!/bin/sh\necho "$1" >> {browser_log}\n')
     opener.chmod(0o755)
     port = free_port()
     env = {**os.environ, "BROWSER": str(opener)}
-    training = subprocess.Popen([sys.executable, "-m", "layerflow.cli", "run", "train.py", "--runs-dir", str(runs_dir),
-                                 "--view", "--view-port", str(port)], cwd=project, env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    training = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "layerflow.cli",
+            "run",
+            "train.py",
+            "--runs-dir",
+            str(runs_dir),
+            "--view",
+            "--view-port",
+            str(port),
+        ],
+        cwd=project,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     ui_pid = None
     try:
         deadline = time.monotonic() + 60
@@ -434,8 +493,9 @@ def test_health_names_the_runs_folder(server, store):
 
 def test_reports_share_the_charts_and_make_no_network_request(store, page, tmp_path):
     report = lf.view_run(store["second"], runs_dir=store["runs_dir"], out=tmp_path / "run.html", browse=False)
-    comparison = lf.compare_runs(store["first"], store["second"], runs_dir=store["runs_dir"],
-                                 out=tmp_path / "compare.html", browse=False)
+    comparison = lf.compare_runs(
+        store["first"], store["second"], runs_dir=store["runs_dir"], out=tmp_path / "compare.html", browse=False
+    )
     shared = (Path(lf.__file__).parent / "runs" / "templates" / "assets" / "charts.js").read_text()
     requests: list[str] = []
     page.on("request", lambda request: requests.append(request.url))

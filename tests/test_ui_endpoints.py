@@ -11,9 +11,20 @@ from layerflow.ui import app as ui_app
 
 
 def _request(app, path: str, query: str = "", **path_params) -> Request:
-    return Request({"type": "http", "app": app, "method": "GET", "path": path, "root_path": "", "scheme": "http",
-                    "server": ("127.0.0.1", 80), "headers": [], "query_string": query.encode(),
-                    "path_params": path_params})
+    return Request(
+        {
+            "type": "http",
+            "app": app,
+            "method": "GET",
+            "path": path,
+            "root_path": "",
+            "scheme": "http",
+            "server": ("127.0.0.1", 80),
+            "headers": [],
+            "query_string": query.encode(),
+            "path_params": path_params,
+        }
+    )
 
 
 def test_each_endpoint_answers_alone_from_the_apps_state(tmp_path):

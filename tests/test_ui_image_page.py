@@ -22,9 +22,14 @@ LABELS = ["circle", "square", "triangle", "star"]
 def test_image_page_predicts_samples_files_and_drawings(tmp_path):
     playwright_api = pytest.importorskip("playwright.sync_api")
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((1, 8, 8)),
-                              keras.layers.Conv2D(3, 3, padding="same", activation="relu", data_format="channels_first"),
-                              keras.layers.Flatten(), keras.layers.Dense(4, activation="softmax")])
+    model = keras.Sequential(
+        [
+            keras.Input((1, 8, 8)),
+            keras.layers.Conv2D(3, 3, padding="same", activation="relu", data_format="channels_first"),
+            keras.layers.Flatten(),
+            keras.layers.Dense(4, activation="softmax"),
+        ]
+    )
     x = np.random.default_rng(0).random((3, 1, 8, 8)).astype("float32")
     bundle = lf.export_model(model, tmp_path / "models", name="shapes", class_labels=LABELS)
     assert page_template(json.loads((bundle / "signature.json").read_text())) == "image.html"
@@ -37,8 +42,11 @@ def test_image_page_predicts_samples_files_and_drawings(tmp_path):
     from_file = model.predict((picture / 255.0).astype("float32")[None, None], verbose=0)[0]
 
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "-d", str(site)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "-d", str(site)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         wait_for_http(base + "/index.html")
@@ -52,7 +60,8 @@ def test_image_page_predicts_samples_files_and_drawings(tmp_path):
 
             def bars():
                 return page.locator("#top .bar").evaluate_all(
-                    "bars => bars.map(b => [b.querySelector('.label').textContent, Number(b.dataset.p)])")
+                    "bars => bars.map(b => [b.querySelector('.label').textContent, Number(b.dataset.p)])"
+                )
 
             # On load: every sample predicted (the JSON view), the first one's classes as bars.
             outputs = json.loads(page.locator("#output").text_content())
@@ -60,7 +69,9 @@ def test_image_page_predicts_samples_files_and_drawings(tmp_path):
             shown = bars()
             assert [label for label, _ in shown] == [LABELS[i] for i in np.argsort(-expected[0])]
             np.testing.assert_allclose([p for _, p in shown], np.sort(expected[0])[::-1], atol=1e-5)
-            widths = page.locator("#top .bar .fill").evaluate_all("fills => fills.map(f => f.getBoundingClientRect().width)")
+            widths = page.locator("#top .bar .fill").evaluate_all(
+                "fills => fills.map(f => f.getBoundingClientRect().width)"
+            )
             track = page.locator("#top .bar .track").first.bounding_box()["width"]
             np.testing.assert_allclose(widths, np.sort(expected[0])[::-1] * track, atol=1.5)  # bars drawn to scale
             # Picking another sample.

@@ -30,9 +30,22 @@ def test_shiny_app_predicts_from_a_bundle(tmp_path):
     expected = model.predict(np.array([row], "float32"), verbose=0)[0]
 
     port = free_port()
-    app = subprocess.Popen([sys.executable, "-m", "shiny", "run", "--host", "127.0.0.1", "--port", str(port),
-                            str(EXAMPLES / "shiny_app" / "app.py")], env={**os.environ, "LAYERFLOW_BUNDLE": str(bundle)},
-                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    app = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "shiny",
+            "run",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            str(EXAMPLES / "shiny_app" / "app.py"),
+        ],
+        env={**os.environ, "LAYERFLOW_BUNDLE": str(bundle)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         wait_for_http(f"http://127.0.0.1:{port}/")
         with playwright_api.sync_playwright() as playwright:
@@ -45,7 +58,8 @@ def test_shiny_app_predicts_from_a_bundle(tmp_path):
             page.wait_for_selector("#predicted-class", timeout=60_000)
             assert page.inner_text("#predicted-class") == LABELS[int(np.argmax(expected))]
             shown = page.locator("#classes tr").evaluate_all(
-                "rows => rows.map(r => [r.cells[0].textContent, Number(r.cells[1].textContent)])")
+                "rows => rows.map(r => [r.cells[0].textContent, Number(r.cells[1].textContent)])"
+            )
             assert [label for label, _ in shown] == [LABELS[i] for i in np.argsort(-expected)]
             np.testing.assert_allclose([p for _, p in shown], np.sort(expected)[::-1], atol=1e-4)
             browser.close()

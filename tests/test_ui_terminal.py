@@ -25,8 +25,13 @@ SCRIPT = """
 def test_progress_bar_on_the_terminal_and_a_clean_log(tmp_path):
     (tmp_path / "train.py").write_text(textwrap.dedent(SCRIPT))
     master, slave = pty.openpty()
-    process = subprocess.Popen([sys.executable, "-m", "layerflow.cli", "run", "train.py", "--runs-dir", "runs"],
-                               cwd=tmp_path, stdout=slave, stderr=slave, stdin=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "layerflow.cli", "run", "train.py", "--runs-dir", "runs"],
+        cwd=tmp_path,
+        stdout=slave,
+        stderr=slave,
+        stdin=subprocess.DEVNULL,
+    )
     os.close(slave)
     console = b""
     while True:
@@ -55,7 +60,7 @@ def test_clean_log_joins_chunks_split_anywhere():
     log = CleanLog(stream)
     data = "1/3 [=>  ]\r2/3 [==> ]\r3/3 [===] ✓\nnext\x1b[1m bold\x1b[0m\nab\bc\nunfinished".encode()
     for i in range(0, len(data), 3):  # splits lines, escape codes and the UTF-8 of ✓
-        log.write(data[i:i + 3])
+        log.write(data[i : i + 3])
     log.close()
     assert stream.getvalue().decode() == "3/3 [===] ✓\nnext bold\nac\nunfinished"
 

@@ -10,11 +10,20 @@ import pytest
 
 import layerflow as lf
 from layerflow.deploy.web import build_web_page
-from tests.raw_models import REQUEST_ROWS, assert_same_outputs, estimator, expected_outputs, fitted_spec, \
-    request_frame, training_frame
+from tests.raw_models import (
+    REQUEST_ROWS,
+    assert_same_outputs,
+    estimator,
+    expected_outputs,
+    fitted_spec,
+    request_frame,
+    training_frame,
+)
 from tests.test_web import CHROMIUM, render
 
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed (apt-get install chromium)")
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None, reason="headless Chromium is not installed (apt-get install chromium)"
+)
 
 
 @pytest.fixture(scope="module")
@@ -22,9 +31,14 @@ def bundles(tmp_path_factory):
     base = tmp_path_factory.mktemp("web_models")
     frame = training_frame()
     spec = fitted_spec(frame)
-    fitted = {"wide": estimator("keras", "multiclass", frame, spec), "trees": estimator("xgboost", "binary", frame, spec)}
-    return {name: (lf.export_model(model, base, name=name), expected_outputs(model, request_frame()))
-            for name, model in fitted.items()}
+    fitted = {
+        "wide": estimator("keras", "multiclass", frame, spec),
+        "trees": estimator("xgboost", "binary", frame, spec),
+    }
+    return {
+        name: (lf.export_model(model, base, name=name), expected_outputs(model, request_frame()))
+        for name, model in fitted.items()
+    }
 
 
 @pytest.mark.parametrize("name", ["wide", "trees"])

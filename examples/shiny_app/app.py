@@ -34,8 +34,10 @@ def fields(signature: dict) -> list[tuple[str, str, dict, int | None]]:
         if len(shape) == 1:
             out.append((f"in_{len(out)}", spec["name"], spec, None))
         elif width is not None and width <= MAX_VECTOR_FIELDS:
-            out += [(f"in_{len(out) + i}", spec["name"] if width == 1 else f"{spec['name']}[{i}]", spec, i)
-                    for i in range(width)]
+            out += [
+                (f"in_{len(out) + i}", spec["name"] if width == 1 else f"{spec['name']}[{i}]", spec, i)
+                for i in range(width)
+            ]
         else:
             raise SystemExit(f"Input {spec['name']} is shaped {shape}: this form takes scalar and small vector inputs.")
     return out
@@ -56,8 +58,11 @@ def field(field_id: str, label: str, spec: dict):
 app_ui = ui.page_fluid(
     ui.h2(f"{BUNDLE.parent.name} (version {BUNDLE.name})"),
     ui.layout_columns(
-        ui.card(ui.card_header("Inputs"), *[field(i, label, spec) for i, label, spec, _ in FIELDS],
-                ui.input_action_button("predict", "Predict", class_="btn-primary")),
+        ui.card(
+            ui.card_header("Inputs"),
+            *[field(i, label, spec) for i, label, spec, _ in FIELDS],
+            ui.input_action_button("predict", "Predict", class_="btn-primary"),
+        ),
         ui.card(ui.card_header("Prediction"), ui.output_ui("prediction")),
     ),
 )
@@ -87,8 +92,11 @@ def server(input, output, session):
             ranked = sorted(zip(LABELS, row), key=lambda pair: -pair[1])
             return ui.div(
                 ui.h4(ranked[0][0], id="predicted-class"),
-                ui.tags.table(*[ui.tags.tr(ui.tags.td(label), ui.tags.td(f"{p:.4f}")) for label, p in ranked],
-                              class_="table table-sm", id="classes"),
+                ui.tags.table(
+                    *[ui.tags.tr(ui.tags.td(label), ui.tags.td(f"{p:.4f}")) for label, p in ranked],
+                    class_="table table-sm",
+                    id="classes",
+                ),
             )
         return ui.pre(json.dumps({k: v.tolist() for k, v in result.items()}), id="outputs")
 

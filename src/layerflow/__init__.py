@@ -14,13 +14,13 @@ from typing import Any
 
 _os.environ.setdefault("KERAS_BACKEND", "torch")
 
-from layerflow import datasets  # noqa: E402
-from layerflow.backend import backend_info  # noqa: E402
-from layerflow.errors import LayerflowError  # noqa: E402
-from layerflow.flags import Flag, FlagError, Flags, flag, flags  # noqa: E402
-from layerflow.history import history_frame  # noqa: E402
-from layerflow.plots import plot_history  # noqa: E402
-from layerflow.runs import (  # noqa: E402
+from layerflow import datasets
+from layerflow.backend import backend_info
+from layerflow.errors import LayerflowError
+from layerflow.flags import Flag, FlagError, Flags, flag, flags
+from layerflow.history import history_frame
+from layerflow.plots import plot_history
+from layerflow.runs import (
     RunNotFoundError,
     clean_runs,
     compare_runs,
@@ -35,7 +35,7 @@ from layerflow.runs import (  # noqa: E402
     view_run,
     write_run_data,
 )
-from layerflow.summary import model_summary  # noqa: E402
+from layerflow.summary import model_summary
 
 __version__ = "0.1.0"
 

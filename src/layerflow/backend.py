@@ -12,11 +12,13 @@ import os
 import platform
 from typing import Any
 
-from layerflow.errors import TRAIN_INSTALL, TRAINING_PACKAGES, InvalidValueError, MissingDependencyError, StateError
-from layerflow.errors import training_stack  # noqa: F401 - also imported from here
-
-DEFAULT_BACKEND = "torch"
-SUPPORTED_BACKENDS = ("torch", "jax")
+from layerflow.errors import (
+    TRAIN_INSTALL,
+    InvalidValueError,
+    MissingDependencyError,
+    StateError,
+    training_stack,
+)
 
 # The tested releases and the private Keras APIs have one owner, layerflow.tested_versions.
 from layerflow.tested_versions import (  # noqa: F401 - re-exported: backend is where users look
@@ -27,6 +29,9 @@ from layerflow.tested_versions import (  # noqa: F401 - re-exported: backend is 
     minor_release,
 )
 
+DEFAULT_BACKEND = "torch"
+SUPPORTED_BACKENDS = ("torch", "jax")
+
 _BACKEND_PACKAGES = {"torch": "torch", "jax": "jax"}
 _EXTRAS = {"torch": TRAIN_INSTALL, "jax": "pip install 'layerflow[jax]'"}
 
@@ -36,8 +41,7 @@ def selected_backend() -> str:
     name = os.environ.get("KERAS_BACKEND", DEFAULT_BACKEND).strip().lower()
     if name not in SUPPORTED_BACKENDS:
         raise InvalidValueError(
-            f"KERAS_BACKEND={name!r} is not supported by layerflow; "
-            f"expected one of {', '.join(SUPPORTED_BACKENDS)}."
+            f"KERAS_BACKEND={name!r} is not supported by layerflow; expected one of {', '.join(SUPPORTED_BACKENDS)}."
         )
     return name
 
@@ -65,8 +69,7 @@ def load_keras() -> Any:
         importlib.import_module(package)
     except ImportError as error:
         raise MissingDependencyError(
-            f"The Keras backend {name!r} needs the package {package!r}, which is not "
-            f"installed: {_EXTRAS[name]}"
+            f"The Keras backend {name!r} needs the package {package!r}, which is not installed: {_EXTRAS[name]}"
         ) from error
     os.environ["KERAS_BACKEND"] = name
     keras = importlib.import_module("keras")

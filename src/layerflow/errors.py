@@ -17,14 +17,24 @@ Example:
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from collections.abc import Iterator
 
 __all__ = ["LayerflowError"]
 
 TRAIN_INSTALL = "pip install 'layerflow[train]'"
 # The import names of pyproject's `train` extra: what a serving-only install lacks.
-TRAINING_PACKAGES = ("torch", "keras", "pandas", "matplotlib", "pyarrow", "sklearn", "onnx", "onnxmltools", "xgboost",
-                     "mmh3")
+TRAINING_PACKAGES = (
+    "torch",
+    "keras",
+    "pandas",
+    "matplotlib",
+    "pyarrow",
+    "sklearn",
+    "onnx",
+    "onnxmltools",
+    "xgboost",
+    "mmh3",
+)
 
 
 class LayerflowError(Exception):
@@ -143,5 +153,12 @@ def training_stack(feature: str) -> Iterator[None]:
         ) from error
 
 
-__all__ += ["InvalidTypeError", "InvalidValueError", "MissingDependencyError", "MissingFileError",
-            "MissingKeyError", "StateError", "training_stack"]
+__all__ += [
+    "InvalidTypeError",
+    "InvalidValueError",
+    "MissingDependencyError",
+    "MissingFileError",
+    "MissingKeyError",
+    "StateError",
+    "training_stack",
+]

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Mapping
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from layerflow.backend import training_stack
 from layerflow.errors import InvalidTypeError, InvalidValueError
@@ -36,7 +37,7 @@ def _history_dict(history: Any) -> tuple[dict[str, list[float]], list[int]]:
 def split_metric_name(name: str) -> tuple[str, str]:
     """Splits a Keras history key into (metric, split): ``val_loss`` -> ("loss", "validation")."""
     if name.startswith(VALIDATION_PREFIX):
-        return name[len(VALIDATION_PREFIX):], "validation"
+        return name[len(VALIDATION_PREFIX) :], "validation"
     return name, "training"
 
 

@@ -6,7 +6,8 @@ A leaf: it imports Starlette only (no training stack, no ``runs``), so the model
 from __future__ import annotations
 
 import secrets
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 from urllib.parse import urlencode
 
 from starlette.requests import Request
@@ -50,8 +51,14 @@ class TokenGate:
         ...                                                       open_paths=("/health",))])
     """
 
-    def __init__(self, app: Any, token: str, open_paths: Iterable[str] = (), cookie: str | None = None,
-                 refusal: Callable[[], Response] = json_refusal):
+    def __init__(
+        self,
+        app: Any,
+        token: str,
+        open_paths: Iterable[str] = (),
+        cookie: str | None = None,
+        refusal: Callable[[], Response] = json_refusal,
+    ):
         if not token:
             raise InvalidValueError(f"token={token!r}: the token gate needs a non-empty token string.")
         self.app, self.token, self.cookie, self.refusal = app, token.encode(), cookie, refusal

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from layerflow.backend import training_stack
 from layerflow.errors import InvalidValueError
@@ -65,4 +66,3 @@ def plot_history(
         path.parent.mkdir(parents=True, exist_ok=True)
         figure.savefig(path, dpi=dpi)
     return figure
-

@@ -42,7 +42,6 @@ KERAS_PRIVATE_APIS = (
 )
 
 
-
 def minor_release(specifier: str) -> tuple[int, int]:
     """The (major, minor) release a ``">=X.Y,<X.Z"`` specifier of the tested versions names.
 

@@ -19,8 +19,13 @@ from layerflow.cli.common import LayerflowGroup
 # Each module under layerflow/cli/ whose ``app`` holds a group of commands, in help order.
 COMMAND_GROUPS = ("runs", "tune", "cloud", "deploy", "models", "ui", "info")
 
-app = typer.Typer(cls=LayerflowGroup, help="layerflow: tracked training runs, comparison, tuning and serving.",
-                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+app = typer.Typer(
+    cls=LayerflowGroup,
+    help="layerflow: tracked training runs, comparison, tuning and serving.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
 
 for _group in COMMAND_GROUPS:
     app.add_typer(importlib.import_module(f"layerflow.cli.{_group}").app)

@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import click
 import typer
 from rich.console import Console
 from typer.core import TyperGroup
@@ -56,4 +55,6 @@ def read_json_file(path: Path, what: str) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as error:
-        raise InvalidValueError(f"Cannot read {what} from {path}: not valid JSON ({error.msg} at line {error.lineno}).") from None
+        raise InvalidValueError(
+            f"Cannot read {what} from {path}: not valid JSON ({error.msg} at line {error.lineno})."
+        ) from None

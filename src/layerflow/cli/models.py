@@ -10,8 +10,9 @@ import typer
 from layerflow.cli.common import console
 
 app = typer.Typer()
-models_app = typer.Typer(help="Exported models: label versions (stable, canary), list names, versions and lineage.",
-                         no_args_is_help=True)
+models_app = typer.Typer(
+    help="Exported models: label versions (stable, canary), list names, versions and lineage.", no_args_is_help=True
+)
 app.add_typer(models_app, name="models")
 
 
@@ -46,7 +47,8 @@ def list_command(
     table = Table("model", "version", "labels", "run", "metrics")
     for model in models:
         for row in model["versions"]:
-            metrics = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                                for k, v in list(row["metrics"].items())[:4])
+            metrics = ", ".join(
+                f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in list(row["metrics"].items())[:4]
+            )
             table.add_row(model["name"], str(row["version"]), ", ".join(row["labels"]), row["run_id"] or "", metrics)
     console.print(table if models else f"No exported model under {base}.")

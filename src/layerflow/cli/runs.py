@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 from rich.console import Console
@@ -22,16 +21,24 @@ app.add_typer(runs_app, name="runs")
 def run(
     ctx: typer.Context,
     script: Path = typer.Argument(..., help="The Python script to run as a tracked run."),
-    flag: List[str] = typer.Option([], "--flag", help="Flag override name=value (repeatable)."),
-    flags_file: Optional[Path] = typer.Option(None, "--flags-file", help="YAML file of flag values (name: value), "
-                                              "e.g. a tuning run's best; --flag overrides it."),
-    config: Optional[str] = typer.Option(None, "--config", help="Profile of the script's flags.yml to use, over its "
-                                         "`default` profile."),
-    runs_dir: Optional[Path] = RunsDirOption,
+    flag: list[str] = typer.Option([], "--flag", help="Flag override name=value (repeatable)."),
+    flags_file: Path | None = typer.Option(
+        None,
+        "--flags-file",
+        help="YAML file of flag values (name: value), e.g. a tuning run's best; --flag overrides it.",
+    ),
+    config: str | None = typer.Option(
+        None, "--config", help="Profile of the script's flags.yml to use, over its `default` profile."
+    ),
+    runs_dir: Path | None = RunsDirOption,
     view: bool = typer.Option(False, "--view", help="Open the run's live page in the browser (starts `layerflow ui`)."),
     view_port: int = typer.Option(8600, "--view-port", help="With --view: the UI's port."),
-    workers: Optional[int] = typer.Option(None, "--workers", help="Train data-parallel on N Ray Train workers "
-                                          "(a local Ray cluster unless $RAY_ADDRESS names one); batch_size is the global batch."),
+    workers: int | None = typer.Option(
+        None,
+        "--workers",
+        help="Train data-parallel on N Ray Train workers "
+        "(a local Ray cluster unless $RAY_ADDRESS names one); batch_size is the global batch.",
+    ),
     cpus_per_worker: float = typer.Option(1, "--cpus-per-worker", help="With --workers: CPUs each worker reserves."),
     gpus_per_worker: float = typer.Option(0, "--gpus-per-worker", help="With --workers: GPUs each worker reserves."),
 ) -> None:
@@ -48,9 +55,18 @@ def run(
 
         run_id = new_run_id()
         errors.print(f"Live page: {view_live(run_id, runs_dir, port=view_port)}")
-    record = training_run(script, flags=flags_file, runs_dir=runs_dir, args=ctx.args, config=config,
-                          command_line_flags=parse_flag_assignments(flag), run_id=run_id,
-                          workers=workers, cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker)
+    record = training_run(
+        script,
+        flags=flags_file,
+        runs_dir=runs_dir,
+        args=ctx.args,
+        config=config,
+        command_line_flags=parse_flag_assignments(flag),
+        run_id=run_id,
+        workers=workers,
+        cpus_per_worker=cpus_per_worker,
+        gpus_per_worker=gpus_per_worker,
+    )
     if record["status"] != "completed":
         raise typer.Exit(record.get("exit_code") or 1)
 
@@ -58,8 +74,10 @@ def run(
 @app.command()
 def rerun(
     run: str = typer.Argument("latest", help="Run id, id prefix, latest or latest~N."),
-    check: bool = typer.Option(False, "--check", help="Compare the final metrics with the original's; exit 1 if they differ."),
-    runs_dir: Optional[Path] = RunsDirOption,
+    check: bool = typer.Option(
+        False, "--check", help="Compare the final metrics with the original's; exit 1 if they differ."
+    ),
+    runs_dir: Path | None = RunsDirOption,
 ) -> None:
     """Run a recorded run again from its source snapshot and flags, as a new run linked to it."""
     from layerflow.runs import rerun as rerun_run
@@ -93,13 +111,13 @@ def _print_table(frame) -> None:
 @runs_app.callback(invoke_without_command=True)
 def runs(
     ctx: typer.Context,
-    order: Optional[str] = typer.Option(None, "--order", help="Column to sort by, e.g. eval_accuracy."),
+    order: str | None = typer.Option(None, "--order", help="Column to sort by, e.g. eval_accuracy."),
     desc: bool = typer.Option(False, "--desc", help="Sort --order from the largest value down."),
-    latest: Optional[int] = typer.Option(None, "--latest", help="Only the N most recent runs."),
-    filter: Optional[str] = typer.Option(None, "--filter", help="pandas query, e.g. \"flag_dropout > 0.2\"."),
+    latest: int | None = typer.Option(None, "--latest", help="Only the N most recent runs."),
+    filter: str | None = typer.Option(None, "--filter", help='pandas query, e.g. "flag_dropout > 0.2".'),
     as_json: bool = typer.Option(False, "--json", help="Print the run records as JSON."),
     reindex: bool = typer.Option(False, "--reindex", help="Rebuild index.sqlite from the run folders first."),
-    runs_dir: Optional[Path] = RunsDirOption,
+    runs_dir: Path | None = RunsDirOption,
 ) -> None:
     """List runs as a table (newest first)."""
     if ctx.invoked_subcommand is not None:
@@ -119,10 +137,10 @@ def runs(
 
 @runs_app.command("clean")
 def runs_clean(
-    runs: List[str] = typer.Argument(None, help="Runs to archive (ids, prefixes, latest, latest~N)."),
+    runs: list[str] = typer.Argument(None, help="Runs to archive (ids, prefixes, latest, latest~N)."),
     failed: bool = typer.Option(False, "--failed", help="Archive every run that did not complete."),
     all_runs: bool = typer.Option(False, "--all", help="Archive every run."),
-    runs_dir: Optional[Path] = RunsDirOption,
+    runs_dir: Path | None = RunsDirOption,
 ) -> None:
     """Archive runs (moved to RUNS_DIR/_archive; `runs purge` deletes them)."""
     from layerflow.runs import clean_runs
@@ -134,7 +152,7 @@ def runs_clean(
 @runs_app.command("purge")
 def runs_purge(
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
-    runs_dir: Optional[Path] = RunsDirOption,
+    runs_dir: Path | None = RunsDirOption,
 ) -> None:
     """Delete archived runs for good."""
     from layerflow.runs import archived_runs, purge_runs
@@ -152,8 +170,8 @@ def runs_purge(
 def runs_copy(
     run: str = typer.Argument(..., help="Run id, id prefix, latest or latest~N."),
     dest: Path = typer.Argument(Path("."), help="Folder to copy the run into (as DEST/RUN_ID)."),
-    rename: Optional[str] = typer.Option(None, "--rename", help="Name of the copy's folder (default: the run id)."),
-    runs_dir: Optional[Path] = RunsDirOption,
+    rename: str | None = typer.Option(None, "--rename", help="Name of the copy's folder (default: the run id)."),
+    runs_dir: Path | None = RunsDirOption,
 ) -> None:
     """Copy a run's folder (record, output, source, model, data...) into DEST."""
     from layerflow.runs import copy_run
@@ -164,8 +182,8 @@ def runs_copy(
 @app.command()
 def show(
     run: str = typer.Argument("latest", help="Run id, id prefix, latest or latest~N."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Write the HTML report here instead of opening it."),
-    runs_dir: Optional[Path] = RunsDirOption,
+    out: Path | None = typer.Option(None, "--out", help="Write the HTML report here instead of opening it."),
+    runs_dir: Path | None = RunsDirOption,
 ) -> None:
     """Write (or open) the HTML report of a run."""
     from layerflow.runs import view_run
@@ -177,8 +195,8 @@ def show(
 def compare(
     run_a: str = typer.Argument("latest~1", help="First run."),
     run_b: str = typer.Argument("latest", help="Second run."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Write the HTML comparison here instead of opening it."),
-    runs_dir: Optional[Path] = RunsDirOption,
+    out: Path | None = typer.Option(None, "--out", help="Write the HTML comparison here instead of opening it."),
+    runs_dir: Path | None = RunsDirOption,
 ) -> None:
     """Compare two runs side by side: metric curves, flags and a source diff."""
     from layerflow.runs import compare_runs

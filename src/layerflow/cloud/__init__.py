@@ -16,5 +16,15 @@ from layerflow.cloud.jobs import cloud_cancel, cloud_collect, cloud_jobs, cloud_
 from layerflow.cloud.remote_run import RemoteRun
 from layerflow.cloud.serving import serve_on_ray, stop_serving
 
-__all__ = ["ClusterError", "RayCluster", "RemoteRun", "cloud_cancel", "cloud_collect", "cloud_jobs", "cloud_logs",
-           "cloud_train", "serve_on_ray", "stop_serving"]
+__all__ = [
+    "ClusterError",
+    "RayCluster",
+    "RemoteRun",
+    "cloud_cancel",
+    "cloud_collect",
+    "cloud_jobs",
+    "cloud_logs",
+    "cloud_train",
+    "serve_on_ray",
+    "stop_serving",
+]

@@ -15,8 +15,9 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from layerflow.cloud.job_log import JobLogDecoder
 from layerflow.errors import LayerflowError, MissingDependencyError, MissingFileError
@@ -46,12 +47,16 @@ def normalise_address(address: str | None) -> str:
     """``head:8265`` -> ``http://head:8265``; None -> ``$RAY_API_SERVER_ADDRESS``."""
     address = address or os.environ.get(ADDRESS_ENV)
     if not address:
-        raise ClusterError("No Ray cluster given: pass --address http://HEAD:8265 (the cluster's job-submission "
-                           f"address, as `ray job submit` takes it), --address local, or set {ADDRESS_ENV}.")
+        raise ClusterError(
+            "No Ray cluster given: pass --address http://HEAD:8265 (the cluster's job-submission "
+            f"address, as `ray job submit` takes it), --address local, or set {ADDRESS_ENV}."
+        )
     address = address.strip().rstrip("/")
     if address.startswith("ray://"):
-        raise ClusterError(f"{address} is a Ray client address; layerflow submits jobs, so give the dashboard's "
-                           "job-submission address instead, e.g. http://head:8265.")
+        raise ClusterError(
+            f"{address} is a Ray client address; layerflow submits jobs, so give the dashboard's "
+            "job-submission address instead, e.g. http://head:8265."
+        )
     return address if "://" in address else f"http://{address}"
 
 
@@ -86,11 +91,16 @@ def check_reachable(address: str, timeout: float = _CONNECT_TIMEOUT_SECONDS) -> 
                 body = json.loads(response.read() or b"{}")
     except urllib.error.HTTPError as error:
         if error.code in (401, 403):
-            raise ClusterError(f"The Ray cluster at {address} requires an authentication token"
-                               + (" and refused this one" if token else "") + "; set RAY_AUTH_TOKEN (or "
-                               "RAY_AUTH_TOKEN_PATH) to the cluster's token, as `ray get-auth-token` prints it.") from None
-        raise ClusterError(f"{address} answered {error.code} {error.reason}; expected a Ray cluster's "
-                           "job-submission (dashboard) address, e.g. http://head:8265.") from None
+            raise ClusterError(
+                f"The Ray cluster at {address} requires an authentication token"
+                + (" and refused this one" if token else "")
+                + "; set RAY_AUTH_TOKEN (or "
+                "RAY_AUTH_TOKEN_PATH) to the cluster's token, as `ray get-auth-token` prints it."
+            ) from None
+        raise ClusterError(
+            f"{address} answered {error.code} {error.reason}; expected a Ray cluster's "
+            "job-submission (dashboard) address, e.g. http://head:8265."
+        ) from None
     except (urllib.error.URLError, OSError, ValueError) as error:
         reason = getattr(error, "reason", error)
         raise ClusterError(
@@ -113,15 +123,16 @@ def quiet_ray_logging() -> None:
 class RayCluster:
     """A connection to a Ray cluster's job server; ``RayCluster.connect("local")`` starts one here."""
 
-    def __init__(self, address: str, headers: dict[str, str] | None = None, started_here: bool = False,
-                 python: str = "python"):
+    def __init__(
+        self, address: str, headers: dict[str, str] | None = None, started_here: bool = False, python: str = "python"
+    ):
         self.address = address
         self.started_here = started_here
         self.python = python
         self.client = _import_job_client()(address, headers=headers or None)
 
     @classmethod
-    def connect(cls, address: str | None) -> "RayCluster":
+    def connect(cls, address: str | None) -> RayCluster:
         quiet_ray_logging()
         if address == "local":
             return cls._start_local()
@@ -129,12 +140,18 @@ class RayCluster:
         return cls(address, check_reachable(address))
 
     @classmethod
-    def _start_local(cls) -> "RayCluster":
+    def _start_local(cls) -> RayCluster:
         _import_job_client()
         import ray
 
-        context = ray.init(address="local", include_dashboard=True, dashboard_host="127.0.0.1", num_cpus=os.cpu_count(),
-                           configure_logging=False, log_to_driver=False)
+        context = ray.init(
+            address="local",
+            include_dashboard=True,
+            dashboard_host="127.0.0.1",
+            num_cpus=os.cpu_count(),
+            configure_logging=False,
+            log_to_driver=False,
+        )
         address = f"http://{context.dashboard_url}"
         deadline = time.monotonic() + 60
         while True:
@@ -155,13 +172,29 @@ class RayCluster:
 
             ray.shutdown()
 
-    def submit(self, script: Path, run_id: str, flags: Mapping[str, Any], properties: Mapping[str, Any],
-               args: Sequence[str] = (), command_line_flags: Mapping[str, str] | None = None,
-               cpus: float = 1, gpus: float = 0, requirements: Sequence[str] | None = None,
-               exclude: Sequence[str] = (), env_vars: Mapping[str, str] | None = None) -> str:
+    def submit(
+        self,
+        script: Path,
+        run_id: str,
+        flags: Mapping[str, Any],
+        properties: Mapping[str, Any],
+        args: Sequence[str] = (),
+        command_line_flags: Mapping[str, str] | None = None,
+        cpus: float = 1,
+        gpus: float = 0,
+        requirements: Sequence[str] | None = None,
+        exclude: Sequence[str] = (),
+        env_vars: Mapping[str, str] | None = None,
+    ) -> str:
         """Submits one tracked run of ``script`` (its folder is the job's working dir); returns the job id."""
-        payload = {"script": script.name, "run_id": run_id, "flags": dict(flags), "properties": dict(properties),
-                   "args": list(args), "command_line_flags": dict(command_line_flags or {})}
+        payload = {
+            "script": script.name,
+            "run_id": run_id,
+            "flags": dict(flags),
+            "properties": dict(properties),
+            "args": list(args),
+            "command_line_flags": dict(command_line_flags or {}),
+        }
         runtime_env: dict[str, Any] = {"working_dir": str(script.parent), "excludes": [*_EXCLUDES, *exclude]}
         if requirements:
             runtime_env["pip"] = list(requirements)
@@ -172,8 +205,11 @@ class RayCluster:
         while True:
             try:
                 return self.client.submit_job(
-                    entrypoint=entrypoint, runtime_env=runtime_env, entrypoint_num_cpus=cpus,
-                    entrypoint_num_gpus=gpus or None, metadata={"layerflow_run_id": run_id, "script": script.name},
+                    entrypoint=entrypoint,
+                    runtime_env=runtime_env,
+                    entrypoint_num_cpus=cpus,
+                    entrypoint_num_gpus=gpus or None,
+                    metadata={"layerflow_run_id": run_id, "script": script.name},
                 )
             except Exception as error:  # noqa: BLE001 - the job client raises RuntimeError with the server's reason
                 # A cluster that has just started answers before its job agent is up.
@@ -181,9 +217,11 @@ class RayCluster:
                     time.sleep(1)
                     continue
                 if "413" in str(error):
-                    raise ClusterError(f"The script's folder {script.parent} is larger than the cluster accepts as a "
-                                       f"job's working directory ({error}); leave data and outputs out of it with a "
-                                       ".gitignore, or move them elsewhere.") from None
+                    raise ClusterError(
+                        f"The script's folder {script.parent} is larger than the cluster accepts as a "
+                        f"job's working directory ({error}); leave data and outputs out of it with a "
+                        ".gitignore, or move them elsewhere."
+                    ) from None
                 raise ClusterError(f"The Ray cluster at {self.address} refused the job: {error}") from None
 
     def follow(self, job_id: str, decoder: JobLogDecoder) -> Exception | None:

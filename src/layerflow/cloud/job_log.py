@@ -11,7 +11,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from typing import Any, Callable, TextIO
+from collections.abc import Callable
+from typing import Any, TextIO
 
 from layerflow.runs.files import parse_metric_lines
 
@@ -29,7 +30,7 @@ def write_archive(stream: TextIO, run_id: str, data: bytes) -> None:
     stream.write(f"{PREFIX}archive-begin {json.dumps(header)}\n")
     text = base64.b64encode(data).decode()
     for start in range(0, len(text), _CHUNK):
-        stream.write(f"{PREFIX}archive {text[start:start + _CHUNK]}\n")
+        stream.write(f"{PREFIX}archive {text[start : start + _CHUNK]}\n")
     stream.write(f"{PREFIX}archive-end\n")
     stream.flush()
 
@@ -68,7 +69,7 @@ class JobLogDecoder:
         if not line.startswith(PREFIX):
             self.on_output(line)
             return
-        kind, _, payload = line[len(PREFIX):].partition(" ")
+        kind, _, payload = line[len(PREFIX) :].partition(" ")
         if kind == "metrics":
             for epoch in parse_metric_lines([payload])[0]:
                 self.on_metrics(epoch)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from layerflow.cloud.cluster import ClusterError, RayCluster
-from layerflow.errors import training_stack
 from layerflow.cloud.job_log import output_only
-from layerflow.cloud.remote_run import RemoteRun, echo as echo_line
+from layerflow.cloud.remote_run import RemoteRun
+from layerflow.cloud.remote_run import echo as echo_line
+from layerflow.errors import training_stack
 from layerflow.runs.training_run import check_script
 
 
@@ -61,8 +63,17 @@ def cloud_train(
         raise ClusterError("--detach needs a cluster that outlives this command; --address local stops with it.")
     cluster = RayCluster.connect(address)
     try:
-        run = RemoteRun.submit(cluster, script_path, flags=flags, runs_dir=runs_dir, args=args,
-                               command_line_flags=command_line_flags, cpus=cpus, gpus=gpus, requirements=requirements)
+        run = RemoteRun.submit(
+            cluster,
+            script_path,
+            flags=flags,
+            runs_dir=runs_dir,
+            args=args,
+            command_line_flags=command_line_flags,
+            cpus=cpus,
+            gpus=gpus,
+            requirements=requirements,
+        )
         if echo:
             print(f"Submitted Ray job {run.job_id} for run {run.run_id} to {cluster.address}", file=sys.stderr)
         if detach:
@@ -77,8 +88,12 @@ def cloud_train(
             run.file_now()
             raise
         if echo:
-            print(f"\nRun {record['id']} {record['status']}" + (f": {record['error']}" if record.get("error") else "")
-                  + f"  ({record['path']})", file=sys.stderr)
+            print(
+                f"\nRun {record['id']} {record['status']}"
+                + (f": {record['error']}" if record.get("error") else "")
+                + f"  ({record['path']})",
+                file=sys.stderr,
+            )
         return record
     finally:
         cluster.close()
@@ -101,10 +116,15 @@ def cloud_jobs(address: str | None = None):
 
     cluster = RayCluster.connect(address)
     rows = [
-        {"job_id": j.submission_id, "run_id": j.metadata.get("layerflow_run_id"), "status": str(j.status.value),
-         "script": j.metadata.get("script"),
-         "start": pd.to_datetime(j.start_time, unit="ms", utc=True) if j.start_time else None,
-         "end": pd.to_datetime(j.end_time, unit="ms", utc=True) if j.end_time else None, "message": j.message}
+        {
+            "job_id": j.submission_id,
+            "run_id": j.metadata.get("layerflow_run_id"),
+            "status": str(j.status.value),
+            "script": j.metadata.get("script"),
+            "start": pd.to_datetime(j.start_time, unit="ms", utc=True) if j.start_time else None,
+            "end": pd.to_datetime(j.end_time, unit="ms", utc=True) if j.end_time else None,
+            "message": j.message,
+        }
         for j in cluster.jobs()
     ]
     return pd.DataFrame(rows, columns=["job_id", "run_id", "status", "script", "start", "end", "message"])
@@ -127,7 +147,9 @@ def cloud_logs(job: str, address: str | None = None, runs_dir: str | os.PathLike
     return output_only(RemoteRun.attach(job, address, runs_dir).logs())
 
 
-def cloud_collect(job: str, address: str | None = None, runs_dir: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+def cloud_collect(
+    job: str, address: str | None = None, runs_dir: str | os.PathLike[str] | None = None
+) -> dict[str, Any]:
     """Files an ended job's run folder into the local runs folder (after a detached ``cloud_train``).
 
     Args:

@@ -56,10 +56,17 @@ def main(argv: list[str]) -> int:
     relay = threading.Thread(target=_relay, args=(control, finished), daemon=True)
     relay.start()
     try:
-        record = training_run(payload["script"], flags=payload.get("flags") or {}, runs_dir=runs_dir,
-                              args=payload.get("args") or [], command_line_flags=payload.get("command_line_flags"),
-                              properties=payload.get("properties"), echo=False, run_id=payload["run_id"],
-                              control=control)
+        record = training_run(
+            payload["script"],
+            flags=payload.get("flags") or {},
+            runs_dir=runs_dir,
+            args=payload.get("args") or [],
+            command_line_flags=payload.get("command_line_flags"),
+            properties=payload.get("properties"),
+            echo=False,
+            run_id=payload["run_id"],
+            control=control,
+        )
     except KeyboardInterrupt:
         record = {"id": payload["run_id"], "status": "interrupted", "path": f"{runs_dir}/{payload['run_id']}"}
     finally:

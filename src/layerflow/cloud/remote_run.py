@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
-from layerflow.cloud.cluster import ClusterError, RayCluster, TERMINAL_STATUSES, read_requirements
+from layerflow.cloud.cluster import TERMINAL_STATUSES, ClusterError, RayCluster, read_requirements
 from layerflow.cloud.job_log import JobLogDecoder
 from layerflow.runs import files as f
 from layerflow.runs.index import INDEX_FILE
@@ -70,18 +71,32 @@ class RemoteRun:
         gpus: float = 0,
         requirements: str | os.PathLike[str] | None = None,
         limit_threads: bool = False,
-    ) -> "RemoteRun":
+    ) -> RemoteRun:
         """Opens the run's local folder and submits the job running it; a refused job is filed as failed."""
         store = RunStore(runs_dir)
         pip = read_requirements(requirements)
         flags, command_line_flags = dict(flags or {}), dict(command_line_flags or {})
-        run_id, run_dir = store.open_run(script, args=args, requested_flags={**command_line_flags, **flags},
-                                         properties=properties,
-                                         remote={"transport": TRANSPORT, "address": cluster.address, "job_id": None})
+        run_id, run_dir = store.open_run(
+            script,
+            args=args,
+            requested_flags={**command_line_flags, **flags},
+            properties=properties,
+            remote={"transport": TRANSPORT, "address": cluster.address, "job_id": None},
+        )
         try:
-            job_id = cluster.submit(script, run_id, flags, properties or {}, args, command_line_flags, cpus, gpus, pip,
-                                    runs_dirs_inside(script.parent, store),
-                                    thread_limits(threads=int(cpus)) if limit_threads else None)
+            job_id = cluster.submit(
+                script,
+                run_id,
+                flags,
+                properties or {},
+                args,
+                command_line_flags,
+                cpus,
+                gpus,
+                pip,
+                runs_dirs_inside(script.parent, store),
+                thread_limits(threads=int(cpus)) if limit_threads else None,
+            )
         except ClusterError as error:
             store.finish_run(run_dir, "failed", str(error))
             raise
@@ -89,8 +104,7 @@ class RemoteRun:
         return cls(cluster, store, run_id, job_id)
 
     @classmethod
-    def attach(cls, job: str, address: str | None = None,
-               runs_dir: str | os.PathLike[str] | None = None) -> "RemoteRun":
+    def attach(cls, job: str, address: str | None = None, runs_dir: str | os.PathLike[str] | None = None) -> RemoteRun:
         """The run of a job submitted earlier: ``job`` is a Ray job id or a local run (id, prefix, ``latest``)."""
         store = RunStore(runs_dir)
         try:
@@ -132,8 +146,9 @@ class RemoteRun:
         with self._lock:
             f.append_jsonl(self.run_dir / f.METRICS_FILE, epoch)
 
-    def follow(self, on_output: Callable[[str], None] | None = None,
-               on_metrics: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    def follow(
+        self, on_output: Callable[[str], None] | None = None, on_metrics: Callable[[dict[str, Any]], None] | None = None
+    ) -> dict[str, Any]:
         """Streams the job's output and metrics into the run folder (and to the callbacks) until
         it ends, then files the run; returns its final record."""
 
@@ -162,17 +177,21 @@ class RemoteRun:
         assert info is not None, "the job's info was read when contact was not lost"
         status = str(getattr(info.status, "value", info.status))
         if status not in TERMINAL_STATUSES:
-            raise ClusterError(f"Job {self.job_id} is still {status.lower()}; collect it once it has ended "
-                               f"(`layerflow cloud logs {self.job_id}` shows its output so far).")
+            raise ClusterError(
+                f"Job {self.job_id} is still {status.lower()}; collect it once it has ended "
+                f"(`layerflow cloud logs {self.job_id}` shows its output so far)."
+            )
         if self.run_id is None:
             self.run_id = (info.metadata or {}).get("layerflow_run_id") or None
         if self.run_dir.is_dir():
             (self.run_dir / f.OUTPUT_FILE).unlink(missing_ok=True)  # the log holds all of it again
         else:  # submitted from another machine: open its folder here under its own id
             script = Path((info.metadata or {}).get("script") or "unknown.py")
-            self.store.open_run(script, run_id=self.run_id, remote={"transport": TRANSPORT,
-                                                                    "address": self.cluster.address,
-                                                                    "job_id": self.job_id})
+            self.store.open_run(
+                script,
+                run_id=self.run_id,
+                remote={"transport": TRANSPORT, "address": self.cluster.address, "job_id": self.job_id},
+            )
         decoder = JobLogDecoder(self._add_output, _ignore)
         decoder.feed(self.logs())
         decoder.close()
@@ -209,8 +228,12 @@ class RemoteRun:
         if self.requested:
             return finish(self.run_dir, *self.requested)
         if lost is not None:
-            return finish(self.run_dir, "failed", f"lost contact with the Ray cluster at {self.cluster.address} while "
-                          f"job {self.job_id} ran ({type(lost).__name__}: {lost}); its output until then is in output.log")
+            return finish(
+                self.run_dir,
+                "failed",
+                f"lost contact with the Ray cluster at {self.cluster.address} while "
+                f"job {self.job_id} ran ({type(lost).__name__}: {lost}); its output until then is in output.log",
+            )
         assert info is not None, "the job's info was read when contact was not lost"
         status = str(getattr(info.status, "value", info.status))
         if status == "STOPPED":

@@ -67,8 +67,14 @@ def _scaling(replicas: int, min_replicas: int | None, max_replicas: int | None) 
     if low > high:
         raise InvalidValueError(f"min_replicas={low} is above max_replicas={high}; expected min <= max.")
     initial = min(max(replicas, low), high)
-    return {"autoscaling_config": {"min_replicas": low, "max_replicas": high, "initial_replicas": initial,
-                                   "target_ongoing_requests": 2}}
+    return {
+        "autoscaling_config": {
+            "min_replicas": low,
+            "max_replicas": high,
+            "initial_replicas": initial,
+            "target_ongoing_requests": 2,
+        }
+    }
 
 
 def _client(address: str | None) -> Any:
@@ -91,10 +97,19 @@ def _other_applications(details: dict[str, Any], name: str) -> list[dict[str, An
     return kept
 
 
-def serve_on_ray(model_dir: str | os.PathLike[str], address: str | None = None, replicas: int = 1,
-                 min_replicas: int | None = None, max_replicas: int | None = None, token: str | None = None,
-                 host: str = "127.0.0.1", port: int = 8000, name: str = APPLICATION, route_prefix: str = "/",
-                 wait_seconds: float = _DEFAULT_WAIT_SECONDS) -> dict[str, Any]:
+def serve_on_ray(
+    model_dir: str | os.PathLike[str],
+    address: str | None = None,
+    replicas: int = 1,
+    min_replicas: int | None = None,
+    max_replicas: int | None = None,
+    token: str | None = None,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    name: str = APPLICATION,
+    route_prefix: str = "/",
+    wait_seconds: float = _DEFAULT_WAIT_SECONDS,
+) -> dict[str, Any]:
     """Deploys every model under ``model_dir`` on a Ray cluster as a Ray Serve application.
 
     Args:
@@ -123,8 +138,9 @@ def serve_on_ray(model_dir: str | os.PathLike[str], address: str | None = None, 
         raise InvalidTypeError(f"model_dir must be a folder path; got {type(model_dir).__name__}.")
     folder = Path(model_dir).resolve()
     if not folder.is_dir():
-        raise MissingFileError(f"Model directory {folder} does not exist; export a model first: "
-                               f"layerflow export RUN --out {model_dir}.")
+        raise MissingFileError(
+            f"Model directory {folder} does not exist; export a model first: layerflow export RUN --out {model_dir}."
+        )
     if token is not None and (not isinstance(token, str) or not token):
         raise InvalidValueError("token must be a non-empty string (or None for no token).")
     if not isinstance(route_prefix, str) or not route_prefix.startswith("/"):
@@ -133,12 +149,16 @@ def serve_on_ray(model_dir: str | os.PathLike[str], address: str | None = None, 
     client = _client(address)
     details = client.get_serve_details()
     application = {
-        "name": name, "route_prefix": route_prefix, "import_path": _BUILDER,
+        "name": name,
+        "route_prefix": route_prefix,
+        "import_path": _BUILDER,
         "args": {"model_dir": str(folder), "token": token},
         "deployments": [{"name": DEPLOYMENT, **scaling}],
     }
-    config = {"http_options": {"host": host, "port": port},
-              "applications": [*_other_applications(details, name), application]}
+    config = {
+        "http_options": {"host": host, "port": port},
+        "applications": [*_other_applications(details, name), application],
+    }
     client.deploy_applications(config)
     status = _wait_running(client, name, wait_seconds)
     http = client.get_serve_details().get("http_options") or {}
@@ -157,13 +177,16 @@ def _wait_running(client: Any, name: str, wait_seconds: float) -> dict[str, Any]
         if status == "RUNNING":
             return {"name": name, "status": status, "replicas": len(running), "deployment": DEPLOYMENT}
         if status == "DEPLOY_FAILED":
-            raise ClusterError(f"Ray Serve could not deploy {name!r}: {app.get('message') or deployment.get('message')}")
+            raise ClusterError(
+                f"Ray Serve could not deploy {name!r}: {app.get('message') or deployment.get('message')}"
+            )
         if time.monotonic() > deadline:
             raise ClusterError(
                 f"Ray Serve application {name!r} is not running after {wait_seconds:.0f} s (status {status}, "
                 f"{len(running)} replica(s) running): the cluster may lack the CPUs for every replica "
                 f"({deployment.get('message') or 'no message from Serve'}). It stays deployed; "
-                "check `serve status` or remove it with lf.cloud.stop_serving.")
+                "check `serve status` or remove it with lf.cloud.stop_serving."
+            )
         time.sleep(0.5)
 
 

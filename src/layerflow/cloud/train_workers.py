@@ -28,7 +28,7 @@ import tempfile
 import threading
 import time
 import traceback
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,7 @@ WORKERS_DIR = "workers"
 
 
 def _mark_exit(run_dir: Path, status: str, error: str | None = None, **fields: Any) -> None:
-    marker = {"status": status, "end": datetime.now(timezone.utc).isoformat(), **fields}
+    marker = {"status": status, "end": datetime.now(UTC).isoformat(), **fields}
     if error:
         marker["error"] = error
     f.write_json(run_dir / f.EXIT_FILE, marker)
@@ -50,16 +50,22 @@ def _mark_exit(run_dir: Path, status: str, error: str | None = None, **fields: A
 def placement_problem(workers: int, cpus: float, gpus: float, resources: dict[str, float]) -> str | None:
     """Why a cluster with ``resources`` cannot place ``workers`` workers of ``cpus``/``gpus`` each, or None."""
     wanted = {"CPU": workers * cpus, "GPU": workers * gpus}
-    short = [f"{wanted[name]:g} {name}s ({workers} workers x {per:g}) but the cluster has "
-             f"{resources.get(name, 0):g}" for name, per in (("CPU", cpus), ("GPU", gpus))
-             if wanted[name] > resources.get(name, 0)]
+    short = [
+        f"{wanted[name]:g} {name}s ({workers} workers x {per:g}) but the cluster has {resources.get(name, 0):g}"
+        for name, per in (("CPU", cpus), ("GPU", gpus))
+        if wanted[name] > resources.get(name, 0)
+    ]
     if not short:
         return None
-    return ("The Ray cluster cannot place the workers: asked for " + "; ".join(short)
-            + ". Use fewer --workers, smaller --cpus-per-worker/--gpus-per-worker, or a larger cluster.")
+    return (
+        "The Ray cluster cannot place the workers: asked for "
+        + "; ".join(short)
+        + ". Use fewer --workers, smaller --cpus-per-worker/--gpus-per-worker, or a larger cluster."
+    )
 
 
 # --- on each worker -------------------------------------------------------------------------
+
 
 def _redirect_output(path: Path) -> None:
     """Points this process's stdout and stderr (file descriptors too) at ``path``."""
@@ -94,7 +100,7 @@ def run_script_on_worker(config: dict[str, Any]) -> None:
     import ray.train
 
     context = ray.train.get_context()
-    rank, world_size = context.get_world_rank(), context.get_world_size()
+    rank = context.get_world_rank()
     run_dir = Path(config["run_dir"])
     workers_dir = run_dir / WORKERS_DIR
     _redirect_output(workers_dir / f"{rank}.log")
@@ -103,10 +109,17 @@ def run_script_on_worker(config: dict[str, Any]) -> None:
         os.environ[RUN_DIR_ENV] = str(run_dir)
     else:
         os.environ.pop(RUN_DIR_ENV, None)  # only rank 0 records
-    f.write_json(workers_dir / f"{rank}.json", {
-        "rank": rank, "node": context.get_node_rank() if hasattr(context, "get_node_rank") else None,
-        "node_ip": ray.util.get_node_ip_address(), "host": socket.gethostname(), "pid": os.getpid(),
-        "devices": _worker_devices()})
+    f.write_json(
+        workers_dir / f"{rank}.json",
+        {
+            "rank": rank,
+            "node": context.get_node_rank() if hasattr(context, "get_node_rank") else None,
+            "node_ip": ray.util.get_node_ip_address(),
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "devices": _worker_devices(),
+        },
+    )
     os.chdir(config["cwd"])
     from layerflow.flags import on_flags_resolved
     from layerflow.runs.launch import _KerasImportHook
@@ -135,11 +148,13 @@ def run_script_on_worker(config: dict[str, Any]) -> None:
         error = f"SystemExit({exit_.code!r})"
         f.write_json(workers_dir / f"{rank}.error.json", {"rank": rank, "error": error, "traceback": error})
         raise
-    except BaseException as error:  # noqa: BLE001 - kept for the driver, then re-raised to fail the group
+    except BaseException as error:
         text = traceback.format_exc()
         print(text, file=sys.stderr, flush=True)
-        f.write_json(workers_dir / f"{rank}.error.json",
-                     {"rank": rank, "error": f"{type(error).__name__}: {error}", "traceback": text})
+        f.write_json(
+            workers_dir / f"{rank}.error.json",
+            {"rank": rank, "error": f"{type(error).__name__}: {error}", "traceback": text},
+        )
         raise
     finally:
         sys.stdout.flush()
@@ -147,6 +162,7 @@ def run_script_on_worker(config: dict[str, Any]) -> None:
 
 
 # --- on the driver --------------------------------------------------------------------------
+
 
 def _follow_file(path: Path, out: Any, stop: threading.Event) -> None:
     """Copies what is appended to ``path`` to ``out`` until ``stop`` is set (then the rest)."""
@@ -185,7 +201,11 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     script = os.path.abspath(argv[0])
     settings = json.loads(os.environ[WORKERS_ENV])
-    workers, cpus, gpus = int(settings["workers"]), float(settings["cpus_per_worker"]), float(settings["gpus_per_worker"])
+    workers, cpus, gpus = (
+        int(settings["workers"]),
+        float(settings["cpus_per_worker"]),
+        float(settings["gpus_per_worker"]),
+    )
     run_dir = Path(os.environ[RUN_DIR_ENV])
     workers_dir = run_dir / WORKERS_DIR
     workers_dir.mkdir(exist_ok=True)
@@ -208,23 +228,38 @@ def main(argv: list[str]) -> int:
     storage = tempfile.mkdtemp(prefix="layerflow-train-")
     try:
         if not ray.is_initialized():
-            ray.init(address=os.environ.get("RAY_ADDRESS") or None, include_dashboard=False,
-                     log_to_driver=False, configure_logging=False,
-                     runtime_env={"env_vars": {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}})
+            ray.init(
+                address=os.environ.get("RAY_ADDRESS") or None,
+                include_dashboard=False,
+                log_to_driver=False,
+                configure_logging=False,
+                runtime_env={"env_vars": {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}},
+            )
         problem = placement_problem(workers, cpus, gpus, ray.cluster_resources())
         if problem is not None:
             rank0_out.write((problem + "\n").encode())
             _mark_exit(run_dir, "failed", problem, refused=True)
             return REFUSED_EXIT_CODE
-        env = {k: v for k, v in os.environ.items()
-               if k.startswith(("LAYERFLOW_", "KERAS_")) and k not in (RUN_DIR_ENV, WORKERS_ENV)}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if k.startswith(("LAYERFLOW_", "KERAS_")) and k not in (RUN_DIR_ENV, WORKERS_ENV)
+        }
         env["PYTHONUNBUFFERED"] = "1"
         trainer = TorchTrainer(
             run_script_on_worker,
-            train_loop_config={"run_dir": str(run_dir), "script": script, "args": argv[1:], "cwd": os.getcwd(),
-                               "env": env},
-            scaling_config=ScalingConfig(num_workers=workers, use_gpu=gpus > 0,
-                                         resources_per_worker={"CPU": cpus, **({"GPU": gpus} if gpus else {})}),
+            train_loop_config={
+                "run_dir": str(run_dir),
+                "script": script,
+                "args": argv[1:],
+                "cwd": os.getcwd(),
+                "env": env,
+            },
+            scaling_config=ScalingConfig(
+                num_workers=workers,
+                use_gpu=gpus > 0,
+                resources_per_worker={"CPU": cpus, **({"GPU": gpus} if gpus else {})},
+            ),
             run_config=RunConfig(name="layerflow", storage_path=storage, failure_config=FailureConfig(max_failures=0)),
         )
         error: BaseException | None = None
@@ -233,17 +268,31 @@ def main(argv: list[str]) -> int:
         except Exception as raised:  # noqa: BLE001 - the worker's own failure file says more
             error = raised
         infos, failures = _collect_workers(workers_dir, workers)
-        RunStore(run_dir.parent).update_run(run_dir, distributed={
-            "world_size": workers, "backend": "nccl" if gpus else "gloo", "cpus_per_worker": cpus,
-            "gpus_per_worker": gpus, "workers": sorted(infos, key=lambda info: info.get("rank", 0))})
+        RunStore(run_dir.parent).update_run(
+            run_dir,
+            distributed={
+                "world_size": workers,
+                "backend": "nccl" if gpus else "gloo",
+                "cpus_per_worker": cpus,
+                "gpus_per_worker": gpus,
+                "workers": sorted(infos, key=lambda info: info.get("rank", 0)),
+            },
+        )
         if failures or error is not None:
             first = min(failures, key=lambda failure: failure["rank"]) if failures else None
-            message = (f"worker {first['rank']} failed: {first['error']}" if first
-                       else f"the workers failed: {type(error).__name__}: {str(error)[:2000]}")
+            message = (
+                f"worker {first['rank']} failed: {first['error']}"
+                if first
+                else f"the workers failed: {type(error).__name__}: {str(error)[:2000]}"
+            )
             if first and first["rank"] != 0:
                 rank0_out.write(f"\n{message}\n{first['traceback']}".encode())
-            _mark_exit(run_dir, "failed", message, **({"failed_worker": first["rank"],
-                                                       "traceback": first["traceback"]} if first else {}))
+            _mark_exit(
+                run_dir,
+                "failed",
+                message,
+                **({"failed_worker": first["rank"], "traceback": first["traceback"]} if first else {}),
+            )
             return 1
         _mark_exit(run_dir, "completed")
         return 0

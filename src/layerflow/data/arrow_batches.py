@@ -6,8 +6,9 @@ spanning blocks is copied once.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 from layerflow.errors import InvalidValueError
 
@@ -42,9 +43,15 @@ class ArrowBatches:
     to_chunk: Callable[[Any], dict[str, Any]]
 
 
-def rebatch(blocks: Iterable[Any], batch_size: int, drop_remainder: bool = False, *,
-            length: Callable[[Any], int] | None = None, take: Callable[..., Any] | None = None,
-            concat: Callable[[list], Any] | None = None) -> Iterator[Any]:
+def rebatch(
+    blocks: Iterable[Any],
+    batch_size: int,
+    drop_remainder: bool = False,
+    *,
+    length: Callable[[Any], int] | None = None,
+    take: Callable[..., Any] | None = None,
+    concat: Callable[[list], Any] | None = None,
+) -> Iterator[Any]:
     """Blocks of exactly ``batch_size`` rows (the last one smaller unless ``drop_remainder``).
 
     A batch inside one block is a slice of it (a view); only a batch spanning blocks is copied,
@@ -62,8 +69,10 @@ def rebatch(blocks: Iterable[Any], batch_size: int, drop_remainder: bool = False
         length, concat = (lambda block: block.num_rows), pa.concat_batches
         take = lambda block, start, stop=None: block.slice(start, None if stop is None else stop - start)  # noqa: E731
     elif take is None or concat is None:
-        raise InvalidValueError("rebatch: pass `take` and `concat` along with `length` (they say how to slice and join "
-                                "blocks that are not Arrow record batches).")
+        raise InvalidValueError(
+            "rebatch: pass `take` and `concat` along with `length` (they say how to slice and join "
+            "blocks that are not Arrow record batches)."
+        )
     pending: list[Any] = []
     count = 0
     for block in blocks:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -108,8 +109,10 @@ class FileCache:
                 if self._record_batches:
                     batch = chunk
                 elif not isinstance(chunk, dict):
-                    raise DatasetArgumentError("cache(path) stores dicts of columns; this dataset yields "
-                                               f"{type(chunk).__name__}s. Use cache() (in memory).")
+                    raise DatasetArgumentError(
+                        "cache(path) stores dicts of columns; this dataset yields "
+                        f"{type(chunk).__name__}s. Use cache() (in memory)."
+                    )
                 else:
                     batch = chunk_to_record_batch(chunk)
                 if writer is None:

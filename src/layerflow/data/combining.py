@@ -7,10 +7,12 @@ rows it has seen).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from layerflow.data.arguments import positive_int
 from layerflow.data.chunks import (
     BATCHES,
     PREPARED,
@@ -22,14 +24,13 @@ from layerflow.data.chunks import (
     slice_chunk,
     take_rows,
 )
-from layerflow.data.arguments import positive_int
 from layerflow.data.errors import DatasetArgumentError, DatasetColumnError, DatasetKindError
 
 if TYPE_CHECKING:
     from layerflow.data.dataset import Dataset
 
 
-def _check_dataset(value: Any, operation: str) -> "CombiningOps":
+def _check_dataset(value: Any, operation: str) -> CombiningOps:
     # Every Dataset is a CombiningOps (this mixin is its base), so the check needs no import of dataset.py.
     if not isinstance(value, CombiningOps):
         raise DatasetArgumentError(f"{operation}() takes lf.data datasets; got {type(value).__name__}.")
@@ -41,8 +42,10 @@ def _merge_columns(parts: Sequence[Chunk]) -> Chunk:
     for part in parts:
         for name, values in part.items():
             if name in merged:
-                raise DatasetArgumentError(f"zip(): column {name!r} is in more than one dataset; rename it first "
-                                           "(e.g. with map) so that every column has one source.")
+                raise DatasetArgumentError(
+                    f"zip(): column {name!r} is in more than one dataset; rename it first "
+                    "(e.g. with map) so that every column has one source."
+                )
             merged[name] = values
     return merged
 
@@ -71,8 +74,10 @@ def _pad_column(values: np.ndarray, name: str, length: int | None, padding: Any)
     longest = max((len(v) for v in items), default=0)
     target = longest if length is None else length
     if longest > target:
-        raise DatasetArgumentError(f"padded_batch(): a value of column {name!r} has {longest} elements, more than "
-                                   f"its padded_shapes length {target}.")
+        raise DatasetArgumentError(
+            f"padded_batch(): a value of column {name!r} has {longest} elements, more than "
+            f"its padded_shapes length {target}."
+        )
     dtype = np.result_type(*[v.dtype for v in items if v.size]) if any(v.size for v in items) else np.float32
     inner = next((v.shape[1:] for v in items if v.size), ())
     out = np.full((len(items), target, *inner), padding, dtype=dtype)
@@ -82,8 +87,7 @@ def _pad_column(values: np.ndarray, name: str, length: int | None, padding: Any)
 
 
 def _is_ragged(values: np.ndarray) -> bool:
-    return values.dtype == object and len(values) > 0 and all(
-        isinstance(v, (list, tuple, np.ndarray)) for v in values)
+    return values.dtype == object and len(values) > 0 and all(isinstance(v, (list, tuple, np.ndarray)) for v in values)
 
 
 class CombiningOps:
@@ -94,11 +98,12 @@ class CombiningOps:
     _columns: list[str] | None
 
     if TYPE_CHECKING:
-        def chunks(self) -> Iterator[Any]: ...
-        def _derive(self, make_chunks, kind=None, columns=None, length=None) -> "Dataset": ...
-        def batch(self, batch_size: int, drop_remainder: bool = False) -> "Dataset": ...
 
-    def concatenate(self, other: "Dataset") -> "Dataset":
+        def chunks(self) -> Iterator[Any]: ...
+        def _derive(self, make_chunks, kind=None, columns=None, length=None) -> Dataset: ...
+        def batch(self, batch_size: int, drop_remainder: bool = False) -> Dataset: ...
+
+    def concatenate(self, other: Dataset) -> Dataset:
         """The elements of this dataset, then those of ``other`` (same kind and columns).
 
         Args:
@@ -114,8 +119,10 @@ class CombiningOps:
         """
         _check_dataset(other, "concatenate")
         if other.kind != self.kind:
-            raise DatasetKindError(f"concatenate(): this dataset holds {self.kind}, the other {other.kind}; "
-                                   "batch or unbatch one of them first.")
+            raise DatasetKindError(
+                f"concatenate(): this dataset holds {self.kind}, the other {other.kind}; "
+                "batch or unbatch one of them first."
+            )
         first = self
 
         def make():
@@ -126,14 +133,16 @@ class CombiningOps:
                         if names is None:
                             names = set(chunk)
                         elif set(chunk) != names:
-                            raise DatasetArgumentError(f"concatenate(): columns {sorted(chunk)} differ from the "
-                                                       f"first dataset's {sorted(names)}.")
+                            raise DatasetArgumentError(
+                                f"concatenate(): columns {sorted(chunk)} differ from the "
+                                f"first dataset's {sorted(names)}."
+                            )
                     yield chunk
 
         length = None if self._length is None or other._length is None else self._length + other._length
         return self._derive(make, length=length)
 
-    def zip(self, *others: "Dataset") -> "Dataset":
+    def zip(self, *others: Dataset) -> Dataset:
         """Pairs this dataset's elements with those of ``others``, stopping at the shortest.
 
         Rows (or batches) are joined column-wise into one dict (a column name may come from only
@@ -156,8 +165,9 @@ class CombiningOps:
             raise DatasetArgumentError("zip() needs at least one other dataset.")
         kinds = {s.kind for s in sources}
         if len(kinds) > 1:
-            raise DatasetKindError(f"zip(): the datasets hold different kinds of elements ({sorted(kinds)}); "
-                                   "batch them all or none.")
+            raise DatasetKindError(
+                f"zip(): the datasets hold different kinds of elements ({sorted(kinds)}); batch them all or none."
+            )
         kind = self.kind
 
         def make():
@@ -172,8 +182,9 @@ class CombiningOps:
                     continue
                 sizes = {chunk_length(e) for e in elements}
                 if len(sizes) > 1:
-                    raise DatasetArgumentError(f"zip(): batches of different sizes {sorted(sizes)}; zip the rows "
-                                               "and batch afterwards.")
+                    raise DatasetArgumentError(
+                        f"zip(): batches of different sizes {sorted(sizes)}; zip the rows and batch afterwards."
+                    )
                 yield _merge_columns(elements)
 
         lengths = [s._length for s in sources]
@@ -183,7 +194,7 @@ class CombiningOps:
             columns = [c for s in sources for c in (s._columns or [])]
         return self._derive(make, columns=columns, length=min(known) if len(known) == len(lengths) else None)
 
-    def enumerate(self, start: int = 0, name: str = "index") -> "Dataset":
+    def enumerate(self, start: int = 0, name: str = "index") -> Dataset:
         """Adds a column ``name`` holding each row's position in the stream (from ``start``).
 
         On a batched dataset the column is added to each batch (still one number per row).
@@ -210,7 +221,7 @@ class CombiningOps:
         columns = [*self._columns, name] if self._columns else None
         return self._derive(make, columns=columns, length=self._length)
 
-    def shard(self, num_shards: int, index: int) -> "Dataset":
+    def shard(self, num_shards: int, index: int) -> Dataset:
         """Every ``num_shards``-th element starting at ``index`` (one worker's share, as tf.data's shard).
 
         Args:
@@ -243,7 +254,7 @@ class CombiningOps:
         length = None if self._length is None else len(range(index, self._length, num_shards))
         return self._derive(make, length=length)
 
-    def window(self, size: int, shift: int | None = None, stride: int = 1, drop_remainder: bool = True) -> "Dataset":
+    def window(self, size: int, shift: int | None = None, stride: int = 1, drop_remainder: bool = True) -> Dataset:
         """Rows of windows: each output row holds ``size`` consecutive values of every column.
 
         Windows start every ``shift`` rows (default ``size``: no overlap) and take every
@@ -296,8 +307,13 @@ class CombiningOps:
             length = full if drop_remainder else -(-self._length // shift)
         return self._derive(make, length=length)
 
-    def padded_batch(self, batch_size: int, padded_shapes: Mapping[str, int] | None = None,
-                     padding_values: Any = 0, drop_remainder: bool = False) -> "Dataset":
+    def padded_batch(
+        self,
+        batch_size: int,
+        padded_shapes: Mapping[str, int] | None = None,
+        padding_values: Any = 0,
+        drop_remainder: bool = False,
+    ) -> Dataset:
         """Batches rows whose columns hold sequences of different lengths, padding them.
 
         Args:
@@ -328,7 +344,7 @@ class CombiningOps:
         batched = self.batch(batch_size, drop_remainder)
         return batched._derive(lambda: (pad(b) for b in batched.chunks()), length=batched._length)
 
-    def unique(self, columns: Sequence[str] | None = None) -> "Dataset":
+    def unique(self, columns: Sequence[str] | None = None) -> Dataset:
         """Keeps the first occurrence of each distinct row (over ``columns``, default all).
 
         Memory grows with the number of distinct rows, which are remembered.
@@ -348,8 +364,9 @@ class CombiningOps:
                 names = keys if keys is not None else list(chunk)
                 missing = [n for n in names if n not in chunk]
                 if missing:
-                    raise DatasetColumnError(f"unique(): columns {missing} are not in the data; "
-                                             f"it has {sorted(chunk)}.")
+                    raise DatasetColumnError(
+                        f"unique(): columns {missing} are not in the data; it has {sorted(chunk)}."
+                    )
                 keep = np.zeros(chunk_length(chunk), dtype=bool)
                 for i, key in enumerate(zip(*(_hashable(chunk[n]) for n in names))):
                     if key not in seen:
@@ -360,7 +377,7 @@ class CombiningOps:
 
         return self._derive(make)
 
-    def take_while(self, predicate: Callable[[Any], Any]) -> "Dataset":
+    def take_while(self, predicate: Callable[[Any], Any]) -> Dataset:
         """The elements up to (not including) the first for which ``predicate`` is false.
 
         Example:

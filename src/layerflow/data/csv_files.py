@@ -14,8 +14,9 @@ import gzip
 import os
 import re
 import warnings
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -29,13 +30,22 @@ BLOCK_BYTES = 1 << 20
 
 #: the type names ``column_types`` accepts, and the numpy dtype each gives
 TYPE_NAMES: dict[str, str] = {
-    "float": "float32", "float32": "float32", "double": "float64", "float64": "float64",
-    "int": "int64", "int64": "int64", "int32": "int32", "bool": "bool",
-    "string": "string", "str": "string", "category": "string",
+    "float": "float32",
+    "float32": "float32",
+    "double": "float64",
+    "float64": "float64",
+    "int": "int64",
+    "int64": "int64",
+    "int32": "int32",
+    "bool": "bool",
+    "string": "string",
+    "str": "string",
+    "category": "string",
 }
 
-_CONVERSION = re.compile(r"In CSV column #(\d+): (?:Row #\d+: )?CSV conversion error to (\S+): invalid value '(.*)'",
-                         re.DOTALL)
+_CONVERSION = re.compile(
+    r"In CSV column #(\d+): (?:Row #\d+: )?CSV conversion error to (\S+): invalid value '(.*)'", re.DOTALL
+)
 
 
 def open_text(path: str):
@@ -50,8 +60,10 @@ def open_text(path: str):
 def _numpy_type(name: str, type_name: Any) -> str:
     key = str(type_name).lower()
     if key not in TYPE_NAMES:
-        raise DatasetArgumentError(f"column_types[{name!r}] = {type_name!r} is not a known type; "
-                                   f"expected one of {', '.join(sorted(TYPE_NAMES))}.")
+        raise DatasetArgumentError(
+            f"column_types[{name!r}] = {type_name!r} is not a known type; "
+            f"expected one of {', '.join(sorted(TYPE_NAMES))}."
+        )
     return TYPE_NAMES[key]
 
 
@@ -79,13 +91,19 @@ def record_batch_to_chunk(batch, explicit: Mapping[str, str] | None = None) -> C
         elif pa.types.is_floating(kind):
             values = column.to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
         elif pa.types.is_integer(kind):
-            values = (column.to_numpy(zero_copy_only=False).astype(np.float32) if column.null_count
-                      else column.to_numpy().astype(np.int64, copy=False))
+            values = (
+                column.to_numpy(zero_copy_only=False).astype(np.float32)
+                if column.null_count
+                else column.to_numpy().astype(np.int64, copy=False)
+            )
         elif pa.types.is_boolean(kind):
             values = column.to_numpy(zero_copy_only=False)
         elif pa.types.is_null(kind):
-            values = np.full(len(column), np.nan, dtype=np.float32) if wanted is None else np.full(
-                len(column), None, dtype=object)
+            values = (
+                np.full(len(column), np.nan, dtype=np.float32)
+                if wanted is None
+                else np.full(len(column), None, dtype=object)
+            )
         else:
             values = column.cast(pa.string()).to_numpy(zero_copy_only=False)
         chunk[name] = values
@@ -109,16 +127,24 @@ class CsvOptions:
     def read_options(self, use_threads: bool = True):
         import pyarrow.csv as pcsv
 
-        return pcsv.ReadOptions(block_size=self.block_bytes, column_names=self.column_names, use_threads=use_threads,
-                                skip_rows=1 if self.header and self.column_names else 0)
+        return pcsv.ReadOptions(
+            block_size=self.block_bytes,
+            column_names=self.column_names,
+            use_threads=use_threads,
+            skip_rows=1 if self.header and self.column_names else 0,
+        )
 
     def convert_options(self, types: Mapping[str, Any] | None = None):
         import pyarrow.csv as pcsv
 
         if types is None:
             types = {name: _arrow_type(t) for name, t in self.explicit.items()}
-        return pcsv.ConvertOptions(column_types=dict(types), include_columns=self.select_columns,
-                                   null_values=self.na_values, strings_can_be_null=True)
+        return pcsv.ConvertOptions(
+            column_types=dict(types),
+            include_columns=self.select_columns,
+            null_values=self.na_values,
+            strings_can_be_null=True,
+        )
 
 
 class _BadValue(CsvFormatError):
@@ -207,8 +233,9 @@ def _inferred_type(column):
     return pa.string()
 
 
-def _careful_chunks(path: str, options: CsvOptions, known_schema, skip_rows: int,
-                    counts: dict[str, int]) -> Iterator[Any]:
+def _careful_chunks(
+    path: str, options: CsvOptions, known_schema, skip_rows: int, counts: dict[str, int]
+) -> Iterator[Any]:
     """Re-reads ``path`` with every column as text, dropping (and counting) rows that do not convert."""
     import pyarrow as pa
     import pyarrow.csv as pcsv
@@ -221,9 +248,12 @@ def _careful_chunks(path: str, options: CsvOptions, known_schema, skip_rows: int
         counts["malformed"] += 1
         return "skip"
 
-    reader = pcsv.open_csv(path, read_options=options.read_options(),
-                           parse_options=pcsv.ParseOptions(delimiter=options.delimiter, invalid_row_handler=on_invalid),
-                           convert_options=options.convert_options(as_text))
+    reader = pcsv.open_csv(
+        path,
+        read_options=options.read_options(),
+        parse_options=pcsv.ParseOptions(delimiter=options.delimiter, invalid_row_handler=on_invalid),
+        convert_options=options.convert_options(as_text),
+    )
     targets: dict[str, Any] = {}
     for batch in reader:
         if not batch.num_rows:
@@ -247,7 +277,8 @@ def _careful_chunks(path: str, options: CsvOptions, known_schema, skip_rows: int
         if batch.num_rows:
             converted = pa.RecordBatch.from_arrays(
                 [column.cast(targets[name]) for name, column in zip(batch.schema.names, batch.columns)],
-                names=batch.schema.names)
+                names=batch.schema.names,
+            )
             yield converted
 
 
@@ -275,8 +306,9 @@ def read_csv_file(path: str, options: CsvOptions, stats: dict[str, int]) -> Iter
     parse = pcsv.ParseOptions(delimiter=options.delimiter, invalid_row_handler=on_invalid)
     rows_done, schema = 0, None
     try:
-        reader = pcsv.open_csv(path, read_options=options.read_options(), parse_options=parse,
-                               convert_options=options.convert_options())
+        reader = pcsv.open_csv(
+            path, read_options=options.read_options(), parse_options=parse, convert_options=options.convert_options()
+        )
         schema = reader.schema
         for batch in reader:
             if batch.num_rows:
@@ -287,9 +319,11 @@ def read_csv_file(path: str, options: CsvOptions, stats: dict[str, int]) -> Iter
         bad = error if isinstance(error, _BadValue) else _conversion_error(str(error), path, options)
         if malformed:
             number, text = malformed[0]
-            raise CsvFormatError(f"{path}, {_malformed_line(path, options, number, text)}: malformed row "
-                                 f"{text[:200]!r} ({error}). Fix the row, or pass skip_malformed=True to skip and "
-                                 "count such rows.") from None
+            raise CsvFormatError(
+                f"{path}, {_malformed_line(path, options, number, text)}: malformed row "
+                f"{text[:200]!r} ({error}). Fix the row, or pass skip_malformed=True to skip and "
+                "count such rows."
+            ) from None
         if bad is None:
             message = str(error)
             if "Empty CSV file" in message:
@@ -302,7 +336,8 @@ def read_csv_file(path: str, options: CsvOptions, stats: dict[str, int]) -> Iter
             raise CsvFormatError(
                 f"{path}, {where}, column {bad.column!r}: {what} is not a valid {bad.type_name}. Fix the value, "
                 "give the column another type in column_types, or pass skip_malformed=True to skip and count "
-                "such rows.") from None
+                "such rows."
+            ) from None
         skipped[0] = 0  # the careful pass counts every skipped row of the file again
         counts = {"malformed": 0, "bad_values": 0}
         try:
@@ -347,11 +382,15 @@ def _check_header(path: str, options: CsvOptions) -> None:
     if first is None:
         return
     if not options.header and [f.strip() for f in first] == options.column_names:
-        raise CsvFormatError(f"{path}, line 1: header=False, but the first line names the columns "
-                             f"{first}; pass header=True (the names given then replace the file's).")
+        raise CsvFormatError(
+            f"{path}, line 1: header=False, but the first line names the columns "
+            f"{first}; pass header=True (the names given then replace the file's)."
+        )
     if options.header and len(first) != len(options.column_names):
-        raise CsvFormatError(f"{path}, line 1: the header has {len(first)} columns {first}, but column_names "
-                             f"gives {len(options.column_names)}: {options.column_names}.")
+        raise CsvFormatError(
+            f"{path}, line 1: the header has {len(first)} columns {first}, but column_names "
+            f"gives {len(options.column_names)}: {options.column_names}."
+        )
 
 
 class CsvDataset(Dataset):
@@ -420,10 +459,17 @@ def csv_dataset(
     if not header and not column_names:
         raise DatasetArgumentError("header=False needs column_names=[...] to name the columns.")
     explicit = {name: _numpy_type(name, t) for name, t in (column_types or {}).items()}
-    options = CsvOptions(delimiter=delimiter, header=header, column_names=list(column_names) if column_names else None,
-                         explicit=explicit, select_columns=list(select_columns or []), na_values=list(na_values),
-                         block_bytes=int(block_bytes), skip_malformed=bool(skip_malformed),
-                         non_null={n for n, t in explicit.items() if t.startswith("int") or t == "bool"})
+    options = CsvOptions(
+        delimiter=delimiter,
+        header=header,
+        column_names=list(column_names) if column_names else None,
+        explicit=explicit,
+        select_columns=list(select_columns or []),
+        na_values=list(na_values),
+        block_bytes=int(block_bytes),
+        skip_malformed=bool(skip_malformed),
+        non_null={n for n, t in explicit.items() if t.startswith("int") or t == "bool"},
+    )
     columns = list(select_columns) if select_columns else (list(column_names) if column_names else None)
     dataset: Dataset = CsvDataset(files, options, columns)
     return dataset.batch(batch_size) if batch_size else dataset

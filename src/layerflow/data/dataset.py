@@ -13,20 +13,17 @@ import itertools
 import os
 import queue
 import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
 from layerflow.data.arguments import non_negative_int, positive_int
 from layerflow.data.arrow_batches import ArrowBatches, rebatch
 from layerflow.data.caching import FileCache, MemoryCache
-from layerflow.data.combining import CombiningOps
-from layerflow.data.errors import DatasetArgumentError, DatasetColumnError, DatasetKindError, UnknownLengthError
-from layerflow.data.keras_feeding import KerasFeeding
-
-from layerflow.data.chunks import (  # noqa: F401  (re-exported: feature specs use them)
+from layerflow.data.chunks import (
     BATCHES,
     PREPARED,
     ROWS,
@@ -37,6 +34,9 @@ from layerflow.data.chunks import (  # noqa: F401  (re-exported: feature specs u
     rows_of,
     slice_chunk,
 )
+from layerflow.data.combining import CombiningOps
+from layerflow.data.errors import DatasetArgumentError, DatasetColumnError, DatasetKindError, UnknownLengthError
+from layerflow.data.keras_feeding import KerasFeeding
 
 
 class Dataset(CombiningOps, KerasFeeding):
@@ -51,8 +51,13 @@ class Dataset(CombiningOps, KerasFeeding):
         >>> model.fit(ds.prepare(y="label"), epochs=5)
     """
 
-    def __init__(self, make_chunks: Callable[[], Iterable[Any]], kind: str = ROWS, columns: list[str] | None = None,
-                 length: int | None = None):
+    def __init__(
+        self,
+        make_chunks: Callable[[], Iterable[Any]],
+        kind: str = ROWS,
+        columns: list[str] | None = None,
+        length: int | None = None,
+    ):
         self._make_chunks = make_chunks
         self.kind = kind
         self._columns = columns
@@ -79,7 +84,8 @@ class Dataset(CombiningOps, KerasFeeding):
             raise UnknownLengthError(
                 "The length of this dataset is not known without reading it (it comes from files, a filter, "
                 "unique(), take_while() or an endless repeat()); count it with ds.reduce(0, lambda n, _: n + 1) "
-                "after batch(), or sum(1 for _ in ds).")
+                "after batch(), or sum(1 for _ in ds)."
+            )
         return self._length
 
     @property
@@ -130,8 +136,13 @@ class Dataset(CombiningOps, KerasFeeding):
             self._columns = list(first) if isinstance(first, dict) else []
         return list(self._columns)
 
-    def _derive(self, make_chunks: Callable[[], Iterable[Any]], kind: str | None = None,
-                columns: list[str] | None = None, length: int | None = None) -> "Dataset":
+    def _derive(
+        self,
+        make_chunks: Callable[[], Iterable[Any]],
+        kind: str | None = None,
+        columns: list[str] | None = None,
+        length: int | None = None,
+    ) -> Dataset:
         """A dataset made from this one; ``length`` None means unknown (never inherited silently)."""
         return Dataset(make_chunks, kind or self.kind, columns if columns is not None else self._columns, length)
 
@@ -154,7 +165,7 @@ class Dataset(CombiningOps, KerasFeeding):
         return pd.DataFrame(frame).head(max_rows) if max_rows is not None else pd.DataFrame(frame)
 
     # -- transformations -------------------------------------------------------------------
-    def map(self, fn: Callable[[Any], Any], num_parallel_calls: int = 1) -> "Dataset":
+    def map(self, fn: Callable[[Any], Any], num_parallel_calls: int = 1) -> Dataset:
         """Applies ``fn`` to every element (a row dict, a batch dict, or an (x, y) pair).
 
         On rows this calls Python once per row: map after ``batch()`` for speed.
@@ -178,7 +189,7 @@ class Dataset(CombiningOps, KerasFeeding):
         # fn may change the columns: they are read from the first chunk
         return Dataset(make, self.kind, None, self._length)
 
-    def filter(self, predicate: Callable[[Any], Any]) -> "Dataset":
+    def filter(self, predicate: Callable[[Any], Any]) -> Dataset:
         """Keeps the elements for which ``predicate(element)`` is true (a row, or a whole batch)."""
         source, kind = self, self.kind
 
@@ -193,7 +204,7 @@ class Dataset(CombiningOps, KerasFeeding):
 
         return self._derive(make)
 
-    def batch(self, batch_size: int, drop_remainder: bool = False) -> "Dataset":
+    def batch(self, batch_size: int, drop_remainder: bool = False) -> Dataset:
         """Groups rows into batches of ``batch_size`` (dicts of arrays).
 
         A batch inside one block of rows is a view of it (no copy); a batch spanning blocks is
@@ -209,8 +220,9 @@ class Dataset(CombiningOps, KerasFeeding):
         source = self
 
         def make():
-            return rebatch(source.chunks(), batch_size, drop_remainder, length=chunk_length, take=slice_chunk,
-                           concat=concat_chunks)
+            return rebatch(
+                source.chunks(), batch_size, drop_remainder, length=chunk_length, take=slice_chunk, concat=concat_chunks
+            )
 
         length = None
         if self._length is not None:
@@ -223,13 +235,13 @@ class Dataset(CombiningOps, KerasFeeding):
             return derived
         return self._derive(make, kind=BATCHES, length=length)
 
-    def unbatch(self) -> "Dataset":
+    def unbatch(self) -> Dataset:
         """Turns batches back into rows."""
         if self.kind != BATCHES:
             raise DatasetKindError("unbatch() needs a batched dataset (of dicts).")
         return self._derive(self.chunks, kind=ROWS)
 
-    def shuffle(self, buffer_size: int, seed: int | None = None, reshuffle_each_iteration: bool = True) -> "Dataset":
+    def shuffle(self, buffer_size: int, seed: int | None = None, reshuffle_each_iteration: bool = True) -> Dataset:
         """Shuffles elements through a buffer of ``buffer_size`` (seeded when ``seed`` is given).
 
         Each element leaving the buffer is drawn at random from the buffer and the newly
@@ -251,7 +263,7 @@ class Dataset(CombiningOps, KerasFeeding):
                 n = chunk_length(block)
                 order = rng.permutation(n)
                 if n > buffer_size:
-                    out, keep = order[: n - buffer_size], order[n - buffer_size:]
+                    out, keep = order[: n - buffer_size], order[n - buffer_size :]
                     yield {k: v[out] for k, v in block.items()}
                     buffer = {k: v[keep] for k, v in block.items()}
                 else:
@@ -262,7 +274,7 @@ class Dataset(CombiningOps, KerasFeeding):
 
         return self._derive(make, length=self._length)
 
-    def repeat(self, count: int | None = None) -> "Dataset":
+    def repeat(self, count: int | None = None) -> Dataset:
         """Repeats the dataset ``count`` times (forever when None)."""
         if count is not None:
             count = non_negative_int("count", count)
@@ -276,15 +288,15 @@ class Dataset(CombiningOps, KerasFeeding):
         known = count is not None and (self._length is not None or count == 0)
         return self._derive(make, length=(self._length or 0) * count if known and count is not None else None)
 
-    def take(self, count: int) -> "Dataset":
+    def take(self, count: int) -> Dataset:
         """The first ``count`` elements (rows, or batches after ``batch()``)."""
         return self._window(count, take=True)
 
-    def skip(self, count: int) -> "Dataset":
+    def skip(self, count: int) -> Dataset:
         """All but the first ``count`` elements."""
         return self._window(count, take=False)
 
-    def _window(self, count: int, take: bool) -> "Dataset":
+    def _window(self, count: int, take: bool) -> Dataset:
         count = non_negative_int("count", count)
         source, kind = self, self.kind
 
@@ -315,7 +327,7 @@ class Dataset(CombiningOps, KerasFeeding):
             length = 0
         return self._derive(make, length=length)
 
-    def prefetch(self, buffer_size: int = 2) -> "Dataset":
+    def prefetch(self, buffer_size: int = 2) -> Dataset:
         """Reads ahead on a background thread, keeping up to ``buffer_size`` chunks ready."""
         buffer_size = positive_int("buffer_size", buffer_size)
         source = self
@@ -325,7 +337,7 @@ class Dataset(CombiningOps, KerasFeeding):
             derived._arrow = ArrowBatches(lambda: read_ahead(arrow.record_batches, buffer_size), arrow.to_chunk)
         return derived
 
-    def cache(self, path: str | os.PathLike[str] | None = None) -> "Dataset":
+    def cache(self, path: str | os.PathLike[str] | None = None) -> Dataset:
         """Keeps the elements of the first complete pass, so that later passes (epochs) skip reading.
 
         Args:
@@ -344,15 +356,18 @@ class Dataset(CombiningOps, KerasFeeding):
             raise DatasetKindError("cache(path) stores columns; call it before prepare() (or cache() in memory).")
         if self._arrow is not None:  # keep Arrow record batches: replayed zero-copy, encoded without numpy objects
             arrow = self._arrow
-            store = (MemoryCache(arrow.record_batches) if path is None
-                     else FileCache(arrow.record_batches, Path(path), record_batches=True))
+            store = (
+                MemoryCache(arrow.record_batches)
+                if path is None
+                else FileCache(arrow.record_batches, Path(path), record_batches=True)
+            )
             derived = self._derive(lambda: map(arrow.to_chunk, store.chunks()), length=self._length)
             derived._arrow = ArrowBatches(store.chunks, arrow.to_chunk)
             return derived
         store = MemoryCache(self.chunks) if path is None else FileCache(self.chunks, Path(path))
         return self._derive(store.chunks, length=self._length)
 
-    def interleave(self, fn: Callable[[Any], "Dataset"], cycle_length: int = 2, block_length: int = 1) -> "Dataset":
+    def interleave(self, fn: Callable[[Any], Dataset], cycle_length: int = 2, block_length: int = 1) -> Dataset:
         """Maps each element (e.g. a file name) to a dataset and mixes their chunks round-robin."""
         positive_int("cycle_length", cycle_length)
         positive_int("block_length", block_length)
@@ -379,8 +394,9 @@ class Dataset(CombiningOps, KerasFeeding):
 
         return Dataset(make, ROWS)
 
-    def prepare(self, x: str | Sequence[str] | None = None, y: str | Sequence[str] | None = None,
-                batch_size: int | None = None) -> "Dataset":
+    def prepare(
+        self, x: str | Sequence[str] | None = None, y: str | Sequence[str] | None = None, batch_size: int | None = None
+    ) -> Dataset:
         """Splits each batch into ``(features, label)`` for Keras.
 
         Args:

@@ -17,8 +17,9 @@ Tested with Keras 3.15.1 (installed here): this module reads the ``steps_per_epo
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from types import FrameType
-from typing import Any, Iterator
+from typing import Any
 
 from layerflow.backend import load_keras
 

@@ -5,7 +5,8 @@ CSV files have their own module (``csv_files``); ``csv_dataset`` is re-exported 
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -20,9 +21,21 @@ from layerflow.data.errors import (
 )
 from layerflow.data.files import list_files
 
-__all__ = ["BLOCK_BYTES", "CsvDataset", "CsvFormatError", "csv_dataset", "file_list_dataset", "from_arrays",
-           "from_frame", "list_files", "parquet_dataset", "range_dataset", "record_batch_to_chunk",
-           "text_line_dataset"]
+__all__ = [
+    "BLOCK_BYTES",
+    "CsvDataset",
+    "CsvFormatError",
+    "csv_dataset",
+    "file_list_dataset",
+    "from_arrays",
+    "from_frame",
+    "list_files",
+    "parquet_dataset",
+    "range_dataset",
+    "record_batch_to_chunk",
+    "text_line_dataset",
+]
+
 
 def file_list_dataset(file_pattern: str | Sequence[str], shuffle: bool = False, seed: int | None = None) -> Dataset:
     """A dataset of file names (column ``filename``), e.g. to ``interleave`` readers over them."""
@@ -32,8 +45,12 @@ def file_list_dataset(file_pattern: str | Sequence[str], shuffle: bool = False, 
     return Dataset(lambda: iter([{"filename": files}]), ROWS, ["filename"], len(files))
 
 
-def parquet_dataset(file_pattern: str | Sequence[str], batch_size: int | None = None,
-                    columns: Sequence[str] | None = None, rows_per_read: int = 65536) -> Dataset:
+def parquet_dataset(
+    file_pattern: str | Sequence[str],
+    batch_size: int | None = None,
+    columns: Sequence[str] | None = None,
+    rows_per_read: int = 65536,
+) -> Dataset:
     """Streams rows from Parquet files, one row group slice at a time."""
     import pyarrow.parquet as pq
 
@@ -86,8 +103,12 @@ def from_frame(frame, rows_per_chunk: int = 65536) -> Dataset:
     if not hasattr(frame, "columns"):
         raise DatasetKindError(f"from_frame() takes a pandas DataFrame; got {type(frame).__name__}.")
     table = pa.Table.from_pandas(frame, preserve_index=False)
-    return Dataset(lambda: (record_batch_to_chunk(b) for b in table.to_batches(rows_per_chunk)), ROWS,
-                   list(map(str, frame.columns)), len(frame))
+    return Dataset(
+        lambda: (record_batch_to_chunk(b) for b in table.to_batches(rows_per_chunk)),
+        ROWS,
+        list(map(str, frame.columns)),
+        len(frame),
+    )
 
 
 def from_arrays(x: Any, y: Any = None, rows_per_chunk: int = 65536) -> Dataset:
@@ -107,7 +128,7 @@ def from_arrays(x: Any, y: Any = None, rows_per_chunk: int = 65536) -> Dataset:
 
     def make():
         for start in range(0, n, rows_per_chunk):
-            yield {name: values[start:start + rows_per_chunk] for name, values in columns.items()}
+            yield {name: values[start : start + rows_per_chunk] for name, values in columns.items()}
 
     return Dataset(make, ROWS, list(columns), n)
 
@@ -139,7 +160,7 @@ def range_dataset(start: int, stop: int | None = None, step: int = 1, rows_per_c
 
     def make():
         for offset in range(0, len(values), rows_per_chunk):
-            part = values[offset:offset + rows_per_chunk]
+            part = values[offset : offset + rows_per_chunk]
             yield {"value": np.arange(part.start, part.stop, part.step, dtype=np.int64)}
 
     return Dataset(make, ROWS, ["value"], len(values))

@@ -42,8 +42,7 @@ def read_idx(path: str | Path) -> np.ndarray:
     expected = int(np.prod(shape)) * dtype.itemsize
     if len(data) - header_end != expected:
         raise IdxFormatError(
-            f"{path} holds {len(data) - header_end} bytes of data; its header "
-            f"(shape {shape}) expects {expected}."
+            f"{path} holds {len(data) - header_end} bytes of data; its header (shape {shape}) expects {expected}."
         )
     array = np.frombuffer(data, dtype=dtype, offset=header_end).reshape(shape)
     return array.astype(dtype.newbyteorder("="), copy=True)

@@ -16,5 +16,18 @@ from layerflow.deploy.registry import list_models
 from layerflow.deploy.serving import serve
 from layerflow.deploy.web import build_web_page
 
-__all__ = ["EXPORTERS", "BundleError", "build_web_page", "export_model", "export_run", "list_models", "onnx_predict",
-           "predict", "read_bundle", "read_labels", "serve", "set_label", "versions"]
+__all__ = [
+    "EXPORTERS",
+    "BundleError",
+    "build_web_page",
+    "export_model",
+    "export_run",
+    "list_models",
+    "onnx_predict",
+    "predict",
+    "read_bundle",
+    "read_labels",
+    "serve",
+    "set_label",
+    "versions",
+]

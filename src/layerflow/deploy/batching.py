@@ -8,7 +8,7 @@ are run in separate groups.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Callable
+from collections.abc import Callable
 
 import anyio
 import numpy as np
@@ -29,8 +29,13 @@ def _group_key(feed: Feed) -> tuple:
 class Batcher:
     """Queues requests for one model and runs them in batches on a worker thread."""
 
-    def __init__(self, run: Callable[[Feed], dict[str, np.ndarray]], max_batch_size: int, max_delay: float,
-                 on_batch: Callable[[int], None] | None = None):
+    def __init__(
+        self,
+        run: Callable[[Feed], dict[str, np.ndarray]],
+        max_batch_size: int,
+        max_delay: float,
+        on_batch: Callable[[int], None] | None = None,
+    ):
         if max_batch_size < 1 or max_delay < 0:
             raise InvalidValueError("max_batch_size must be at least 1 and max_delay at least 0.")
         self.run, self.max_batch_size, self.max_delay = run, max_batch_size, max_delay
@@ -65,7 +70,7 @@ class Batcher:
                 break
             try:
                 item = queue.get_nowait() if remaining <= 0 else await asyncio.wait_for(queue.get(), remaining)
-            except (asyncio.TimeoutError, asyncio.QueueEmpty):
+            except (TimeoutError, asyncio.QueueEmpty):
                 break
             items.append(item)
             rows += _rows(item[0])

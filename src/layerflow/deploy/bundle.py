@@ -27,7 +27,9 @@ class BundleError(LayerflowError, ValueError):
 def check_name(name: str) -> str:
     """Model names become URL path parts and folder names: letters, digits, '_', '.', '-'."""
     if not isinstance(name, str) or not _NAME.match(name):
-        raise BundleError(f"Model name {name!r} is not valid; use letters, digits, '_', '.' or '-', e.g. 'fashion_mlp'.")
+        raise BundleError(
+            f"Model name {name!r} is not valid; use letters, digits, '_', '.' or '-', e.g. 'fashion_mlp'."
+        )
     return name
 
 
@@ -35,8 +37,9 @@ def versions(model_dir: Path) -> list[int]:
     """The complete versions of one model (folders named by an integer holding model.onnx)."""
     if not model_dir.is_dir():
         return []
-    return sorted(int(p.name) for p in model_dir.iterdir()
-                  if p.is_dir() and p.name.isdigit() and (p / MODEL_FILE).is_file())
+    return sorted(
+        int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit() and (p / MODEL_FILE).is_file()
+    )
 
 
 class ModelNotFound(BundleError, LookupError):

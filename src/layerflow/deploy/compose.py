@@ -18,8 +18,10 @@ def opset_of(model: Any, domain: str = "") -> int:
         >>> opset_of(onnx.load("model.onnx"), "ai.onnx.ml")
         3
     """
-    return max((o.version for o in model.opset_import if o.domain in ((domain, "ai.onnx") if not domain else (domain,))),
-               default=0)
+    return max(
+        (o.version for o in model.opset_import if o.domain in ((domain, "ai.onnx") if not domain else (domain,))),
+        default=0,
+    )
 
 
 def upgrade(model: Any, opset: int = OPSET, ml_opset: int = ML_OPSET) -> Any:
@@ -39,8 +41,10 @@ def upgrade(model: Any, opset: int = OPSET, ml_opset: int = ML_OPSET) -> Any:
         try:
             model = version_converter.convert_version(model, opset)
         except Exception as error:  # noqa: BLE001 - the converter raises bare RuntimeErrors
-            raise BundleError(f"The model's ONNX graph (opset {opset_of(model)}) cannot be converted to opset "
-                              f"{opset}, which the feature preprocessing needs ({error}).") from None
+            raise BundleError(
+                f"The model's ONNX graph (opset {opset_of(model)}) cannot be converted to opset "
+                f"{opset}, which the feature preprocessing needs ({error})."
+            ) from None
     for entry in model.opset_import:
         if entry.domain == "ai.onnx.ml" and entry.version < ml_opset:
             entry.version = ml_opset  # the ml operators used by converters are unchanged up to opset 3

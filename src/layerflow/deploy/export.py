@@ -14,8 +14,9 @@ import contextlib
 import os
 import shutil
 import tempfile
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -31,8 +32,14 @@ from layerflow.deploy.bundle import (
 from layerflow.deploy.compose import MODEL_PREFIX, merge, opset_of, prefixed, upgrade
 from layerflow.deploy.heads import HEAD_INPUT, HeadError, check_head, head_model
 
-_ONNX_TYPES = {"tensor(float)": "float32", "tensor(double)": "float64", "tensor(int32)": "int32",
-               "tensor(int64)": "int64", "tensor(bool)": "bool", "tensor(string)": "string"}
+_ONNX_TYPES = {
+    "tensor(float)": "float32",
+    "tensor(double)": "float64",
+    "tensor(int32)": "int32",
+    "tensor(int64)": "int64",
+    "tensor(bool)": "bool",
+    "tensor(string)": "string",
+}
 
 
 def _is_keras_model(model: Any) -> bool:
@@ -66,8 +73,9 @@ def _export_keras(model: Any, target: Path) -> None:
     except ValueError as error:
         if signature is not None:
             raise
-        raise BundleError(f"Keras cannot export this subclassed model yet ({error}); call it on data "
-                          "(or train it) before exporting.") from None
+        raise BundleError(
+            f"Keras cannot export this subclassed model yet ({error}); call it on data (or train it) before exporting."
+        ) from None
     names = list(getattr(model, "output_names", None) or [])
     _rename_outputs(target, names)
 
@@ -100,16 +108,21 @@ def _export_xgboost(booster: Any, target: Path) -> None:
         from onnxmltools import convert_xgboost
         from onnxmltools.convert.common.data_types import FloatTensorType
     except ImportError as error:
-        raise BundleError(f"Exporting XGBoost models needs onnxmltools: pip install 'layerflow[train]' ({error}).") from None
+        raise BundleError(
+            f"Exporting XGBoost models needs onnxmltools: pip install 'layerflow[train]' ({error})."
+        ) from None
     width = booster.num_features()
     if booster.feature_names is not None:  # onnxmltools reads features as f0, f1, ... by position
         booster = booster.copy()
         booster.feature_names = None
     try:
-        converted = convert_xgboost(booster, initial_types=[("input", FloatTensorType([None, width]))],
-                                    target_opset=XGBOOST_OPSET)
+        converted = convert_xgboost(
+            booster, initial_types=[("input", FloatTensorType([None, width]))], target_opset=XGBOOST_OPSET
+        )
     except Exception as error:  # noqa: BLE001 - the converter raises many kinds for what it cannot convert
-        raise BundleError(f"onnxmltools could not convert the XGBoost booster ({type(error).__name__}: {error}).") from None
+        raise BundleError(
+            f"onnxmltools could not convert the XGBoost booster ({type(error).__name__}: {error})."
+        ) from None
     onnx.save(converted, str(target))
 
 
@@ -117,16 +130,26 @@ XGBOOST_OPSET = 15  # the newest onnxmltools converts XGBoost to
 
 # (can this exporter handle the model?, write the ONNX file)
 EXPORTERS: list[tuple[Callable[[Any], bool], Callable[[Any, Path], None]]] = [
-    (_is_keras_model, _export_keras), (_is_xgboost_booster, _export_xgboost)]
+    (_is_keras_model, _export_keras),
+    (_is_xgboost_booster, _export_xgboost),
+]
 
 
 def _describe(node: Any) -> dict[str, Any]:
-    return {"name": node.name, "dtype": _ONNX_TYPES.get(node.type, node.type),
-            "shape": [d if isinstance(d, int) else None for d in node.shape]}
+    return {
+        "name": node.name,
+        "dtype": _ONNX_TYPES.get(node.type, node.type),
+        "shape": [d if isinstance(d, int) else None for d in node.shape],
+    }
 
 
-def _signature(onnx_path: Path, class_labels: Sequence[str] | None, preprocessing: Mapping[str, Any] | None,
-               raw_inputs: list[dict[str, Any]] | None = None, head: str | None = None) -> dict[str, Any]:
+def _signature(
+    onnx_path: Path,
+    class_labels: Sequence[str] | None,
+    preprocessing: Mapping[str, Any] | None,
+    raw_inputs: list[dict[str, Any]] | None = None,
+    head: str | None = None,
+) -> dict[str, Any]:
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
@@ -157,7 +180,7 @@ def _parts_of(model: Any) -> dict[str, Any]:
         parts = dict(model.export_parts())
     except BundleError:
         raise
-    except Exception as error:  # noqa: BLE001 - e.g. an estimator not trained yet says so in its own words
+    except Exception as error:
         raise BundleError(f"{type(model).__name__}.export_parts() failed: {error}") from error
     missing = [k for k in ("kind", "model", "feature_spec", "head", "model_outputs") if k not in parts]
     if missing:
@@ -167,23 +190,33 @@ def _parts_of(model: Any) -> dict[str, Any]:
     return parts
 
 
-def _build_graph(model: Any, staged: Path, feature_spec: Any, head: str | None, model_outputs: str | None,
-                 class_labels: Sequence[str] | None, feature_names: Sequence[str] | None = None
-                 ) -> tuple[list[dict[str, Any]] | None, list[str] | None]:
+def _build_graph(
+    model: Any,
+    staged: Path,
+    feature_spec: Any,
+    head: str | None,
+    model_outputs: str | None,
+    class_labels: Sequence[str] | None,
+    feature_names: Sequence[str] | None = None,
+) -> tuple[list[dict[str, Any]] | None, list[str] | None]:
     """Writes the model's graph to ``staged``, with the spec's preprocessing in front and the head behind.
 
     Returns the raw input descriptions (None without a spec) and the class labels of the head.
     """
     exporter = next((write for can, write in EXPORTERS if can(model)), None)
     if exporter is None:
-        raise BundleError(f"No exporter knows a {type(model).__module__}.{type(model).__name__}; "
-                          "layerflow exports Keras models, XGBoost boosters and objects with export_parts().")
+        raise BundleError(
+            f"No exporter knows a {type(model).__module__}.{type(model).__name__}; "
+            "layerflow exports Keras models, XGBoost boosters and objects with export_parts()."
+        )
     if head is not None:
         check_head(head, model_outputs or "", class_labels)
     is_booster = _is_xgboost_booster(model)
     if is_booster and feature_spec is None:
-        raise BundleError("An XGBoost booster is exported with the feature_spec= it was trained on "
-                          "(its encoded matrix is the booster's input).")
+        raise BundleError(
+            "An XGBoost booster is exported with the feature_spec= it was trained on "
+            "(its encoded matrix is the booster's input)."
+        )
     exporter(model, staged)
     if feature_spec is None and head is None:
         return None, None
@@ -199,16 +232,22 @@ def _build_graph(model: Any, staged: Path, feature_spec: Any, head: str | None, 
         from layerflow.deploy.preprocessing import preprocessing_model, raw_input_signature
 
         graph = prefixed(graph)
-        versions = {"opset": opset_of(graph), "ml_opset": max(opset_of(graph, "ai.onnx.ml"), 3),
-                    "ir_version": graph.ir_version}
+        versions = {
+            "opset": opset_of(graph),
+            "ml_opset": max(opset_of(graph, "ai.onnx.ml"), 3),
+            "ir_version": graph.ir_version,
+        }
         if is_booster:
             order = list(feature_names or feature_spec.input_names)
             unknown = sorted(set(order) - set(feature_spec.input_names))
             if unknown:
-                raise BundleError(f"feature_names {unknown} are not encoded by the spec; it encodes {feature_spec.input_names}.")
+                raise BundleError(
+                    f"feature_names {unknown} are not encoded by the spec; it encodes {feature_spec.input_names}."
+                )
             if model.num_features() != len(order):
-                raise BundleError(f"The booster takes {model.num_features()} features; the spec encodes {len(order)} "
-                                  f"({order}).")
+                raise BundleError(
+                    f"The booster takes {model.num_features()} features; the spec encodes {len(order)} ({order})."
+                )
             pre = preprocessing_model(feature_spec, {}, matrix=order, **versions)
             io_map = [("encoded/matrix", MODEL_PREFIX + "input")]
         else:
@@ -220,8 +259,11 @@ def _build_graph(model: Any, staged: Path, feature_spec: Any, head: str | None, 
         raw_inputs = raw_input_signature(feature_spec)
     labels = None
     if head is not None:
-        chosen = outputs[0] if len(outputs) == 1 else next(
-            (o for o in outputs if o.endswith(("probabilities", "variable"))), None)
+        chosen = (
+            outputs[0]
+            if len(outputs) == 1
+            else next((o for o in outputs if o.endswith(("probabilities", "variable"))), None)
+        )
         if chosen is None:
             raise BundleError(f"The model has outputs {outputs}; a head needs one.")
         value = next(o for o in graph.graph.output if o.name == chosen)
@@ -327,7 +369,9 @@ def export_model(
         staged = staging / MODEL_FILE
         raw_inputs, labels = _build_graph(model, staged, feature_spec, head, model_outputs, class_labels, feature_names)
         preprocessing = feature_spec.state() if feature_spec is not None else None
-        write_json(staging / SIGNATURE_FILE, _signature(staged, labels or class_labels, preprocessing, raw_inputs, head))
+        write_json(
+            staging / SIGNATURE_FILE, _signature(staged, labels or class_labels, preprocessing, raw_inputs, head)
+        )
         write_json(staging / LINEAGE_FILE, dict(lineage or {}))
         _publish(staging, target)
     except BaseException:
@@ -346,8 +390,10 @@ def _publish(staging: Path, target: Path) -> None:
         os.rename(staging, target)
     except OSError as error:
         if target.exists():
-            raise BundleError(f"{target} was written by someone else during this export; export again "
-                              "(the next free version is chosen) or pick another version.") from None
+            raise BundleError(
+                f"{target} was written by someone else during this export; export again "
+                "(the next free version is chosen) or pick another version."
+            ) from None
         raise BundleError(f"Cannot move the exported version into {target} ({error}).") from None
 
 
@@ -363,6 +409,10 @@ def onnx_predict(bundle_dir: str | os.PathLike[str], inputs: Mapping[str, np.nda
     feed = {}
     for spec in model.input_specs:
         if spec["name"] not in named:
-            raise BundleError(f"Input {spec['name']!r} is missing; the model takes {[s['name'] for s in model.input_specs]}.")
-        feed[spec["name"]] = np.asarray(named[spec["name"]], dtype=object if spec["dtype"] == "string" else spec["dtype"])
+            raise BundleError(
+                f"Input {spec['name']!r} is missing; the model takes {[s['name'] for s in model.input_specs]}."
+            )
+        feed[spec["name"]] = np.asarray(
+            named[spec["name"]], dtype=object if spec["dtype"] == "string" else spec["dtype"]
+        )
     return list(model.predict(feed).values())

@@ -47,8 +47,9 @@ def load_saved_model(folder: Path) -> Any:
         loader = json.loads((folder / SAVED_MODEL_FILE).read_text())["loader"]
         module_name, function_name = loader.split(":")
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        raise BundleError(f"{folder / SAVED_MODEL_FILE} must be JSON like "
-                          '{"loader": "package.module:function"}.') from None
+        raise BundleError(
+            f'{folder / SAVED_MODEL_FILE} must be JSON like {{"loader": "package.module:function"}}.'
+        ) from None
     try:
         with training_stack(f"Loading the saved model {folder}"):
             load = getattr(importlib.import_module(module_name), function_name)
@@ -69,9 +70,15 @@ def _load_keras_model(path: Path) -> Any:
         raise BundleError(f"{path} could not be loaded as a Keras model ({type(error).__name__}: {error}).") from None
 
 
-def export_run(run: str | os.PathLike[str], out: str | os.PathLike[str], name: str | None = None,
-               version: int | None = None, format: str = "onnx", sample: Any = None,
-               runs_dir: str | os.PathLike[str] | None = None) -> Path:
+def export_run(
+    run: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    name: str | None = None,
+    version: int | None = None,
+    format: str = "onnx",
+    sample: Any = None,
+    runs_dir: str | os.PathLike[str] | None = None,
+) -> Path:
     """Exports the model a tracked run saved (or a saved model file or folder) for serving.
 
     ``format="onnx"`` writes an export bundle, ``out/<name>/<version>/`` (``model.onnx``,
@@ -114,8 +121,13 @@ def export_run(run: str | os.PathLike[str], out: str | os.PathLike[str], name: s
         return build_web_page(bundle, out, sample=sample)
 
 
-def export_source(source: str, out: str | os.PathLike[str], name: str | None = None, version: int | None = None,
-                  runs_dir: str | os.PathLike[str] | None = None) -> Path:
+def export_source(
+    source: str,
+    out: str | os.PathLike[str],
+    name: str | None = None,
+    version: int | None = None,
+    runs_dir: str | os.PathLike[str] | None = None,
+) -> Path:
     """Exports a model file or saved model folder, or the model saved by a run (``latest``, an id), into ``out``.
 
     A run's model is a Keras file (``.keras``/``.h5``) or a folder holding ``layerflow_model.json``
@@ -127,8 +139,13 @@ def export_source(source: str, out: str | os.PathLike[str], name: str | None = N
     candidate = Path(source)
     lineage: dict[str, Any] = {}
     if candidate.is_dir() and (candidate / SAVED_MODEL_FILE).is_file():
-        return export_model(load_saved_model(candidate), out, name=name or candidate.name, version=version,
-                            lineage={"model_file": candidate.name})
+        return export_model(
+            load_saved_model(candidate),
+            out,
+            name=name or candidate.name,
+            version=version,
+            lineage={"model_file": candidate.name},
+        )
     if candidate.is_file():
         if candidate.suffix not in MODEL_SUFFIXES:
             raise BundleError(f"{source} is not a saved Keras model; expected a {' or '.join(MODEL_SUFFIXES)} file.")
@@ -138,19 +155,29 @@ def export_source(source: str, out: str | os.PathLike[str], name: str | None = N
             record = RunStore(runs_dir).record(source)
         except RunNotFoundError as error:
             raise BundleError(f"{source!r} is neither a model file nor a run: {error}") from None
-        lineage = {"run_id": record["id"], "script": record.get("script"), "flags": record.get("flags", {}),
-                   "source_hash": record.get("source_hash"), "git": record.get("git"),
-                   "metrics": record.get("metrics", {}), "evaluation": record.get("evaluation", {})}
+        lineage = {
+            "run_id": record["id"],
+            "script": record.get("script"),
+            "flags": record.get("flags", {}),
+            "source_hash": record.get("source_hash"),
+            "git": record.get("git"),
+            "metrics": record.get("metrics", {}),
+            "evaluation": record.get("evaluation", {}),
+        }
         saved = sorted(p for p in (Path(record["path"]) / MODEL_DIR).glob("*") if p.suffix in MODEL_SUFFIXES)
         folders = _saved_models(Path(record["path"]) / MODEL_DIR)
         if folders and not saved:
             lineage["model_file"] = folders[0].name
-            return export_model(load_saved_model(folders[0]), out, name=name or folders[0].name, version=version,
-                                lineage=lineage)
+            return export_model(
+                load_saved_model(folders[0]), out, name=name or folders[0].name, version=version, lineage=lineage
+            )
         if not saved:
-            raise BundleError(f"Run {record['id']} saved no Keras model or saved model folder (nothing in {record['path']}/{MODEL_DIR}); "
-                              "save one in the script with model.save('name.keras').")
+            raise BundleError(
+                f"Run {record['id']} saved no Keras model or saved model folder (nothing in {record['path']}/{MODEL_DIR}); "
+                "save one in the script with model.save('name.keras')."
+            )
         model_file = saved[0]
     lineage["model_file"] = model_file.name
-    return export_model(_load_keras_model(model_file), out, name=name or model_file.stem, version=version,
-                        lineage=lineage)
+    return export_model(
+        _load_keras_model(model_file), out, name=name or model_file.stem, version=version, lineage=lineage
+    )

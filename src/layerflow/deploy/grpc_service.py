@@ -10,7 +10,8 @@ them as unknown fields.
 from __future__ import annotations
 
 import struct
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import numpy as np
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
@@ -20,46 +21,84 @@ from layerflow.deploy.repository import BadInput, LoadedModel, ModelNotFound, Mo
 SERVICE = "inference.GRPCInferenceService"
 _F = descriptor_pb2.FieldDescriptorProto
 _ONE, _MANY = _F.LABEL_OPTIONAL, _F.LABEL_REPEATED
-_T = {"bool": _F.TYPE_BOOL, "string": _F.TYPE_STRING, "int64": _F.TYPE_INT64, "int32": _F.TYPE_INT32,
-      "uint32": _F.TYPE_UINT32, "uint64": _F.TYPE_UINT64, "float": _F.TYPE_FLOAT, "double": _F.TYPE_DOUBLE,
-      "bytes": _F.TYPE_BYTES}
+_T = {
+    "bool": _F.TYPE_BOOL,
+    "string": _F.TYPE_STRING,
+    "int64": _F.TYPE_INT64,
+    "int32": _F.TYPE_INT32,
+    "uint32": _F.TYPE_UINT32,
+    "uint64": _F.TYPE_UINT64,
+    "float": _F.TYPE_FLOAT,
+    "double": _F.TYPE_DOUBLE,
+    "bytes": _F.TYPE_BYTES,
+}
 
 # message -> [(field, number, type or message, repeated)]
 _MESSAGES: dict[str, list[tuple[str, int, str, bool]]] = {
-    "ServerLiveRequest": [], "ServerLiveResponse": [("live", 1, "bool", False)],
-    "ServerReadyRequest": [], "ServerReadyResponse": [("ready", 1, "bool", False)],
+    "ServerLiveRequest": [],
+    "ServerLiveResponse": [("live", 1, "bool", False)],
+    "ServerReadyRequest": [],
+    "ServerReadyResponse": [("ready", 1, "bool", False)],
     "ModelReadyRequest": [("name", 1, "string", False), ("version", 2, "string", False)],
     "ModelReadyResponse": [("ready", 1, "bool", False)],
     "ServerMetadataRequest": [],
-    "ServerMetadataResponse": [("name", 1, "string", False), ("version", 2, "string", False),
-                               ("extensions", 3, "string", True)],
+    "ServerMetadataResponse": [
+        ("name", 1, "string", False),
+        ("version", 2, "string", False),
+        ("extensions", 3, "string", True),
+    ],
     "ModelMetadataRequest": [("name", 1, "string", False), ("version", 2, "string", False)],
     "TensorMetadata": [("name", 1, "string", False), ("datatype", 2, "string", False), ("shape", 3, "int64", True)],
-    "ModelMetadataResponse": [("name", 1, "string", False), ("versions", 2, "string", True),
-                              ("platform", 3, "string", False), ("inputs", 4, ".inference.TensorMetadata", True),
-                              ("outputs", 5, ".inference.TensorMetadata", True)],
-    "InferTensorContents": [("bool_contents", 1, "bool", True), ("int_contents", 2, "int32", True),
-                            ("int64_contents", 3, "int64", True), ("uint_contents", 4, "uint32", True),
-                            ("uint64_contents", 5, "uint64", True), ("fp32_contents", 6, "float", True),
-                            ("fp64_contents", 7, "double", True), ("bytes_contents", 8, "bytes", True)],
-    "InferInputTensor": [("name", 1, "string", False), ("datatype", 2, "string", False), ("shape", 3, "int64", True),
-                         ("contents", 5, ".inference.InferTensorContents", False)],
+    "ModelMetadataResponse": [
+        ("name", 1, "string", False),
+        ("versions", 2, "string", True),
+        ("platform", 3, "string", False),
+        ("inputs", 4, ".inference.TensorMetadata", True),
+        ("outputs", 5, ".inference.TensorMetadata", True),
+    ],
+    "InferTensorContents": [
+        ("bool_contents", 1, "bool", True),
+        ("int_contents", 2, "int32", True),
+        ("int64_contents", 3, "int64", True),
+        ("uint_contents", 4, "uint32", True),
+        ("uint64_contents", 5, "uint64", True),
+        ("fp32_contents", 6, "float", True),
+        ("fp64_contents", 7, "double", True),
+        ("bytes_contents", 8, "bytes", True),
+    ],
+    "InferInputTensor": [
+        ("name", 1, "string", False),
+        ("datatype", 2, "string", False),
+        ("shape", 3, "int64", True),
+        ("contents", 5, ".inference.InferTensorContents", False),
+    ],
     "InferRequestedOutputTensor": [("name", 1, "string", False)],
-    "ModelInferRequest": [("model_name", 1, "string", False), ("model_version", 2, "string", False),
-                          ("id", 3, "string", False), ("inputs", 5, ".inference.InferInputTensor", True),
-                          ("outputs", 6, ".inference.InferRequestedOutputTensor", True),
-                          ("raw_input_contents", 7, "bytes", True)],
-    "InferOutputTensor": [("name", 1, "string", False), ("datatype", 2, "string", False), ("shape", 3, "int64", True),
-                          ("contents", 5, ".inference.InferTensorContents", False)],
-    "ModelInferResponse": [("model_name", 1, "string", False), ("model_version", 2, "string", False),
-                           ("id", 3, "string", False), ("outputs", 5, ".inference.InferOutputTensor", True),
-                           ("raw_output_contents", 6, "bytes", True)],
+    "ModelInferRequest": [
+        ("model_name", 1, "string", False),
+        ("model_version", 2, "string", False),
+        ("id", 3, "string", False),
+        ("inputs", 5, ".inference.InferInputTensor", True),
+        ("outputs", 6, ".inference.InferRequestedOutputTensor", True),
+        ("raw_input_contents", 7, "bytes", True),
+    ],
+    "InferOutputTensor": [
+        ("name", 1, "string", False),
+        ("datatype", 2, "string", False),
+        ("shape", 3, "int64", True),
+        ("contents", 5, ".inference.InferTensorContents", False),
+    ],
+    "ModelInferResponse": [
+        ("model_name", 1, "string", False),
+        ("model_version", 2, "string", False),
+        ("id", 3, "string", False),
+        ("outputs", 5, ".inference.InferOutputTensor", True),
+        ("raw_output_contents", 6, "bytes", True),
+    ],
 }
 
 
 def _build() -> dict[str, Any]:
-    file = descriptor_pb2.FileDescriptorProto(name="layerflow_inference_v2.proto", package="inference",
-                                              syntax="proto3")
+    file = descriptor_pb2.FileDescriptorProto(name="layerflow_inference_v2.proto", package="inference", syntax="proto3")
     for name, fields in _MESSAGES.items():
         message = file.message_type.add(name=name)
         for field, number, kind, repeated in fields:
@@ -70,18 +109,43 @@ def _build() -> dict[str, Any]:
                 entry.type = _T[kind]
     pool = descriptor_pool.DescriptorPool()
     pool.Add(file)
-    return {name: message_factory.GetMessageClass(pool.FindMessageTypeByName(f"inference.{name}"))
-            for name in _MESSAGES}
+    return {
+        name: message_factory.GetMessageClass(pool.FindMessageTypeByName(f"inference.{name}")) for name in _MESSAGES
+    }
 
 
 MESSAGES = _build()
-_NUMPY = {"FP32": np.float32, "FP64": np.float64, "INT32": np.int32, "INT64": np.int64, "BOOL": np.bool_,
-          "INT8": np.int8, "INT16": np.int16, "UINT8": np.uint8, "FP16": np.float16}
-_CONTENTS = {"FP32": "fp32_contents", "FP64": "fp64_contents", "INT32": "int_contents", "INT16": "int_contents",
-             "INT8": "int_contents", "INT64": "int64_contents", "BOOL": "bool_contents", "BYTES": "bytes_contents",
-             "UINT8": "uint_contents"}
-_V2_TYPES = {"float32": "FP32", "float64": "FP64", "int32": "INT32", "int64": "INT64", "bool": "BOOL",
-             "string": "BYTES", "object": "BYTES"}
+_NUMPY = {
+    "FP32": np.float32,
+    "FP64": np.float64,
+    "INT32": np.int32,
+    "INT64": np.int64,
+    "BOOL": np.bool_,
+    "INT8": np.int8,
+    "INT16": np.int16,
+    "UINT8": np.uint8,
+    "FP16": np.float16,
+}
+_CONTENTS = {
+    "FP32": "fp32_contents",
+    "FP64": "fp64_contents",
+    "INT32": "int_contents",
+    "INT16": "int_contents",
+    "INT8": "int_contents",
+    "INT64": "int64_contents",
+    "BOOL": "bool_contents",
+    "BYTES": "bytes_contents",
+    "UINT8": "uint_contents",
+}
+_V2_TYPES = {
+    "float32": "FP32",
+    "float64": "FP64",
+    "int32": "INT32",
+    "int64": "INT64",
+    "bool": "BOOL",
+    "string": "BYTES",
+    "object": "BYTES",
+}
 
 
 class RpcError(Exception):
@@ -100,7 +164,7 @@ def _unpack_bytes(name: str, raw: bytes) -> list[str]:
         offset += 4
         if offset + size > len(raw):
             raise BadInput(f"Input {name!r}: an element of {size} bytes runs past the end of its raw contents.")
-        values.append(raw[offset:offset + size].decode("utf-8", errors="strict"))
+        values.append(raw[offset : offset + size].decode("utf-8", errors="strict"))
         offset += size
     return values
 
@@ -121,7 +185,9 @@ def _feed(model: LoadedModel, request: Any) -> dict[str, Any]:
     """The request's tensors as arrays by name, each checked against its datatype, shape and byte length."""
     raw = list(request.raw_input_contents)
     if raw and len(raw) != len(request.inputs):
-        raise BadInput(f"raw_input_contents has {len(raw)} entries for {len(request.inputs)} inputs; send one per input.")
+        raise BadInput(
+            f"raw_input_contents has {len(raw)} entries for {len(request.inputs)} inputs; send one per input."
+        )
     columns: dict[str, Any] = {}
     for i, tensor in enumerate(request.inputs):
         name, datatype, shape = tensor.name, tensor.datatype, list(tensor.shape)
@@ -138,17 +204,23 @@ def _feed(model: LoadedModel, request: Any) -> dict[str, Any]:
                 else:
                     width = np.dtype(_NUMPY[datatype]).itemsize
                     if len(raw[i]) != count * width:
-                        raise BadInput(f"Input {name!r}: {len(raw[i])} bytes of raw contents; shape {shape} of "
-                                       f"{datatype} needs {count * width}.")
+                        raise BadInput(
+                            f"Input {name!r}: {len(raw[i])} bytes of raw contents; shape {shape} of "
+                            f"{datatype} needs {count * width}."
+                        )
                     values = np.frombuffer(raw[i], dtype=_NUMPY[datatype])
             else:
                 field = _CONTENTS.get(datatype)
                 if field is None:
-                    raise BadInput(f"Input {name!r}: datatype {datatype or 'none'} has no typed contents; "
-                                   "send it in raw_input_contents.")
+                    raise BadInput(
+                        f"Input {name!r}: datatype {datatype or 'none'} has no typed contents; "
+                        "send it in raw_input_contents."
+                    )
                 contents = list(getattr(tensor.contents, field))
-                values = np.asarray([v.decode("utf-8") for v in contents] if datatype == "BYTES" else contents,
-                                    dtype=object if datatype == "BYTES" else _NUMPY[datatype])
+                values = np.asarray(
+                    [v.decode("utf-8") for v in contents] if datatype == "BYTES" else contents,
+                    dtype=object if datatype == "BYTES" else _NUMPY[datatype],
+                )
         except KeyError:
             raise BadInput(f"Input {name!r}: datatype {datatype!r} is not a KServe v2 datatype.") from None
         except UnicodeDecodeError:
@@ -167,8 +239,9 @@ def _version(text: str) -> int | None:
     return int(text)
 
 
-def grpc_handler(repository: ModelRepository, infer: Callable[[LoadedModel, dict], Awaitable[dict]],
-                 token: str | None = None) -> Any:
+def grpc_handler(
+    repository: ModelRepository, infer: Callable[[LoadedModel, dict], Awaitable[dict]], token: str | None = None
+) -> Any:
     """The generic gRPC handler of ``inference.GRPCInferenceService`` (for ``grpc.aio.server``).
 
     Args:
@@ -184,8 +257,11 @@ def grpc_handler(repository: ModelRepository, infer: Callable[[LoadedModel, dict
     """
     import grpc
 
-    codes = {"INVALID_ARGUMENT": grpc.StatusCode.INVALID_ARGUMENT, "NOT_FOUND": grpc.StatusCode.NOT_FOUND,
-             "UNAUTHENTICATED": grpc.StatusCode.UNAUTHENTICATED}
+    codes = {
+        "INVALID_ARGUMENT": grpc.StatusCode.INVALID_ARGUMENT,
+        "NOT_FOUND": grpc.StatusCode.NOT_FOUND,
+        "UNAUTHENTICATED": grpc.StatusCode.UNAUTHENTICATED,
+    }
     expected = f"Bearer {token}" if token else None
 
     async def server_live(request, context):
@@ -205,13 +281,19 @@ def grpc_handler(repository: ModelRepository, infer: Callable[[LoadedModel, dict
         model = repository.get(request.name, _version(request.version))
 
         def tensor(spec):
-            return MESSAGES["TensorMetadata"](name=spec["name"], datatype=_V2_TYPES.get(spec["dtype"], spec["dtype"]),
-                                              shape=[-1 if d is None else d for d in spec["shape"]])
+            return MESSAGES["TensorMetadata"](
+                name=spec["name"],
+                datatype=_V2_TYPES.get(spec["dtype"], spec["dtype"]),
+                shape=[-1 if d is None else d for d in spec["shape"]],
+            )
 
         return MESSAGES["ModelMetadataResponse"](
-            name=model.name, versions=[str(v) for v in repository.versions_of(model.name)],
-            platform="onnxruntime_onnx", inputs=[tensor(s) for s in model.input_specs],
-            outputs=[tensor(s) for s in model.signature["outputs"]])
+            name=model.name,
+            versions=[str(v) for v in repository.versions_of(model.name)],
+            platform="onnxruntime_onnx",
+            inputs=[tensor(s) for s in model.input_specs],
+            outputs=[tensor(s) for s in model.signature["outputs"]],
+        )
 
     async def model_infer(request, context):
         model = repository.get(request.model_name, _version(request.model_version))
@@ -219,15 +301,18 @@ def grpc_handler(repository: ModelRepository, infer: Callable[[LoadedModel, dict
         wanted = [o.name for o in request.outputs] or model.output_names
         unknown = [n for n in wanted if n not in model.output_names]
         if unknown:
-            raise BadInput(f"Requested output(s) {unknown} are not outputs of model {model.name!r}; it has "
-                           f"{model.output_names}.")
+            raise BadInput(
+                f"Requested output(s) {unknown} are not outputs of model {model.name!r}; it has {model.output_names}."
+            )
         outputs = await infer(model, feed)
-        response = MESSAGES["ModelInferResponse"](model_name=model.name, model_version=str(model.version),
-                                                  id=request.id)
+        response = MESSAGES["ModelInferResponse"](
+            model_name=model.name, model_version=str(model.version), id=request.id
+        )
         for name in wanted:
             array = outputs[name]
-            response.outputs.add(name=name, datatype=_V2_TYPES.get(str(array.dtype), str(array.dtype).upper()),
-                                 shape=list(array.shape))
+            response.outputs.add(
+                name=name, datatype=_V2_TYPES.get(str(array.dtype), str(array.dtype).upper()), shape=list(array.shape)
+            )
             response.raw_output_contents.append(_pack(array))
         return response
 
@@ -236,22 +321,33 @@ def grpc_handler(repository: ModelRepository, infer: Callable[[LoadedModel, dict
             if expected and not open_to_all:
                 sent = dict(context.invocation_metadata()).get("authorization", "")
                 if sent != expected:
-                    await context.abort(codes["UNAUTHENTICATED"], "Missing or wrong bearer token: send metadata "
-                                                                  "'authorization: Bearer <token>'.")
+                    await context.abort(
+                        codes["UNAUTHENTICATED"],
+                        "Missing or wrong bearer token: send metadata 'authorization: Bearer <token>'.",
+                    )
             try:
                 return await method(request, context)
             except ModelNotFound as error:
                 await context.abort(codes["NOT_FOUND"], str(error))
             except BadInput as error:
                 await context.abort(codes["INVALID_ARGUMENT"], str(error))
+
         return call
 
-    methods = {"ServerLive": (server_live, True), "ServerReady": (server_ready, True),
-               "ServerMetadata": (server_metadata, False), "ModelReady": (model_ready, False),
-               "ModelMetadata": (model_metadata, False), "ModelInfer": (model_infer, False)}
+    methods = {
+        "ServerLive": (server_live, True),
+        "ServerReady": (server_ready, True),
+        "ServerMetadata": (server_metadata, False),
+        "ModelReady": (model_ready, False),
+        "ModelMetadata": (model_metadata, False),
+        "ModelInfer": (model_infer, False),
+    }
     handlers = {
         name: grpc.unary_unary_rpc_method_handler(
-            guarded(method, open_to_all), request_deserializer=MESSAGES[f"{name}Request"].FromString,
-            response_serializer=MESSAGES[f"{name}Response"].SerializeToString)
-        for name, (method, open_to_all) in methods.items()}
+            guarded(method, open_to_all),
+            request_deserializer=MESSAGES[f"{name}Request"].FromString,
+            response_serializer=MESSAGES[f"{name}Response"].SerializeToString,
+        )
+        for name, (method, open_to_all) in methods.items()
+    }
     return grpc.method_handlers_generic_handler(SERVICE, handlers)

@@ -13,7 +13,8 @@ same probabilities back), with probabilities clipped to ``[1e-7, 1 - 1e-7]`` fir
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -36,9 +37,11 @@ def head_outputs(head: str) -> list[str]:
         >>> head_outputs("binary")
         ['logits', 'logistic', 'probabilities', 'class_ids', 'classes']
     """
-    return {"regression": ["predictions"],
-            "binary": ["logits", "logistic", "probabilities", "class_ids", "classes"],
-            "multiclass": ["logits", "probabilities", "class_ids", "classes"]}[head]
+    return {
+        "regression": ["predictions"],
+        "binary": ["logits", "logistic", "probabilities", "class_ids", "classes"],
+        "multiclass": ["logits", "probabilities", "class_ids", "classes"],
+    }[head]
 
 
 def check_head(head: str, model_outputs: str, class_labels: Sequence[str] | None) -> None:
@@ -52,8 +55,10 @@ def check_head(head: str, model_outputs: str, class_labels: Sequence[str] | None
     if model_outputs not in MODEL_OUTPUTS:
         raise HeadError(f"model_outputs={model_outputs!r} is not known; expected one of {MODEL_OUTPUTS}.")
     if (head == "regression") != (model_outputs == "predictions"):
-        raise HeadError(f"A {head} head takes model_outputs {'predictions' if head == 'regression' else 'logits or probabilities'}, "
-                        f"not {model_outputs!r}.")
+        raise HeadError(
+            f"A {head} head takes model_outputs {'predictions' if head == 'regression' else 'logits or probabilities'}, "
+            f"not {model_outputs!r}."
+        )
     if head == "binary" and class_labels is not None and len(class_labels) != 2:
         raise HeadError(f"A binary head needs 2 class labels; got {len(class_labels)}: {list(class_labels)}.")
 
@@ -101,19 +106,32 @@ def head_model(head: str, model_outputs: str, width: int, labels: Sequence[str],
             node("Sigmoid", ["logits"], "logistic")
         else:
             last_column = "head/last_column"  # p itself, or the last of [1 - p, p]
-            node("Slice", [x, const("start", [-1], np.int64), const("end", [2 ** 62], np.int64),
-                           const("axis", [1], np.int64)], last_column)
+            node(
+                "Slice",
+                [x, const("start", [-1], np.int64), const("end", [2**62], np.int64), const("axis", [1], np.int64)],
+                last_column,
+            )
             node("Identity", [last_column], "logistic")
-            clipped = node("Clip", ["logistic", const("low", CLIP, np.float32), const("high", 1 - CLIP, np.float32)],
-                           "head/clipped")
+            clipped = node(
+                "Clip",
+                ["logistic", const("low", CLIP, np.float32), const("high", 1 - CLIP, np.float32)],
+                "head/clipped",
+            )
             complement = node("Sub", [const("one", 1.0, np.float32), clipped], "head/complement")
             node("Sub", [node("Log", [clipped], "head/log_p"), node("Log", [complement], "head/log_q")], "logits")
-        node("Concat", [node("Sub", [const("one_p", 1.0, np.float32), "logistic"], "head/negative"), "logistic"],
-             "probabilities", axis=1)
+        node(
+            "Concat",
+            [node("Sub", [const("one_p", 1.0, np.float32), "logistic"], "head/negative"), "logistic"],
+            "probabilities",
+            axis=1,
+        )
         greater = node("Greater", ["logistic", const("half", 0.5, np.float32)], "head/positive")
         node("Cast", [greater], "class_ids", to=TensorProto.INT64)
-        outputs.update(logits=(TensorProto.FLOAT, [None, 1]), logistic=(TensorProto.FLOAT, [None, 1]),
-                       probabilities=(TensorProto.FLOAT, [None, 2]))
+        outputs.update(
+            logits=(TensorProto.FLOAT, [None, 1]),
+            logistic=(TensorProto.FLOAT, [None, 1]),
+            probabilities=(TensorProto.FLOAT, [None, 2]),
+        )
     else:
         if model_outputs == "logits":
             node("Identity", [x], "logits")
@@ -122,14 +140,19 @@ def head_model(head: str, model_outputs: str, width: int, labels: Sequence[str],
             node("Identity", [x], "probabilities")
             node("Log", [node("Clip", [x, const("low", CLIP, np.float32)], "head/clipped")], "logits")
         node("ArgMax", ["probabilities"], "class_ids", axis=1, keepdims=1)
-        outputs.update(logits=(TensorProto.FLOAT, [None, n_classes]),
-                       probabilities=(TensorProto.FLOAT, [None, n_classes]))
+        outputs.update(
+            logits=(TensorProto.FLOAT, [None, n_classes]), probabilities=(TensorProto.FLOAT, [None, n_classes])
+        )
     if head != "regression":
         node("Gather", [const("labels", labels, object), "class_ids"], "classes", axis=0)
         outputs.update(class_ids=(TensorProto.INT64, [None, 1]), classes=(TensorProto.STRING, [None, 1]))
     graph = helper.make_graph(
-        nodes, "layerflow_head", [helper.make_tensor_value_info(HEAD_INPUT, TensorProto.FLOAT, [None, width])],
-        [helper.make_tensor_value_info(name, *outputs[name]) for name in head_outputs(head)], initializers)
+        nodes,
+        "layerflow_head",
+        [helper.make_tensor_value_info(HEAD_INPUT, TensorProto.FLOAT, [None, width])],
+        [helper.make_tensor_value_info(name, *outputs[name]) for name in head_outputs(head)],
+        initializers,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="layerflow")
     model.ir_version = ir_version
     onnx.checker.check_model(model)

@@ -48,7 +48,7 @@ def decode_b64(name: str, value: dict[str, Any]) -> str:
     """
     encoded = value["b64"]
     if not isinstance(encoded, str):
-        raise BadInput(f"Input {name!r}: a {{\"b64\": ...}} value must hold a base64 string; got {_shown(encoded)}.")
+        raise BadInput(f'Input {name!r}: a {{"b64": ...}} value must hold a base64 string; got {_shown(encoded)}.')
     try:
         raw = base64.b64decode(encoded, validate=True)
     except (binascii.Error, ValueError):
@@ -56,8 +56,10 @@ def decode_b64(name: str, value: dict[str, Any]) -> str:
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
-        raise BadInput(f"Input {name!r}: its b64 value decodes to bytes that are not UTF-8 text; this model's "
-                       "string inputs take text.") from None
+        raise BadInput(
+            f"Input {name!r}: its b64 value decodes to bytes that are not UTF-8 text; this model's "
+            "string inputs take text."
+        ) from None
 
 
 def _string_column(name: str, values: Any) -> np.ndarray:
@@ -69,16 +71,20 @@ def _string_column(name: str, values: Any) -> np.ndarray:
     for i, value in enumerate(flat):
         if isinstance(value, dict):
             if not is_b64(value):
-                raise BadInput(f"Input {name!r} takes strings; got the object {_shown(value)}. A binary value is "
-                               "an object with exactly one key, {\"b64\": \"...\"}.")
+                raise BadInput(
+                    f"Input {name!r} takes strings; got the object {_shown(value)}. A binary value is "
+                    'an object with exactly one key, {"b64": "..."}.'
+                )
             flat[i] = decode_b64(name, value)
         elif value is None:
             flat[i] = ""  # missing: out of vocabulary, as in FeatureSpec.transform
         elif isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
             flat[i] = str(value)  # an integer category code has the text Python gives it
         elif not isinstance(value, str):
-            raise BadInput(f"Input {name!r} takes strings (a category); got {_shown(value)} "
-                           f"({type(value).__name__}). Send it as text, e.g. \"{value}\".")
+            raise BadInput(
+                f"Input {name!r} takes strings (a category); got {_shown(value)} "
+                f'({type(value).__name__}). Send it as text, e.g. "{value}".'
+            )
     return flat.reshape(array.shape)
 
 
@@ -92,7 +98,7 @@ def _number_column(name: str, values: Any, dtype: Any, missing: bool) -> np.ndar
             if isinstance(value, (str, bytes)):
                 raise BadInput(f"Input {name!r} takes numbers; got the string {_shown(value)}.")
             if is_b64(value):
-                raise BadInput(f"Input {name!r} takes numbers; a {{\"b64\": ...}} value is only for string inputs.")
+                raise BadInput(f'Input {name!r} takes numbers; a {{"b64": ...}} value is only for string inputs.')
             if isinstance(value, (bool, np.bool_)) or not (value is None or isinstance(value, (int, float, np.number))):
                 raise BadInput(f"Input {name!r} takes numbers; got {_shown(value)} ({type(value).__name__}).")
             if value is None and not missing:

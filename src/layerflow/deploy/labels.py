@@ -75,13 +75,17 @@ def resolve_label(model_dir: str | os.PathLike[str], label: str, available: list
     model_dir = Path(model_dir)
     labels = read_labels(model_dir)
     if label not in labels:
-        raise UnknownLabel(f"Unrecognized servable version label: {label!r} of model {model_dir.name!r}; "
-                           f"labels: {sorted(labels) or 'none'}.")
+        raise UnknownLabel(
+            f"Unrecognized servable version label: {label!r} of model {model_dir.name!r}; "
+            f"labels: {sorted(labels) or 'none'}."
+        )
     version = labels[label]
     available = versions(model_dir) if available is None else available
     if version not in available:
-        raise ModelNotFound(f"Label {label!r} of model {model_dir.name!r} points at version {version}, "
-                            f"which is not exported; versions: {available}.")
+        raise ModelNotFound(
+            f"Label {label!r} of model {model_dir.name!r} points at version {version}, "
+            f"which is not exported; versions: {available}."
+        )
     return version
 
 
@@ -106,8 +110,9 @@ def set_label(base: str | os.PathLike[str], name: str, version: int, label: str)
         raise BundleError(f"version={version!r} must be a version number.")
     available = versions(model_dir)
     if version not in available:
-        raise ModelNotFound(f"Model {name!r} has no version {version} to label {label!r}; versions: "
-                            f"{available or 'none'}.")
+        raise ModelNotFound(
+            f"Model {name!r} has no version {version} to label {label!r}; versions: {available or 'none'}."
+        )
     labels = {**read_labels(model_dir), label: version}
     handle, temporary = tempfile.mkstemp(dir=model_dir, prefix=".labels-", suffix=".json")
     try:

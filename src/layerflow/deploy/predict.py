@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -40,8 +41,10 @@ def _columns(inputs: Any) -> Any:
         keys = list(dict.fromkeys(k for row in inputs for k in row))
         lacking = [(i, [k for k in keys if k not in row]) for i, row in enumerate(inputs) if len(row) < len(keys)]
         if lacking:
-            raise BundleError(f"Row {lacking[0][0]} lacks {lacking[0][1]}; give every feature in every row "
-                              "(None for a missing value).")
+            raise BundleError(
+                f"Row {lacking[0][0]} lacks {lacking[0][1]}; give every feature in every row "
+                "(None for a missing value)."
+            )
         inputs = {k: [row[k] for row in inputs] for k in keys}
     if isinstance(inputs, Mapping):
         return {str(k): _plain(v) for k, v in inputs.items()}
@@ -76,9 +79,11 @@ def _arrays(outputs: Mapping[str, Any], specs: list[dict[str, Any]]) -> dict[str
 
 def _request_json(url: str, body: Any, token: str | None, timeout: float) -> Any:
     """The JSON answer of a GET (``body`` None) or POST to the server, or a BundleError saying what went wrong."""
-    request = urllib.request.Request(url, data=None if body is None else json.dumps(body).encode(),
-                                     headers={"Content-Type": "application/json",
-                                              **({"Authorization": f"Bearer {token}"} if token else {})})
+    request = urllib.request.Request(
+        url,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})},
+    )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return json.loads(response.read())
@@ -93,8 +98,9 @@ def _request_json(url: str, body: Any, token: str | None, timeout: float) -> Any
         raise BundleError(f"Cannot reach {url}: {error.reason}.") from None
 
 
-def _served_outputs(base: str, columns: Any, name: str, version: int | str | None, token: str | None,
-                    timeout: float) -> dict[str, np.ndarray]:
+def _served_outputs(
+    base: str, columns: Any, name: str, version: int | str | None, token: str | None, timeout: float
+) -> dict[str, np.ndarray]:
     """Predicts through a server's TF Serving REST API and names the outputs by the model's signature.
 
     The wire format stays TF Serving's: a model with one output answers ``{"outputs": value}``
@@ -111,14 +117,22 @@ def _served_outputs(base: str, columns: Any, name: str, version: int | str | Non
     outputs = _request_json(f"{models}/versions/{answering}:predict", {"inputs": columns}, token, timeout)["outputs"]
     if not isinstance(outputs, dict):
         if len(specs) != 1:
-            raise BundleError(f"The server answered one unnamed output for model {name!r}, whose signature has "
-                              f"{len(specs)} outputs {[s['name'] for s in specs]}; expected one named output each.")
+            raise BundleError(
+                f"The server answered one unnamed output for model {name!r}, whose signature has "
+                f"{len(specs)} outputs {[s['name'] for s in specs]}; expected one named output each."
+            )
         outputs = {specs[0]["name"]: outputs}
     return _arrays(outputs, specs)
 
 
-def predict(target: str | Path, inputs: Any, name: str | None = None, version: int | str | None = None,
-            token: str | None = None, timeout: float = 60.0) -> dict[str, np.ndarray]:
+def predict(
+    target: str | Path,
+    inputs: Any,
+    name: str | None = None,
+    version: int | str | None = None,
+    token: str | None = None,
+    timeout: float = 60.0,
+) -> dict[str, np.ndarray]:
     """Predicts with an exported model, local or served, and returns its outputs by name.
 
     The result has the same keys, dtypes and shapes whatever the transport: a bundle folder is

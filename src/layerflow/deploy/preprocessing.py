@@ -40,9 +40,11 @@ NUMBER_KINDS = ("numeric", "identity", "bucketized")
 PACKED_NUMERIC_INPUT = "numeric_pack"
 
 
-_FLOAT_AS_TEXT = ("Column {name!r} holds floats but the spec uses it as a category (vocabulary, hash or cross); "
-                  "a float's text is not the same in ONNX as in Python. Bucketize it (spec.bucketized({name!r}, ...)) "
-                  "and cross or hash the bucketized column, as tf.estimator requires.")
+_FLOAT_AS_TEXT = (
+    "Column {name!r} holds floats but the spec uses it as a category (vocabulary, hash or cross); "
+    "a float's text is not the same in ONNX as in Python. Bucketize it (spec.bucketized({name!r}, ...)) "
+    "and cross or hash the bucketized column, as tf.estimator requires."
+)
 
 
 class FeatureGraphError(BundleError):
@@ -90,8 +92,11 @@ def raw_input_dtypes(spec: Any) -> dict[str, str]:
                 kind = np.asarray(values).dtype.kind
                 observed[name] = "int64" if kind in "biu" else "float64" if kind == "f" else "string"
     dtypes = {}
-    for name in [*dict.fromkeys([*spec.numeric_columns, *sorted(numeric_use - set(spec.numeric_columns)),
-                                 *sorted(text_use - numeric_use)])]:
+    for name in [
+        *dict.fromkeys(
+            [*spec.numeric_columns, *sorted(numeric_use - set(spec.numeric_columns)), *sorted(text_use - numeric_use)]
+        )
+    ]:
         seen = observed.get(name)
         if name in numeric_use:
             if seen == "string":
@@ -142,8 +147,14 @@ class _Builder:
         return out
 
 
-def preprocessing_model(spec: Any, outputs: dict[str, int], opset: int = OPSET, ml_opset: int = ML_OPSET,
-                        ir_version: int | None = None, matrix: list[str] | None = None) -> Any:
+def preprocessing_model(
+    spec: Any,
+    outputs: dict[str, int],
+    opset: int = OPSET,
+    ml_opset: int = ML_OPSET,
+    ir_version: int | None = None,
+    matrix: list[str] | None = None,
+) -> Any:
     """The ONNX model taking the spec's raw columns and giving its encoded features.
 
     Args:
@@ -189,20 +200,30 @@ def preprocessing_model(spec: Any, outputs: dict[str, int], opset: int = OPSET, 
     for name, column in spec.numeric_columns.items():
         values = b.node("Cast", [as_double(name)], f"{name}_float", to=TensorProto.FLOAT)
         missing = b.node("IsNaN", [values], f"{name}_missing")
-        encoded[name] = b.node("Where", [missing, b.const(column.mean, np.float32, f"{name}_mean"), values],
-                               f"{name}_imputed")
+        encoded[name] = b.node(
+            "Where", [missing, b.const(column.mean, np.float32, f"{name}_mean"), values], f"{name}_imputed"
+        )
     for name, column in spec.categorical_columns.items():
         if column.kind == "vocab":
             text = as_text(column.source[0])
             size = len(column.vocabulary)
-            ids = b.node("LabelEncoder", [text], f"{name}_lookup", domain="ai.onnx.ml",
-                         keys_strings=[str(v) for v in column.vocabulary], values_int64s=list(range(size)),
-                         default_int64=-1)
+            ids = b.node(
+                "LabelEncoder",
+                [text],
+                f"{name}_lookup",
+                domain="ai.onnx.ml",
+                keys_strings=[str(v) for v in column.vocabulary],
+                values_int64s=list(range(size)),
+                default_int64=-1,
+            )
             if column.num_oov_buckets == 1:
                 oov = b.const(size, np.int64, f"{name}_oov")
             else:
-                oov = b.node("Add", [bucket(text, column.num_oov_buckets, f"{name}_oov"),
-                                     b.const(size, np.int64, f"{name}_size")], f"{name}_oov")
+                oov = b.node(
+                    "Add",
+                    [bucket(text, column.num_oov_buckets, f"{name}_oov"), b.const(size, np.int64, f"{name}_size")],
+                    f"{name}_oov",
+                )
             unseen = b.node("Less", [ids, b.const(0, np.int64, "zero")], f"{name}_unseen")
             encoded[name] = b.node("Where", [unseen, oov, ids], name)
         elif column.kind == "identity":
@@ -211,16 +232,26 @@ def preprocessing_model(spec: Any, outputs: dict[str, int], opset: int = OPSET, 
             high = b.node("Less", [values, b.const(float(column.num_buckets), np.float64, f"{name}_n")], f"{name}_high")
             inside = b.node("And", [low, high], f"{name}_inside")  # NaN compares false on both
             whole = b.node("Floor", [values], f"{name}_floor")
-            chosen = b.node("Where", [inside, whole, b.const(float(column.num_buckets), np.float64, f"{name}_oov")],
-                            f"{name}_chosen")
+            chosen = b.node(
+                "Where",
+                [inside, whole, b.const(float(column.num_buckets), np.float64, f"{name}_oov")],
+                f"{name}_chosen",
+            )
             encoded[name] = b.node("Cast", [chosen], name, to=TensorProto.INT64)
         elif column.kind == "bucketized":
             values = as_double(column.source[0])
             column_values = b.node("Unsqueeze", [values, one], f"{name}_column")
-            above = b.node("GreaterOrEqual", [column_values, b.const(column.boundaries, np.float64, f"{name}_bounds")],
-                           f"{name}_above")
-            counts = b.node("ReduceSum", [b.node("Cast", [above], f"{name}_above64", to=TensorProto.INT64),
-                                          one], f"{name}_count", keepdims=0)
+            above = b.node(
+                "GreaterOrEqual",
+                [column_values, b.const(column.boundaries, np.float64, f"{name}_bounds")],
+                f"{name}_above",
+            )
+            counts = b.node(
+                "ReduceSum",
+                [b.node("Cast", [above], f"{name}_above64", to=TensorProto.INT64), one],
+                f"{name}_count",
+                keepdims=0,
+            )
             missing = b.node("IsNaN", [values], f"{name}_missing")  # np.digitize puts NaN in the last bucket
             last = b.const(len(column.boundaries), np.int64, f"{name}_last")
             encoded[name] = b.node("Where", [missing, last, counts], name)
@@ -228,8 +259,12 @@ def preprocessing_model(spec: Any, outputs: dict[str, int], opset: int = OPSET, 
             if column.kind == "hash":
                 text = as_text(column.source[0])
             else:
-                parts = [as_text(s) if _is_raw_source(spec, s) else
-                         b.node("Cast", [encoded[s]], f"{s}_text", to=TensorProto.STRING) for s in column.source]
+                parts = [
+                    as_text(s)
+                    if _is_raw_source(spec, s)
+                    else b.node("Cast", [encoded[s]], f"{s}_text", to=TensorProto.STRING)
+                    for s in column.source
+                ]
                 separator = b.const([CROSS_SEPARATOR], object, "separator")
                 text = parts[0]
                 for part in parts[1:]:
@@ -241,8 +276,10 @@ def preprocessing_model(spec: Any, outputs: dict[str, int], opset: int = OPSET, 
 
     graph_outputs = []
     if matrix is not None:
-        parts = [b.node("Unsqueeze", [b.node("Cast", [encoded[n]], f"{n}_f", to=TensorProto.FLOAT), one], f"{n}_col")
-                 for n in matrix]
+        parts = [
+            b.node("Unsqueeze", [b.node("Cast", [encoded[n]], f"{n}_f", to=TensorProto.FLOAT), one], f"{n}_col")
+            for n in matrix
+        ]
         out = f"{ENCODED_PREFIX}matrix"
         b.nodes.append(helper.make_node("Concat", parts, [out], name=out, axis=1))
         graph_outputs.append(helper.make_tensor_value_info(out, TensorProto.FLOAT, [None, len(matrix)]))
@@ -257,18 +294,25 @@ def preprocessing_model(spec: Any, outputs: dict[str, int], opset: int = OPSET, 
                 graph_outputs.append(helper.make_tensor_value_info(out, elem_type, [None, len(parts)]))
                 continue
             if name not in encoded:
-                raise FeatureGraphError(f"The model takes an input {name!r} that the feature spec does not produce; "
-                                        f"it produces {sorted(encoded)}.")
+                raise FeatureGraphError(
+                    f"The model takes an input {name!r} that the feature spec does not produce; "
+                    f"it produces {sorted(encoded)}."
+                )
             cast = b.node("Cast", [encoded[name]], f"{name}_typed", to=elem_type)
             out = ENCODED_PREFIX + name
             b.nodes.append(helper.make_node("Unsqueeze", [cast, one], [out], name=out))
             graph_outputs.append(helper.make_tensor_value_info(out, elem_type, [None, 1]))
     graph_inputs = [helper.make_tensor_value_info(name, types[dtype], [None]) for name, dtype in raw.items()]
     graph = helper.make_graph(b.nodes, "layerflow_preprocessing", graph_inputs, graph_outputs, b.initializers)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset),
-                                                    helper.make_opsetid("ai.onnx.ml", ml_opset),
-                                                    helper.make_opsetid("com.microsoft", MS_OPSET)],
-                              producer_name="layerflow")
+    model = helper.make_model(
+        graph,
+        opset_imports=[
+            helper.make_opsetid("", opset),
+            helper.make_opsetid("ai.onnx.ml", ml_opset),
+            helper.make_opsetid("com.microsoft", MS_OPSET),
+        ],
+        producer_name="layerflow",
+    )
     if ir_version is not None:
         model.ir_version = ir_version
     onnx.checker.check_model(model)
@@ -291,10 +335,15 @@ def raw_input_signature(spec: Any) -> list[dict[str, Any]]:
     """
     described = []
     for name, dtype in raw_input_dtypes(spec).items():
-        entry: dict[str, Any] = {"name": name, "dtype": dtype, "shape": [None],
-                                 "missing": dtype != "int64"}  # NaN is imputed or bucketed; "" is out of vocabulary
-        vocabularies = [c.vocabulary for c in spec.categorical_columns.values()
-                        if c.kind == "vocab" and c.source == [name]]
+        entry: dict[str, Any] = {
+            "name": name,
+            "dtype": dtype,
+            "shape": [None],
+            "missing": dtype != "int64",
+        }  # NaN is imputed or bucketed; "" is out of vocabulary
+        vocabularies = [
+            c.vocabulary for c in spec.categorical_columns.values() if c.kind == "vocab" and c.source == [name]
+        ]
         entry["feature"] = "categorical" if dtype == "string" else "numeric"
         if vocabularies:
             entry["vocabulary"] = [str(v) for v in vocabularies[0]]

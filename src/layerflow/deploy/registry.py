@@ -29,8 +29,9 @@ def list_models(base: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """
     folder = Path(base)
     if not folder.is_dir():
-        raise MissingFileError(f"Model base directory {folder} does not exist; export a model first "
-                               f"(layerflow export RUN --out {folder}).")
+        raise MissingFileError(
+            f"Model base directory {folder} does not exist; export a model first (layerflow export RUN --out {folder})."
+        )
     models = []
     for model_dir in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
         found = versions(model_dir)
@@ -43,7 +44,13 @@ def list_models(base: str | os.PathLike[str]) -> list[dict[str, Any]]:
                 lineage = json.loads((model_dir / str(version) / LINEAGE_FILE).read_text())
             except (OSError, json.JSONDecodeError):
                 lineage = {}
-            rows.append({"version": version, "labels": sorted(k for k, v in labels.items() if v == version),
-                         "run_id": lineage.get("run_id"), "metrics": lineage.get("metrics") or {}})
+            rows.append(
+                {
+                    "version": version,
+                    "labels": sorted(k for k, v in labels.items() if v == version),
+                    "run_id": lineage.get("run_id"),
+                    "metrics": lineage.get("metrics") or {},
+                }
+            )
         models.append({"name": model_dir.name, "labels": labels, "versions": rows})
     return models

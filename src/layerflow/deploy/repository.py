@@ -40,9 +40,11 @@ class LoadedModel:
         unknown = sorted(set(inputs) - set(names))
         missing = [n for n in names if n not in inputs]
         if unknown or missing:
-            raise BadInput(f"Inputs {missing} are missing and {unknown} unknown; the model takes {names}."
-                           if unknown and missing else f"Input(s) {missing or unknown} "
-                           f"{'missing' if missing else 'unknown'}; the model takes {names}.")
+            raise BadInput(
+                f"Inputs {missing} are missing and {unknown} unknown; the model takes {names}."
+                if unknown and missing
+                else f"Input(s) {missing or unknown} {'missing' if missing else 'unknown'}; the model takes {names}."
+            )
         feed = {spec["name"]: to_array(spec, inputs[spec["name"]]) for spec in self.input_specs}
         if self.signature.get("raw_inputs"):
             check_rows(feed)

@@ -28,12 +28,27 @@ from layerflow.deploy.repository import BadInput, LoadedModel, ModelNotFound, Mo
 from layerflow.http_token import TokenGate
 
 MAX_BODY_BYTES = 32 * 1024 * 1024
-_TFS_PATH = re.compile(r"^(?P<name>[^/:]+)(?:/versions/(?P<version>[^/:]+)|/labels/(?P<label>[^/:]+))?"
-                       r"(?::(?P<verb>predict|classify|regress)|/(?P<meta>metadata|signature))?$")
-_V2_TYPES = {"float32": "FP32", "float64": "FP64", "int32": "INT32", "int64": "INT64", "bool": "BOOL",
-             "string": "BYTES", "object": "BYTES"}
-_TF_TYPES = {"float32": "DT_FLOAT", "float64": "DT_DOUBLE", "int32": "DT_INT32", "int64": "DT_INT64", "bool": "DT_BOOL",
-             "string": "DT_STRING"}
+_TFS_PATH = re.compile(
+    r"^(?P<name>[^/:]+)(?:/versions/(?P<version>[^/:]+)|/labels/(?P<label>[^/:]+))?"
+    r"(?::(?P<verb>predict|classify|regress)|/(?P<meta>metadata|signature))?$"
+)
+_V2_TYPES = {
+    "float32": "FP32",
+    "float64": "FP64",
+    "int32": "INT32",
+    "int64": "INT64",
+    "bool": "BOOL",
+    "string": "BYTES",
+    "object": "BYTES",
+}
+_TF_TYPES = {
+    "float32": "DT_FLOAT",
+    "float64": "DT_DOUBLE",
+    "int32": "DT_INT32",
+    "int64": "DT_INT64",
+    "bool": "DT_BOOL",
+    "string": "DT_STRING",
+}
 SIGNATURE_NAME = "serving_default"
 
 
@@ -93,8 +108,10 @@ def _rows_to_columns(model: LoadedModel, instances: Any) -> dict[str, Any]:
         for i, row in enumerate(instances):
             lacking = [k for k in keys if k not in row]
             if lacking:
-                raise BadInput(f"Instance {i} lacks {lacking} (other instances have them); send every feature "
-                               "in every instance, null for a missing value.")
+                raise BadInput(
+                    f"Instance {i} lacks {lacking} (other instances have them); send every feature "
+                    "in every instance, null for a missing value."
+                )
         return {name: [row[name] for row in instances] for name in keys}
     if len(names) != 1:
         raise BadInput(f"The model takes inputs {names}: each instance must be an object naming them.")
@@ -109,8 +126,9 @@ def _check_signature_name(body: dict[str, Any]) -> None:
     if not isinstance(chosen, str):
         raise BadInput(f"'signature_name' must be a string; got {json.dumps(chosen)[:40]}.")
     if chosen not in ("", SIGNATURE_NAME):
-        raise BadInput(f"Serving signature name: {chosen!r} not found in signature def; the model has "
-                       f"{SIGNATURE_NAME!r}.")
+        raise BadInput(
+            f"Serving signature name: {chosen!r} not found in signature def; the model has {SIGNATURE_NAME!r}."
+        )
 
 
 def _tfs_feed(model: LoadedModel, body: Any) -> dict[str, np.ndarray]:
@@ -150,32 +168,52 @@ def _status(repository: ModelRepository, name: str, version: int | None) -> dict
     chosen = [version] if version is not None else repository.versions_of(name)
     if version is not None:
         repository.get(name, version)
-    return {"model_version_status": [{"version": str(v), "state": "AVAILABLE",
-                                      "status": {"error_code": "OK", "error_message": ""}} for v in chosen]}
+    return {
+        "model_version_status": [
+            {"version": str(v), "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}
+            for v in chosen
+        ]
+    }
 
 
 def _tfs_metadata(model: LoadedModel) -> dict[str, Any]:
     """TF Serving's GetModelMetadataResponse (JSON) for the bundle's one signature, ``serving_default``."""
+
     def tensor(spec: dict[str, Any]) -> dict[str, Any]:
         dims = [{"size": str(-1 if d is None else d), "name": ""} for d in spec["shape"]]
-        return {"dtype": _TF_TYPES.get(spec["dtype"], "DT_INVALID"), "tensor_shape": {"dim": dims, "unknown_rank": False},
-                "name": spec["name"]}
+        return {
+            "dtype": _TF_TYPES.get(spec["dtype"], "DT_INVALID"),
+            "tensor_shape": {"dim": dims, "unknown_rank": False},
+            "name": spec["name"],
+        }
 
-    signature = {"inputs": {s["name"]: tensor(s) for s in model.input_specs},
-                 "outputs": {s["name"]: tensor(s) for s in model.signature["outputs"]},
-                 "method_name": "tensorflow/serving/predict", "defaults": {}}
-    return {"model_spec": {"name": model.name, "signature_name": "", "version": str(model.version)},
-            "metadata": {"signature_def": {"signature_def": {SIGNATURE_NAME: signature}}}}
+    signature = {
+        "inputs": {s["name"]: tensor(s) for s in model.input_specs},
+        "outputs": {s["name"]: tensor(s) for s in model.signature["outputs"]},
+        "method_name": "tensorflow/serving/predict",
+        "defaults": {},
+    }
+    return {
+        "model_spec": {"name": model.name, "signature_name": "", "version": str(model.version)},
+        "metadata": {"signature_def": {"signature_def": {SIGNATURE_NAME: signature}}},
+    }
 
 
 def _v2_metadata(model: LoadedModel, repository: ModelRepository) -> dict[str, Any]:
     def tensor(spec):
-        return {"name": spec["name"], "datatype": _V2_TYPES.get(spec["dtype"], spec["dtype"]),
-                "shape": [-1 if d is None else d for d in spec["shape"]]}
+        return {
+            "name": spec["name"],
+            "datatype": _V2_TYPES.get(spec["dtype"], spec["dtype"]),
+            "shape": [-1 if d is None else d for d in spec["shape"]],
+        }
 
-    return {"name": model.name, "versions": [str(v) for v in repository.versions_of(model.name)],
-            "platform": "onnxruntime_onnx", "inputs": [tensor(s) for s in model.input_specs],
-            "outputs": [tensor(s) for s in model.signature["outputs"]]}
+    return {
+        "name": model.name,
+        "versions": [str(v) for v in repository.versions_of(model.name)],
+        "platform": "onnxruntime_onnx",
+        "inputs": [tensor(s) for s in model.input_specs],
+        "outputs": [tensor(s) for s in model.signature["outputs"]],
+    }
 
 
 def _v2_feed(model: LoadedModel, body: Any) -> dict[str, np.ndarray]:
@@ -187,8 +225,9 @@ def _v2_feed(model: LoadedModel, body: Any) -> dict[str, np.ndarray]:
             raise BadInput("Each input needs 'name', 'shape', 'datatype' and 'data'.")
         try:
             data = item["data"]
-            columns[item["name"]] = np.asarray(data, dtype=object if item.get("datatype") == "BYTES" else None
-                                               ).reshape(item["shape"])
+            columns[item["name"]] = np.asarray(data, dtype=object if item.get("datatype") == "BYTES" else None).reshape(
+                item["shape"]
+            )
         except (ValueError, TypeError):
             raise BadInput(f"Input {item['name']!r}: its data does not fill the shape {item['shape']}.") from None
     return model.check(columns)
@@ -199,20 +238,30 @@ def _v2_wanted(model: LoadedModel, body: dict[str, Any]) -> set[str]:
     requested = body.get("outputs")
     if requested is None:
         return set(model.output_names)
-    if not isinstance(requested, list) or not all(isinstance(o, dict) and isinstance(o.get("name"), str)
-                                                  for o in requested):
+    if not isinstance(requested, list) or not all(
+        isinstance(o, dict) and isinstance(o.get("name"), str) for o in requested
+    ):
         raise BadInput("'outputs' must be a list of objects each with a 'name' (a string).")
     unknown = [o["name"] for o in requested if o["name"] not in model.output_names]
     if unknown:
-        raise BadInput(f"Requested output(s) {unknown} are not outputs of model {model.name!r}; it has "
-                       f"{model.output_names}.")
+        raise BadInput(
+            f"Requested output(s) {unknown} are not outputs of model {model.name!r}; it has {model.output_names}."
+        )
     return {o["name"] for o in requested} or set(model.output_names)
 
 
 def _v2_response(model: LoadedModel, body: dict[str, Any], outputs: dict[str, np.ndarray]) -> dict[str, Any]:
     wanted = _v2_wanted(model, body)
-    response = [{"name": name, "datatype": _V2_TYPES.get(str(v.dtype), str(v.dtype)), "shape": list(v.shape),
-                 "data": v.ravel().tolist()} for name, v in outputs.items() if name in wanted]
+    response = [
+        {
+            "name": name,
+            "datatype": _V2_TYPES.get(str(v.dtype), str(v.dtype)),
+            "shape": list(v.shape),
+            "data": v.ravel().tolist(),
+        }
+        for name, v in outputs.items()
+        if name in wanted
+    ]
     result = {"model_name": model.name, "model_version": str(model.version), "outputs": response}
     if "id" in body:
         result["id"] = body["id"]
@@ -230,9 +279,16 @@ def session_options(intra_op_threads: int = 0, inter_op_threads: int = 0, parall
     return options
 
 
-def create_app(base_dir: str, token: str | None = None, poll_seconds: float = 1.0, options: Any = None,
-               max_batch_size: int = 0, batch_delay_ms: float = 2.0, grpc_port: int | None = None,
-               grpc_host: str = "127.0.0.1") -> Starlette:
+def create_app(
+    base_dir: str,
+    token: str | None = None,
+    poll_seconds: float = 1.0,
+    options: Any = None,
+    max_batch_size: int = 0,
+    batch_delay_ms: float = 2.0,
+    grpc_port: int | None = None,
+    grpc_host: str = "127.0.0.1",
+) -> Starlette:
     """The ASGI app serving every model under ``base_dir`` (TF Serving layout).
 
     Args:
@@ -269,20 +325,31 @@ def create_app(base_dir: str, token: str | None = None, poll_seconds: float = 1.
     async def tfs(request: Request) -> Response:
         match = _TFS_PATH.match(request.path_params["rest"])
         if not match:
-            raise HttpError(400, f"Malformed request: {request.method} {request.url.path}; TF Serving's paths are "
-                                 "/v1/models/NAME[/versions/V | /labels/LABEL][:predict | /metadata].")
+            raise HttpError(
+                400,
+                f"Malformed request: {request.method} {request.url.path}; TF Serving's paths are "
+                "/v1/models/NAME[/versions/V | /labels/LABEL][:predict | /metadata].",
+            )
         name, version, label = match["name"], _version(match["version"]), match["label"]
         if match["verb"] in ("classify", "regress"):
-            raise HttpError(400, f":{match['verb']} is not supported: a layerflow bundle has one signature, "
-                                 f"{SIGNATURE_NAME!r} (tensorflow/serving/predict); the supported verb is :predict "
-                                 f"(POST /v1/models/{name}:predict).")
+            raise HttpError(
+                400,
+                f":{match['verb']} is not supported: a layerflow bundle has one signature, "
+                f"{SIGNATURE_NAME!r} (tensorflow/serving/predict); the supported verb is :predict "
+                f"(POST /v1/models/{name}:predict).",
+            )
         if request.method == "GET" and not match["verb"]:
             if match["meta"] == "metadata":
                 return JSONResponse(_tfs_metadata(repository.get(name, version, label)))
             if match["meta"] == "signature":
                 model = repository.get(name, version, label)
-                return JSONResponse({"model_spec": {"name": name, "version": str(model.version)},
-                                     "signature": model.signature, "lineage": model.lineage})
+                return JSONResponse(
+                    {
+                        "model_spec": {"name": name, "version": str(model.version)},
+                        "signature": model.signature,
+                        "lineage": model.lineage,
+                    }
+                )
             if label is not None:
                 version = repository.get(name, None, label).version
             return JSONResponse(_status(repository, name, version))
@@ -290,8 +357,9 @@ def create_app(base_dir: str, token: str | None = None, poll_seconds: float = 1.
             model = repository.get(name, version, label)
             body = await _body(request)
             return JSONResponse(_tfs_response(body, await infer(model, _tfs_feed(model, body))))
-        raise HttpError(405, f"{request.method} {request.url.path} is not supported: GET status and metadata, "
-                             "POST :predict.")
+        raise HttpError(
+            405, f"{request.method} {request.url.path} is not supported: GET status and metadata, POST :predict."
+        )
 
     async def v2_model(request: Request) -> Response:
         name, version = request.path_params["name"], _version(request.path_params.get("version"))
@@ -309,8 +377,14 @@ def create_app(base_dir: str, token: str | None = None, poll_seconds: float = 1.
         return JSONResponse({"live": True} if request.url.path.endswith("live") else {"ready": True})
 
     async def server_metadata(request: Request) -> Response:
-        return JSONResponse({"name": "layerflow", "version": "1", "extensions": [],
-                             "models": {n: [str(v) for v in vs] for n, vs in repository.models().items()}})
+        return JSONResponse(
+            {
+                "name": "layerflow",
+                "version": "1",
+                "extensions": [],
+                "models": {n: [str(v) for v in vs] for n, vs in repository.models().items()},
+            }
+        )
 
     async def metrics_endpoint(request: Request) -> Response:
         return Response(metrics.render(), media_type="text/plain; version=0.0.4")
@@ -319,9 +393,13 @@ def create_app(base_dir: str, token: str | None = None, poll_seconds: float = 1.
         return JSONResponse(openapi_document())
 
     routes = [
-        Route("/metrics", metrics_endpoint), Route("/openapi.json", openapi),
-        Route("/v2/health/live", health), Route("/v2/health/ready", health), Route("/v2", server_metadata),
-        Route("/v2/models/{name}", v2_model), Route("/v2/models/{name}/ready", v2_model),
+        Route("/metrics", metrics_endpoint),
+        Route("/openapi.json", openapi),
+        Route("/v2/health/live", health),
+        Route("/v2/health/ready", health),
+        Route("/v2", server_metadata),
+        Route("/v2/models/{name}", v2_model),
+        Route("/v2/models/{name}/ready", v2_model),
         Route("/v2/models/{name}/versions/{version}", v2_model),
         Route("/v2/models/{name}/versions/{version}/ready", v2_model),
         Route("/v2/models/{name}/infer", v2_model, methods=["POST"]),
@@ -361,10 +439,21 @@ def create_app(base_dir: str, token: str | None = None, poll_seconds: float = 1.
             finally:
                 await server.stop(grace=1)
 
-    app = Starlette(lifespan=lifespan, routes=routes, exception_handlers={Exception: errors, HttpError: errors, ModelNotFound: errors,
-                                                       BadInput: errors, StarletteHTTPException: errors},
-                    middleware=[Middleware(_Measure, metrics=metrics),
-                                *([Middleware(TokenGate, token=token, open_paths=("/v2/health",))] if token else [])])
+    app = Starlette(
+        lifespan=lifespan,
+        routes=routes,
+        exception_handlers={
+            Exception: errors,
+            HttpError: errors,
+            ModelNotFound: errors,
+            BadInput: errors,
+            StarletteHTTPException: errors,
+        },
+        middleware=[
+            Middleware(_Measure, metrics=metrics),
+            *([Middleware(TokenGate, token=token, open_paths=("/v2/health",))] if token else []),
+        ],
+    )
     app.state.repository = repository
     app.state.batchers = batchers
     return app
@@ -377,15 +466,30 @@ class ServerMetrics:
         from prometheus_client import CollectorRegistry, Counter, Histogram
 
         self.registry = CollectorRegistry()
-        self.requests = Counter("layerflow_requests", "HTTP requests answered", ["protocol", "status"],
-                                registry=self.registry)
-        self.request_seconds = Histogram("layerflow_request_seconds", "Time to answer a request", ["protocol"],
-                                         registry=self.registry, buckets=(.001, .002, .005, .01, .025, .05, .1, .25, 1))
-        self.inference_seconds = Histogram("layerflow_inference_seconds", "Time in the model (with batching wait)",
-                                           ["model"], registry=self.registry,
-                                           buckets=(.0005, .001, .002, .005, .01, .025, .05, .1, 1))
-        self.batch_rows = Histogram("layerflow_batch_rows", "Rows per batched onnxruntime call", ["model"],
-                                    registry=self.registry, buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256))
+        self.requests = Counter(
+            "layerflow_requests", "HTTP requests answered", ["protocol", "status"], registry=self.registry
+        )
+        self.request_seconds = Histogram(
+            "layerflow_request_seconds",
+            "Time to answer a request",
+            ["protocol"],
+            registry=self.registry,
+            buckets=(0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
+        )
+        self.inference_seconds = Histogram(
+            "layerflow_inference_seconds",
+            "Time in the model (with batching wait)",
+            ["model"],
+            registry=self.registry,
+            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 1),
+        )
+        self.batch_rows = Histogram(
+            "layerflow_batch_rows",
+            "Rows per batched onnxruntime call",
+            ["model"],
+            registry=self.registry,
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+        )
 
     def render(self) -> bytes:
         from prometheus_client import generate_latest
@@ -429,10 +533,19 @@ def app_from_environment() -> Starlette:
     return create_app(**config, options=session_options(*threads))
 
 
-def run_server(base_dir: str, host: str = "127.0.0.1", port: int = 8501, token: str | None = None,
-               max_batch_size: int = 0, batch_delay_ms: float = 2.0, intra_op_threads: int = 0,
-               inter_op_threads: int = 0, access_log: bool = False, workers: int = 1,
-               grpc_port: int | None = None) -> None:
+def run_server(
+    base_dir: str,
+    host: str = "127.0.0.1",
+    port: int = 8501,
+    token: str | None = None,
+    max_batch_size: int = 0,
+    batch_delay_ms: float = 2.0,
+    intra_op_threads: int = 0,
+    inter_op_threads: int = 0,
+    access_log: bool = False,
+    workers: int = 1,
+    grpc_port: int | None = None,
+) -> None:
     """Serves every model under ``base_dir`` until interrupted; ``lf.serve`` checks the arguments first.
 
     With ``workers`` above 1, uvicorn runs that many processes on the one port, each with its own
@@ -440,12 +553,32 @@ def run_server(base_dir: str, host: str = "127.0.0.1", port: int = 8501, token: 
     import uvicorn
 
     if workers > 1:
-        os.environ[WORKER_CONFIG] = json.dumps({"base_dir": base_dir, "token": token, "max_batch_size": max_batch_size,
-                                                "batch_delay_ms": batch_delay_ms,
-                                                "threads": [intra_op_threads, inter_op_threads]})
-        uvicorn.run("layerflow.deploy.server:app_from_environment", factory=True, workers=workers, host=host,
-                    port=port, log_level="info", access_log=access_log)
+        os.environ[WORKER_CONFIG] = json.dumps(
+            {
+                "base_dir": base_dir,
+                "token": token,
+                "max_batch_size": max_batch_size,
+                "batch_delay_ms": batch_delay_ms,
+                "threads": [intra_op_threads, inter_op_threads],
+            }
+        )
+        uvicorn.run(
+            "layerflow.deploy.server:app_from_environment",
+            factory=True,
+            workers=workers,
+            host=host,
+            port=port,
+            log_level="info",
+            access_log=access_log,
+        )
         return
-    app = create_app(base_dir, token=token, options=session_options(intra_op_threads, inter_op_threads),
-                     max_batch_size=max_batch_size, batch_delay_ms=batch_delay_ms, grpc_port=grpc_port, grpc_host=host)
+    app = create_app(
+        base_dir,
+        token=token,
+        options=session_options(intra_op_threads, inter_op_threads),
+        max_batch_size=max_batch_size,
+        batch_delay_ms=batch_delay_ms,
+        grpc_port=grpc_port,
+        grpc_host=host,
+    )
     uvicorn.run(app, host=host, port=port, log_level="info", access_log=access_log)

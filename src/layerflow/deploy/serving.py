@@ -26,15 +26,26 @@ def _whole_number(name: str, value: object, lowest: int, highest: int | None = N
     return number
 
 
-def _check_arguments(model_dir: str | os.PathLike[str], host: str, port: int, token: str | None, max_batch_size: int,
-                     batch_delay_ms: float, intra_op_threads: int, inter_op_threads: int, workers: int = 1,
-                     grpc_port: int | None = None) -> Path:
+def _check_arguments(
+    model_dir: str | os.PathLike[str],
+    host: str,
+    port: int,
+    token: str | None,
+    max_batch_size: int,
+    batch_delay_ms: float,
+    intra_op_threads: int,
+    inter_op_threads: int,
+    workers: int = 1,
+    grpc_port: int | None = None,
+) -> Path:
     if not isinstance(model_dir, (str, os.PathLike)):
         raise InvalidTypeError(f"model_dir must be a folder path; got {type(model_dir).__name__}.")
     folder = Path(model_dir)
     if not folder.is_dir():
-        raise MissingFileError(f"Model directory {folder} does not exist; export a model first: "
-                               f"layerflow export RUN --out {folder} (or lf.export_run(run, {str(folder)!r})).")
+        raise MissingFileError(
+            f"Model directory {folder} does not exist; export a model first: "
+            f"layerflow export RUN --out {folder} (or lf.export_run(run, {str(folder)!r}))."
+        )
     if not isinstance(host, str) or not host.strip():
         raise InvalidValueError(f"host={host!r} must be an address to bind, e.g. '127.0.0.1'.")
     _whole_number("port", port, 0, MAX_PORT)
@@ -53,9 +64,19 @@ def _check_arguments(model_dir: str | os.PathLike[str], host: str, port: int, to
     return folder
 
 
-def serve(model_dir: str | os.PathLike[str], host: str = "127.0.0.1", port: int = 8501, token: str | None = None,
-          max_batch_size: int = 0, batch_delay_ms: float = 2.0, intra_op_threads: int = 0, inter_op_threads: int = 0,
-          access_log: bool = False, workers: int = 1, grpc_port: int | None = None) -> None:
+def serve(
+    model_dir: str | os.PathLike[str],
+    host: str = "127.0.0.1",
+    port: int = 8501,
+    token: str | None = None,
+    max_batch_size: int = 0,
+    batch_delay_ms: float = 2.0,
+    intra_op_threads: int = 0,
+    inter_op_threads: int = 0,
+    access_log: bool = False,
+    workers: int = 1,
+    grpc_port: int | None = None,
+) -> None:
     """Serves every exported model under ``model_dir`` over REST until interrupted.
 
     Speaks TF Serving's REST protocol (``/v1/models/NAME:predict``) and KServe v2's
@@ -86,13 +107,32 @@ def serve(model_dir: str | os.PathLike[str], host: str = "127.0.0.1", port: int 
         >>> lf.export_run("latest", "models")          # models/<name>/1/
         >>> lf.serve("models", port=8501)               # curl localhost:8501/v1/models/<name>:predict
     """
-    folder = _check_arguments(model_dir, host, port, token, max_batch_size, batch_delay_ms, intra_op_threads,
-                              inter_op_threads, workers, grpc_port)
+    folder = _check_arguments(
+        model_dir,
+        host,
+        port,
+        token,
+        max_batch_size,
+        batch_delay_ms,
+        intra_op_threads,
+        inter_op_threads,
+        workers,
+        grpc_port,
+    )
     try:
         from layerflow.deploy.server import run_server
     except ImportError as error:
         raise MissingDependencyError(f"Serving needs the serve extra: {SERVE_INSTALL} ({error}).") from None
-    run_server(str(folder), host=host, port=int(port), token=token, max_batch_size=int(max_batch_size),
-               batch_delay_ms=float(batch_delay_ms), intra_op_threads=int(intra_op_threads),
-               inter_op_threads=int(inter_op_threads), access_log=bool(access_log), workers=int(workers),
-               grpc_port=None if grpc_port is None else int(grpc_port))
+    run_server(
+        str(folder),
+        host=host,
+        port=int(port),
+        token=token,
+        max_batch_size=int(max_batch_size),
+        batch_delay_ms=float(batch_delay_ms),
+        intra_op_threads=int(intra_op_threads),
+        inter_op_threads=int(inter_op_threads),
+        access_log=bool(access_log),
+        workers=int(workers),
+        grpc_port=None if grpc_port is None else int(grpc_port),
+    )

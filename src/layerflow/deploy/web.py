@@ -23,7 +23,11 @@ RUNTIME_FILES = ("ort.wasm.min.js", "ort-wasm-simd-threaded.wasm", "ort-wasm-sim
 
 
 def _runtime_dir() -> Path:
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "layerflow" / f"onnxruntime-web-{ORT_WEB_VERSION}"
+    base = (
+        Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+        / "layerflow"
+        / f"onnxruntime-web-{ORT_WEB_VERSION}"
+    )
     dist = base / "node_modules" / "onnxruntime-web" / "dist"
     if all((dist / name).is_file() for name in RUNTIME_FILES):
         return dist
@@ -31,8 +35,21 @@ def _runtime_dir() -> Path:
     if npm is None:
         raise BundleError("Building the web page needs npm (Node.js) to install onnxruntime-web; install Node.js.")
     base.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run([npm, "install", "--no-save", "--no-audit", "--no-fund", "--prefix", str(base),
-                           f"onnxruntime-web@{ORT_WEB_VERSION}"], capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [
+            npm,
+            "install",
+            "--no-save",
+            "--no-audit",
+            "--no-fund",
+            "--prefix",
+            str(base),
+            f"onnxruntime-web@{ORT_WEB_VERSION}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     if done.returncode != 0 or not all((dist / name).is_file() for name in RUNTIME_FILES):
         raise BundleError(f"npm could not install onnxruntime-web@{ORT_WEB_VERSION}:\n{done.stderr[-2000:]}")
     return dist
@@ -55,9 +72,14 @@ def render_page(template: str, title: str) -> str:
         >>> "<h1>iris</h1>" in render_page("form.html", "iris")
         True
     """
-    environment = jinja2.Environment(loader=jinja2.PackageLoader("layerflow.deploy", "web_template"),
-                                     autoescape=True, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
-                                     undefined=jinja2.StrictUndefined)
+    environment = jinja2.Environment(
+        loader=jinja2.PackageLoader("layerflow.deploy", "web_template"),
+        autoescape=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        undefined=jinja2.StrictUndefined,
+    )
     return environment.get_template(template).render(TITLE=title)
 
 
@@ -114,8 +136,9 @@ def _is_image_model(signature: dict[str, Any]) -> bool:
     return min(height, width) >= 4
 
 
-def build_web_page(bundle_dir: str | os.PathLike[str], out: str | os.PathLike[str], title: str | None = None,
-                   sample: Any = None) -> Path:
+def build_web_page(
+    bundle_dir: str | os.PathLike[str], out: str | os.PathLike[str], title: str | None = None, sample: Any = None
+) -> Path:
     """Writes ``out/index.html`` with the model, its signature and the onnxruntime-web runtime.
 
     Args:
@@ -136,8 +159,10 @@ def build_web_page(bundle_dir: str | os.PathLike[str], out: str | os.PathLike[st
     try:
         sample_json = None if sample is None else json.dumps(_without_nan(sample), allow_nan=False)
     except (TypeError, ValueError) as error:
-        raise InvalidValueError(f"sample must be JSON-serialisable inputs (nested lists or row dicts), e.g. "
-                                f"x[:3].tolist(); got {type(sample).__name__} ({error}).") from None
+        raise InvalidValueError(
+            f"sample must be JSON-serialisable inputs (nested lists or row dicts), e.g. "
+            f"x[:3].tolist(); got {type(sample).__name__} ({error})."
+        ) from None
     if title is not None and not isinstance(title, str):
         raise InvalidTypeError(f"title must be a string; got {type(title).__name__}.")
     out = Path(out)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import inspect
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -49,8 +50,10 @@ class _Constructor(type):
             hint = ""
             if getattr(cls, "head_kind", None) == REGRESSION and {"n_classes", "label_vocabulary"} & set(unknown):
                 hint = " (n_classes and label_vocabulary are for classifiers, not regressors)"
-            raise EstimatorError(f"{cls.__name__}() got the unknown keyword{'s' if len(unknown) > 1 else ''} "
-                                 f"{', '.join(unknown)}{hint}; it accepts {', '.join(accepted)}.")
+            raise EstimatorError(
+                f"{cls.__name__}() got the unknown keyword{'s' if len(unknown) > 1 else ''} "
+                f"{', '.join(unknown)}{hint}; it accepts {', '.join(accepted)}."
+            )
         try:
             bound = signature.bind(*args, **kwargs)
         except TypeError as error:
@@ -80,10 +83,17 @@ class BaseEstimator(metaclass=_Constructor):
     # the constructor's arguments, set by _Constructor right after __init__
     _params: dict[str, Any]
 
-    def __init__(self, label: str, feature_columns: Any = None, weight_column: str | None = None,
-                 model_dir: str | os.PathLike[str] | None = None, n_classes: int | None = None,
-                 label_vocabulary: Sequence[str] | None = None, batch_size: int | None = None,
-                 seed: int | None = None):
+    def __init__(
+        self,
+        label: str,
+        feature_columns: Any = None,
+        weight_column: str | None = None,
+        model_dir: str | os.PathLike[str] | None = None,
+        n_classes: int | None = None,
+        label_vocabulary: Sequence[str] | None = None,
+        batch_size: int | None = None,
+        seed: int | None = None,
+    ):
         if not isinstance(label, str) or not label:
             raise EstimatorError(f"label= must name the label column (a string); got {label!r}.")
         if weight_column is not None and (not isinstance(weight_column, str) or weight_column == label):
@@ -101,8 +111,9 @@ class BaseEstimator(metaclass=_Constructor):
         self.spec: FeatureSpec | None = None
         self._given_spec = feature_columns
         if feature_columns is not None and not hasattr(feature_columns, "state"):
-            raise EstimatorError(f"feature_columns= takes a lf.feature_spec (fitted or not); "
-                                 f"got {type(feature_columns).__name__}.")
+            raise EstimatorError(
+                f"feature_columns= takes a lf.feature_spec (fitted or not); got {type(feature_columns).__name__}."
+            )
         self.model_dir = Path(model_dir) if model_dir is not None else None
         self.epochs_done = 0
         self.global_step = 0
@@ -166,7 +177,7 @@ class BaseEstimator(metaclass=_Constructor):
         """
         return dict(self._params)
 
-    def set_params(self, **params: Any) -> "BaseEstimator":
+    def set_params(self, **params: Any) -> BaseEstimator:
         """Changes constructor arguments: the estimator is built again from them (checked as the
         constructor checks them; on an error nothing changes).
 
@@ -182,18 +193,22 @@ class BaseEstimator(metaclass=_Constructor):
         """
         unknown = [name for name in params if name not in self._params]
         if unknown:
-            raise EstimatorError(f"{self.kind}.set_params() got the unknown parameter{'s' if len(unknown) > 1 else ''} "
-                                 f"{', '.join(unknown)}; it accepts {', '.join(self._params)}.")
+            raise EstimatorError(
+                f"{self.kind}.set_params() got the unknown parameter{'s' if len(unknown) > 1 else ''} "
+                f"{', '.join(unknown)}; it accepts {', '.join(self._params)}."
+            )
         if self.trained and self.model_dir is None:
-            raise EstimatorError(f"set_params() on a trained {self.kind} without a model_dir would discard its model; "
-                                 "save() it first, or build a new estimator from get_params().")
+            raise EstimatorError(
+                f"set_params() on a trained {self.kind} without a model_dir would discard its model; "
+                "save() it first, or build a new estimator from get_params()."
+            )
         rebuilt = type(self)(**{**self._params, **params})
         self.__dict__.clear()
         self.__dict__.update(rebuilt.__dict__)
         return self
 
     @classmethod
-    def _from_config(cls, config: dict[str, Any], **more: Any) -> "BaseEstimator":
+    def _from_config(cls, config: dict[str, Any], **more: Any) -> BaseEstimator:
         """The estimator a saved configuration describes (what its constructor takes of it), built
         with ``more`` (a model_dir opens as at construction)."""
         accepted = inspect.signature(cls).parameters
@@ -233,9 +248,15 @@ class BaseEstimator(metaclass=_Constructor):
         self.global_step = int(manifest.get("global_step", 0))
 
     def _manifest(self, checkpoint: str | None) -> dict[str, Any]:
-        return {"format": FORMAT_VERSION, "kind": self.kind, "config": self.config(), "checkpoint": checkpoint,
-                "epochs_done": self.epochs_done, "global_step": self.global_step,
-                "training": self._training_settings()}
+        return {
+            "format": FORMAT_VERSION,
+            "kind": self.kind,
+            "config": self.config(),
+            "checkpoint": checkpoint,
+            "epochs_done": self.epochs_done,
+            "global_step": self.global_step,
+            "training": self._training_settings(),
+        }
 
     def _training_settings(self) -> dict[str, Any]:
         """How batches are drawn (not part of the model: not checked against a model_dir, but
@@ -245,8 +266,10 @@ class BaseEstimator(metaclass=_Constructor):
     def _fitted_spec(self) -> FeatureSpec:
         """The fitted feature spec (fitted by train() or read from a model_dir)."""
         if self.spec is None:
-            raise NotTrainedError(f"{self.kind} has no fitted feature spec: call train() first (it fits one), "
-                                  f"or load a model_dir that holds its {SPEC_FILE}.")
+            raise NotTrainedError(
+                f"{self.kind} has no fitted feature spec: call train() first (it fits one), "
+                f"or load a model_dir that holds its {SPEC_FILE}."
+            )
         return self.spec
 
     def _write_spec(self, folder: Path) -> None:
@@ -303,8 +326,9 @@ class BaseEstimator(metaclass=_Constructor):
         return first
 
     # -- the vocabulary --------------------------------------------------------------------
-    def train(self, data: Any, epochs: int | None = None, steps: int | None = None,
-              _on_epoch_end: EpochHook | None = None) -> "BaseEstimator":
+    def train(
+        self, data: Any, epochs: int | None = None, steps: int | None = None, _on_epoch_end: EpochHook | None = None
+    ) -> BaseEstimator:
         """Trains on ``data``; with a model_dir, checkpoints as it goes and resumes from it.
 
         Args:
@@ -367,8 +391,12 @@ class BaseEstimator(metaclass=_Constructor):
             targets.append(target)
             if weight is not None:
                 weights.append(weight)
-        metrics = self.head.metrics(np.concatenate(targets), np.concatenate(outputs), self.model_outputs,
-                                    np.concatenate(weights) if weights else None)
+        metrics = self.head.metrics(
+            np.concatenate(targets),
+            np.concatenate(outputs),
+            self.model_outputs,
+            np.concatenate(weights) if weights else None,
+        )
         metrics["global_step"] = float(self.global_step)
         tracking.record_evaluation(metrics)
         return metrics
@@ -388,15 +416,21 @@ class BaseEstimator(metaclass=_Constructor):
         Example:
             >>> est.predict(new_rows, keys=["classes", "probabilities"])
         """
-        frames = [self.head.predictions(out, self.model_outputs, keys)
-                  for out, _, _ in self._collect(data, labelled=False)]
-        return pd.concat(frames, ignore_index=True) if frames else self.head.predictions(
-            np.zeros((0, self.head.output_units)), self.model_outputs, keys)
+        frames = [
+            self.head.predictions(out, self.model_outputs, keys) for out, _, _ in self._collect(data, labelled=False)
+        ]
+        return (
+            pd.concat(frames, ignore_index=True)
+            if frames
+            else self.head.predictions(np.zeros((0, self.head.output_units)), self.model_outputs, keys)
+        )
 
     def _require_trained(self, what: str) -> None:
         if not self.trained:
-            raise NotTrainedError(f"{self.kind}.{what}() needs a trained estimator: call train() first "
-                                  "(or lf.estimators.load(model_dir) for one trained before).")
+            raise NotTrainedError(
+                f"{self.kind}.{what}() needs a trained estimator: call train() first "
+                "(or lf.estimators.load(model_dir) for one trained before)."
+            )
 
     # -- saving and export -----------------------------------------------------------------
     def save(self, folder: str | os.PathLike[str]) -> Path:
@@ -440,9 +474,15 @@ class BaseEstimator(metaclass=_Constructor):
             >>> parts = est.export_parts(); parts["head"]
         """
         self._require_trained("export_parts")
-        return {"kind": self.export_kind, "model": self._export_model(), "feature_spec": self.spec,
-                "head": self.head.kind, "class_labels": self.head.class_labels, "model_outputs": self.model_outputs,
-                "encode": lambda batch: self._encode(batch, labelled=False)[0]}
+        return {
+            "kind": self.export_kind,
+            "model": self._export_model(),
+            "feature_spec": self.spec,
+            "head": self.head.kind,
+            "class_labels": self.head.class_labels,
+            "model_outputs": self.model_outputs,
+            "encode": lambda batch: self._encode(batch, labelled=False)[0],
+        }
 
     export_kind = "keras"
 
@@ -470,7 +510,7 @@ def _shown(value: Any) -> str:
 def _same(value: Any, default: Any) -> bool:
     try:
         return bool(value == default) and type(value) is type(default)
-    except Exception:  # values whose == is not a plain bool (arrays)
+    except Exception:  # noqa: BLE001 - values whose == is not a plain bool (arrays)
         return False
 
 

@@ -19,8 +19,9 @@ from __future__ import annotations
 import os
 import tempfile
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -35,19 +36,42 @@ PRUNING_MODES = ("none", "pre", "post")
 
 
 class _BoostedTrees(BaseEstimator):
-    def __init__(self, label: str, feature_columns: Any, *, n_trees: int, max_depth: int, learning_rate: float,
-                 l1: float, l2: float, tree_complexity: float, min_node_weight: float, center_bias: bool,
-                 pruning_mode: str, max_bin: int, weight_column: str | None,
-                 model_dir: str | os.PathLike[str] | None, n_classes: int | None,
-                 label_vocabulary: Sequence[str] | None, batch_size: int | None, seed: int | None,
-                 n_threads: int | None) -> None:
-        super().__init__(label, feature_columns, weight_column, model_dir, n_classes, label_vocabulary, batch_size, seed)
+    def __init__(
+        self,
+        label: str,
+        feature_columns: Any,
+        *,
+        n_trees: int,
+        max_depth: int,
+        learning_rate: float,
+        l1: float,
+        l2: float,
+        tree_complexity: float,
+        min_node_weight: float,
+        center_bias: bool,
+        pruning_mode: str,
+        max_bin: int,
+        weight_column: str | None,
+        model_dir: str | os.PathLike[str] | None,
+        n_classes: int | None,
+        label_vocabulary: Sequence[str] | None,
+        batch_size: int | None,
+        seed: int | None,
+        n_threads: int | None,
+    ) -> None:
+        super().__init__(
+            label, feature_columns, weight_column, model_dir, n_classes, label_vocabulary, batch_size, seed
+        )
         for name, value, low in (("n_trees", n_trees, 1), ("max_depth", max_depth, 1), ("max_bin", max_bin, 2)):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise EstimatorError(f"{name}={value!r} must be a whole number >= {low}.")
-        rates: tuple[tuple[str, float], ...] = (("learning_rate", learning_rate), ("l1", l1), ("l2", l2),
-                                                 ("tree_complexity", tree_complexity),
-                                                 ("min_node_weight", min_node_weight))
+        rates: tuple[tuple[str, float], ...] = (
+            ("learning_rate", learning_rate),
+            ("l1", l1),
+            ("l2", l2),
+            ("tree_complexity", tree_complexity),
+            ("min_node_weight", min_node_weight),
+        )
         for name, rate in rates:
             if isinstance(rate, bool) or not isinstance(rate, (int, float)) or rate < 0:
                 raise EstimatorError(f"{name}={rate!r} must be a number >= 0.")
@@ -58,7 +82,9 @@ class _BoostedTrees(BaseEstimator):
         if pruning_mode == "none" and tree_complexity > 0:
             raise EstimatorError("tree_complexity > 0 prunes splits: give pruning_mode='pre' or 'post' with it.")
         if pruning_mode != "none" and tree_complexity <= 0:
-            raise EstimatorError(f"pruning_mode={pruning_mode!r} needs tree_complexity > 0 (the gain a split must exceed).")
+            raise EstimatorError(
+                f"pruning_mode={pruning_mode!r} needs tree_complexity > 0 (the gain a split must exceed)."
+            )
         self.n_trees, self.max_depth, self.max_bin = n_trees, max_depth, max_bin
         self.learning_rate, self.l1, self.l2 = float(learning_rate), float(l1), float(l2)
         self.tree_complexity, self.min_node_weight = float(tree_complexity), float(min_node_weight)
@@ -72,12 +98,19 @@ class _BoostedTrees(BaseEstimator):
     def model_outputs(self) -> str:
         return "probabilities" if self.head.is_classifier else "predictions"
 
-
     def _options(self) -> dict[str, Any]:
-        return {"n_trees": self.n_trees, "max_depth": self.max_depth, "learning_rate": self.learning_rate,
-                "l1": self.l1, "l2": self.l2, "tree_complexity": self.tree_complexity,
-                "min_node_weight": self.min_node_weight, "center_bias": self.center_bias,
-                "pruning_mode": self.pruning_mode, "max_bin": self.max_bin}
+        return {
+            "n_trees": self.n_trees,
+            "max_depth": self.max_depth,
+            "learning_rate": self.learning_rate,
+            "l1": self.l1,
+            "l2": self.l2,
+            "tree_complexity": self.tree_complexity,
+            "min_node_weight": self.min_node_weight,
+            "center_bias": self.center_bias,
+            "pruning_mode": self.pruning_mode,
+            "max_bin": self.max_bin,
+        }
 
     @property
     def trained(self) -> bool:
@@ -90,9 +123,15 @@ class _BoostedTrees(BaseEstimator):
     def params(self) -> dict[str, Any]:
         """The XGBoost parameters these options map to."""
         params: dict[str, Any] = {
-            "tree_method": "hist", "max_depth": self.max_depth, "eta": self.learning_rate, "alpha": self.l1,
-            "lambda": self.l2, "gamma": self.tree_complexity, "min_child_weight": self.min_node_weight,
-            "max_bin": self.max_bin, "seed": self.seed or 0,
+            "tree_method": "hist",
+            "max_depth": self.max_depth,
+            "eta": self.learning_rate,
+            "alpha": self.l1,
+            "lambda": self.l2,
+            "gamma": self.tree_complexity,
+            "min_child_weight": self.min_node_weight,
+            "max_bin": self.max_bin,
+            "seed": self.seed or 0,
         }
         if self.n_threads:
             params["nthread"] = self.n_threads
@@ -108,9 +147,16 @@ class _BoostedTrees(BaseEstimator):
             params["base_score"] = 0.5 if self.head.kind == BINARY else 0.0 if self.head.kind == REGRESSION else 0.5
         return params
 
-    def train(self, data: Any, epochs: int | None = None, steps: int | None = None,
-              _on_epoch_end: EpochHook | None = None, *, workers: int | None = None,
-              max_failures: int = 0) -> "_BoostedTrees":
+    def train(
+        self,
+        data: Any,
+        epochs: int | None = None,
+        steps: int | None = None,
+        _on_epoch_end: EpochHook | None = None,
+        *,
+        workers: int | None = None,
+        max_failures: int = 0,
+    ) -> _BoostedTrees:
         """Trains on ``data`` in this process, or with ``workers=N`` on N Ray Train workers.
 
         Args:
@@ -135,8 +181,15 @@ class _BoostedTrees(BaseEstimator):
             return self
         from layerflow.estimators.distributed_trees import train_on_workers
 
-        return train_on_workers(self, data, epochs=epochs, steps=steps, workers=workers, max_failures=max_failures,
-                                _on_epoch_end=_on_epoch_end)
+        return train_on_workers(
+            self,
+            data,
+            epochs=epochs,
+            steps=steps,
+            workers=workers,
+            max_failures=max_failures,
+            _on_epoch_end=_on_epoch_end,
+        )
 
     def _fit(self, dataset: Any, epochs: int | None, steps: int | None, on_epoch_end: EpochHook | None) -> None:
         import xgboost as xgb
@@ -164,13 +217,18 @@ class _BoostedTrees(BaseEstimator):
 
         with tempfile.TemporaryDirectory(prefix="layerflow-xgb-") as cache:
             data_iter = DMatrixBatches.make(self, dataset, os.path.join(cache, "pages"))
-            matrix = xgb.ExtMemQuantileDMatrix(data_iter, max_bin=self.max_bin, missing=np.nan,
-                                               nthread=self.n_threads)
+            matrix = xgb.ExtMemQuantileDMatrix(data_iter, max_bin=self.max_bin, missing=np.nan, nthread=self.n_threads)
             with warnings.catch_warnings():  # post-pruning names its updaters, which xgboost warns about
                 warnings.filterwarnings("ignore", message=".*manually specified the `updater`")
-                self.booster = xgb.train(self.params(), matrix, num_boost_round=target - done, xgb_model=self.booster,
-                                         evals=self._train_evals(matrix), verbose_eval=False,
-                                         callbacks=[Checkpoint()])
+                self.booster = xgb.train(
+                    self.params(),
+                    matrix,
+                    num_boost_round=target - done,
+                    xgb_model=self.booster,
+                    evals=self._train_evals(matrix),
+                    verbose_eval=False,
+                    callbacks=[Checkpoint()],
+                )
             del matrix, data_iter  # frees the cache pages before their folder goes
         self.epochs_done = self.global_step = self.booster.num_boosted_rounds()
 
@@ -210,8 +268,10 @@ class _BoostedTrees(BaseEstimator):
         parts = super().export_parts()
         parts["feature_names"] = self._feature_names
         state = self._fitted_spec().state()
-        parts["feature_encoding"] = {"numeric": [c["name"] for c in state["numeric"]],
-                                     "categorical_ids": [c["name"] for c in state["categorical"]]}
+        parts["feature_encoding"] = {
+            "numeric": [c["name"] for c in state["numeric"]],
+            "categorical_ids": [c["name"] for c in state["categorical"]],
+        }
         return parts
 
 
@@ -240,17 +300,48 @@ class BoostedTreesRegressor(_BoostedTrees):
     """
     head_kind = REGRESSION
 
-    def __init__(self, label: str, feature_columns: Any = None, *, n_trees: int = 100, max_depth: int = 6,
-                 learning_rate: float = 0.1, l1: float = 0.0, l2: float = 1.0, tree_complexity: float = 0.0,
-                 min_node_weight: float = 0.0, center_bias: bool = True, pruning_mode: str = "none",
-                 max_bin: int = 256, weight_column: str | None = None,
-                 model_dir: str | os.PathLike[str] | None = None, batch_size: int = 65_536,
-                 seed: int | None = None, n_threads: int | None = None) -> None:
-        super().__init__(label, feature_columns, n_trees=n_trees, max_depth=max_depth, learning_rate=learning_rate,
-                         l1=l1, l2=l2, tree_complexity=tree_complexity, min_node_weight=min_node_weight,
-                         center_bias=center_bias, pruning_mode=pruning_mode, max_bin=max_bin,
-                         weight_column=weight_column, model_dir=model_dir, n_classes=None,
-                         label_vocabulary=None, batch_size=batch_size, seed=seed, n_threads=n_threads)
+    def __init__(
+        self,
+        label: str,
+        feature_columns: Any = None,
+        *,
+        n_trees: int = 100,
+        max_depth: int = 6,
+        learning_rate: float = 0.1,
+        l1: float = 0.0,
+        l2: float = 1.0,
+        tree_complexity: float = 0.0,
+        min_node_weight: float = 0.0,
+        center_bias: bool = True,
+        pruning_mode: str = "none",
+        max_bin: int = 256,
+        weight_column: str | None = None,
+        model_dir: str | os.PathLike[str] | None = None,
+        batch_size: int = 65_536,
+        seed: int | None = None,
+        n_threads: int | None = None,
+    ) -> None:
+        super().__init__(
+            label,
+            feature_columns,
+            n_trees=n_trees,
+            max_depth=max_depth,
+            learning_rate=learning_rate,
+            l1=l1,
+            l2=l2,
+            tree_complexity=tree_complexity,
+            min_node_weight=min_node_weight,
+            center_bias=center_bias,
+            pruning_mode=pruning_mode,
+            max_bin=max_bin,
+            weight_column=weight_column,
+            model_dir=model_dir,
+            n_classes=None,
+            label_vocabulary=None,
+            batch_size=batch_size,
+            seed=seed,
+            n_threads=n_threads,
+        )
 
 
 class BoostedTreesClassifier(_BoostedTrees):
@@ -265,15 +356,47 @@ class BoostedTreesClassifier(_BoostedTrees):
     """
     head_kind = BINARY
 
-    def __init__(self, label: str, feature_columns: Any = None, *, n_trees: int = 100, max_depth: int = 6,
-                 learning_rate: float = 0.1, l1: float = 0.0, l2: float = 1.0, tree_complexity: float = 0.0,
-                 min_node_weight: float = 0.0, center_bias: bool = True, pruning_mode: str = "none",
-                 max_bin: int = 256, weight_column: str | None = None,
-                 model_dir: str | os.PathLike[str] | None = None, n_classes: int | None = None,
-                 label_vocabulary: Sequence[str] | None = None, batch_size: int = 65_536,
-                 seed: int | None = None, n_threads: int | None = None) -> None:
-        super().__init__(label, feature_columns, n_trees=n_trees, max_depth=max_depth, learning_rate=learning_rate,
-                         l1=l1, l2=l2, tree_complexity=tree_complexity, min_node_weight=min_node_weight,
-                         center_bias=center_bias, pruning_mode=pruning_mode, max_bin=max_bin,
-                         weight_column=weight_column, model_dir=model_dir, n_classes=n_classes,
-                         label_vocabulary=label_vocabulary, batch_size=batch_size, seed=seed, n_threads=n_threads)
+    def __init__(
+        self,
+        label: str,
+        feature_columns: Any = None,
+        *,
+        n_trees: int = 100,
+        max_depth: int = 6,
+        learning_rate: float = 0.1,
+        l1: float = 0.0,
+        l2: float = 1.0,
+        tree_complexity: float = 0.0,
+        min_node_weight: float = 0.0,
+        center_bias: bool = True,
+        pruning_mode: str = "none",
+        max_bin: int = 256,
+        weight_column: str | None = None,
+        model_dir: str | os.PathLike[str] | None = None,
+        n_classes: int | None = None,
+        label_vocabulary: Sequence[str] | None = None,
+        batch_size: int = 65_536,
+        seed: int | None = None,
+        n_threads: int | None = None,
+    ) -> None:
+        super().__init__(
+            label,
+            feature_columns,
+            n_trees=n_trees,
+            max_depth=max_depth,
+            learning_rate=learning_rate,
+            l1=l1,
+            l2=l2,
+            tree_complexity=tree_complexity,
+            min_node_weight=min_node_weight,
+            center_bias=center_bias,
+            pruning_mode=pruning_mode,
+            max_bin=max_bin,
+            weight_column=weight_column,
+            model_dir=model_dir,
+            n_classes=n_classes,
+            label_vocabulary=label_vocabulary,
+            batch_size=batch_size,
+            seed=seed,
+            n_threads=n_threads,
+        )

@@ -43,19 +43,25 @@ def _check_counts(workers: Any, max_failures: Any, cpus_per_worker: Any) -> None
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise EstimatorError(f"workers={workers!r} must be a whole number >= 1 (the Ray Train workers to train on).")
     if isinstance(max_failures, bool) or not isinstance(max_failures, int) or max_failures < 0:
-        raise EstimatorError(f"max_failures={max_failures!r} must be a whole number >= 0 "
-                             "(how many times a failed worker group restarts from its last checkpoint).")
+        raise EstimatorError(
+            f"max_failures={max_failures!r} must be a whole number >= 0 "
+            "(how many times a failed worker group restarts from its last checkpoint)."
+        )
     if isinstance(cpus_per_worker, bool) or not isinstance(cpus_per_worker, (int, float)) or cpus_per_worker <= 0:
         raise EstimatorError(f"cpus_per_worker={cpus_per_worker!r} must be a number above 0.")
 
 
 def _check_shardable(data: Any) -> None:
-    if inspect.isgenerator(data) or inspect.isasyncgen(data) or (
-            hasattr(data, "__next__") and not hasattr(data, "chunks")):
+    if (
+        inspect.isgenerator(data)
+        or inspect.isasyncgen(data)
+        or (hasattr(data, "__next__") and not hasattr(data, "chunks"))
+    ):
         raise EstimatorError(
             f"A {type(data).__name__} cannot be sharded across workers: each worker must read its own part of "
             "the data, and an iterator can be read only once, by one process. Pass a lf.data Dataset, a DataFrame "
-            "or a CSV/Parquet path.")
+            "or a CSV/Parquet path."
+        )
 
 
 def _count_rows_up_to(dataset: Any, limit: int) -> int:
@@ -78,10 +84,11 @@ def _count_streamed(dataset: Any, limit: int) -> int:
 def _connect_ray() -> Any:
     try:
         import ray
-        import ray.train.xgboost  # noqa: F401 - Ray Train is installed too
+        import ray.train.xgboost
     except ImportError:
-        raise EstimatorError("Training on several workers needs Ray Train: pip install 'layerflow[ray]' "
-                             "(ray[train]).") from None
+        raise EstimatorError(
+            "Training on several workers needs Ray Train: pip install 'layerflow[ray]' (ray[train])."
+        ) from None
     if not ray.is_initialized():
         # RAY_ADDRESS (or a cluster started with `ray start` here), else a local cluster in this process.
         ray.init(log_to_driver=False, configure_logging=False)
@@ -96,7 +103,8 @@ def _wait_for_placement(ray: Any, workers: int, cpus_per_worker: float, timeout:
         raise EstimatorError(
             f"workers={workers} need {needed:g} CPU ({cpus_per_worker:g} per worker), but the Ray cluster has "
             f"{total:g} CPU in all ({ray.cluster_resources()}); use at most {int(total // cpus_per_worker)} "
-            "workers, fewer CPUs per worker, or a larger cluster.")
+            "workers, fewer CPUs per worker, or a larger cluster."
+        )
     deadline = time.monotonic() + timeout
     while True:
         free = ray.available_resources().get("CPU", 0.0)
@@ -106,7 +114,8 @@ def _wait_for_placement(ray: Any, workers: int, cpus_per_worker: float, timeout:
             raise EstimatorError(
                 f"workers={workers} need {needed:g} free CPU ({cpus_per_worker:g} per worker); the Ray cluster has "
                 f"{total:g} CPU but only {free:g} stayed free for {timeout:g} s (other work holds the rest). "
-                "Wait for it to finish, or use fewer workers.")
+                "Wait for it to finish, or use fewer workers."
+            )
         time.sleep(0.5)
 
 
@@ -149,19 +158,34 @@ def _train_loop_per_worker(config: dict[str, Any]) -> None:
     shard = config["dataset"].shard(world, rank)
     with tempfile.TemporaryDirectory(prefix=f"layerflow-xgb-rank{rank}-") as cache:
         data_iter = DMatrixBatches.make(estimator, shard, os.path.join(cache, "pages"))
-        matrix = xgb.ExtMemQuantileDMatrix(data_iter, max_bin=estimator.max_bin, missing=np.nan,
-                                           nthread=estimator.n_threads)
+        matrix = xgb.ExtMemQuantileDMatrix(
+            data_iter, max_bin=estimator.max_bin, missing=np.nan, nthread=estimator.n_threads
+        )
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*manually specified the `updater`")
-            xgb.train(estimator.params(), matrix, num_boost_round=target - done, xgb_model=estimator.booster,
-                      evals=[(matrix, "train")] if config["evals"] else [], verbose_eval=False,
-                      callbacks=[Checkpoint(), RayTrainReportCallback(frequency=1, checkpoint_at_end=True)])
+            xgb.train(
+                estimator.params(),
+                matrix,
+                num_boost_round=target - done,
+                xgb_model=estimator.booster,
+                evals=[(matrix, "train")] if config["evals"] else [],
+                verbose_eval=False,
+                callbacks=[Checkpoint(), RayTrainReportCallback(frequency=1, checkpoint_at_end=True)],
+            )
         del matrix, data_iter
 
 
-def train_on_workers(estimator: Any, data: Any, epochs: int | None = None, steps: int | None = None,
-                     workers: int = 2, max_failures: int = 0, cpus_per_worker: float = 1,
-                     placement_timeout: float = DEFAULT_PLACEMENT_TIMEOUT_S, _on_epoch_end: Any = None) -> Any:
+def train_on_workers(
+    estimator: Any,
+    data: Any,
+    epochs: int | None = None,
+    steps: int | None = None,
+    workers: int = 2,
+    max_failures: int = 0,
+    cpus_per_worker: float = 1,
+    placement_timeout: float = DEFAULT_PLACEMENT_TIMEOUT_S,
+    _on_epoch_end: Any = None,
+) -> Any:
     """Trains a boosted-trees estimator on ``workers`` Ray Train workers (XGBoost's collective).
 
     Args:
@@ -195,8 +219,10 @@ def train_on_workers(estimator: Any, data: Any, epochs: int | None = None, steps
     dataset = as_dataset(data)
     rows = _count_rows_up_to(dataset, workers)
     if rows < workers:
-        raise EstimatorError(f"workers={workers} is more than the {rows} row(s) of the data: every worker needs "
-                             f"rows of its own; use at most {rows} workers.")
+        raise EstimatorError(
+            f"workers={workers} is more than the {rows} row(s) of the data: every worker needs "
+            f"rows of its own; use at most {rows} workers."
+        )
     estimator._check_data(dataset)
     estimator._prepare_spec(dataset)
     check_columns(first_batch(dataset), spec_columns(estimator.spec), "feature spec column")
@@ -216,24 +242,39 @@ def train_on_workers(estimator: Any, data: Any, epochs: int | None = None, steps
     return estimator
 
 
-def _fit_on_ray(estimator: Any, dataset: Any, target: int, workers: int, max_failures: int,
-                cpus_per_worker: float, on_epoch_end: Any) -> Any:
+def _fit_on_ray(
+    estimator: Any,
+    dataset: Any,
+    target: int,
+    workers: int,
+    max_failures: int,
+    cpus_per_worker: float,
+    on_epoch_end: Any,
+) -> Any:
     from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.xgboost import RayTrainReportCallback, XGBoostTrainer
 
     storage = tempfile.mkdtemp(prefix="layerflow-raytrain-")
-    config = {"estimator": estimator, "dataset": dataset, "target": target, "on_epoch_end": on_epoch_end,
-              "run_env": tracking.run_environment(), "evals": tracking.run_model_dir() is not None}
+    config = {
+        "estimator": estimator,
+        "dataset": dataset,
+        "target": target,
+        "on_epoch_end": on_epoch_end,
+        "run_env": tracking.run_environment(),
+        "evals": tracking.run_model_dir() is not None,
+    }
     try:
         trainer = XGBoostTrainer(
-            _train_loop_per_worker, train_loop_config=config,
+            _train_loop_per_worker,
+            train_loop_config=config,
             scaling_config=ScalingConfig(num_workers=workers, resources_per_worker={"CPU": cpus_per_worker}),
-            run_config=RunConfig(name="layerflow-trees", storage_path=storage,
-                                 failure_config=FailureConfig(max_failures=max_failures)),
+            run_config=RunConfig(
+                name="layerflow-trees", storage_path=storage, failure_config=FailureConfig(max_failures=max_failures)
+            ),
         )
         try:
             result = trainer.fit()
-        except Exception as error:  # noqa: BLE001 - Ray Train's errors carry the worker's traceback
+        except Exception as error:
             raise DistributedTrainingError(f"Training on {workers} workers failed:\n{error}") from error
         if result.checkpoint is None:
             raise DistributedTrainingError(f"Training on {workers} workers ended without a checkpoint.")

@@ -37,11 +37,14 @@ class EpochRng:
         from layerflow.estimators.layers import EpochSeededDropout
 
         self.seed = seed
-        self.active = (seed is not None and keras.backend.backend() == "torch"
-                       and any(isinstance(layer, EpochSeededDropout) for layer in model.layers))
+        self.active = (
+            seed is not None
+            and keras.backend.backend() == "torch"
+            and any(isinstance(layer, EpochSeededDropout) for layer in model.layers)
+        )
         self._fork: AbstractContextManager[Any] | None = None
 
-    def __enter__(self) -> "EpochRng":
+    def __enter__(self) -> EpochRng:
         if self.active:
             import torch
 

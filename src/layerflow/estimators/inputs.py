@@ -7,7 +7,8 @@ path (a glob pattern works). It is always read in a stream of batches.
 from __future__ import annotations
 
 import os
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -31,8 +32,10 @@ def as_dataset(data: Any) -> Dataset:
     """
     if isinstance(data, Dataset):
         if data.kind == "prepared":
-            raise EstimatorError("Estimators take raw columns (a dataset of rows or batches), "
-                                 "not a prepared (features, label) dataset: pass the dataset before .prepare().")
+            raise EstimatorError(
+                "Estimators take raw columns (a dataset of rows or batches), "
+                "not a prepared (features, label) dataset: pass the dataset before .prepare()."
+            )
         return data
     if hasattr(data, "columns") and hasattr(data, "iloc"):
         return from_frame(data)
@@ -41,12 +44,12 @@ def as_dataset(data: Any) -> Dataset:
         if path.lower().endswith(PARQUET_SUFFIXES):
             return parquet_dataset(path)
         return csv_dataset(path)
-    raise EstimatorError(f"Estimators take a lf.data Dataset, a pandas DataFrame or a CSV/Parquet path; "
-                         f"got {type(data).__name__}.")
+    raise EstimatorError(
+        f"Estimators take a lf.data Dataset, a pandas DataFrame or a CSV/Parquet path; got {type(data).__name__}."
+    )
 
 
-def batches(dataset: Dataset, batch_size: int, shuffle_buffer: int | None = None,
-            seed: int | None = None) -> Dataset:
+def batches(dataset: Dataset, batch_size: int, shuffle_buffer: int | None = None, seed: int | None = None) -> Dataset:
     """``dataset`` as batches of ``batch_size`` rows, shuffled through a seeded buffer if asked.
 
     A dataset that is already batched keeps its batches (and is shuffled batch-wise).
@@ -73,8 +76,10 @@ def check_columns(batch: dict[str, np.ndarray], names: Sequence[str], role: str)
     missing = [name for name in names if name not in batch]
     if missing:
         which = ", ".join(repr(m) for m in missing)
-        raise MissingColumnError(f"The {role} {which} {'is' if len(missing) == 1 else 'are'} not in the data; "
-                                 f"its columns are {sorted(batch)}.")
+        raise MissingColumnError(
+            f"The {role} {which} {'is' if len(missing) == 1 else 'are'} not in the data; "
+            f"its columns are {sorted(batch)}."
+        )
 
 
 def spec_columns(spec: Any) -> list[str]:
@@ -117,11 +122,14 @@ def fitted_spec(feature_columns: Any, dataset: Dataset, label: str, exclude: Seq
     if feature_columns is None:
         return auto_spec(dataset, label, exclude)
     if not hasattr(feature_columns, "state") or not hasattr(feature_columns, "transform"):
-        raise EstimatorError(f"feature_columns= takes a lf.feature_spec (fitted or not); "
-                             f"got {type(feature_columns).__name__}.")
+        raise EstimatorError(
+            f"feature_columns= takes a lf.feature_spec (fitted or not); got {type(feature_columns).__name__}."
+        )
     if getattr(feature_columns, "fitted", False):
         return feature_columns
     if getattr(feature_columns, "dataset", None) is None:
-        raise EstimatorError("feature_columns= is an unfitted spec with no dataset; declare it over the "
-                             "training data (lf.feature_spec(data, label=...)) or fit it first.")
+        raise EstimatorError(
+            "feature_columns= is an unfitted spec with no dataset; declare it over the "
+            "training data (lf.feature_spec(data, label=...)) or fit it first."
+        )
     return feature_columns.fit()

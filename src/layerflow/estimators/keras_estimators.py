@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -12,9 +13,9 @@ from layerflow.backend import load_keras
 from layerflow.estimators import keras_models as km
 from layerflow.estimators import tracking
 from layerflow.estimators.base import BaseEstimator, EpochHook
+from layerflow.estimators.dropout_seeds import EpochRng
 from layerflow.estimators.errors import EstimatorError
 from layerflow.estimators.heads import BINARY, MULTICLASS, REGRESSION, Head
-from layerflow.estimators.dropout_seeds import EpochRng
 from layerflow.estimators.step_threads import StepThreads
 from layerflow.estimators.train_steps import EpochLoss, TrainSteps
 from layerflow.estimators.training_feed import TrainingFeed
@@ -31,7 +32,12 @@ ACTIVATIONS = ("relu", "elu", "selu", "gelu", "tanh", "sigmoid", "swish", "leaky
 
 
 def _check_rate(name: str, value: Any, low: float = 0.0, high: float | None = None) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < low or (high is not None and value >= high):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or value < low
+        or (high is not None and value >= high)
+    ):
         bound = f"in [{low}, {high})" if high is not None else f">= {low}"
         raise EstimatorError(f"{name}={value!r} must be a number {bound}.")
     return float(value)
@@ -43,22 +49,41 @@ class KerasEstimator(BaseEstimator):
     # the canned models take the numeric columns as one packed input (one tensor, not one per column)
     packs_numeric = True
 
-    def __init__(self, label: str, feature_columns: Any = None, *, optimizer: Any = None,
-                 learning_rate: float | None = None, l1: float = 0.0, l2: float = 0.0,
-                 weight_column: str | None = None, model_dir: str | os.PathLike[str] | None = None,
-                 n_classes: int | None = None, label_vocabulary: Sequence[str] | None = None,
-                 batch_size: int | None = None, shuffle_buffer: int | None = 10_000, seed: int | None = None):
-        super().__init__(label, feature_columns, weight_column, model_dir, n_classes, label_vocabulary, batch_size, seed)
+    def __init__(
+        self,
+        label: str,
+        feature_columns: Any = None,
+        *,
+        optimizer: Any = None,
+        learning_rate: float | None = None,
+        l1: float = 0.0,
+        l2: float = 0.0,
+        weight_column: str | None = None,
+        model_dir: str | os.PathLike[str] | None = None,
+        n_classes: int | None = None,
+        label_vocabulary: Sequence[str] | None = None,
+        batch_size: int | None = None,
+        shuffle_buffer: int | None = 10_000,
+        seed: int | None = None,
+    ):
+        super().__init__(
+            label, feature_columns, weight_column, model_dir, n_classes, label_vocabulary, batch_size, seed
+        )
         self.optimizer = optimizer if optimizer is not None else self._default("optimizer")
         if isinstance(self.optimizer, str):
             if self.optimizer.lower() not in km.OPTIMIZERS:
-                raise EstimatorError(f"optimizer={self.optimizer!r} is not known; expected one of "
-                                     f"{sorted(km.OPTIMIZERS.values())} or a Keras optimizer.")
+                raise EstimatorError(
+                    f"optimizer={self.optimizer!r} is not known; expected one of "
+                    f"{sorted(km.OPTIMIZERS.values())} or a Keras optimizer."
+                )
         elif not isinstance(self.optimizer, keras.optimizers.Optimizer):
-            raise EstimatorError(f"optimizer= takes a name ({', '.join(sorted(km.OPTIMIZERS.values()))}) or a "
-                                 f"Keras optimizer; got {type(self.optimizer).__name__}.")
-        self.learning_rate = _check_rate("learning_rate", learning_rate if learning_rate is not None
-                                         else self._default("learning_rate"), 0.0)
+            raise EstimatorError(
+                f"optimizer= takes a name ({', '.join(sorted(km.OPTIMIZERS.values()))}) or a "
+                f"Keras optimizer; got {type(self.optimizer).__name__}."
+            )
+        self.learning_rate = _check_rate(
+            "learning_rate", learning_rate if learning_rate is not None else self._default("learning_rate"), 0.0
+        )
         self.l1 = _check_rate("l1", l1)
         self.l2 = _check_rate("l2", l2)
         if shuffle_buffer is not None and (not isinstance(shuffle_buffer, int) or shuffle_buffer < 1):
@@ -78,8 +103,13 @@ class KerasEstimator(BaseEstimator):
     # -- BaseEstimator -----------------------------------------------------------------------
     def _options(self) -> dict[str, Any]:
         optimizer = self.optimizer if isinstance(self.optimizer, str) else type(self.optimizer).__name__
-        return {**self._model_options(), "optimizer": optimizer, "learning_rate": self.learning_rate,
-                "l1": self.l1, "l2": self.l2}
+        return {
+            **self._model_options(),
+            "optimizer": optimizer,
+            "learning_rate": self.learning_rate,
+            "l1": self.l1,
+            "l2": self.l2,
+        }
 
     def _training_settings(self) -> dict[str, Any]:
         return {**super()._training_settings(), "shuffle_buffer": self.shuffle_buffer}
@@ -104,8 +134,10 @@ class KerasEstimator(BaseEstimator):
         finally:
             self._packed_numeric = None
         model = keras.Model(inputs=inputs, outputs=outputs, name=self.kind.lower())
-        model.compile(optimizer=km.make_optimizer(keras, self.optimizer, self.learning_rate),
-                      loss=km.loss_for(keras, self.head.kind))
+        model.compile(
+            optimizer=km.make_optimizer(keras, self.optimizer, self.learning_rate),
+            loss=km.loss_for(keras, self.head.kind),
+        )
         self._set_model(model)
         return model
 
@@ -131,14 +163,23 @@ class KerasEstimator(BaseEstimator):
     def _fit(self, dataset: Any, epochs: int | None, steps: int | None, on_epoch_end: EpochHook | None) -> None:
         if self.model is None:
             self._build()
-        feed = TrainingFeed(dataset, self._encode, self.batch_size, self.shuffle_buffer,
-                            keep_encoded=self._train_data_in_memory)
+        feed = TrainingFeed(
+            dataset, self._encode, self.batch_size, self.shuffle_buffer, keep_encoded=self._train_data_in_memory
+        )
         step = TrainSteps(self.model)
         with StepThreads(self.model) as threads, EpochRng(self.model, self.seed) as rng:
             self._epochs(feed, step, threads, rng, epochs, steps, on_epoch_end)
 
-    def _epochs(self, feed: TrainingFeed, step: TrainSteps, threads: StepThreads, rng: EpochRng,
-                epochs: int | None, steps: int | None, on_epoch_end: EpochHook | None) -> None:
+    def _epochs(
+        self,
+        feed: TrainingFeed,
+        step: TrainSteps,
+        threads: StepThreads,
+        rng: EpochRng,
+        epochs: int | None,
+        steps: int | None,
+        on_epoch_end: EpochHook | None,
+    ) -> None:
         target = epochs if epochs is not None else (None if steps is not None else self.epochs_done + 1)
         remaining = steps
         while (target is None or self.epochs_done < target) and (remaining is None or remaining > 0):
@@ -202,8 +243,9 @@ class KerasEstimator(BaseEstimator):
 
 class _Linear:
     def _linear_init(self, linear_feature_columns: Sequence[str] | None) -> None:
-        if linear_feature_columns is not None and (isinstance(linear_feature_columns, str)
-                                                    or not all(isinstance(c, str) for c in linear_feature_columns)):
+        if linear_feature_columns is not None and (
+            isinstance(linear_feature_columns, str) or not all(isinstance(c, str) for c in linear_feature_columns)
+        ):
             raise EstimatorError("linear_feature_columns= takes a list of the spec's column names.")
         self.linear_feature_columns = list(linear_feature_columns) if linear_feature_columns is not None else None
 
@@ -218,10 +260,14 @@ class _DNN:
     _packed_numeric: Any
 
     def _dnn_init(self, hidden_units: Sequence[int], activation: str, dropout: float | None, batch_norm: bool) -> None:
-        if isinstance(hidden_units, (int, str)) or not hidden_units or not all(
-                isinstance(u, int) and not isinstance(u, bool) and u > 0 for u in hidden_units):
-            raise EstimatorError(f"hidden_units={hidden_units!r} must be a non-empty list of positive layer widths, "
-                                 "e.g. [64, 32].")
+        if (
+            isinstance(hidden_units, (int, str))
+            or not hidden_units
+            or not all(isinstance(u, int) and not isinstance(u, bool) and u > 0 for u in hidden_units)
+        ):
+            raise EstimatorError(
+                f"hidden_units={hidden_units!r} must be a non-empty list of positive layer widths, e.g. [64, 32]."
+            )
         if activation not in ACTIVATIONS:
             raise EstimatorError(f"activation={activation!r} is not known; expected one of {ACTIVATIONS}.")
         self.hidden_units = list(hidden_units)
@@ -234,12 +280,26 @@ class _DNN:
         assert spec is not None, "the model is built by train(), after it fitted the spec"
         if dense is None or not spec.state()["dense"] and spec.state()["categorical"]:
             dense = km.auto_dense(keras, inputs, spec, self.seed, self._packed_numeric)
-        return km.dnn_logits(keras, dense, self.head.output_units, self.hidden_units, self.activation,
-                             self.dropout, self.batch_norm, self.l1, self.l2, self.seed)
+        return km.dnn_logits(
+            keras,
+            dense,
+            self.head.output_units,
+            self.hidden_units,
+            self.activation,
+            self.dropout,
+            self.batch_norm,
+            self.l1,
+            self.l2,
+            self.seed,
+        )
 
     def _dnn_options(self) -> dict[str, Any]:
-        return {"hidden_units": self.hidden_units, "activation": self.activation, "dropout": self.dropout,
-                "batch_norm": self.batch_norm}
+        return {
+            "hidden_units": self.hidden_units,
+            "activation": self.activation,
+            "dropout": self.dropout,
+            "batch_norm": self.batch_norm,
+        }
 
 
 _COMMON_ARGS = """
@@ -260,8 +320,16 @@ class _LinearEstimator(_Linear, KerasEstimator):
         return {"linear_feature_columns": self.linear_feature_columns}
 
     def _logits(self, inputs, dense):
-        return km.linear_logits(keras, inputs, self.spec, self.head.output_units, self.linear_feature_columns,
-                                self.l1, self.l2, self._packed_numeric)
+        return km.linear_logits(
+            keras,
+            inputs,
+            self.spec,
+            self.head.output_units,
+            self.linear_feature_columns,
+            self.l1,
+            self.l2,
+            self._packed_numeric,
+        )
 
 
 class LinearRegressor(_LinearEstimator):
@@ -277,15 +345,36 @@ class LinearRegressor(_LinearEstimator):
     """
     head_kind = REGRESSION
 
-    def __init__(self, label: str, feature_columns: Any = None, *,
-                 linear_feature_columns: Sequence[str] | None = None, optimizer: Any = "Ftrl",
-                 learning_rate: float = 0.2, l1: float = 0.0, l2: float = 0.0, weight_column: str | None = None,
-                 model_dir: str | os.PathLike[str] | None = None, batch_size: int = 128,
-                 shuffle_buffer: int | None = 10_000, seed: int | None = None) -> None:
+    def __init__(
+        self,
+        label: str,
+        feature_columns: Any = None,
+        *,
+        linear_feature_columns: Sequence[str] | None = None,
+        optimizer: Any = "Ftrl",
+        learning_rate: float = 0.2,
+        l1: float = 0.0,
+        l2: float = 0.0,
+        weight_column: str | None = None,
+        model_dir: str | os.PathLike[str] | None = None,
+        batch_size: int = 128,
+        shuffle_buffer: int | None = 10_000,
+        seed: int | None = None,
+    ) -> None:
         self._linear_init(linear_feature_columns)
-        super().__init__(label, feature_columns, optimizer=optimizer, learning_rate=learning_rate, l1=l1, l2=l2,
-                         weight_column=weight_column, model_dir=model_dir, batch_size=batch_size,
-                         shuffle_buffer=shuffle_buffer, seed=seed)
+        super().__init__(
+            label,
+            feature_columns,
+            optimizer=optimizer,
+            learning_rate=learning_rate,
+            l1=l1,
+            l2=l2,
+            weight_column=weight_column,
+            model_dir=model_dir,
+            batch_size=batch_size,
+            shuffle_buffer=shuffle_buffer,
+            seed=seed,
+        )
 
 
 class LinearClassifier(_LinearEstimator):
@@ -301,18 +390,40 @@ class LinearClassifier(_LinearEstimator):
     """
     head_kind = BINARY
 
-    def __init__(self, label: str, feature_columns: Any = None, *,
-                 linear_feature_columns: Sequence[str] | None = None, optimizer: Any = "Ftrl",
-                 learning_rate: float = 0.2, l1: float = 0.0, l2: float = 0.0, weight_column: str | None = None,
-                 model_dir: str | os.PathLike[str] | None = None,
-                 n_classes: int | None = None, label_vocabulary: Sequence[str] | None = None,
-                 batch_size: int = 128,
-                 shuffle_buffer: int | None = 10_000, seed: int | None = None) -> None:
+    def __init__(
+        self,
+        label: str,
+        feature_columns: Any = None,
+        *,
+        linear_feature_columns: Sequence[str] | None = None,
+        optimizer: Any = "Ftrl",
+        learning_rate: float = 0.2,
+        l1: float = 0.0,
+        l2: float = 0.0,
+        weight_column: str | None = None,
+        model_dir: str | os.PathLike[str] | None = None,
+        n_classes: int | None = None,
+        label_vocabulary: Sequence[str] | None = None,
+        batch_size: int = 128,
+        shuffle_buffer: int | None = 10_000,
+        seed: int | None = None,
+    ) -> None:
         self._linear_init(linear_feature_columns)
-        super().__init__(label, feature_columns, optimizer=optimizer, learning_rate=learning_rate, l1=l1, l2=l2,
-                         weight_column=weight_column, model_dir=model_dir, n_classes=n_classes,
-                         label_vocabulary=label_vocabulary, batch_size=batch_size,
-                         shuffle_buffer=shuffle_buffer, seed=seed)
+        super().__init__(
+            label,
+            feature_columns,
+            optimizer=optimizer,
+            learning_rate=learning_rate,
+            l1=l1,
+            l2=l2,
+            weight_column=weight_column,
+            model_dir=model_dir,
+            n_classes=n_classes,
+            label_vocabulary=label_vocabulary,
+            batch_size=batch_size,
+            shuffle_buffer=shuffle_buffer,
+            seed=seed,
+        )
 
 
 class _DNNEstimator(_DNN, KerasEstimator):
@@ -337,16 +448,39 @@ class DNNRegressor(_DNNEstimator):
     """
     head_kind = REGRESSION
 
-    def __init__(self, label: str, hidden_units: Sequence[int] = (), feature_columns: Any = None, *,
-                 activation: str = "relu", dropout: float | None = None, batch_norm: bool = False,
-                 optimizer: Any = "Adagrad", learning_rate: float = 0.05, l1: float = 0.0, l2: float = 0.0,
-                 weight_column: str | None = None, model_dir: str | os.PathLike[str] | None = None,
-                 batch_size: int = 128,
-                 shuffle_buffer: int | None = 10_000, seed: int | None = None) -> None:
+    def __init__(
+        self,
+        label: str,
+        hidden_units: Sequence[int] = (),
+        feature_columns: Any = None,
+        *,
+        activation: str = "relu",
+        dropout: float | None = None,
+        batch_norm: bool = False,
+        optimizer: Any = "Adagrad",
+        learning_rate: float = 0.05,
+        l1: float = 0.0,
+        l2: float = 0.0,
+        weight_column: str | None = None,
+        model_dir: str | os.PathLike[str] | None = None,
+        batch_size: int = 128,
+        shuffle_buffer: int | None = 10_000,
+        seed: int | None = None,
+    ) -> None:
         self._dnn_init(hidden_units, activation, dropout, batch_norm)
-        super().__init__(label, feature_columns, optimizer=optimizer, learning_rate=learning_rate, l1=l1, l2=l2,
-                         weight_column=weight_column, model_dir=model_dir, batch_size=batch_size,
-                         shuffle_buffer=shuffle_buffer, seed=seed)
+        super().__init__(
+            label,
+            feature_columns,
+            optimizer=optimizer,
+            learning_rate=learning_rate,
+            l1=l1,
+            l2=l2,
+            weight_column=weight_column,
+            model_dir=model_dir,
+            batch_size=batch_size,
+            shuffle_buffer=shuffle_buffer,
+            seed=seed,
+        )
 
 
 class DNNClassifier(_DNNEstimator):
@@ -363,18 +497,43 @@ class DNNClassifier(_DNNEstimator):
     """
     head_kind = BINARY
 
-    def __init__(self, label: str, hidden_units: Sequence[int] = (), feature_columns: Any = None, *,
-                 activation: str = "relu", dropout: float | None = None, batch_norm: bool = False,
-                 optimizer: Any = "Adagrad", learning_rate: float = 0.05, l1: float = 0.0, l2: float = 0.0,
-                 weight_column: str | None = None, model_dir: str | os.PathLike[str] | None = None,
-                 n_classes: int | None = None, label_vocabulary: Sequence[str] | None = None,
-                 batch_size: int = 128,
-                 shuffle_buffer: int | None = 10_000, seed: int | None = None) -> None:
+    def __init__(
+        self,
+        label: str,
+        hidden_units: Sequence[int] = (),
+        feature_columns: Any = None,
+        *,
+        activation: str = "relu",
+        dropout: float | None = None,
+        batch_norm: bool = False,
+        optimizer: Any = "Adagrad",
+        learning_rate: float = 0.05,
+        l1: float = 0.0,
+        l2: float = 0.0,
+        weight_column: str | None = None,
+        model_dir: str | os.PathLike[str] | None = None,
+        n_classes: int | None = None,
+        label_vocabulary: Sequence[str] | None = None,
+        batch_size: int = 128,
+        shuffle_buffer: int | None = 10_000,
+        seed: int | None = None,
+    ) -> None:
         self._dnn_init(hidden_units, activation, dropout, batch_norm)
-        super().__init__(label, feature_columns, optimizer=optimizer, learning_rate=learning_rate, l1=l1, l2=l2,
-                         weight_column=weight_column, model_dir=model_dir, n_classes=n_classes,
-                         label_vocabulary=label_vocabulary, batch_size=batch_size,
-                         shuffle_buffer=shuffle_buffer, seed=seed)
+        super().__init__(
+            label,
+            feature_columns,
+            optimizer=optimizer,
+            learning_rate=learning_rate,
+            l1=l1,
+            l2=l2,
+            weight_column=weight_column,
+            model_dir=model_dir,
+            n_classes=n_classes,
+            label_vocabulary=label_vocabulary,
+            batch_size=batch_size,
+            shuffle_buffer=shuffle_buffer,
+            seed=seed,
+        )
 
 
 class _CombinedEstimator(_Linear, _DNN, KerasEstimator):
@@ -382,8 +541,16 @@ class _CombinedEstimator(_Linear, _DNN, KerasEstimator):
         return {"linear_feature_columns": self.linear_feature_columns, **self._dnn_options()}
 
     def _logits(self, inputs, dense):
-        wide = km.linear_logits(keras, inputs, self.spec, self.head.output_units, self.linear_feature_columns,
-                                self.l1, self.l2, self._packed_numeric)
+        wide = km.linear_logits(
+            keras,
+            inputs,
+            self.spec,
+            self.head.output_units,
+            self.linear_feature_columns,
+            self.l1,
+            self.l2,
+            self._packed_numeric,
+        )
         deep = self._dnn_part(inputs, dense)
         return keras.layers.Add(name="wide_and_deep_logits")([wide, deep])
 
@@ -403,17 +570,41 @@ class DNNLinearCombinedRegressor(_CombinedEstimator):
     """
     head_kind = REGRESSION
 
-    def __init__(self, label: str, hidden_units: Sequence[int] = (), feature_columns: Any = None, *,
-                 linear_feature_columns: Sequence[str] | None = None, activation: str = "relu",
-                 dropout: float | None = None, batch_norm: bool = False, optimizer: Any = "Adagrad",
-                 learning_rate: float = 0.05, l1: float = 0.0, l2: float = 0.0, weight_column: str | None = None,
-                 model_dir: str | os.PathLike[str] | None = None, batch_size: int = 128,
-                 shuffle_buffer: int | None = 10_000, seed: int | None = None) -> None:
+    def __init__(
+        self,
+        label: str,
+        hidden_units: Sequence[int] = (),
+        feature_columns: Any = None,
+        *,
+        linear_feature_columns: Sequence[str] | None = None,
+        activation: str = "relu",
+        dropout: float | None = None,
+        batch_norm: bool = False,
+        optimizer: Any = "Adagrad",
+        learning_rate: float = 0.05,
+        l1: float = 0.0,
+        l2: float = 0.0,
+        weight_column: str | None = None,
+        model_dir: str | os.PathLike[str] | None = None,
+        batch_size: int = 128,
+        shuffle_buffer: int | None = 10_000,
+        seed: int | None = None,
+    ) -> None:
         self._linear_init(linear_feature_columns)
         self._dnn_init(hidden_units, activation, dropout, batch_norm)
-        super().__init__(label, feature_columns, optimizer=optimizer, learning_rate=learning_rate, l1=l1, l2=l2,
-                         weight_column=weight_column, model_dir=model_dir, batch_size=batch_size,
-                         shuffle_buffer=shuffle_buffer, seed=seed)
+        super().__init__(
+            label,
+            feature_columns,
+            optimizer=optimizer,
+            learning_rate=learning_rate,
+            l1=l1,
+            l2=l2,
+            weight_column=weight_column,
+            model_dir=model_dir,
+            batch_size=batch_size,
+            shuffle_buffer=shuffle_buffer,
+            seed=seed,
+        )
 
 
 class DNNLinearCombinedClassifier(_CombinedEstimator):
@@ -434,20 +625,45 @@ class DNNLinearCombinedClassifier(_CombinedEstimator):
     """
     head_kind = BINARY
 
-    def __init__(self, label: str, hidden_units: Sequence[int] = (), feature_columns: Any = None, *,
-                 linear_feature_columns: Sequence[str] | None = None, activation: str = "relu",
-                 dropout: float | None = None, batch_norm: bool = False, optimizer: Any = "Adagrad",
-                 learning_rate: float = 0.05, l1: float = 0.0, l2: float = 0.0, weight_column: str | None = None,
-                 model_dir: str | os.PathLike[str] | None = None,
-                 n_classes: int | None = None, label_vocabulary: Sequence[str] | None = None,
-                 batch_size: int = 128,
-                 shuffle_buffer: int | None = 10_000, seed: int | None = None) -> None:
+    def __init__(
+        self,
+        label: str,
+        hidden_units: Sequence[int] = (),
+        feature_columns: Any = None,
+        *,
+        linear_feature_columns: Sequence[str] | None = None,
+        activation: str = "relu",
+        dropout: float | None = None,
+        batch_norm: bool = False,
+        optimizer: Any = "Adagrad",
+        learning_rate: float = 0.05,
+        l1: float = 0.0,
+        l2: float = 0.0,
+        weight_column: str | None = None,
+        model_dir: str | os.PathLike[str] | None = None,
+        n_classes: int | None = None,
+        label_vocabulary: Sequence[str] | None = None,
+        batch_size: int = 128,
+        shuffle_buffer: int | None = 10_000,
+        seed: int | None = None,
+    ) -> None:
         self._linear_init(linear_feature_columns)
         self._dnn_init(hidden_units, activation, dropout, batch_norm)
-        super().__init__(label, feature_columns, optimizer=optimizer, learning_rate=learning_rate, l1=l1, l2=l2,
-                         weight_column=weight_column, model_dir=model_dir, n_classes=n_classes,
-                         label_vocabulary=label_vocabulary, batch_size=batch_size,
-                         shuffle_buffer=shuffle_buffer, seed=seed)
+        super().__init__(
+            label,
+            feature_columns,
+            optimizer=optimizer,
+            learning_rate=learning_rate,
+            l1=l1,
+            l2=l2,
+            weight_column=weight_column,
+            model_dir=model_dir,
+            n_classes=n_classes,
+            label_vocabulary=label_vocabulary,
+            batch_size=batch_size,
+            shuffle_buffer=shuffle_buffer,
+            seed=seed,
+        )
 
 
 class Estimator(KerasEstimator):
@@ -484,12 +700,26 @@ class Estimator(KerasEstimator):
 
     packs_numeric = False  # model_fn gets one input per encoded column, as documented
 
-    def __init__(self, model_fn: Callable[..., Any] | None = None, label: str = "", head: str = REGRESSION,
-                 feature_columns: Any = None, *, params: dict[str, Any] | None = None, optimizer: Any = "Adam",
-                 learning_rate: float = 0.001, l1: float = 0.0, l2: float = 0.0, weight_column: str | None = None,
-                 model_dir: str | os.PathLike[str] | None = None, n_classes: int | None = None,
-                 label_vocabulary: Sequence[str] | None = None, batch_size: int = 128,
-                 shuffle_buffer: int | None = 10_000, seed: int | None = None) -> None:
+    def __init__(
+        self,
+        model_fn: Callable[..., Any] | None = None,
+        label: str = "",
+        head: str = REGRESSION,
+        feature_columns: Any = None,
+        *,
+        params: dict[str, Any] | None = None,
+        optimizer: Any = "Adam",
+        learning_rate: float = 0.001,
+        l1: float = 0.0,
+        l2: float = 0.0,
+        weight_column: str | None = None,
+        model_dir: str | os.PathLike[str] | None = None,
+        n_classes: int | None = None,
+        label_vocabulary: Sequence[str] | None = None,
+        batch_size: int = 128,
+        shuffle_buffer: int | None = 10_000,
+        seed: int | None = None,
+    ) -> None:
         if head not in (REGRESSION, BINARY, MULTICLASS):
             raise EstimatorError(f"head={head!r} must be 'regression', 'binary' or 'multiclass'.")
         if model_fn is not None and not callable(model_fn):
@@ -501,14 +731,27 @@ class Estimator(KerasEstimator):
         self.head_kind = head
         self.model_fn = model_fn
         self.params = dict(params or {})
-        super().__init__(label, feature_columns, optimizer=optimizer, learning_rate=learning_rate, l1=l1, l2=l2,
-                         weight_column=weight_column, model_dir=model_dir, n_classes=n_classes,
-                         label_vocabulary=label_vocabulary, batch_size=batch_size,
-                         shuffle_buffer=shuffle_buffer, seed=seed)
+        super().__init__(
+            label,
+            feature_columns,
+            optimizer=optimizer,
+            learning_rate=learning_rate,
+            l1=l1,
+            l2=l2,
+            weight_column=weight_column,
+            model_dir=model_dir,
+            n_classes=n_classes,
+            label_vocabulary=label_vocabulary,
+            batch_size=batch_size,
+            shuffle_buffer=shuffle_buffer,
+            seed=seed,
+        )
 
     def _model_options(self) -> dict[str, Any]:
-        return {"model_fn": getattr(self.model_fn, "__qualname__", None) if self.model_fn else None,
-                "params": self.params}
+        return {
+            "model_fn": getattr(self.model_fn, "__qualname__", None) if self.model_fn else None,
+            "params": self.params,
+        }
 
     def config(self) -> dict[str, Any]:
         config = super().config()
@@ -517,7 +760,7 @@ class Estimator(KerasEstimator):
         return config
 
     @classmethod
-    def _from_config(cls, config: dict[str, Any], **more: Any) -> "BaseEstimator":
+    def _from_config(cls, config: dict[str, Any], **more: Any) -> BaseEstimator:
         # the saved model_fn is its name only: a loaded Estimator reads its model from the checkpoint
         return super()._from_config({k: v for k, v in config.items() if k != "model_fn"}, **more)
 
@@ -538,7 +781,9 @@ class Estimator(KerasEstimator):
         result = self.model_fn(inputs, dense, {**self.params, "n_outputs": self.head.output_units})
         model, compiled = km.model_from_fn(keras, result, inputs, self.head.output_units, self.head.kind)
         if not compiled:
-            model.compile(optimizer=km.make_optimizer(keras, self.optimizer, self.learning_rate),
-                          loss=km.loss_for(keras, self.head.kind))
+            model.compile(
+                optimizer=km.make_optimizer(keras, self.optimizer, self.learning_rate),
+                loss=km.loss_for(keras, self.head.kind),
+            )
         self._set_model(model)
         return model

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from layerflow.estimators.errors import EstimatorError
 
@@ -34,8 +35,9 @@ def spec_inputs(keras: Any, spec: Any) -> tuple[dict[str, Any], Any]:
         return spec.keras_inputs()
     # no dense part declared, or column names Keras refuses: the same inputs, named safely
     inputs = {c["name"]: keras.Input(shape=(1,), name=safe_name(c["name"]), dtype="float32") for c in state["numeric"]}
-    inputs.update({c["name"]: keras.Input(shape=(1,), name=safe_name(c["name"]), dtype="int32")
-                   for c in state["categorical"]})
+    inputs.update(
+        {c["name"]: keras.Input(shape=(1,), name=safe_name(c["name"]), dtype="int32") for c in state["categorical"]}
+    )
     return inputs, None
 
 
@@ -58,8 +60,9 @@ def packed_inputs(keras: Any, spec: Any) -> tuple[dict[str, Any], Any, Any]:
         inputs[PACKED_NUMERIC_INPUT] = packed
         scales = [spec.numeric_columns[c["name"]].scale() for c in state["numeric"]]
         numeric = Standardize([o for o, _ in scales], [d for _, d in scales], name="numeric_scaled")(packed)
-    inputs.update({c["name"]: keras.Input(shape=(1,), name=safe_name(c["name"]), dtype="int32")
-                   for c in state["categorical"]})
+    inputs.update(
+        {c["name"]: keras.Input(shape=(1,), name=safe_name(c["name"]), dtype="int32") for c in state["categorical"]}
+    )
     if not state["dense"]:
         return inputs, None, numeric
     parts = [numeric] if numeric is not None else []
@@ -91,15 +94,25 @@ def _scaled(keras: Any, tensor: Any, column: dict[str, Any], prefix: str) -> Any
         offset, divisor = column["min"], (column["max"] - column["min"]) or 1.0
     else:
         return tensor
-    return keras.layers.Rescaling(1.0 / divisor, offset=-offset / divisor, name=f"{prefix}_{safe_name(column['name'])}_scaled")(tensor)
+    return keras.layers.Rescaling(
+        1.0 / divisor, offset=-offset / divisor, name=f"{prefix}_{safe_name(column['name'])}_scaled"
+    )(tensor)
 
 
 def regularizer(keras: Any, l1: float, l2: float) -> Any:
     return keras.regularizers.L1L2(l1=l1, l2=l2) if (l1 or l2) else None
 
 
-def linear_logits(keras: Any, inputs: dict[str, Any], spec: Any, units: int, columns: Sequence[str] | None,
-                  l1: float = 0.0, l2: float = 0.0, packed: Any = None) -> Any:
+def linear_logits(
+    keras: Any,
+    inputs: dict[str, Any],
+    spec: Any,
+    units: int,
+    columns: Sequence[str] | None,
+    l1: float = 0.0,
+    l2: float = 0.0,
+    packed: Any = None,
+) -> Any:
     """A weighted sum of the numeric values and of one weight per category id, plus a bias.
 
     ``packed`` is the scaled numeric pack (``packed_inputs``); without it the numeric columns
@@ -120,17 +133,29 @@ def linear_logits(keras: Any, inputs: dict[str, Any], spec: Any, units: int, col
         else:
             numeric = []
     else:
-        numeric = [_scaled(keras, inputs[c["name"]], c, "linear") for c in state["numeric"]
-                   if chosen is None or c["name"] in chosen]
+        numeric = [
+            _scaled(keras, inputs[c["name"]], c, "linear")
+            for c in state["numeric"]
+            if chosen is None or c["name"] in chosen
+        ]
     if numeric:
         joined = numeric[0] if len(numeric) == 1 else keras.layers.Concatenate(name="linear_numeric")(numeric)
-        parts.append(keras.layers.Dense(units, use_bias=False, kernel_regularizer=reg, name="linear_numeric_weights")(joined))
+        parts.append(
+            keras.layers.Dense(units, use_bias=False, kernel_regularizer=reg, name="linear_numeric_weights")(joined)
+        )
     for column in state["categorical"]:
         if chosen is not None and column["name"] not in chosen:
             continue
-        weights = keras.layers.Embedding(column["depth"], units, embeddings_initializer="zeros",
-                                         embeddings_regularizer=reg, name=f"linear_{safe_name(column['name'])}_weights")
-        parts.append(keras.layers.Flatten(name=f"linear_{safe_name(column['name'])}_flat")(weights(inputs[column["name"]])))
+        weights = keras.layers.Embedding(
+            column["depth"],
+            units,
+            embeddings_initializer="zeros",
+            embeddings_regularizer=reg,
+            name=f"linear_{safe_name(column['name'])}_weights",
+        )
+        parts.append(
+            keras.layers.Flatten(name=f"linear_{safe_name(column['name'])}_flat")(weights(inputs[column["name"]]))
+        )
     if not parts:
         raise EstimatorError("The linear part has no columns: the spec has none of linear_feature_columns.")
     summed = parts[0] if len(parts) == 1 else keras.layers.Add(name="linear_sum")(parts)
@@ -151,24 +176,45 @@ def auto_dense(keras: Any, inputs: dict[str, Any], spec: Any, seed: int | None, 
     for column in state["categorical"]:
         depth, ids = column["depth"], inputs[column["name"]]
         if depth <= ONE_HOT_MAX_DEPTH:
-            parts.append(keras.layers.CategoryEncoding(depth, output_mode="one_hot", name=f"dnn_{safe_name(column['name'])}_onehot")(ids))
+            parts.append(
+                keras.layers.CategoryEncoding(
+                    depth, output_mode="one_hot", name=f"dnn_{safe_name(column['name'])}_onehot"
+                )(ids)
+            )
         else:
-            dimension = min(64, max(2, int(math.ceil(6 * depth ** 0.25))))
-            embedded = keras.layers.Embedding(depth, dimension, name=f"dnn_{safe_name(column['name'])}_embedding",
-                                              embeddings_initializer=keras.initializers.RandomUniform(
-                                                  -0.05, 0.05, seed=seed))(ids)
+            dimension = min(64, max(2, int(math.ceil(6 * depth**0.25))))
+            embedded = keras.layers.Embedding(
+                depth,
+                dimension,
+                name=f"dnn_{safe_name(column['name'])}_embedding",
+                embeddings_initializer=keras.initializers.RandomUniform(-0.05, 0.05, seed=seed),
+            )(ids)
             parts.append(keras.layers.Flatten(name=f"dnn_{safe_name(column['name'])}_flat")(embedded))
     return parts[0] if len(parts) == 1 else keras.layers.Concatenate(name="dnn_features")(parts)
 
 
-def dnn_logits(keras: Any, dense: Any, units: int, hidden_units: Sequence[int], activation: str,
-               dropout: float | None, batch_norm: bool, l1: float, l2: float, seed: int | None) -> Any:
+def dnn_logits(
+    keras: Any,
+    dense: Any,
+    units: int,
+    hidden_units: Sequence[int],
+    activation: str,
+    dropout: float | None,
+    batch_norm: bool,
+    l1: float,
+    l2: float,
+    seed: int | None,
+) -> Any:
     """Hidden layers (with optional batch norm and dropout) and a final linear layer."""
     reg = regularizer(keras, l1, l2)
     x = dense
     for i, width in enumerate(hidden_units):
-        x = keras.layers.Dense(width, kernel_regularizer=reg, name=f"hiddenlayer_{i}",
-                               kernel_initializer=keras.initializers.GlorotUniform(seed=None if seed is None else seed + i))(x)
+        x = keras.layers.Dense(
+            width,
+            kernel_regularizer=reg,
+            name=f"hiddenlayer_{i}",
+            kernel_initializer=keras.initializers.GlorotUniform(seed=None if seed is None else seed + i),
+        )(x)
         if batch_norm:
             x = keras.layers.BatchNormalization(name=f"batchnorm_{i}")(x)
         x = keras.layers.Activation(activation, name=f"hiddenlayer_{i}_{activation}")(x)
@@ -179,8 +225,12 @@ def dnn_logits(keras: Any, dense: Any, units: int, hidden_units: Sequence[int], 
 
             assert seed is not None, "the branch above takes dropout when seed is None"
             x = EpochSeededDropout(dropout, seed=seed + 100 + i, name=f"dropout_{i}")(x)
-    return keras.layers.Dense(units, kernel_regularizer=reg, name="dnn_logits",
-                              kernel_initializer=keras.initializers.GlorotUniform(seed=None if seed is None else seed + 99))(x)
+    return keras.layers.Dense(
+        units,
+        kernel_regularizer=reg,
+        name="dnn_logits",
+        kernel_initializer=keras.initializers.GlorotUniform(seed=None if seed is None else seed + 99),
+    )(x)
 
 
 def make_optimizer(keras: Any, optimizer: Any, learning_rate: float) -> Any:
@@ -189,8 +239,9 @@ def make_optimizer(keras: Any, optimizer: Any, learning_rate: float) -> Any:
         return optimizer
     class_name = OPTIMIZERS.get(optimizer.lower())
     if class_name is None:
-        raise EstimatorError(f"optimizer={optimizer!r} is not known; expected one of "
-                         f"{sorted(OPTIMIZERS.values())} or a Keras optimizer.")
+        raise EstimatorError(
+            f"optimizer={optimizer!r} is not known; expected one of {sorted(OPTIMIZERS.values())} or a Keras optimizer."
+        )
     return getattr(keras.optimizers, class_name)(learning_rate=learning_rate)
 
 
@@ -217,9 +268,12 @@ def check_output_width(tensor: Any, units: int, head_kind: str) -> None:
     width = tuple(tensor.shape)[-1] if len(tuple(tensor.shape)) > 1 else 1
     if width != units:
         needs = {"regression": "1 (the prediction)", "binary": "1 (a logit or a probability)"}.get(
-            head_kind, f"{units} (one logit or probability per class)")
-        raise EstimatorError(f"model_fn's output has width {width}, but the {head_kind} head takes a width of {needs}; "
-                             "end the model with a Dense layer of params['n_outputs'] units.")
+            head_kind, f"{units} (one logit or probability per class)"
+        )
+        raise EstimatorError(
+            f"model_fn's output has width {width}, but the {head_kind} head takes a width of {needs}; "
+            "end the model with a Dense layer of params['n_outputs'] units."
+        )
 
 
 def model_from_fn(keras: Any, result: Any, inputs: dict[str, Any], units: int, head_kind: str) -> tuple[Any, bool]:
@@ -244,20 +298,26 @@ def model_from_fn(keras: Any, result: Any, inputs: dict[str, Any], units: int, h
     if isinstance(result, keras.Model):
         foreign = [getattr(t, "name", "?") for t in keras.tree.flatten(result.inputs) if id(t) not in given]
         if foreign:
-            raise EstimatorError(f"model_fn returned a keras.Model whose inputs {foreign} are not the spec's inputs; "
-                                 f"build the Model on the inputs model_fn is given ({sorted(inputs)}).")
+            raise EstimatorError(
+                f"model_fn returned a keras.Model whose inputs {foreign} are not the spec's inputs; "
+                f"build the Model on the inputs model_fn is given ({sorted(inputs)})."
+            )
         outputs = keras.tree.flatten(result.outputs)
         if len(outputs) != 1:
-            raise EstimatorError(f"model_fn returned a keras.Model with {len(outputs)} outputs "
-                                 f"{list(result.output_names)}; an estimator trains one output against its label: "
-                                 "return a Model with one output.")
+            raise EstimatorError(
+                f"model_fn returned a keras.Model with {len(outputs)} outputs "
+                f"{list(result.output_names)}; an estimator trains one output against its label: "
+                "return a Model with one output."
+            )
         check_output_width(outputs[0], units, head_kind)
         return result, bool(getattr(result, "compiled", False))
     if isinstance(result, keras.KerasTensor):
         check_output_width(result, units, head_kind)
         return keras.Model(inputs=inputs, outputs=result, name="estimator"), False
-    raise EstimatorError(f"model_fn returned {_described(result)}; expected the output tensor (logits for a "
-                         "classifier, predictions for a regressor) or a keras.Model built on the inputs it is given.")
+    raise EstimatorError(
+        f"model_fn returned {_described(result)}; expected the output tensor (logits for a "
+        "classifier, predictions for a regressor) or a keras.Model built on the inputs it is given."
+    )
 
 
 def output_kind(model: Any, head_kind: str) -> str:

@@ -48,10 +48,18 @@ class Standardize(_Layer):
         self.divisors = [float(v) for v in divisors]
 
     def build(self, input_shape):
-        self.offset = self.add_weight(shape=(len(self.offsets),), trainable=False, name="offset",
-                                      initializer=keras.initializers.Constant(self.offsets))
-        self.inverse = self.add_weight(shape=(len(self.divisors),), trainable=False, name="inverse",
-                                       initializer=keras.initializers.Constant([1.0 / d for d in self.divisors]))
+        self.offset = self.add_weight(
+            shape=(len(self.offsets),),
+            trainable=False,
+            name="offset",
+            initializer=keras.initializers.Constant(self.offsets),
+        )
+        self.inverse = self.add_weight(
+            shape=(len(self.divisors),),
+            trainable=False,
+            name="inverse",
+            initializer=keras.initializers.Constant([1.0 / d for d in self.divisors]),
+        )
 
     def call(self, inputs):
         return (inputs - self.offset) * self.inverse

@@ -54,14 +54,18 @@ def read_manifest(model_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
 def check_compatible(model_dir: Path, manifest: dict[str, Any], kind: str, config: dict[str, Any]) -> None:
     """Raises ``ModelDirError`` when ``model_dir`` holds another kind or configuration of estimator."""
     if manifest["kind"] != kind:
-        raise ModelDirError(f"model_dir {str(model_dir)!r} holds a {manifest['kind']}, not a {kind}; "
-                            "use another model_dir (nothing in it was changed).")
+        raise ModelDirError(
+            f"model_dir {str(model_dir)!r} holds a {manifest['kind']}, not a {kind}; "
+            "use another model_dir (nothing in it was changed)."
+        )
     saved = manifest.get("config", {})
     different = {k: (saved.get(k), v) for k, v in config.items() if k in saved and saved.get(k) != v}
     if different:
         detail = "; ".join(f"{k}: saved {old!r}, given {new!r}" for k, (old, new) in different.items())
-        raise ModelDirError(f"model_dir {str(model_dir)!r} holds a {kind} with another configuration ({detail}); "
-                            "use another model_dir (nothing in it was changed).")
+        raise ModelDirError(
+            f"model_dir {str(model_dir)!r} holds a {kind} with another configuration ({detail}); "
+            "use another model_dir (nothing in it was changed)."
+        )
 
 
 def check_same_spec(model_dir: Path, saved_state: dict[str, Any], given_state: dict[str, Any]) -> None:
@@ -70,6 +74,8 @@ def check_same_spec(model_dir: Path, saved_state: dict[str, Any], given_state: d
         return
     saved_columns = [c["name"] for c in saved_state["numeric"] + saved_state["categorical"]]
     given_columns = [c["name"] for c in given_state["numeric"] + given_state["categorical"]]
-    raise ModelDirError(f"model_dir {str(model_dir)!r} was trained with another feature spec "
-                        f"(saved columns {saved_columns}, given {given_columns}, or the same columns with other "
-                        "statistics or vocabularies); use another model_dir (nothing in it was changed).")
+    raise ModelDirError(
+        f"model_dir {str(model_dir)!r} was trained with another feature spec "
+        f"(saved columns {saved_columns}, given {given_columns}, or the same columns with other "
+        "statistics or vocabularies); use another model_dir (nothing in it was changed)."
+    )

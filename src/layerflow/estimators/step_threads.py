@@ -57,7 +57,7 @@ class StepThreads:
         self.started = 0.0
         self.chosen = self.original
 
-    def __enter__(self) -> "StepThreads":
+    def __enter__(self) -> StepThreads:
         return self
 
     def __exit__(self, *exc: Any) -> None:

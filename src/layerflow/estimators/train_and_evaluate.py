@@ -34,8 +34,11 @@ class EarlyStopping:
 
     def __post_init__(self):
         if self.mode == "auto":
-            self.mode = "max" if self.metric.split("/")[0] in ("accuracy", "auc", "auc_precision_recall",
-                                                                "precision", "recall", "r2") else "min"
+            self.mode = (
+                "max"
+                if self.metric.split("/")[0] in ("accuracy", "auc", "auc_precision_recall", "precision", "recall", "r2")
+                else "min"
+            )
         if self.mode not in ("min", "max"):
             raise EstimatorError(f"mode={self.mode!r} must be 'min', 'max' or 'auto'.")
         if isinstance(self.patience, bool) or not isinstance(self.patience, int) or self.patience < 1:
@@ -44,11 +47,14 @@ class EarlyStopping:
     def update(self, metrics: dict[str, float], epoch: int) -> bool:
         """Takes one evaluation; True when training should stop."""
         if self.metric not in metrics:
-            raise EstimatorError(f"Early stopping watches {self.metric!r}, which evaluate() does not report; "
-                                 f"it reports {sorted(metrics)}.")
+            raise EstimatorError(
+                f"Early stopping watches {self.metric!r}, which evaluate() does not report; "
+                f"it reports {sorted(metrics)}."
+            )
         value = metrics[self.metric]
-        better = self.best is None or (value < self.best - self.min_delta if self.mode == "min"
-                                       else value > self.best + self.min_delta)
+        better = self.best is None or (
+            value < self.best - self.min_delta if self.mode == "min" else value > self.best + self.min_delta
+        )
         if better and not math.isnan(value):
             self.best, self.best_epoch, self._waited = value, epoch, 0
             return False
@@ -56,8 +62,14 @@ class EarlyStopping:
         return self._waited >= self.patience
 
 
-def train_and_evaluate(estimator: Any, train_data: Any, eval_data: Any, epochs: int | None = None,
-                       every_n_epochs: int = 1, early_stopping: EarlyStopping | str | None = None) -> dict[str, Any]:
+def train_and_evaluate(
+    estimator: Any,
+    train_data: Any,
+    eval_data: Any,
+    epochs: int | None = None,
+    every_n_epochs: int = 1,
+    early_stopping: EarlyStopping | str | None = None,
+) -> dict[str, Any]:
     """Trains ``estimator`` and evaluates it on ``eval_data`` every ``every_n_epochs`` epochs.
 
     Each evaluation goes into the epoch's line of a tracked run's metrics (as ``eval_*``);
@@ -107,5 +119,9 @@ def train_and_evaluate(estimator: Any, train_data: Any, eval_data: Any, epochs: 
     if not history or history[-1][0] != estimator.epochs_done:
         metrics = estimator.evaluate(eval_dataset)
         history.append((estimator.epochs_done, metrics))
-    return {"evaluation": history[-1][1], "history": history, "stopped_early": state["stopped"],
-            "best_epoch": early_stopping.best_epoch if early_stopping is not None else None}
+    return {
+        "evaluation": history[-1][1],
+        "history": history,
+        "stopped_early": state["stopped"],
+        "best_epoch": early_stopping.best_epoch if early_stopping is not None else None,
+    }

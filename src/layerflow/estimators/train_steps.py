@@ -127,4 +127,3 @@ def _zeroable_metric_tensors(model: Any) -> list[Any] | None:
     if not all(type(m) is keras.metrics.Mean for m in metrics):
         return None
     return [v.value for m in metrics for v in m.variables]
-

@@ -17,7 +17,7 @@ may draw new random values each pass) is read and encoded afresh each epoch.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
@@ -52,8 +52,9 @@ class TrainingFeed:
         ...     model.train_on_batch(features, targets, sample_weight=weights)
     """
 
-    def __init__(self, dataset: Dataset, encode: Encode, batch_size: int, shuffle_buffer: int | None,
-                 keep_encoded: bool = False) -> None:
+    def __init__(
+        self, dataset: Dataset, encode: Encode, batch_size: int, shuffle_buffer: int | None, keep_encoded: bool = False
+    ) -> None:
         self.dataset = dataset
         self.encode = encode
         self.batch_size = batch_size
@@ -72,8 +73,12 @@ class TrainingFeed:
         if self.encoded is not None:
             # shuffle and batch row numbers (blocks of the same lengths), then gather each batch once
             encoded, starts = self.encoded, np.cumsum([0] + self.block_rows[:-1])
-            numbers = Dataset(lambda: ({ROW_KEY: np.arange(s, s + n)} for s, n in zip(starts, self.block_rows)),
-                              self.dataset.kind, None, length)
+            numbers = Dataset(
+                lambda: ({ROW_KEY: np.arange(s, s + n)} for s, n in zip(starts, self.block_rows)),
+                self.dataset.kind,
+                None,
+                length,
+            )
             chosen = (batch[ROW_KEY] for batch in batches(numbers, self.batch_size, self.shuffle_buffer, seed).chunks())
             blocks = ({name: values[rows] for name, values in encoded.items()} for rows in chosen)
         else:

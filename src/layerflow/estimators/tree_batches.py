@@ -6,7 +6,8 @@ Shared by the boosted trees trained here (``boosted_trees.py``) and on Ray Train
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -37,8 +38,12 @@ class DMatrixBatches:
                 if batch is None:
                     return False
                 features, targets, weights = estimator._encode(batch)
-                input_data(data=feature_matrix(features, estimator._feature_names), label=targets,
-                           weight=weights, feature_names=estimator._feature_names)
+                input_data(
+                    data=feature_matrix(features, estimator._feature_names),
+                    label=targets,
+                    weight=weights,
+                    feature_names=estimator._feature_names,
+                )
                 return True
 
             def reset(self) -> None:

@@ -35,17 +35,27 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any
-
 import types
 import weakref
+from typing import Any
 
 from layerflow.errors import LayerflowError
 from layerflow.fastfit.guard import ENV_SWITCH, fallback_reason, switched_off, version_problem
 from layerflow.fastfit.keras_module import layerflow_keras
 
-__all__ = ["ENV_SWITCH", "FastFitError", "disable", "enable", "fast_fit_status", "install", "is_enabled",
-           "layerflow_keras", "one_time_seconds", "switched_off", "version_problem"]
+__all__ = [
+    "ENV_SWITCH",
+    "FastFitError",
+    "disable",
+    "enable",
+    "fast_fit_status",
+    "install",
+    "is_enabled",
+    "layerflow_keras",
+    "one_time_seconds",
+    "switched_off",
+    "version_problem",
+]
 
 
 class FastFitError(LayerflowError, TypeError):
@@ -126,8 +136,11 @@ def _methods(model: Any) -> dict[str, Any]:
     trainer = ki.torch_trainer_class()
     candidates = {f"make_{kind}_function": _make_function(kind) for kind in _KINDS}
     candidates.update({"fit": _running_fit, "evaluate": _direct[0], "predict": _direct[1]})
-    return {name: function for name, function in candidates.items()
-            if getattr(type(model), name, None) is getattr(trainer, name)}
+    return {
+        name: function
+        for name, function in candidates.items()
+        if getattr(type(model), name, None) is getattr(trainer, name)
+    }
 
 
 def install(keras: Any) -> bool:
@@ -297,5 +310,7 @@ def one_time_seconds(model: Any) -> dict[str, float]:
     from layerflow.fastfit.steps import FastStep
 
     _check_model(model)
-    return {kind: (f.trace_seconds if isinstance(f := getattr(model, attr, None), FastStep) else 0.0)
-            for kind, attr in _KINDS.items()}
+    return {
+        kind: (f.trace_seconds if isinstance(f := getattr(model, attr, None), FastStep) else 0.0)
+        for kind, attr in _KINDS.items()
+    }

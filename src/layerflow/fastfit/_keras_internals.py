@@ -136,8 +136,11 @@ def update_loss_tracker(model: Any, loss: Any, batch_size: int) -> None:
 
 def compiled_state_ids(model: Any) -> tuple[int, int, int]:
     """Identities of what ``compile`` creates: a recompile changes them."""
-    return (id(getattr(model, "_compile_loss", None)), id(getattr(model, "_compile_metrics", None)),
-            id(getattr(model, "optimizer", None)))
+    return (
+        id(getattr(model, "_compile_loss", None)),
+        id(getattr(model, "_compile_metrics", None)),
+        id(getattr(model, "optimizer", None)),
+    )
 
 
 def has_loss_tracker(model: Any) -> bool:
@@ -269,8 +272,9 @@ def skip_unheard_batch_ends(enabled: Any) -> None:
 
 # NumPy dtypes Keras's ``convert_to_tensor`` turns into a tensor of the same dtype (it copies the
 # slice first; uint32 becomes int64 and bfloat16 float32, so those keep Keras's conversion).
-_SAME_DTYPE = frozenset(["bool", "uint8", "int8", "int16", "int32", "int64", "float16", "float32", "float64",
-                         "complex64", "complex128"])
+_SAME_DTYPE = frozenset(
+    ["bool", "uint8", "int8", "int16", "int32", "int64", "float16", "float32", "float64", "complex64", "complex128"]
+)
 
 
 def _direct_slicer(sliceable: Any, device: Any) -> Any:
@@ -283,8 +287,14 @@ def _direct_slicer(sliceable: Any, device: Any) -> Any:
     import numpy as np
 
     array = getattr(sliceable, "array", None)
-    if (type(array) is not np.ndarray or array.dtype.name not in _SAME_DTYPE or not array.flags.c_contiguous
-            or not array.flags.writeable or not array.dtype.isnative or array.ndim == 0):
+    if (
+        type(array) is not np.ndarray
+        or array.dtype.name not in _SAME_DTYPE
+        or not array.flags.c_contiguous
+        or not array.flags.writeable
+        or not array.dtype.isnative
+        or array.ndim == 0
+    ):
         return None
     from_numpy = torch.from_numpy
     if device.type == "cpu":
@@ -352,6 +362,7 @@ class _ArrayBatches:
         from keras.src.backend.torch.core import convert_to_tensor
 
         for where in self._wheres():
+
             def slice_and_convert(sliceable, where=where):
                 return convert_to_tensor(sliceable.convert_to_torch_compatible(sliceable[where]))
 
@@ -404,8 +415,10 @@ def batch_hooks_heard(callbacks: Any, kind: str) -> tuple[bool, bool]:
     from keras.src.utils.python_utils import is_default
 
     listed = callbacks.callbacks
-    return (any(not is_default(getattr(c, f"on_{kind}_batch_begin")) for c in listed),
-            any(not is_default(getattr(c, f"on_{kind}_batch_end")) for c in listed))
+    return (
+        any(not is_default(getattr(c, f"on_{kind}_batch_begin")) for c in listed),
+        any(not is_default(getattr(c, f"on_{kind}_batch_end")) for c in listed),
+    )
 
 
 def _direct_batches(model: Any, epoch_iterator: Any) -> Any:
@@ -418,8 +431,9 @@ def _direct_batches(model: Any, epoch_iterator: Any) -> Any:
     adapter = epoch_iterator.data_adapter
     if type(adapter) is not ArrayDataAdapter or not adapter.num_batches:
         return None
-    keras_loader = getattr(ArrayDataAdapter.get_torch_dataloader, "_layerflow_original",
-                           ArrayDataAdapter.get_torch_dataloader)
+    keras_loader = getattr(
+        ArrayDataAdapter.get_torch_dataloader, "_layerflow_original", ArrayDataAdapter.get_torch_dataloader
+    )
     batches = _array_batches(keras_loader(adapter))
     if type(batches) is not _ArrayBatches or batches.slicers is None or len(batches) != adapter.num_batches:
         return None
@@ -458,12 +472,31 @@ def direct_loops(test_loop: Any, predict_loop: Any, enabled: Any) -> tuple[Any, 
     original_evaluate, original_predict = trainer.evaluate, trainer.predict
 
     @traceback_utils.filter_traceback
-    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None, steps=None,
-                 callbacks=None, return_dict=False, **kwargs):
+    def evaluate(
+        self,
+        x=None,
+        y=None,
+        batch_size=None,
+        verbose="auto",
+        sample_weight=None,
+        steps=None,
+        callbacks=None,
+        return_dict=False,
+        **kwargs,
+    ):
         if not enabled():
-            return original_evaluate(self, x=x, y=y, batch_size=batch_size, verbose=verbose,
-                                     sample_weight=sample_weight, steps=steps, callbacks=callbacks,
-                                     return_dict=return_dict, **kwargs)
+            return original_evaluate(
+                self,
+                x=x,
+                y=y,
+                batch_size=batch_size,
+                verbose=verbose,
+                sample_weight=sample_weight,
+                steps=steps,
+                callbacks=callbacks,
+                return_dict=return_dict,
+                **kwargs,
+            )
         use_cached_eval_dataset = kwargs.pop("_use_cached_eval_dataset", False)
         if kwargs:
             from layerflow.errors import InvalidValueError
@@ -472,14 +505,26 @@ def direct_loops(test_loop: Any, predict_loop: Any, enabled: Any) -> tuple[Any, 
         if use_cached_eval_dataset:
             epoch_iterator = self._eval_epoch_iterator
         else:
-            epoch_iterator = TorchEpochIterator(x=x, y=y, sample_weight=sample_weight, batch_size=batch_size,
-                                                steps_per_epoch=steps, shuffle=False,
-                                                steps_per_execution=self.steps_per_execution)
+            epoch_iterator = TorchEpochIterator(
+                x=x,
+                y=y,
+                sample_weight=sample_weight,
+                batch_size=batch_size,
+                steps_per_epoch=steps,
+                shuffle=False,
+                steps_per_execution=self.steps_per_execution,
+            )
         self._symbolic_build(iterator=epoch_iterator)
         epoch_iterator.reset()
         if not isinstance(callbacks, callbacks_module.CallbackList):
-            callbacks = callbacks_module.CallbackList(callbacks, add_progbar=verbose != 0, verbose=verbose, epochs=1,
-                                                      steps=epoch_iterator.num_batches, model=self)
+            callbacks = callbacks_module.CallbackList(
+                callbacks,
+                add_progbar=verbose != 0,
+                verbose=verbose,
+                epochs=1,
+                steps=epoch_iterator.num_batches,
+                model=self,
+            )
         self.eval()
         self.make_test_function()
         self.stop_evaluating = False
@@ -506,20 +551,31 @@ def direct_loops(test_loop: Any, predict_loop: Any, enabled: Any) -> tuple[Any, 
     @traceback_utils.filter_traceback
     def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
         if not enabled():
-            return original_predict(self, x, batch_size=batch_size, verbose=verbose, steps=steps,
-                                    callbacks=callbacks)
-        epoch_iterator = TorchEpochIterator(x=x, batch_size=batch_size, steps_per_epoch=steps, shuffle=False,
-                                            steps_per_execution=self.steps_per_execution)
+            return original_predict(self, x, batch_size=batch_size, verbose=verbose, steps=steps, callbacks=callbacks)
+        epoch_iterator = TorchEpochIterator(
+            x=x,
+            batch_size=batch_size,
+            steps_per_epoch=steps,
+            shuffle=False,
+            steps_per_execution=self.steps_per_execution,
+        )
         if not isinstance(callbacks, callbacks_module.CallbackList):
-            callbacks = callbacks_module.CallbackList(callbacks, add_progbar=verbose != 0, verbose=verbose, epochs=1,
-                                                      steps=epoch_iterator.num_batches, model=self)
+            callbacks = callbacks_module.CallbackList(
+                callbacks,
+                add_progbar=verbose != 0,
+                verbose=verbose,
+                epochs=1,
+                steps=epoch_iterator.num_batches,
+                model=self,
+            )
 
         def append_to_outputs(batch_outputs, outputs):
             if outputs is None:
                 outputs = tree.map_structure(lambda batch_output: [batch_output], batch_outputs)
             else:
-                tree.map_structure_up_to(batch_outputs, lambda output, batch_output: output.append(batch_output),
-                                         outputs, batch_outputs)
+                tree.map_structure_up_to(
+                    batch_outputs, lambda output, batch_output: output.append(batch_output), outputs, batch_outputs
+                )
             return outputs
 
         self.eval()
@@ -545,8 +601,10 @@ def direct_loops(test_loop: Any, predict_loop: Any, enabled: Any) -> tuple[Any, 
 
     import numpy as np
 
-    for name, replacement, original in (("evaluate", evaluate, original_evaluate),
-                                        ("predict", predict, original_predict)):
+    for name, replacement, original in (
+        ("evaluate", evaluate, original_evaluate),
+        ("predict", predict, original_predict),
+    ):
         replacement._layerflow_original = original
         replacement.__name__ = name
         replacement.__doc__ = original.__doc__
@@ -568,8 +626,9 @@ def append_predictions(batch_outputs: Any, outputs: Any) -> Any:
 
     if outputs is None:
         return tree.map_structure(lambda batch_output: [batch_output], batch_outputs)
-    tree.map_structure_up_to(batch_outputs, lambda output, batch_output: output.append(batch_output), outputs,
-                             batch_outputs)
+    tree.map_structure_up_to(
+        batch_outputs, lambda output, batch_output: output.append(batch_output), outputs, batch_outputs
+    )
     return outputs
 
 

@@ -59,7 +59,7 @@ def _coalesced(tensors: list[torch.Tensor], operation: Any) -> None:
         offset = 0
         for tensor in group:
             size = tensor.numel()
-            tensor.detach().copy_(flat[offset:offset + size].view_as(tensor))
+            tensor.detach().copy_(flat[offset : offset + size].view_as(tensor))
             offset += size
 
 
@@ -89,8 +89,10 @@ def average_gradients(grads: list[torch.Tensor | None]) -> None:
 def refuse_fallback(kind: str, reason: str) -> None:
     """Raises when a data-parallel training step would leave the fast path for Keras's loop."""
     if kind == "train" and world() is not None:
-        raise DistributedFitError(f"This model cannot train data-parallel: the fast path fell back to Keras's loop "
-                                  f"because {reason}, and Keras's loop would train each worker's copy on its own.")
+        raise DistributedFitError(
+            f"This model cannot train data-parallel: the fast path fell back to Keras's loop "
+            f"because {reason}, and Keras's loop would train each worker's copy on its own."
+        )
 
 
 def _metric_tensors(model: Any) -> list[torch.Tensor]:
@@ -146,13 +148,13 @@ class _ShardedArrays:
                 padding = self.total - self.count
                 if padding:
                     order = np.concatenate([order, np.resize(order, padding)])
-                self.indices = order[self.rank:self.total:self.world_size]
+                self.indices = order[self.rank : self.total : self.world_size]
 
             def __len__(self):
                 return math.ceil(len(self.indices) / self.local_batch)
 
             def __getitem__(self, index):
-                chosen = self.indices[index * self.local_batch:(index + 1) * self.local_batch]
+                chosen = self.indices[index * self.local_batch : (index + 1) * self.local_batch]
                 batch = tuple(None if a is None else _take(a, chosen) for a in self.arrays)
                 x, y, sample_weight = batch
                 if sample_weight is not None:
@@ -209,31 +211,47 @@ def _fit_arguments(model: Any, original_fit: Any, args: tuple, kwargs: dict, ran
     arguments.update(arguments.pop("kwargs", {}) or {})
     problem = "the fast path is switched off" if switched_off() else model_problem(model, "train")
     if problem is not None:
-        raise DistributedFitError(f"This model cannot train data-parallel on {size} workers: {problem} "
-                                  "(Keras's own loop would train each worker's copy on its own).")
+        raise DistributedFitError(
+            f"This model cannot train data-parallel on {size} workers: {problem} "
+            "(Keras's own loop would train each worker's copy on its own)."
+        )
     x, y, sample_weight = arguments.get("x"), arguments.get("y"), arguments.get("sample_weight")
-    if not _is_arrays(x) or not (y is None or _is_arrays(y)) or not (sample_weight is None or _is_arrays(sample_weight)):
+    if (
+        not _is_arrays(x)
+        or not (y is None or _is_arrays(y))
+        or not (sample_weight is None or _is_arrays(sample_weight))
+    ):
         raise DistributedFitError(
             f"fit() on {size} workers shards NumPy arrays only; got x of type {type(x).__name__}"
             f"{'' if y is None else f', y of type {type(y).__name__}'}. A generator, PyDataset or DataLoader "
-            "cannot be sharded: pass arrays, or run with one worker.")
+            "cannot be sharded: pass arrays, or run with one worker."
+        )
     if arguments.get("class_weight") is not None:
         raise DistributedFitError("class_weight is not supported on several workers; pass sample_weight instead.")
     if arguments.get("steps_per_epoch") is not None:
-        raise DistributedFitError("steps_per_epoch is not supported on several workers: each epoch is one pass "
-                                  "over this worker's shard.")
+        raise DistributedFitError(
+            "steps_per_epoch is not supported on several workers: each epoch is one pass over this worker's shard."
+        )
     batch_size = arguments.get("batch_size") or 32
     if batch_size % size:
-        raise DistributedFitError(f"batch_size={batch_size} is the global batch and must divide evenly over the "
-                                  f"{size} workers (e.g. {batch_size - batch_size % size or size}).")
+        raise DistributedFitError(
+            f"batch_size={batch_size} is the global batch and must divide evenly over the "
+            f"{size} workers (e.g. {batch_size - batch_size % size or size})."
+        )
     split = arguments.get("validation_split") or 0.0
     if split and arguments.get("validation_data") is None:
         at = int(math.floor(_length(x) * (1.0 - split)))  # Keras keeps the last fraction for validation
         (x, x_val), (y, y_val), (sample_weight, sw_val) = _split(x, at), _split(y, at), _split(sample_weight, at)
         arguments["validation_data"] = (x_val, y_val) if sw_val is None else (x_val, y_val, sw_val)
     arguments["validation_split"] = 0.0
-    arguments["x"] = _ShardedArrays((x, y, sample_weight), batch_size // size, rank, size, bool(arguments.get("shuffle")),
-                                    int(arguments.get("initial_epoch") or 0))
+    arguments["x"] = _ShardedArrays(
+        (x, y, sample_weight),
+        batch_size // size,
+        rank,
+        size,
+        bool(arguments.get("shuffle")),
+        int(arguments.get("initial_epoch") or 0),
+    )
     arguments.update({"y": None, "sample_weight": None, "batch_size": None, "shuffle": False})
     return arguments
 

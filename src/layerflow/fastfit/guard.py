@@ -82,8 +82,10 @@ def model_problem(model: Any, kind: str) -> str | None:
         if recurrent:
             # Their traced gradients differ from Keras's eager ones in the last bits (measured on
             # LSTM and GRU: 1e-9 in the weights after 9 steps), and one rounding can grow.
-            return (f"recurrent layer(s) {', '.join(recurrent)}: their traced gradients round differently "
-                    "from Keras's eager ones")
+            return (
+                f"recurrent layer(s) {', '.join(recurrent)}: their traced gradients round differently "
+                "from Keras's eager ones"
+            )
     return None
 
 
@@ -95,8 +97,12 @@ def report_fallback(model: Any, kind: str, reason: str) -> None:
     reasons[kind] = reason
     what = {"train": "fit", "test": "evaluate", "predict": "predict"}[kind]
     name = getattr(model, "name", type(model).__name__)
-    print(f"layerflow: fast {what} off for model {name!r}: {reason}; using Keras's own loop "
-          f"(set {ENV_SWITCH}=0 to silence)", file=sys.stderr, flush=True)
+    print(
+        f"layerflow: fast {what} off for model {name!r}: {reason}; using Keras's own loop "
+        f"(set {ENV_SWITCH}=0 to silence)",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def fallback_reason(model: Any, kind: str) -> str | None:

@@ -80,9 +80,11 @@ class LayerflowKeras(types.ModuleType):
 
     # Keras's version, read and set through to Keras (a data descriptor, so that tools which
     # set and restore a module attribute, such as pytest's monkeypatch, restore Keras's).
-    __version__ = property(lambda self: vars(self)["_keras"].__version__,
-                           lambda self, value: setattr(vars(self)["_keras"], "__version__", value),
-                           lambda self: delattr(vars(self)["_keras"], "__version__"))
+    __version__ = property(
+        lambda self: vars(self)["_keras"].__version__,
+        lambda self, value: setattr(vars(self)["_keras"], "__version__", value),
+        lambda self: delattr(vars(self)["_keras"], "__version__"),
+    )
 
     def __setattr__(self, name: str, value: Any) -> None:
         setattr(vars(self)["_keras"], name, value)

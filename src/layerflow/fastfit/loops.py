@@ -98,11 +98,11 @@ class _Gathered:
                 self.array = np.empty((self.num_samples, *values.shape[1:]), dtype=values.dtype)
             end = self.filled + len(values)
             if values.shape[1:] == self.array.shape[1:] and values.dtype == self.array.dtype and end <= len(self.array):
-                self.array[self.filled:end] = values
+                self.array[self.filled : end] = values
                 self.filled = end
                 return
         if self.array is not None:  # unlike the batches before it: from here on, as Keras gathers
-            self.gathered = [self.array[:self.filled]]
+            self.gathered = [self.array[: self.filled]]
             self.array = None
         self.gathered = ki.append_predictions(outputs, self.gathered)
 
@@ -110,5 +110,5 @@ class _Gathered:
         if self.gathered is None:
             array = self.array
             assert array is not None, "predictions are either gathered or written into one array"
-            return array if self.filled == len(array) else array[:self.filled].copy()
+            return array if self.filled == len(array) else array[: self.filled].copy()
         return ki.concatenate_predictions(self.gathered, self.last)

@@ -26,10 +26,17 @@ def _direct_update_applies(optimizer: Any, variables: list[Any]) -> bool:
 
     if not isinstance(optimizer, keras.optimizers.Adam) or type(optimizer).__name__ != "Adam":
         return False
-    options_off = (not optimizer.amsgrad and optimizer.clipnorm is None and optimizer.clipvalue is None
-                   and optimizer.global_clipnorm is None and not optimizer.weight_decay and not optimizer.use_ema
-                   and not ki.uses_gradient_accumulation(optimizer) and optimizer.loss_scale_factor is None
-                   and not ki.learning_rate_is_schedule(optimizer))
+    options_off = (
+        not optimizer.amsgrad
+        and optimizer.clipnorm is None
+        and optimizer.clipvalue is None
+        and optimizer.global_clipnorm is None
+        and not optimizer.weight_decay
+        and not optimizer.use_ema
+        and not ki.uses_gradient_accumulation(optimizer)
+        and optimizer.loss_scale_factor is None
+        and not ki.learning_rate_is_schedule(optimizer)
+    )
     return options_off and all(v.constraint is None and v.dtype in ("float32", "float64") for v in variables)
 
 

@@ -40,7 +40,9 @@ def _is_pure(target: Any) -> bool:
     schema = target._schema
     if schema.is_mutable:
         return False
-    return torch.Tag.nondeterministic_seeded not in target.tags and torch.Tag.nondeterministic_bitwise not in target.tags
+    return (
+        torch.Tag.nondeterministic_seeded not in target.tags and torch.Tag.nondeterministic_bitwise not in target.tags
+    )
 
 
 def _mutated_later(node: torch.fx.Node) -> bool:
@@ -99,8 +101,13 @@ def _value(node: Any) -> Any:
 
 def _is_cast(node: Any) -> bool:
     """``aten._to_copy`` changing the dtype only (same device, layout, memory format)."""
-    return (isinstance(node, torch.fx.Node) and node.op == "call_function" and node.target is torch.ops.aten._to_copy.default
-            and len(node.args) == 1 and set(node.kwargs) == {"dtype"})
+    return (
+        isinstance(node, torch.fx.Node)
+        and node.op == "call_function"
+        and node.target is torch.ops.aten._to_copy.default
+        and len(node.args) == 1
+        and set(node.kwargs) == {"dtype"}
+    )
 
 
 def _exact_integers(dtype: torch.dtype) -> int:
@@ -113,8 +120,12 @@ def _exact_integers(dtype: torch.dtype) -> int:
 
 
 def _is_integer(value: Any) -> bool:
-    return isinstance(value, torch.Tensor) and not value.dtype.is_floating_point and not value.dtype.is_complex \
+    return (
+        isinstance(value, torch.Tensor)
+        and not value.dtype.is_floating_point
+        and not value.dtype.is_complex
         and value.dtype != torch.bool
+    )
 
 
 def _round_trip_source(node: torch.fx.Node) -> torch.fx.Node | None:
@@ -123,8 +134,13 @@ def _round_trip_source(node: torch.fx.Node) -> torch.fx.Node | None:
         return None
     source = _argument(_argument(node, 0), 0)
     value, middle, result = _value(source), _value(node.args[0]), _value(node)
-    if not (_is_integer(value) and isinstance(middle, torch.Tensor) and middle.dtype.is_floating_point
-            and isinstance(result, torch.Tensor) and result.dtype == value.dtype):
+    if not (
+        _is_integer(value)
+        and isinstance(middle, torch.Tensor)
+        and middle.dtype.is_floating_point
+        and isinstance(result, torch.Tensor)
+        and result.dtype == value.dtype
+    ):
         return None
     return source
 
@@ -136,8 +152,11 @@ def _bounded_index(node: Any) -> tuple[torch.fx.Node, int] | None:
     while _is_cast(node):
         bound_checks.append(_value(node).dtype)
         node = node.args[0]
-    if not (isinstance(node, torch.fx.Node) and node.op == "call_function"
-            and node.target in (torch.ops.aten.argmax.default, torch.ops.aten.argmin.default)):
+    if not (
+        isinstance(node, torch.fx.Node)
+        and node.op == "call_function"
+        and node.target in (torch.ops.aten.argmax.default, torch.ops.aten.argmin.default)
+    ):
         return None
     scores = _value(node.args[0])
     if not isinstance(scores, torch.Tensor):
@@ -154,15 +173,24 @@ def _counts(node: Any) -> bool:
     if not _is_cast(node):
         return False
     mask, floated = _value(node.args[0]), _value(node)
-    return (isinstance(mask, torch.Tensor) and mask.dtype == torch.bool and floated.dtype.is_floating_point
-            and mask.numel() <= _exact_integers(floated.dtype))
+    return (
+        isinstance(mask, torch.Tensor)
+        and mask.dtype == torch.bool
+        and floated.dtype.is_floating_point
+        and mask.numel() <= _exact_integers(floated.dtype)
+    )
 
 
 def _fresh(nodes: Any) -> bool:
     """Whether every node is an operation returning a new tensor (no input, constant or view):
     only such a result may stand for an output, which must not alias what the graph was given."""
-    return all(isinstance(n, torch.fx.Node) and n.op == "call_function" and ki.is_aten_overload(n.target)
-               and all(r.alias_info is None for r in _schema(n.target).returns) for n in nodes)
+    return all(
+        isinstance(n, torch.fx.Node)
+        and n.op == "call_function"
+        and ki.is_aten_overload(n.target)
+        and all(r.alias_info is None for r in _schema(n.target).returns)
+        for n in nodes
+    )
 
 
 def rewrite_exact_identities(module: torch.fx.GraphModule) -> int:
@@ -209,8 +237,11 @@ def rewrite_exact_identities(module: torch.fx.GraphModule) -> int:
                     continue
                 labels = left.args[0]
                 floated = _value(left)
-                if not (_is_integer(_value(labels)) and floated.dtype.is_floating_point
-                        and bounded[1] <= _exact_integers(floated.dtype)):
+                if not (
+                    _is_integer(_value(labels))
+                    and floated.dtype.is_floating_point
+                    and bounded[1] <= _exact_integers(floated.dtype)
+                ):
                     continue
                 node.args = (labels, bounded[0])
                 rewritten += 1
@@ -226,8 +257,13 @@ def rewrite_exact_identities(module: torch.fx.GraphModule) -> int:
             if node in outputs and not _fresh([chosen]):
                 continue
             value, result = _value(chosen), _value(node)
-            if (isinstance(value, torch.Tensor) and isinstance(result, torch.Tensor) and value.shape == result.shape
-                    and value.dtype == result.dtype and value.device == result.device):
+            if (
+                isinstance(value, torch.Tensor)
+                and isinstance(result, torch.Tensor)
+                and value.shape == result.shape
+                and value.dtype == result.dtype
+                and value.device == result.device
+            ):
                 node.replace_all_uses_with(chosen)
                 rewritten += 1
         elif target is torch.ops.aten.sum.default and len(node.args) == 1 and not node.kwargs and _counts(node.args[0]):
@@ -239,8 +275,13 @@ def rewrite_exact_identities(module: torch.fx.GraphModule) -> int:
             rewritten += 1
         elif target is torch.ops.aten.sum.default and len(node.args) == 1 and not node.kwargs and node not in outputs:
             value, result = _value(node.args[0]), _value(node)
-            if (isinstance(value, torch.Tensor) and value.ndim == 0 and value.dtype.is_floating_point
-                    and isinstance(result, torch.Tensor) and result.dtype == value.dtype):
+            if (
+                isinstance(value, torch.Tensor)
+                and value.ndim == 0
+                and value.dtype.is_floating_point
+                and isinstance(result, torch.Tensor)
+                and result.dtype == value.dtype
+            ):
                 node.replace_all_uses_with(node.args[0])
                 rewritten += 1
     return rewritten
@@ -248,9 +289,15 @@ def rewrite_exact_identities(module: torch.fx.GraphModule) -> int:
 
 def _in_place_forms() -> dict:
     aten = torch.ops.aten
-    return {aten.add.Tensor: aten.add_.Tensor, aten.sub.Tensor: aten.sub_.Tensor, aten.mul.Tensor: aten.mul_.Tensor,
-            aten.div.Tensor: aten.div_.Tensor, aten.relu.default: aten.relu_.default,
-            aten.clamp.default: aten.clamp_.default, aten.log.default: aten.log_.default}
+    return {
+        aten.add.Tensor: aten.add_.Tensor,
+        aten.sub.Tensor: aten.sub_.Tensor,
+        aten.mul.Tensor: aten.mul_.Tensor,
+        aten.div.Tensor: aten.div_.Tensor,
+        aten.relu.default: aten.relu_.default,
+        aten.clamp.default: aten.clamp_.default,
+        aten.log.default: aten.log_.default,
+    }
 
 
 def write_in_place(module: torch.fx.GraphModule, accumulators: AbstractSet[str] = frozenset()) -> int:
@@ -277,9 +324,14 @@ def write_in_place(module: torch.fx.GraphModule, accumulators: AbstractSet[str] 
         elif first in outputs or not (first in written or _fresh([first])):
             continue
         operand, result = _value(first), _value(node)
-        if not (isinstance(operand, torch.Tensor) and isinstance(result, torch.Tensor)
-                and operand.shape == result.shape and operand.dtype == result.dtype
-                and operand.device == result.device and operand.stride() == result.stride()):
+        if not (
+            isinstance(operand, torch.Tensor)
+            and isinstance(result, torch.Tensor)
+            and operand.shape == result.shape
+            and operand.dtype == result.dtype
+            and operand.device == result.device
+            and operand.stride() == result.stride()
+        ):
             continue
         node.target = forms[node.target]
         if first.op != "placeholder":
@@ -327,7 +379,7 @@ class FlatGraph:
     def __call__(self, *arguments: Any) -> Any:
         return ki.tree_unflatten(self.forward(*ki.tree_leaves(arguments)), self.out_spec)
 
-    def without_logs(self) -> "FlatGraph | None":
+    def without_logs(self) -> FlatGraph | None:
         """The same step returning ``(loss, non-trainable, metrics, {})``: the per-batch logs
         (metric results) are not computed. None when the step's outputs have another layout."""
         if self._step_layout is None:
@@ -335,7 +387,7 @@ class FlatGraph:
         non_trainable, metrics, _ = self._step_layout
         module = _copy_module(self.module)
         output = next(n for n in module.graph.nodes if n.op == "output")
-        output.args = (list(output.args[0])[:1 + non_trainable + metrics],)
+        output.args = (list(output.args[0])[: 1 + non_trainable + metrics],)
         module.graph.eliminate_dead_code()
         module.recompile()
         variant = copy.copy(self)
@@ -390,15 +442,19 @@ class FlatGraph:
         """Names of the placeholders holding metric totals, for a step taking
         ``(trainable, non_trainable, metrics, ...)`` and returning its step layout."""
         arguments = self.in_spec
-        if (self._step_layout is None or arguments.type is not tuple or arguments.num_children < 3
-                or not all(c.type is list for c in arguments.children()[:3])):
+        if (
+            self._step_layout is None
+            or arguments.type is not tuple
+            or arguments.num_children < 3
+            or not all(c.type is list for c in arguments.children()[:3])
+        ):
             return set()
         trainable, non_trainable, metrics = (c.num_children for c in arguments.children()[:3])
         if metrics != self._step_layout[1]:
             return set()
         placeholders = [n for n in self.graph.nodes if n.op == "placeholder"]
         start = trainable + non_trainable
-        return {n.target for n in placeholders[start:start + metrics]}
+        return {n.target for n in placeholders[start : start + metrics]}
 
     def call_step(self, leaves: list) -> Any:
         """Runs the step on already flattened inputs; returns its outputs in their structure."""

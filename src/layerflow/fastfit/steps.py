@@ -10,7 +10,8 @@ partial batch; each later batch of that signature replays it.
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -57,8 +58,7 @@ class FastStep:
         """Re-reads the model's variables at the start of each fit/evaluate/predict."""
         groups = VariableGroups(self.model)
         compiled_state = ki.compiled_state_ids(self.model)
-        if (self.groups is None or groups.identity != self.groups.identity
-                or compiled_state != self.compiled_state):
+        if self.groups is None or groups.identity != self.groups.identity or compiled_state != self.compiled_state:
             self.graphs.clear()
             self.groups, self.compiled_state = groups, compiled_state
         self.values = self.groups.values()
@@ -99,8 +99,9 @@ class FastStep:
         if type(batch) is not tuple or not 1 <= len(batch) <= 3:
             return None
         for value in batch:
-            if value is not None and (type(value) is not torch.Tensor
-                                      or (device is not None and value.device != device)):
+            if value is not None and (
+                type(value) is not torch.Tensor or (device is not None and value.device != device)
+            ):
                 return None
         x, y, sample_weight = batch + (None,) * (3 - len(batch))
         if self.kind == "predict":
@@ -108,15 +109,20 @@ class FastStep:
         return x, y, sample_weight
 
     def _graph(self, x: Any, y: Any, sample_weight: Any) -> FlatGraph | None:
-        if type(x) is torch.Tensor and (y is None or type(y) is torch.Tensor) and (
-                sample_weight is None or type(sample_weight) is torch.Tensor):
+        if (
+            type(x) is torch.Tensor
+            and (y is None or type(y) is torch.Tensor)
+            and (sample_weight is None or type(sample_weight) is torch.Tensor)
+        ):
             # The leaves tree_flatten would give, without walking the tree.
             leaves = [x, y, sample_weight]
             key: Any = tuple(None if t is None else (t.shape, t.dtype, t.device) for t in leaves)
         else:
             leaves, spec = ki.tree_flatten((x, y, sample_weight))
-            key = (_hashable(spec), tuple((t.shape, t.dtype, t.device) if isinstance(t, torch.Tensor) else t
-                                          for t in leaves))
+            key = (
+                _hashable(spec),
+                tuple((t.shape, t.dtype, t.device) if isinstance(t, torch.Tensor) else t for t in leaves),
+            )
         self.leaves = leaves
         graph = self.graphs.get(key)
         if graph is not None:

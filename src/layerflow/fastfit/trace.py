@@ -11,7 +11,8 @@ torch ops on the Keras variables' own tensors, so the Keras variables stay the t
 from __future__ import annotations
 
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -51,8 +52,9 @@ def _eager_like_scope(mapping: list[tuple[Any, torch.Tensor]]) -> Any:
     return EagerLikeScope()
 
 
-def _stateless(model: Any, variables: list[Any], values: list[torch.Tensor], body: Callable[[], Any],
-               updated: list[Any]) -> tuple[Any, list[torch.Tensor], list[Any]]:
+def _stateless(
+    model: Any, variables: list[Any], values: list[torch.Tensor], body: Callable[[], Any], updated: list[Any]
+) -> tuple[Any, list[torch.Tensor], list[Any]]:
     with _eager_like_scope(list(zip(variables, values))) as scope:
         result = body()
     return result, [scope.get_current_value(v) for v in updated], scope.assigned
@@ -63,7 +65,7 @@ def _record(function: Callable, arguments: tuple) -> FlatGraph:
         return FlatGraph(ki.trace_fake(function, arguments))
     except TraceError:
         raise
-    except Exception as error:  # noqa: BLE001 - any failure to trace means "use Keras's loop"
+    except Exception as error:
         raise TraceError(f"its step cannot be traced into a static graph: {_cause(error)}") from error
 
 
@@ -84,11 +86,15 @@ def _cause(error: BaseException) -> str:
     detail = lines[0] if lines else ""
     where = layer or "the model"
     if "convert all Tensors to FakeTensors" in detail:
-        return (f"{where} uses a torch tensor that is neither a Keras variable nor an input (a constant held on "
-                "a layer); make it a weight (add_weight(..., trainable=False)) or a NumPy constant")
+        return (
+            f"{where} uses a torch tensor that is neither a Keras variable nor an input (a constant held on "
+            "a layer); make it a weight (add_weight(..., trainable=False)) or a NumPy constant"
+        )
     if "DataDependent" in type(error).__name__ or "data-dependent" in detail:
-        return (f"{where} decides on a tensor's value in Python (if/float()/.item()/NumPy on a tensor), "
-                "which one static graph cannot hold")
+        return (
+            f"{where} decides on a tensor's value in Python (if/float()/.item()/NumPy on a tensor), "
+            "which one static graph cannot hold"
+        )
     return f"{type(error).__name__} in {where}: {detail[:160]}" if detail else f"{type(error).__name__} in {where}"
 
 
@@ -102,13 +108,16 @@ def _failing_layer(error: BaseException) -> str:
         frame = traceback.tb_frame
         owner = frame.f_locals.get("self")
         if frame.f_code.co_name == "call" and isinstance(owner, keras.layers.Layer):
-            found = f"{type(owner).__name__}.call() ({frame.f_code.co_filename.rsplit('/', 1)[-1]}:{traceback.tb_lineno})"
+            found = (
+                f"{type(owner).__name__}.call() ({frame.f_code.co_filename.rsplit('/', 1)[-1]}:{traceback.tb_lineno})"
+            )
         traceback = traceback.tb_next
     return found
 
 
-def trace_train_or_test(model: Any, groups: "VariableGroups", training: bool, x: Any, y: Any,
-                        sample_weight: Any) -> FlatGraph:
+def trace_train_or_test(
+    model: Any, groups: VariableGroups, training: bool, x: Any, y: Any, sample_weight: Any
+) -> FlatGraph:
     """Graph of one train (``training=True``) or test step.
 
     The graph takes ``(trainable, non_trainable, metrics, x, y, sample_weight)`` values and
@@ -127,7 +136,8 @@ def trace_train_or_test(model: Any, groups: "VariableGroups", training: bool, x:
             return loss, logs
 
         (loss, logs), new_values, _ = _stateless(
-            model, variables, list(trainable) + list(non_trainable) + list(metrics), body, updated)
+            model, variables, list(trainable) + list(non_trainable) + list(metrics), body, updated
+        )
         count = len(groups.non_trainable)
         return loss, new_values[:count], new_values[count:], logs
 
@@ -136,19 +146,21 @@ def trace_train_or_test(model: Any, groups: "VariableGroups", training: bool, x:
     return _record(step, (*detached, x, y, sample_weight))
 
 
-def trace_predict(model: Any, groups: "VariableGroups", x: Any) -> FlatGraph:
+def trace_predict(model: Any, groups: VariableGroups, x: Any) -> FlatGraph:
     """Graph of one predict step: ``(trainable, non_trainable, x) -> y_pred``."""
     variables = groups.trainable + groups.non_trainable
 
     def step(trainable, non_trainable, x):
-        y_pred, _, assigned = _stateless(model, variables, list(trainable) + list(non_trainable),
-                                         lambda: ki.call_model(model, x, False), [])
+        y_pred, _, assigned = _stateless(
+            model, variables, list(trainable) + list(non_trainable), lambda: ki.call_model(model, x, False), []
+        )
         if assigned:
             # Keras's predict keeps such updates (its step runs eagerly); a predict graph returns
             # predictions only, so this model predicts on Keras's loop.
             names = sorted({v.path for v in assigned})
-            raise StatefulPredictError(f"its call() assigns {', '.join(names)} while predicting, "
-                                       "which Keras's predict keeps")
+            raise StatefulPredictError(
+                f"its call() assigns {', '.join(names)} while predicting, which Keras's predict keeps"
+            )
         return y_pred
 
     trainable, non_trainable, _ = groups.values()
@@ -165,5 +177,8 @@ class VariableGroups:
         self.identity = tuple(id(v) for v in self.trainable + self.non_trainable + self.metrics)
 
     def values(self) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]:
-        return ([v.value for v in self.trainable], [v.value for v in self.non_trainable],
-                [v.value for v in self.metrics])
+        return (
+            [v.value for v in self.trainable],
+            [v.value for v in self.non_trainable],
+            [v.value for v in self.metrics],
+        )

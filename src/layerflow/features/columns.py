@@ -79,7 +79,7 @@ def _fitted(value: float | None, column: str) -> float:
 
 def default_embedding_dimension(depth: int) -> int:
     """The embedding width used when none is given: ``ceil(depth ** 0.25)`` (tfdatasets' rule of thumb)."""
-    return max(1, math.ceil(depth ** 0.25))
+    return max(1, math.ceil(depth**0.25))
 
 
 @dataclass
@@ -141,8 +141,17 @@ class NumericColumn:
         return 0.0, 1.0
 
     def state(self) -> dict[str, Any]:
-        return {"kind": "numeric", "name": self.name, "normalizer": self.normalizer, "count": self.count,
-                "missing": self.missing, "mean": self.mean, "std": self.std, "min": self.min, "max": self.max}
+        return {
+            "kind": "numeric",
+            "name": self.name,
+            "normalizer": self.normalizer,
+            "count": self.count,
+            "missing": self.missing,
+            "mean": self.mean,
+            "std": self.std,
+            "min": self.min,
+            "max": self.max,
+        }
 
 
 @dataclass

@@ -6,14 +6,21 @@ Every selector takes ``exclude=[...]``: names it never selects (tfdatasets' ``-b
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 from layerflow.features.errors import SpecError
 
 #: column types ``has_type`` knows, and the synonyms it accepts for them
-TYPE_SYNONYMS = {"float": "float", "double": "float", "int": "int", "integer": "int", "bool": "bool",
-                 "string": "string", "str": "string"}
+TYPE_SYNONYMS = {
+    "float": "float",
+    "double": "float",
+    "int": "int",
+    "integer": "int",
+    "bool": "bool",
+    "string": "string",
+    "str": "string",
+}
 
 
 @dataclass(frozen=True)

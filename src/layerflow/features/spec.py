@@ -15,14 +15,14 @@ from __future__ import annotations
 import copy
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from layerflow.data import Dataset, from_frame
-from layerflow.data.dataset import ROWS, chunk_length
-from layerflow.data.dataset import read_ahead
+from layerflow.data.dataset import ROWS, chunk_length, read_ahead
 from layerflow.errors import LayerflowError
 from layerflow.features.columns import (
     NORMALIZERS,
@@ -101,7 +101,8 @@ class _Outputs:
                 f"model input or output {name!r}, and one would silently replace the other. Declare it once (a "
                 f"selector takes exclude=[{name!r}]), or .remove({name!r}) before declaring it again; to feed one "
                 f"column into two features give the second its own name (e.g. bucketized({name!r}, ...) makes "
-                f"{name + '_bucketized'!r}).")
+                f"{name + '_bucketized'!r})."
+            )
         self._steps[name] = step
 
     def keep(self, names: set[str]) -> None:
@@ -137,28 +138,34 @@ class FeatureSpec:
         self.fitted = False
 
     # -- declaring --------------------------------------------------------------------------
-    def _step(self, kind: str, columns: tuple, **options: Any) -> "FeatureSpec":
+    def _step(self, kind: str, columns: tuple, **options: Any) -> FeatureSpec:
         """A new, unfitted spec with this spec's steps and one more; this spec is left unchanged."""
         if not columns:
             raise SpecError(f"{kind}() needs at least one column name or selector.")
         for column in columns:
             if not isinstance(column, (str, Selector)):
-                raise SpecTypeError(f"{kind}(): {column!r} is neither a column name nor a selector such as "
-                                    "lf.all_numeric().")
+                raise SpecTypeError(
+                    f"{kind}(): {column!r} is neither a column name nor a selector such as lf.all_numeric()."
+                )
         spec = FeatureSpec(None, self.label)
         spec.dataset = self.dataset
         spec._steps = [*self._steps, (kind, tuple(columns), copy.deepcopy(options))]
         return spec
 
-    def numeric(self, *columns: str | Selector, normalizer: str | None = None) -> "FeatureSpec":
+    def numeric(self, *columns: str | Selector, normalizer: str | None = None) -> FeatureSpec:
         """Numeric columns; ``normalizer`` ``"standard"`` (z-score) or ``"minmax"`` (to [0, 1])."""
         if normalizer not in NORMALIZERS:
             raise SpecError(f"normalizer={normalizer!r} is not known; expected one of {NORMALIZERS}.")
         return self._step("numeric", columns, normalizer=normalizer)
 
-    def categorical_vocab(self, *columns: str | Selector, vocabulary: Sequence[str] | None = None,
-                          vocabulary_file: str | os.PathLike[str] | None = None,
-                          num_oov_buckets: int = 1, max_tokens: int | None = None) -> "FeatureSpec":
+    def categorical_vocab(
+        self,
+        *columns: str | Selector,
+        vocabulary: Sequence[str] | None = None,
+        vocabulary_file: str | os.PathLike[str] | None = None,
+        num_oov_buckets: int = 1,
+        max_tokens: int | None = None,
+    ) -> FeatureSpec:
         """Categorical columns mapped through a vocabulary (learned in ``fit`` unless given).
 
         Args:
@@ -180,30 +187,35 @@ class FeatureSpec:
             raise SpecError("Give vocabulary= or vocabulary_file=, not both.")
         if vocabulary_file is not None:
             vocabulary = _read_vocabulary_file(vocabulary_file)
-        return self._step("categorical_vocab", columns, vocabulary=list(vocabulary) if vocabulary else None,
-                          num_oov_buckets=num_oov_buckets, max_tokens=max_tokens)
+        return self._step(
+            "categorical_vocab",
+            columns,
+            vocabulary=list(vocabulary) if vocabulary else None,
+            num_oov_buckets=num_oov_buckets,
+            max_tokens=max_tokens,
+        )
 
-    def categorical_identity(self, *columns: str | Selector, num_buckets: int) -> "FeatureSpec":
+    def categorical_identity(self, *columns: str | Selector, num_buckets: int) -> FeatureSpec:
         """Integer columns already holding ids in ``[0, num_buckets)`` (others go to one extra id)."""
         return self._step("categorical_identity", columns, num_buckets=int(num_buckets))
 
-    def categorical_hash(self, *columns: str | Selector, hash_bucket_size: int) -> "FeatureSpec":
+    def categorical_hash(self, *columns: str | Selector, hash_bucket_size: int) -> FeatureSpec:
         """Categorical columns hashed into ``hash_bucket_size`` ids (no vocabulary to learn)."""
         return self._step("categorical_hash", columns, hash_bucket_size=int(hash_bucket_size))
 
-    def bucketized(self, column: str, boundaries: Sequence[float], name: str | None = None) -> "FeatureSpec":
+    def bucketized(self, column: str, boundaries: Sequence[float], name: str | None = None) -> FeatureSpec:
         """A numeric column cut into buckets at ``boundaries`` (a categorical column ``<col>_bucketized``)."""
         if list(boundaries) != sorted(boundaries) or not boundaries:
             raise SpecError(f"boundaries {list(boundaries)} must be a non-empty increasing list.")
         return self._step("bucketized", (column,), boundaries=[float(b) for b in boundaries], name=name)
 
-    def crossed(self, columns: Sequence[str], hash_bucket_size: int, name: str | None = None) -> "FeatureSpec":
+    def crossed(self, columns: Sequence[str], hash_bucket_size: int, name: str | None = None) -> FeatureSpec:
         """The cross of several columns, hashed into ``hash_bucket_size`` ids."""
         if len(columns) < 2:
             raise SpecError("crossed() needs at least two columns.")
         return self._step("crossed", tuple(columns), hash_bucket_size=int(hash_bucket_size), name=name)
 
-    def indicator(self, *columns: str | Selector, name: str | None = None) -> "FeatureSpec":
+    def indicator(self, *columns: str | Selector, name: str | None = None) -> FeatureSpec:
         """One-hot encodes categorical columns into the dense tensor.
 
         Args:
@@ -219,8 +231,7 @@ class FeatureSpec:
         """
         return self._step("indicator", columns, name=self._output_name(columns, name))
 
-    def embedding(self, *columns: str | Selector, dimension: int | None = None,
-                  name: str | None = None) -> "FeatureSpec":
+    def embedding(self, *columns: str | Selector, dimension: int | None = None, name: str | None = None) -> FeatureSpec:
         """Learns an embedding of categorical columns in the dense tensor.
 
         Args:
@@ -239,7 +250,7 @@ class FeatureSpec:
             raise SpecError(f"dimension={dimension!r} must be a positive integer (or None for the default).")
         return self._step("embedding", columns, dimension=dimension, name=self._output_name(columns, name))
 
-    def remove(self, *columns: str | Selector) -> "FeatureSpec":
+    def remove(self, *columns: str | Selector) -> FeatureSpec:
         """Drops features declared by earlier steps (tfdatasets' ``step_remove_column``).
 
         Useful after a column served only to build another, e.g. a numeric column that was
@@ -273,8 +284,11 @@ class FeatureSpec:
         missing = [name for name in self.label if name not in first]
         if missing:
             raise SpecColumnError(f"Label column(s) {missing} are not in the dataset; it has {sorted(first)}.")
-        return {name: (_column_kind(values), _column_type(values))
-                for name, values in first.items() if name not in self.label}
+        return {
+            name: (_column_kind(values), _column_type(values))
+            for name, values in first.items()
+            if name not in self.label
+        }
 
     @staticmethod
     def _resolve(kind: str, columns: tuple, pool: dict[str, tuple[str, str]]) -> list[str]:
@@ -287,14 +301,16 @@ class FeatureSpec:
                 names += chosen
             elif column not in pool:
                 close = [n for n in pool if n.lower() == column.lower()]
-                raise SpecColumnError(f"{kind}(): column {column!r} is not in the data"
-                                      f"{'' if not close else f' (did you mean {close[0]!r}?)'}; "
-                                      f"columns are {sorted(pool)}.")
+                raise SpecColumnError(
+                    f"{kind}(): column {column!r} is not in the data"
+                    f"{'' if not close else f' (did you mean {close[0]!r}?)'}; "
+                    f"columns are {sorted(pool)}."
+                )
             else:
                 names.append(column)
         return list(dict.fromkeys(names))
 
-    def fit(self, dataset: Any = None) -> "FeatureSpec":
+    def fit(self, dataset: Any = None) -> FeatureSpec:
         """Learns statistics and vocabularies in one streaming pass; returns this spec, fitted.
 
         Args:
@@ -310,8 +326,10 @@ class FeatureSpec:
         """
         source = self.dataset if dataset is None else _as_dataset(dataset, "fit(dataset=...)")
         if source is None:
-            raise SpecError("This spec has no dataset to fit on; give one: lf.feature_spec(dataset, label=...) "
-                            "or spec.fit(dataset=...).")
+            raise SpecError(
+                "This spec has no dataset to fit on; give one: lf.feature_spec(dataset, label=...) "
+                "or spec.fit(dataset=...)."
+            )
         pool = self._dataset_columns(source)
         numeric: dict[str, NumericColumn] = {}
         categorical: dict[str, CategoricalColumn] = {}
@@ -325,12 +343,15 @@ class FeatureSpec:
                     dense.append(item)
                 continue
             if kind == "remove":
-                declared = {**{n: ("numeric", "float") for n in numeric},
-                            **{n: ("nominal", "int") for n in categorical},
-                            **{d.output_name: ("dense", "float") for d in dense}}
+                declared = {
+                    **{n: ("numeric", "float") for n in numeric},
+                    **{n: ("nominal", "int") for n in categorical},
+                    **{d.output_name: ("dense", "float") for d in dense},
+                }
                 for name in self._resolve(kind, columns, declared):
-                    users = [c.name for c in categorical.values() if name in c.source and c.name != name
-                             and name not in pool]
+                    users = [
+                        c.name for c in categorical.values() if name in c.source and c.name != name and name not in pool
+                    ]
                     if users:
                         raise SpecError(f"remove({name!r}): {users} are built from it; remove them first.")
                     numeric.pop(name, None)
@@ -356,15 +377,21 @@ class FeatureSpec:
                 for name in names:
                     outputs.claim(name, kind, columns, name)
                     categorical[name] = CategoricalColumn(
-                        name, kind.removeprefix("categorical_"), [name], vocabulary=options.get("vocabulary"),
-                        num_oov_buckets=options.get("num_oov_buckets", 1), max_tokens=options.get("max_tokens"),
-                        num_buckets=options.get("num_buckets") or options.get("hash_bucket_size"))
+                        name,
+                        kind.removeprefix("categorical_"),
+                        [name],
+                        vocabulary=options.get("vocabulary"),
+                        num_oov_buckets=options.get("num_oov_buckets", 1),
+                        max_tokens=options.get("max_tokens"),
+                        num_buckets=options.get("num_buckets") or options.get("hash_bucket_size"),
+                    )
         learning = [c for c in categorical.values() if c.learns_vocabulary]
         observed: list[NumericColumn | CategoricalColumn] = [*numeric.values(), *(c for c in learning)]
         source_arrow = source.arrow_batches()
         if source_arrow is not None:  # a CSV: learn from its Arrow batches, no Python string per row
-            blocks: Any = ({n: b.column(i) for i, n in enumerate(b.schema.names)}
-                           for b in source_arrow.record_batches())
+            blocks: Any = (
+                {n: b.column(i) for i, n in enumerate(b.schema.names)} for b in source_arrow.record_batches()
+            )
         else:
             blocks = source.chunks()
         for chunk in blocks:
@@ -410,8 +437,9 @@ class FeatureSpec:
         needed = {*self.numeric_columns, *(s for c in self.categorical_columns.values() for s in c.source)}
         missing = sorted(needed - set(batch) - set(self.categorical_columns))
         if missing:
-            raise SpecColumnError(f"Columns {missing} used by the feature spec are not in the data; "
-                                  f"it has {sorted(batch)}.")
+            raise SpecColumnError(
+                f"Columns {missing} used by the feature spec are not in the data; it has {sorted(batch)}."
+            )
         features = {name: column.encode(batch[name]) for name, column in self.numeric_columns.items()}
         for name, column in self.categorical_columns.items():
             # a crossed column may cross earlier categorical columns (e.g. a bucketized one)
@@ -432,14 +460,16 @@ class FeatureSpec:
         labels = self.label
         arrow = dataset.arrow_batches()
         if arrow is not None:  # encode the Arrow batches as they are: no Python strings made per row
+
             def encode_arrow(record_batch):
                 features = self.transform(record_batch)
                 if not labels:
                     return (features,)
                 missing = [n for n in labels if n not in record_batch.schema.names]
                 if missing:
-                    raise SpecColumnError(f"Label column {missing[0]!r} is not in the data; it has "
-                                          f"{sorted(record_batch.schema.names)}.")
+                    raise SpecColumnError(
+                        f"Label column {missing[0]!r} is not in the data; it has {sorted(record_batch.schema.names)}."
+                    )
                 label_chunk = arrow.to_chunk(record_batch.select(labels))
                 return features, (label_chunk[labels[0]] if len(labels) == 1 else label_chunk)
 
@@ -535,8 +565,10 @@ class FeatureSpec:
             return f"<FeatureSpec (not fitted) label={self.label} steps: {steps}>"
         lines = [f"FeatureSpec (fitted), label={self.label}"]
         for n in self.numeric_columns.values():
-            lines.append(f"  numeric {n.name}: normalizer={n.normalizer} mean={n.mean:.4g} std={n.std:.4g} "
-                         f"min={n.min:.4g} max={n.max:.4g} missing={n.missing}")
+            lines.append(
+                f"  numeric {n.name}: normalizer={n.normalizer} mean={n.mean:.4g} std={n.std:.4g} "
+                f"min={n.min:.4g} max={n.max:.4g} missing={n.missing}"
+            )
         for c in self.categorical_columns.values():
             detail = f"vocabulary={c.vocabulary[:10]}{'...' if len(c.vocabulary) > 10 else ''}" if c.vocabulary else ""
             lines.append(f"  categorical {c.name} ({c.kind} of {c.source}): depth={c.depth} {detail}".rstrip())
@@ -564,9 +596,15 @@ def feature_spec(dataset: Any, label: str | Sequence[str] | None = None) -> Feat
 
 def _hashed_columns(categorical: list[dict[str, Any]]) -> list[str | None]:
     """The saved categorical columns whose ids come from a hash (their buckets depend on the hash function)."""
-    return [item.get("name") for item in categorical if isinstance(item, dict) and (
-        item.get("kind") in ("categorical_hash", "categorical_crossed")
-        or (item.get("kind") == "categorical_vocab" and (item.get("num_oov_buckets") or 1) > 1))]
+    return [
+        item.get("name")
+        for item in categorical
+        if isinstance(item, dict)
+        and (
+            item.get("kind") in ("categorical_hash", "categorical_crossed")
+            or (item.get("kind") == "categorical_vocab" and (item.get("num_oov_buckets") or 1) > 1)
+        )
+    ]
 
 
 def load_feature_spec(path: str | os.PathLike[str]) -> FeatureSpec:
@@ -595,11 +633,15 @@ def load_feature_spec(path: str | os.PathLike[str]) -> FeatureSpec:
         raise SpecFileError(f"{path} does not exist (a feature spec saved with spec.save(path) expected).") from None
     version = state.get("format") if isinstance(state, dict) else None
     if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION:
-        raise SpecError(f"{path} is a feature spec of format {version}, written by a newer layerflow than this one "
-                        f"(format {FORMAT_VERSION}); upgrade layerflow to load it.")
+        raise SpecError(
+            f"{path} is a feature spec of format {version}, written by a newer layerflow than this one "
+            f"(format {FORMAT_VERSION}); upgrade layerflow to load it."
+        )
     if version not in (CRC32_FORMAT, FORMAT_VERSION) or isinstance(version, bool):
-        raise SpecError(f"{path} is not a saved feature spec (format {FORMAT_VERSION} expected, found "
-                        f"{'no format' if version is None else f'format {version!r}'}).")
+        raise SpecError(
+            f"{path} is not a saved feature spec (format {FORMAT_VERSION} expected, found "
+            f"{'no format' if version is None else f'format {version!r}'})."
+        )
     if version == CRC32_FORMAT:
         hashed = _hashed_columns(state.get("categorical") or [])
         if hashed:
@@ -607,7 +649,8 @@ def load_feature_spec(path: str | os.PathLike[str]) -> FeatureSpec:
                 f"{path} was saved by an older layerflow (feature spec format {CRC32_FORMAT}) that hashed with CRC32; "
                 f"its hashed columns {hashed} would now fall into other buckets (this layerflow hashes with "
                 f"MurmurHash3), so a model trained with it would silently get wrong inputs. Refit the spec on the "
-                f"data, retrain the model that uses it, and save the spec again (format {FORMAT_VERSION}).")
+                f"data, retrain the model that uses it, and save the spec again (format {FORMAT_VERSION})."
+            )
     elif state.get("hashing", HASH_FUNCTION) != HASH_FUNCTION:
         raise SpecError(f"{path} hashes with {state['hashing']!r}; this layerflow hashes with {HASH_FUNCTION!r}.")
     spec = FeatureSpec(None, state["label"])
@@ -618,11 +661,22 @@ def load_feature_spec(path: str | os.PathLike[str]) -> FeatureSpec:
         spec.numeric_columns[column.name] = column
     for item in state["categorical"]:
         spec.categorical_columns[item["name"]] = CategoricalColumn(
-            item["name"], item["kind"].removeprefix("categorical_"), item["source"],
-            vocabulary=item.get("vocabulary"), num_oov_buckets=item.get("num_oov_buckets", 1),
-            num_buckets=item.get("num_buckets"), boundaries=item.get("boundaries"))
-    spec.dense_columns = [DenseOf(d["column"], d["kind"], d.get("dimension"),
-                                  d.get("name") if d.get("name") != f"{d['column']}_{d['kind']}" else None)
-                          for d in state["dense"]]
+            item["name"],
+            item["kind"].removeprefix("categorical_"),
+            item["source"],
+            vocabulary=item.get("vocabulary"),
+            num_oov_buckets=item.get("num_oov_buckets", 1),
+            num_buckets=item.get("num_buckets"),
+            boundaries=item.get("boundaries"),
+        )
+    spec.dense_columns = [
+        DenseOf(
+            d["column"],
+            d["kind"],
+            d.get("dimension"),
+            d.get("name") if d.get("name") != f"{d['column']}_{d['kind']}" else None,
+        )
+        for d in state["dense"]
+    ]
     spec.fitted = True
     return spec

@@ -66,4 +66,3 @@ def declared_flags(script: str | Path) -> dict[str, Flag | None] | None:
         for name, spec in read_flags_file(yml).items():
             declared.setdefault(name, spec)
     return declared if found else None
-

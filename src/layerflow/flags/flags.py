@@ -6,9 +6,10 @@ import difflib
 import json
 import os
 import sys
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any
 
 from layerflow.errors import training_stack
 from layerflow.flags.parsing import (
@@ -98,7 +99,9 @@ class Flags(Mapping[str, Any]):
         try:
             return self.__dict__["_values"][name]
         except KeyError:
-            raise UnknownFlagError(_unknown_message(name, self.__dict__.get("_values", {}), "attribute access")) from None
+            raise UnknownFlagError(
+                _unknown_message(name, self.__dict__.get("_values", {}), "attribute access")
+            ) from None
 
     def __getitem__(self, name: str) -> Any:
         if name not in self._values:
@@ -177,8 +180,11 @@ def _load_yaml_mapping(path: Path, what: str) -> dict[Any, Any]:
 def _is_profiled(data: Mapping[Any, Any]) -> bool:
     """A flags.yml of named profiles: a ``default`` profile (a mapping of flags), others beside it."""
     base = data.get(DEFAULT_PROFILE)
-    return (isinstance(base, dict) and not set(base) <= _SPEC_KEYS
-            and all(isinstance(profile, dict) for profile in data.values()))
+    return (
+        isinstance(base, dict)
+        and not set(base) <= _SPEC_KEYS
+        and all(isinstance(profile, dict) for profile in data.values())
+    )
 
 
 def flags_file_profiles(path: str | Path) -> list[str]:
@@ -211,14 +217,18 @@ def read_flags_file(path: str | Path, config: str | None = None) -> dict[str, Fl
             raise FlagError(f"{path} has no profile {config!r}; its profiles are: {', '.join(map(str, data))}.")
         data = {**data[DEFAULT_PROFILE], **(data[config] if config else {})}
     elif config is not None and config != DEFAULT_PROFILE:
-        raise FlagError(f"--config {config!r} names a profile, but {path} has none; write it as profiles: "
-                        f"'{DEFAULT_PROFILE}:' holding the flags, '{config}:' the flags it changes.")
+        raise FlagError(
+            f"--config {config!r} names a profile, but {path} has none; write it as profiles: "
+            f"'{DEFAULT_PROFILE}:' holding the flags, '{config}:' the flags it changes."
+        )
     declared = {}
     for name, entry in data.items():
         if isinstance(entry, dict):
             unknown = set(entry) - {"default", "type", "description"}
             if unknown:
-                raise FlagError(f"{path}: flag {name!r} has unknown keys {sorted(unknown)}; expected default, type, description.")
+                raise FlagError(
+                    f"{path}: flag {name!r} has unknown keys {sorted(unknown)}; expected default, type, description."
+                )
             declared[name] = flag(name, entry.get("default"), entry.get("type"), entry.get("description", ""))
         else:
             declared[name] = flag(name, entry)
@@ -257,8 +267,10 @@ def read_flag_values(path: str | os.PathLike[str]) -> dict[str, Any]:
         if not isinstance(name, str) or not name.isidentifier():
             raise FlagError(f"{path}: {name!r} is not a flag name.")
         if isinstance(value, (dict, list)):
-            raise FlagError(f"{path}: flag {name!r} holds a {type(value).__name__}; a flags file gives one plain "
-                            "value per flag (a number, a string or true/false).")
+            raise FlagError(
+                f"{path}: flag {name!r} holds a {type(value).__name__}; a flags file gives one plain "
+                "value per flag (a number, a string or true/false)."
+            )
     return dict(data)
 
 
@@ -273,8 +285,13 @@ def _environment_settings() -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def flags(*declared: Flag, file: str | Path | None = None, argv: list[str] | None = None, config: str | None = None,
-          **defaults: Any) -> Flags:
+def flags(
+    *declared: Flag,
+    file: str | Path | None = None,
+    argv: list[str] | None = None,
+    config: str | None = None,
+    **defaults: Any,
+) -> Flags:
     """Declares the script's flags and returns their resolved values.
 
     Precedence, lowest first: the defaults given here, ``flags.yml`` beside the script
@@ -317,8 +334,12 @@ def flags(*declared: Flag, file: str | Path | None = None, argv: list[str] | Non
             from_profile = config is not None and (name not in base or base[name] != spec)
             label = f"{yml.name}[{config}]" if from_profile else yml.name
             if name in specs:
-                spec = Flag(name, coerce(name, spec.default, specs[name].type, str(yml)), specs[name].type,
-                            spec.description or specs[name].description)
+                spec = Flag(
+                    name,
+                    coerce(name, spec.default, specs[name].type, str(yml)),
+                    specs[name].type,
+                    spec.description or specs[name].description,
+                )
             specs[name] = spec
             sources[name] = label
     elif config is not None:
@@ -329,9 +350,12 @@ def flags(*declared: Flag, file: str | Path | None = None, argv: list[str] | Non
     command_line, rest = extract_cli_flags(list(sys.argv[1:] if argv is None else argv))
     if use_sys_argv:
         sys.argv[1:] = rest
-    layers = [(settings.get("file_name") or "flags file", settings.get("file") or {}), ("command line", command_line),
-              ("command line", settings.get("command_line") or {}),
-              ("training_run(flags=)", settings.get("call") or {})]
+    layers = [
+        (settings.get("file_name") or "flags file", settings.get("file") or {}),
+        ("command line", command_line),
+        ("command line", settings.get("command_line") or {}),
+        ("training_run(flags=)", settings.get("call") or {}),
+    ]
     for source, overrides in layers:
         for name, value in overrides.items():
             if name not in specs:

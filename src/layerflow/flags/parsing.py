@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from layerflow.errors import LayerflowError
 
@@ -44,9 +45,7 @@ def resolve_type(kind: Any, flag: str) -> type:
         return FLAG_TYPES[kind]
     if kind in FLAG_TYPES.values():
         return kind
-    raise FlagError(
-        f"Flag {flag!r}: type {kind!r} is not supported; expected one of {', '.join(FLAG_TYPES)}."
-    )
+    raise FlagError(f"Flag {flag!r}: type {kind!r} is not supported; expected one of {', '.join(FLAG_TYPES)}.")
 
 
 def infer_type(default: Any, flag: str) -> type:
@@ -62,8 +61,7 @@ def infer_type(default: Any, flag: str) -> type:
 
 def _wrong(flag: str, value: Any, kind: type, source: str) -> FlagError:
     return FlagError(
-        f"Flag {flag!r} ({source}): value {value!r} is not a valid {type_name(kind)}; "
-        f"expected {_EXAMPLES[kind]}."
+        f"Flag {flag!r} ({source}): value {value!r} is not a valid {type_name(kind)}; expected {_EXAMPLES[kind]}."
     )
 
 
@@ -139,7 +137,7 @@ def extract_cli_flags(argv: list[str]) -> tuple[dict[str, str], list[str]]:
             if item is None:
                 raise FlagError("--flag at the end of the command line has no value; expected --flag name=value.")
         elif arg.startswith("--flag="):
-            item = arg[len("--flag="):]
+            item = arg[len("--flag=") :]
         else:
             rest.append(arg)
             continue

@@ -30,4 +30,3 @@ class FileFollower:
         self.new_lines()
         tail, self._partial = self._partial, b""
         return tail.decode(errors="replace")
-

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from layerflow.errors import InvalidValueError, LayerflowError
@@ -37,9 +37,9 @@ def new_run_folder(runs_dir: Path, run_id: str | None = None) -> tuple[str, Path
             os.mkdir(folder)
         except FileExistsError:
             raise RunExistsError(f"Run {run_id} already exists in {runs_dir}.") from None
-        return run_id, folder, datetime.now(timezone.utc)
+        return run_id, folder, datetime.now(UTC)
     while True:
-        start = datetime.now(timezone.utc)
+        start = datetime.now(UTC)
         run_id = format_run_id(start)
         folder = runs_dir / run_id
         try:

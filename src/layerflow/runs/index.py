@@ -6,9 +6,10 @@ import json
 import os
 import sqlite3
 import time
+from collections.abc import Iterable
 from contextlib import closing
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from layerflow.runs import files as f
 from layerflow.runs.ids import looks_like_run_id
@@ -93,8 +94,16 @@ class RunIndex:
         rows = []
         for run_dir in run_dirs:
             record = read_record(run_dir)
-            rows.append((record["id"], record.get("start"), record.get("status"), _stamp(run_dir),
-                         json.dumps(record, default=str), json.dumps(flatten_record(record), default=str)))
+            rows.append(
+                (
+                    record["id"],
+                    record.get("start"),
+                    record.get("status"),
+                    _stamp(run_dir),
+                    json.dumps(record, default=str),
+                    json.dumps(flatten_record(record), default=str),
+                )
+            )
         if not rows:
             return
         with closing(self._connect()) as db:
@@ -108,7 +117,8 @@ class RunIndex:
         with closing(self._connect()) as db:
             indexed = {row[0]: (row[1], row[2]) for row in db.execute("SELECT id, stamp, status FROM runs")}
         stale = [
-            Path(path) for run_id, path in paths.items()
+            Path(path)
+            for run_id, path in paths.items()
             if run_id not in indexed
             or indexed[run_id][1] not in FINISHED_STATUSES
             or indexed[run_id][0] != _stamp(path)

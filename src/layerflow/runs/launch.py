@@ -15,7 +15,7 @@ import runpy
 import signal
 import sys
 import traceback
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import cast
 
 from layerflow.runs import files as f
@@ -47,7 +47,7 @@ class _KerasImportHook(importlib.abc.MetaPathFinder):
 def _mark_exit(status: str, error: str | None = None) -> None:
     run_dir = current_run_dir()
     if run_dir is not None:
-        marker = {"status": status, "end": datetime.now(timezone.utc).isoformat()}
+        marker = {"status": status, "end": datetime.now(UTC).isoformat()}
         if error:
             marker["error"] = error
         f.write_json(run_dir / f.EXIT_FILE, marker)

@@ -99,6 +99,8 @@ def select_runs(
             ) from None
     if order is not None:
         if order not in frame.columns:
-            raise InvalidValueError(f"Cannot order by {order!r}: no such column. Columns are: {', '.join(frame.columns)}.")
+            raise InvalidValueError(
+                f"Cannot order by {order!r}: no such column. Columns are: {', '.join(frame.columns)}."
+            )
         frame = frame.sort_values(order, ascending=not decreasing, na_position="last", kind="stable")
     return frame.reset_index(drop=True)

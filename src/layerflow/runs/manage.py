@@ -7,7 +7,8 @@ on disk) and purging deletes the archived ones for good.
 from __future__ import annotations
 
 import os
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from layerflow.errors import InvalidTypeError, InvalidValueError
 from layerflow.runs.record import FINISHED_STATUSES
@@ -48,8 +49,9 @@ def _chosen_ids(store: RunStore, runs: Any) -> set[str]:
     elif isinstance(runs, (str, os.PathLike)):
         runs = [runs]
     elif not isinstance(runs, Iterable):
-        raise InvalidTypeError(f"runs= takes run references (ids, latest, latest~N) or an ls_runs DataFrame; "
-                               f"got a {type(runs).__name__}.")
+        raise InvalidTypeError(
+            f"runs= takes run references (ids, latest, latest~N) or an ls_runs DataFrame; got a {type(runs).__name__}."
+        )
     return {store.resolve(ref).name for ref in runs}
 
 
@@ -84,7 +86,9 @@ def clean_runs(
         >>> lf.clean_runs(failed=True)
     """
     if runs is None and not failed and not all:
-        raise InvalidValueError("Say which runs to archive: run ids (or an ls_runs DataFrame), failed=True or all=True.")
+        raise InvalidValueError(
+            "Say which runs to archive: run ids (or an ls_runs DataFrame), failed=True or all=True."
+        )
     store = RunStore(runs_dir)
     chosen = _chosen_ids(store, runs)
     if failed or all:

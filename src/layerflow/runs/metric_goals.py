@@ -13,18 +13,37 @@ Example:
 
 from __future__ import annotations
 
-from typing import Iterable, Literal
+from collections.abc import Iterable
+from typing import Literal
 
 Mode = Literal["min", "max"]
 
 # Words whose metrics improve downwards (losses and errors); everything else (accuracy, AUC,
 # precision, R^2 ...) improves upwards.
-_LOWER_IS_BETTER = ("loss", "error", "mse", "mae", "rmse", "mape", "msle", "hinge", "crossentropy",
-                    "divergence", "poisson", "cosh")
+_LOWER_IS_BETTER = (
+    "loss",
+    "error",
+    "mse",
+    "mae",
+    "rmse",
+    "mape",
+    "msle",
+    "hinge",
+    "crossentropy",
+    "divergence",
+    "poisson",
+    "cosh",
+)
 
 # The ranking metric when none is named: the first of these that the runs recorded.
-DEFAULT_METRICS = ("eval_accuracy", "metric_val_accuracy", "eval_loss", "metric_val_loss", "metric_accuracy",
-                   "metric_loss")
+DEFAULT_METRICS = (
+    "eval_accuracy",
+    "metric_val_accuracy",
+    "eval_loss",
+    "metric_val_loss",
+    "metric_accuracy",
+    "metric_loss",
+)
 
 
 def metric_mode(metric: str) -> Mode:

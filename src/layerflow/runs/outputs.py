@@ -55,8 +55,11 @@ def keep_outputs(before: State | None, folder: Path, run_dir: Path, exclude: lis
     """
     after = working_files(folder, exclude)
     if before is None or after is None:
-        return {"outputs": [], "outputs_note": f"the working directory {folder} holds over {MAX_WATCHED_FILES} "
-                                                "files, so files written there were not kept"}
+        return {
+            "outputs": [],
+            "outputs_note": f"the working directory {folder} holds over {MAX_WATCHED_FILES} "
+            "files, so files written there were not kept",
+        }
     kept: list[str] = []
     skipped: list[str] = []
     total = 0

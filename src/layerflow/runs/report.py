@@ -69,8 +69,14 @@ def curves(epochs: list[dict[str, Any]]) -> dict[str, list[Any]]:
         >>> curves([{"epoch": 1, "loss": 0.5}, {"epoch": 2, "loss": 0.4, "val_loss": 0.45}])
         {'epoch': [1, 2], 'loss': [0.5, 0.4], 'val_loss': [None, 0.45]}
     """
-    names = list(dict.fromkeys(k for e in epochs for k, v in e.items()
-                               if k not in f.EPOCH_KEYS and isinstance(v, (int, float)) and not isinstance(v, bool)))
+    names = list(
+        dict.fromkeys(
+            k
+            for e in epochs
+            for k, v in e.items()
+            if k not in f.EPOCH_KEYS and isinstance(v, (int, float)) and not isinstance(v, bool)
+        )
+    )
     data: dict[str, list[Any]] = {"epoch": [e.get("epoch", i + 1) for i, e in enumerate(epochs)]}
     for name in names:
         data[name] = [_finite(e.get(name)) for e in epochs]
@@ -116,13 +122,17 @@ def render_run(run: str, runs_dir: str | os.PathLike[str] | None = None) -> str:
     record = store.record(run)
     run_dir = Path(record["path"])
     summary_path = run_dir / f.SUMMARY_FILE
-    return _environment().get_template("run.html.j2").render(
-        run=record,
-        curves=_run_curves(run_dir),
-        assets=chart_assets(),
-        summary=summary_path.read_text() if summary_path.is_file() else None,
-        output=_output(run_dir),
-        sources=list(read_sources(run_dir).items()),
+    return (
+        _environment()
+        .get_template("run.html.j2")
+        .render(
+            run=record,
+            curves=_run_curves(run_dir),
+            assets=chart_assets(),
+            summary=summary_path.read_text() if summary_path.is_file() else None,
+            output=_output(run_dir),
+            sources=list(read_sources(run_dir).items()),
+        )
     )
 
 
@@ -173,20 +183,27 @@ def render_comparison(run_a: str, run_b: str, runs_dir: str | os.PathLike[str] |
     for name in sorted(set(source_a) | set(source_b)):
         text_a, text_b = source_a.get(name, ""), source_b.get(name, "")
         if text_a != text_b:
-            table = differ.make_table(text_a.splitlines(), text_b.splitlines(), f"A: {name}", f"B: {name}",
-                                      context=True, numlines=3)
+            table = differ.make_table(
+                text_a.splitlines(), text_b.splitlines(), f"A: {name}", f"B: {name}", context=True, numlines=3
+            )
             diffs.append((name, table))
     tables = [
         (title, [(k, va, vb, _delta(va, vb)) for k, va, vb in _pairs(a.get(key) or {}, b.get(key) or {})])
         for title, key in (("Final metrics", "metrics"), ("Evaluation", "evaluation"))
     ]
-    return _environment().get_template("compare.html.j2").render(
-        a=a, b=b,
-        curves_a=_run_curves(dir_a), curves_b=_run_curves(dir_b),
-        assets=chart_assets(),
-        flags=_pairs(a.get("flags") or {}, b.get("flags") or {}),
-        tables=[t for t in tables if t[1]],
-        diffs=diffs,
+    return (
+        _environment()
+        .get_template("compare.html.j2")
+        .render(
+            a=a,
+            b=b,
+            curves_a=_run_curves(dir_a),
+            curves_b=_run_curves(dir_b),
+            assets=chart_assets(),
+            flags=_pairs(a.get("flags") or {}, b.get("flags") or {}),
+            tables=[t for t in tables if t[1]],
+            diffs=diffs,
+        )
     )
 
 

@@ -21,8 +21,9 @@ def _is_number(value: Any) -> TypeGuard[float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def compare_final_metrics(original: dict[str, Any], rerun: dict[str, Any], rel_tol: float = 1e-6,
-                          abs_tol: float = 1e-9) -> dict[str, Any]:
+def compare_final_metrics(
+    original: dict[str, Any], rerun: dict[str, Any], rel_tol: float = 1e-6, abs_tol: float = 1e-9
+) -> dict[str, Any]:
     """The difference between two runs' final metrics and evaluation.
 
     Args:
@@ -49,11 +50,15 @@ def compare_final_metrics(original: dict[str, Any], rerun: dict[str, Any], rel_t
                 difference = vb - va
             else:
                 agrees = va == vb
-            rows.append({"name": f"{prefix}{name}", "original": va, "rerun": vb,
-                         "difference": difference, "agrees": agrees})
+            rows.append(
+                {"name": f"{prefix}{name}", "original": va, "rerun": vb, "difference": difference, "agrees": agrees}
+            )
     completed = original.get("status") == rerun.get("status") == "completed"
-    return {"matches": completed and all(r["agrees"] for r in rows), "differences": rows,
-            "statuses": [original.get("status"), rerun.get("status")]}
+    return {
+        "matches": completed and all(r["agrees"] for r in rows),
+        "differences": rows,
+        "statuses": [original.get("status"), rerun.get("status")],
+    }
 
 
 def rerun(
@@ -94,13 +99,21 @@ def rerun(
     source = Path(original["path"]) / f.SOURCE_DIR
     script_name = Path(str(original.get("script") or "")).name
     if not script_name or not (source / script_name).is_file():
-        raise InvalidValueError(f"Run {original['id']} has no snapshot of its script {script_name or '(unknown)'!r} "
-                                f"in {source}; only runs recorded with their source can be run again.")
+        raise InvalidValueError(
+            f"Run {original['id']} has no snapshot of its script {script_name or '(unknown)'!r} "
+            f"in {source}; only runs recorded with their source can be run again."
+        )
     with tempfile.TemporaryDirectory(prefix="layerflow-rerun-") as folder:
         copy = Path(folder) / "source"
         shutil.copytree(source, copy)
-        record = training_run(copy / script_name, flags=original.get("flags") or {}, runs_dir=store.path,
-                              args=original.get("args") or [], properties={RERUN_OF: original["id"]}, echo=echo)
+        record = training_run(
+            copy / script_name,
+            flags=original.get("flags") or {},
+            runs_dir=store.path,
+            args=original.get("args") or [],
+            properties={RERUN_OF: original["id"]},
+            echo=echo,
+        )
     fields: dict[str, Any] = {"script": original.get("script")}
     if check:
         fields["check"] = compare_final_metrics(original, record, rel_tol=rel_tol)

@@ -48,8 +48,11 @@ def candidate_files(folder: Path, exclude: list[Path], limit: int | None = None)
         spec = pathspec.GitIgnoreSpec.from_lines(ignore.read_text().splitlines() if ignore.is_file() else [])
         files = []
         for root, dirs, names in os.walk(folder):
-            dirs[:] = [d for d in dirs if d not in NEVER_COPIED and not d.startswith(".")
-                       and (Path(root) / d).resolve() not in excluded]
+            dirs[:] = [
+                d
+                for d in dirs
+                if d not in NEVER_COPIED and not d.startswith(".") and (Path(root) / d).resolve() not in excluded
+            ]
             for name in names:
                 path = Path(root) / name
                 if not spec.match_file(path.relative_to(folder).as_posix()):

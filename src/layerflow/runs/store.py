@@ -13,9 +13,10 @@ import os
 import re
 import shutil
 import socket
-from datetime import datetime, timezone
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from layerflow.errors import LayerflowError
 from layerflow.runs import files as f
@@ -117,14 +118,15 @@ class RunStore:
         self._write(run_dir, record)
         return record
 
-    def finish_run(self, run_dir: Path, status: str, error: str | None = None, end: str | None = None,
-                   **fields: Any) -> dict[str, Any]:
+    def finish_run(
+        self, run_dir: Path, status: str, error: str | None = None, end: str | None = None, **fields: Any
+    ) -> dict[str, Any]:
         """Records a run's end: ``status``, ``error``, ``end`` and ``fields``, over everything the
         script recorded (flags, metrics, evaluation...); returns the final record with its ``path``."""
         record = read_record(run_dir)
         record.pop("problems", None)
         record.update(fields)
-        record.update({"status": status, "error": error, "end": end or datetime.now(timezone.utc).isoformat()})
+        record.update({"status": status, "error": error, "end": end or datetime.now(UTC).isoformat()})
         self._write(run_dir, record)
         return self.final_record(run_dir)
 
@@ -140,8 +142,14 @@ class RunStore:
             (run_dir / stale).unlink(missing_ok=True)
         unpack_run(archive, run_dir)
         returned = f.read_json(run_dir / f.RUN_FILE, {}) or {}
-        returned.update({"script": local.get("script"), "host": local.get("host"), "cwd": local.get("cwd"),
-                         "remote": {**(local.get("remote") or {}), "host": returned.get("host")}})
+        returned.update(
+            {
+                "script": local.get("script"),
+                "host": local.get("host"),
+                "cwd": local.get("cwd"),
+                "remote": {**(local.get("remote") or {}), "host": returned.get("host")},
+            }
+        )
         self._write(run_dir, returned)
         return self.final_record(run_dir)
 

@@ -91,7 +91,7 @@ class SystemMetricsSampler:
         self._gpus: _Gpus | None = None
         self._started = time.monotonic()
 
-    def start(self) -> "SystemMetricsSampler":
+    def start(self) -> SystemMetricsSampler:
         """Starts sampling on a daemon thread; returns the sampler."""
         self._thread = threading.Thread(target=self._loop, daemon=True, name=f"system-metrics-{self.pid}")
         self._thread.start()
@@ -137,10 +137,16 @@ class SystemMetricsSampler:
         if not alive:
             return None
         memory = psutil.virtual_memory()
-        line = {"time": round(time.time(), 3), "seconds": round(time.monotonic() - self._started, 3),
-                "cpu_percent": round(cpu, 1), "memory_rss_mib": round(rss / _MIB, 1), "processes": len(alive),
-                "host_cpu_percent": psutil.cpu_percent(None), "host_memory_percent": memory.percent,
-                **(self._gpus.sample() if self._gpus is not None else {})}
+        line = {
+            "time": round(time.time(), 3),
+            "seconds": round(time.monotonic() - self._started, 3),
+            "cpu_percent": round(cpu, 1),
+            "memory_rss_mib": round(rss / _MIB, 1),
+            "processes": len(alive),
+            "host_cpu_percent": psutil.cpu_percent(None),
+            "host_memory_percent": memory.percent,
+            **(self._gpus.sample() if self._gpus is not None else {}),
+        }
         try:
             with open(self.path, "a") as stream:
                 stream.write(json.dumps(line) + "\n")
@@ -200,7 +206,7 @@ def read_system_metrics(run_dir: str | os.PathLike[str], max_points: int = MAX_P
     except OSError:
         return {}
     if size > MAX_READ_BYTES:
-        data = data[data.find(b"\n") + 1:]
+        data = data[data.find(b"\n") + 1 :]
     samples = []
     for raw in data.split(b"\n"):
         try:
@@ -212,8 +218,11 @@ def read_system_metrics(run_dir: str | os.PathLike[str], max_points: int = MAX_P
     if len(samples) > max_points:
         step = len(samples) / max_points
         samples = [samples[int(i * step)] for i in range(max_points)]
-    names = list(dict.fromkeys(k for s in samples for k, v in s.items()
-                               if k not in ("time", "seconds") and isinstance(v, (int, float))))
+    names = list(
+        dict.fromkeys(
+            k for s in samples for k, v in s.items() if k not in ("time", "seconds") and isinstance(v, (int, float))
+        )
+    )
     columns: dict[str, list[Any]] = {"seconds": [s["seconds"] for s in samples]} if samples else {}
     for name in names:
         columns[name] = [s.get(name) for s in samples]

@@ -8,14 +8,16 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from layerflow.errors import InvalidTypeError, InvalidValueError, MissingFileError
 from layerflow.flags import FLAGS_ENV, read_flag_values
 from layerflow.runs import files as f
 from layerflow.runs.context import RUN_DIR_ENV
-from layerflow.runs.outputs import keep_outputs as copy_outputs, working_files
+from layerflow.runs.outputs import keep_outputs as copy_outputs
+from layerflow.runs.outputs import working_files
 from layerflow.runs.pty_tee import ScriptConsole
 from layerflow.runs.source import git_state, snapshot_source
 from layerflow.runs.store import RunStore
@@ -124,8 +126,9 @@ class RunControl:
         threading.Thread(target=wait_and_stop, daemon=True, name=f"stop-{self.run_id}").start()
 
 
-def _final_status(run_dir: Path, return_code: int, interrupted: bool,
-                  control: RunControl | None = None) -> dict[str, Any]:
+def _final_status(
+    run_dir: Path, return_code: int, interrupted: bool, control: RunControl | None = None
+) -> dict[str, Any]:
     try:
         marker = f.read_json(run_dir / f.EXIT_FILE, None) or {}
     except f.CorruptRunFile:
@@ -150,8 +153,10 @@ def _split_flags(flags: Any) -> tuple[dict[str, Any], str | None, dict[str, Any]
         return read_flag_values(flags), Path(flags).name, {}
     if isinstance(flags, Mapping):
         return {}, None, dict(flags)
-    raise InvalidTypeError(f"flags= takes a mapping of flag values ({{'dropout': 0.3}}) or the path of a YAML file "
-                           f"of them ('tuned.yml'); got a {type(flags).__name__}.")
+    raise InvalidTypeError(
+        f"flags= takes a mapping of flag values ({{'dropout': 0.3}}) or the path of a YAML file "
+        f"of them ('tuned.yml'); got a {type(flags).__name__}."
+    )
 
 
 def check_script(script: str | os.PathLike[str]) -> Path:
@@ -230,16 +235,28 @@ def training_run(
     extra: dict[str, Any] = {"flags_file": str(flags)} if file_name else {}
     if config:
         extra["config"] = config
-    run_id, run_dir = store.open_run(script_path, args=args, run_id=run_id, properties=properties,
-                                     requested_flags={**file_flags, **(command_line_flags or {}), **call_flags},
-                                     **extra)
+    run_id, run_dir = store.open_run(
+        script_path,
+        args=args,
+        run_id=run_id,
+        properties=properties,
+        requested_flags={**file_flags, **(command_line_flags or {}), **call_flags},
+        **extra,
+    )
     snapshot = snapshot_source(script_path.parent, run_dir / f.SOURCE_DIR, exclude=[store.path])
     store.update_run(run_dir, **snapshot, git=git_state(script_path.parent))
 
     env = {**os.environ, **(env or {})}
     env[RUN_DIR_ENV] = str(run_dir)
-    env[FLAGS_ENV] = json.dumps({"command_line": dict(command_line_flags or {}), "call": call_flags,
-                                 "file": file_flags, "file_name": file_name, "config": config})
+    env[FLAGS_ENV] = json.dumps(
+        {
+            "command_line": dict(command_line_flags or {}),
+            "call": call_flags,
+            "file": file_flags,
+            "file_name": file_name,
+            "config": config,
+        }
+    )
     working_dir, never_kept = Path.cwd(), [store.path]
     before = working_files(working_dir, never_kept) if keep_outputs else {}
     env["PYTHONUNBUFFERED"] = "1"
@@ -250,7 +267,9 @@ def training_run(
         entry = "layerflow.cloud.train_workers"  # the Ray Train driver (cloud/ owns everything Ray)
     console = ScriptConsole(echo)  # a pseudo-terminal when this console is one: Keras shows its live progress bar
     process = subprocess.Popen(
-        [sys.executable, "-m", entry, str(script_path), *args], **console.popen_args(), env=env,
+        [sys.executable, "-m", entry, str(script_path), *args],
+        **console.popen_args(),
+        env=env,
     )
     console.started()
     sampler = start_system_metrics(run_dir, process.pid)  # CPU, memory, GPUs -> system_metrics.jsonl
@@ -268,11 +287,19 @@ def training_run(
             sampler.stop()
 
     outputs = copy_outputs(before, working_dir, run_dir, never_kept) if keep_outputs else {}
-    final = store.finish_run(run_dir, **_final_status(run_dir, process.returncode, interrupted, control),
-                             exit_code=process.returncode, **outputs)
+    final = store.finish_run(
+        run_dir,
+        **_final_status(run_dir, process.returncode, interrupted, control),
+        exit_code=process.returncode,
+        **outputs,
+    )
     if echo:
-        print(f"\nRun {run_id} {final['status']}"
-              + (f": {final['error']}" if final.get("error") else "") + f"  ({run_dir})", file=sys.stderr)
+        print(
+            f"\nRun {run_id} {final['status']}"
+            + (f": {final['error']}" if final.get("error") else "")
+            + f"  ({run_dir})",
+            file=sys.stderr,
+        )
     if interrupted:
         raise KeyboardInterrupt
     if distributed is not None and process.returncode == REFUSED_EXIT_CODE:
@@ -289,8 +316,9 @@ def _check_workers(workers: Any, cpus: Any, gpus: Any) -> dict[str, Any] | None:
     if workers is None:
         return None
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise InvalidValueError(f"workers={workers!r}: a data-parallel run needs a whole number of workers from 1, "
-                                "e.g. workers=2.")
+        raise InvalidValueError(
+            f"workers={workers!r}: a data-parallel run needs a whole number of workers from 1, e.g. workers=2."
+        )
     for name, value, least in (("cpus_per_worker", cpus, 0), ("gpus_per_worker", gpus, 0)):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < least:
             raise InvalidValueError(f"{name}={value!r} must be a number from {least}.")

@@ -11,4 +11,16 @@ from layerflow.tuning.hptuning_config import hptuning_config
 from layerflow.tuning.space import Range, TuningError, choice, loguniform, randint, search_space, trial_flags, uniform
 from layerflow.tuning.tuning_run import tuning_run
 
-__all__ = ["Asha", "hptuning_config", "Range", "TuningError", "choice", "loguniform", "randint", "search_space", "trial_flags", "tuning_run", "uniform"]
+__all__ = [
+    "Asha",
+    "hptuning_config",
+    "Range",
+    "TuningError",
+    "choice",
+    "loguniform",
+    "randint",
+    "search_space",
+    "trial_flags",
+    "tuning_run",
+    "uniform",
+]

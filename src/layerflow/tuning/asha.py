@@ -65,5 +65,7 @@ class Asha:
         return False
 
     def __repr__(self) -> str:
-        return (f"Asha(metric={self.metric!r}, mode={self.mode!r}, grace_epochs={self.grace_epochs}, "
-                f"reduction_factor={self.reduction_factor})")
+        return (
+            f"Asha(metric={self.metric!r}, mode={self.mode!r}, grace_epochs={self.grace_epochs}, "
+            f"reduction_factor={self.reduction_factor})"
+        )

@@ -3,18 +3,31 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from layerflow.tuning.space import Range, TuningError, loguniform, randint, uniform
 
 _GOALS = {"MAXIMIZE": "max", "MINIMIZE": "min"}
-_ALGORITHMS = {"ALGORITHM_UNSPECIFIED": "tpe", "BAYESIAN_OPTIMIZATION": "tpe", "GRID_SEARCH": "grid",
-               "RANDOM_SEARCH": "random"}
+_ALGORITHMS = {
+    "ALGORITHM_UNSPECIFIED": "tpe",
+    "BAYESIAN_OPTIMIZATION": "tpe",
+    "GRID_SEARCH": "grid",
+    "RANDOM_SEARCH": "random",
+}
 _TYPES = ("DOUBLE", "INTEGER", "CATEGORICAL", "DISCRETE")
 _SCALES = ("UNIT_LINEAR_SCALE", "UNIT_LOG_SCALE", "UNIT_REVERSE_LOG_SCALE")
-_FIELDS = {"goal", "hyperparameterMetricTag", "maxTrials", "maxParallelTrials", "enableTrialEarlyStopping",
-           "algorithm", "params", "resumePreviousJobId"}
+_FIELDS = {
+    "goal",
+    "hyperparameterMetricTag",
+    "maxTrials",
+    "maxParallelTrials",
+    "enableTrialEarlyStopping",
+    "algorithm",
+    "params",
+    "resumePreviousJobId",
+}
 _PARAM_FIELDS = {"parameterName", "type", "minValue", "maxValue", "scaleType", "categoricalValues", "discreteValues"}
 
 
@@ -59,8 +72,9 @@ def hptuning_config(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise TuningError(f"{path}: expected trainingInput: {{hyperparameters: {{goal: ..., params: [...]}}}}.")
     unknown = sorted(set(document) - _FIELDS)
     if unknown:
-        raise TuningError(f"{path}: field(s) {unknown} of hyperparameters cannot be honoured; layerflow reads "
-                          f"{sorted(_FIELDS)}.")
+        raise TuningError(
+            f"{path}: field(s) {unknown} of hyperparameters cannot be honoured; layerflow reads {sorted(_FIELDS)}."
+        )
     out: dict[str, Any] = {}
     if "goal" in document:
         out["mode"] = _pick(path, "goal", document["goal"], _GOALS)
@@ -72,8 +86,9 @@ def hptuning_config(path: str | os.PathLike[str]) -> dict[str, Any]:
         out["parallel"] = _count(path, "maxParallelTrials", document["maxParallelTrials"])
     if "enableTrialEarlyStopping" in document:
         if not isinstance(document["enableTrialEarlyStopping"], bool):
-            raise TuningError(f"{path}: enableTrialEarlyStopping must be true or false, "
-                              f"not {document['enableTrialEarlyStopping']!r}.")
+            raise TuningError(
+                f"{path}: enableTrialEarlyStopping must be true or false, not {document['enableTrialEarlyStopping']!r}."
+            )
         out["early_stopping"] = document["enableTrialEarlyStopping"]
     if "resumePreviousJobId" in document:
         out["resume"] = _text(path, "resumePreviousJobId", document["resumePreviousJobId"])
@@ -132,14 +147,18 @@ def _param(path: Path, index: int, param: Any, search: str) -> tuple[str, list[A
     if scale != "UNIT_LINEAR_SCALE" and low <= 0:
         raise TuningError(f"{where}: scaleType {scale} needs values above 0; minValue is {low}.")
     if scale == "UNIT_REVERSE_LOG_SCALE":
-        raise TuningError(f"{where}: scaleType UNIT_REVERSE_LOG_SCALE cannot be honoured (Optuna has no reverse "
-                          f"log distribution); use UNIT_LINEAR_SCALE or UNIT_LOG_SCALE.")
+        raise TuningError(
+            f"{where}: scaleType UNIT_REVERSE_LOG_SCALE cannot be honoured (Optuna has no reverse "
+            f"log distribution); use UNIT_LINEAR_SCALE or UNIT_LOG_SCALE."
+        )
     if kind == "INTEGER":
         if not all(isinstance(v, int) for v in (low, high)):
             raise TuningError(f"{where}: type INTEGER needs whole minValue and maxValue.")
         if scale == "UNIT_LOG_SCALE":
-            raise TuningError(f"{where}: scaleType UNIT_LOG_SCALE over an INTEGER cannot be honoured; use DISCRETE "
-                              f"with the values to try, or UNIT_LINEAR_SCALE.")
+            raise TuningError(
+                f"{where}: scaleType UNIT_LOG_SCALE over an INTEGER cannot be honoured; use DISCRETE "
+                f"with the values to try, or UNIT_LINEAR_SCALE."
+            )
         if search == "grid" or low == high:
             return name, list(range(low, high + 1))
         return name, randint(low, high)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from layerflow.runs import files as f
 from layerflow.runs.follow import FileFollower
@@ -20,8 +21,14 @@ class LocalProcesses:
 
     name = "local"
 
-    def __init__(self, script: Path, runs_dir: Path | None, args: Sequence[str] = (),
-                 command_line_flags: Mapping[str, str] | None = None, parallel: int = 1):
+    def __init__(
+        self,
+        script: Path,
+        runs_dir: Path | None,
+        args: Sequence[str] = (),
+        command_line_flags: Mapping[str, str] | None = None,
+        parallel: int = 1,
+    ):
         self.script, self.runs_dir = script, runs_dir
         self.args, self.command_line_flags = list(args), dict(command_line_flags or {})
         self.env = thread_limits(parallel)
@@ -31,13 +38,26 @@ class LocalProcesses:
         control = RunControl()
         trial.handle = control
         finished = threading.Event()
-        watcher = threading.Thread(target=self._watch_metrics, args=(trial, control, on_epoch, finished),
-                                   daemon=True, name=f"trial-{trial.number}-metrics")
+        watcher = threading.Thread(
+            target=self._watch_metrics,
+            args=(trial, control, on_epoch, finished),
+            daemon=True,
+            name=f"trial-{trial.number}-metrics",
+        )
         watcher.start()
         try:
-            return training_run(self.script, flags=trial.flags, runs_dir=self.runs_dir, args=self.args,
-                                command_line_flags=self.command_line_flags, properties=properties,
-                                echo=False, control=control, env=self.env, keep_outputs=self.keep_outputs)
+            return training_run(
+                self.script,
+                flags=trial.flags,
+                runs_dir=self.runs_dir,
+                args=self.args,
+                command_line_flags=self.command_line_flags,
+                properties=properties,
+                echo=False,
+                control=control,
+                env=self.env,
+                keep_outputs=self.keep_outputs,
+            )
         finally:
             finished.set()
             watcher.join()

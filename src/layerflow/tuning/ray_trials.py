@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from layerflow.cloud import ClusterError, RayCluster, RemoteRun
 from layerflow.tuning.trial import EpochCallback, Trial
@@ -16,18 +17,36 @@ class RayTrials:
 
     name = "ray"
 
-    def __init__(self, address: str | None, script: Path, runs_dir: Path, args: Sequence[str] = (),
-                 command_line_flags: Mapping[str, str] | None = None, cpus: float = 1, gpus: float = 0,
-                 requirements: str | os.PathLike[str] | None = None):
+    def __init__(
+        self,
+        address: str | None,
+        script: Path,
+        runs_dir: Path,
+        args: Sequence[str] = (),
+        command_line_flags: Mapping[str, str] | None = None,
+        cpus: float = 1,
+        gpus: float = 0,
+        requirements: str | os.PathLike[str] | None = None,
+    ):
         self.cluster = RayCluster.connect(address)
         self.script, self.runs_dir, self.args = Path(script), runs_dir, list(args)
         self.command_line_flags = dict(command_line_flags or {})
         self.cpus, self.gpus, self.requirements = cpus, gpus, requirements
 
     def run(self, trial: Trial, properties: Mapping[str, Any], on_epoch: EpochCallback) -> dict[str, Any]:
-        run = RemoteRun.submit(self.cluster, self.script, flags=trial.flags, properties=properties,
-                               runs_dir=self.runs_dir, args=self.args, command_line_flags=self.command_line_flags,
-                               cpus=self.cpus, gpus=self.gpus, requirements=self.requirements, limit_threads=True)
+        run = RemoteRun.submit(
+            self.cluster,
+            self.script,
+            flags=trial.flags,
+            properties=properties,
+            runs_dir=self.runs_dir,
+            args=self.args,
+            command_line_flags=self.command_line_flags,
+            cpus=self.cpus,
+            gpus=self.gpus,
+            requirements=self.requirements,
+            limit_threads=True,
+        )
         trial.run_id, trial.handle = run.run_id, run
 
         def on_metrics(epoch: dict[str, Any]) -> None:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import itertools
 import math
 import random
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence, TypeGuard
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from layerflow.errors import LayerflowError
 
@@ -102,8 +103,13 @@ def parse_grid_option(text: str) -> tuple[str, list[str]]:
     return name, options
 
 
-_RANGE_KINDS: dict[str, Callable[..., Range]] = {"uniform": uniform, "loguniform": loguniform, "int": randint,
-                                                 "randint": randint, "choice": choice}
+_RANGE_KINDS: dict[str, Callable[..., Range]] = {
+    "uniform": uniform,
+    "loguniform": loguniform,
+    "int": randint,
+    "randint": randint,
+    "choice": choice,
+}
 
 
 def parse_range_option(text: str) -> tuple[str, Range]:
@@ -116,8 +122,10 @@ def parse_range_option(text: str) -> tuple[str, Range]:
     name, kind = name.strip(), kind.strip()
     example = "e.g. --range learning_rate=loguniform:1e-4,1e-1 or --range units=int:64,512"
     if not sep or not name.isidentifier() or not colon or kind not in _RANGE_KINDS:
-        raise TuningError(f"--range {text!r} is malformed; expected name=KIND:VALUES with KIND one of "
-                          f"uniform, loguniform, int, choice ({example}).")
+        raise TuningError(
+            f"--range {text!r} is malformed; expected name=KIND:VALUES with KIND one of "
+            f"uniform, loguniform, int, choice ({example})."
+        )
     parts = [v.strip() for v in values.split(",") if v.strip()]
     if kind == "choice":
         return name, choice(parts)
@@ -150,8 +158,10 @@ def search_space(grid: Sequence[str] = (), ranges: Sequence[str] = ()) -> dict[s
         {'dropout': ['0.2', '0.4'], 'lr': Range(kind='loguniform', low=0.0001, high=0.01, options=())}
     """
     space: dict[str, list[str] | Range] = {}
-    items: list[tuple[str, list[str] | Range]] = [*(parse_grid_option(item) for item in grid),
-                                                  *(parse_range_option(item) for item in ranges)]
+    items: list[tuple[str, list[str] | Range]] = [
+        *(parse_grid_option(item) for item in grid),
+        *(parse_range_option(item) for item in ranges),
+    ]
     for name, values in items:
         if name in space:
             raise TuningError(f"Flag {name!r} is given twice (by --grid or --range); give it once.")
@@ -218,15 +228,18 @@ def trial_flags(
     return _choose(grid, sample, trials, rng)
 
 
-def _choose(grid: list[dict[str, Any]], sample: float | None, trials: int | None,
-            rng: random.Random) -> list[dict[str, Any]]:
+def _choose(
+    grid: list[dict[str, Any]], sample: float | None, trials: int | None, rng: random.Random
+) -> list[dict[str, Any]]:
     """All of ``grid``, or a seeded random ``sample`` fraction or ``trials`` of its combinations, in order."""
     if sample is not None:
         count = max(1, round(len(grid) * sample))
     elif trials is not None:
         if trials > len(grid):
-            raise TuningError(f"{trials} trials asked of a grid of {len(grid)} combinations; "
-                              f"ask for at most {len(grid)} (or drop --trials to run them all).")
+            raise TuningError(
+                f"{trials} trials asked of a grid of {len(grid)} combinations; "
+                f"ask for at most {len(grid)} (or drop --trials to run them all)."
+            )
         count = trials
     else:
         return grid
@@ -238,8 +251,9 @@ def is_frame(value: Any) -> TypeGuard[pd.DataFrame]:
     return type(value).__name__ == "DataFrame" and hasattr(value, "columns") and hasattr(value, "to_dict")
 
 
-def frame_combinations(frame: Any, sample: float | None = None, trials: int | None = None,
-                       seed: int | None = None) -> list[dict[str, Any]]:
+def frame_combinations(
+    frame: Any, sample: float | None = None, trials: int | None = None, seed: int | None = None
+) -> list[dict[str, Any]]:
     """The rows of a DataFrame as flag combinations (tfruns' expand.grid data frame), exactly as given.
 
     ``sample`` or ``trials`` run a seeded subset of the rows, as for a grid.
@@ -250,13 +264,17 @@ def frame_combinations(frame: Any, sample: float | None = None, trials: int | No
     if bad:
         raise TuningError(f"Flags DataFrame columns {bad} are not flag names; name each column after a flag.")
     if frame.columns.duplicated().any():
-        raise TuningError(f"Flags DataFrame has duplicate columns {sorted(set(frame.columns[frame.columns.duplicated()]))}.")
+        raise TuningError(
+            f"Flags DataFrame has duplicate columns {sorted(set(frame.columns[frame.columns.duplicated()]))}."
+        )
     missing = frame.isna()
     if missing.to_numpy().any():
         row, column = next((r, c) for r in range(len(frame)) for c in frame.columns if missing.iloc[r][c])
         raise TuningError(f"Flags DataFrame row {row} has no value for {column!r}; every row must give every flag.")
-    rows = [{name: value.item() if hasattr(value, "item") else value for name, value in row.items()}
-            for row in frame.to_dict("records")]
+    rows = [
+        {name: value.item() if hasattr(value, "item") else value for name, value in row.items()}
+        for row in frame.to_dict("records")
+    ]
     if sample is not None or trials is not None:
         _check_sampling(sample, trials)
     return _choose(rows, sample, trials, random.Random(seed))

@@ -12,8 +12,9 @@ from __future__ import annotations
 import json
 import math
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from layerflow.runs.files import TUNINGS_DIR
 from layerflow.tuning.space import Range, TuningError
@@ -42,19 +43,32 @@ def check_search(search: str | None, space: Mapping[str, Any] | None) -> str:
     if search is None:
         return "random" if any(isinstance(v, Range) for v in space.values()) else "grid"
     if search not in SEARCHES:
-        raise TuningError(f"Unknown search {search!r}; expected one of {', '.join(SEARCHES)} "
-                          f"(tpe: Bayesian optimisation, random: independent draws, grid: every combination).")
+        raise TuningError(
+            f"Unknown search {search!r}; expected one of {', '.join(SEARCHES)} "
+            f"(tpe: Bayesian optimisation, random: independent draws, grid: every combination)."
+        )
     if search == "grid" and has_range:
         ranged = [n for n, v in space.items() if isinstance(v, Range) and v.kind != "choice"]
-        raise TuningError(f"A grid search needs lists of values; {ranged} are continuous ranges "
-                          f"(use --search random or tpe, or give --grid values).")
+        raise TuningError(
+            f"A grid search needs lists of values; {ranged} are continuous ranges "
+            f"(use --search random or tpe, or give --grid values)."
+        )
     if search == "tpe":
-        sizes = [math.inf if isinstance(v, Range) and v.kind != "choice" else
-                 len(v.options) if isinstance(v, Range) else len(v) if isinstance(v, (list, tuple)) else 1
-                 for v in space.values()]
+        sizes = [
+            math.inf
+            if isinstance(v, Range) and v.kind != "choice"
+            else len(v.options)
+            if isinstance(v, Range)
+            else len(v)
+            if isinstance(v, (list, tuple))
+            else 1
+            for v in space.values()
+        ]
         if math.prod(sizes) <= 1:
-            raise TuningError("TPE has nothing to learn over a space of a single point; give a flag more than "
-                              "one value (--grid dropout=0.1,0.3 or --range lr=loguniform:1e-4,1e-1).")
+            raise TuningError(
+                "TPE has nothing to learn over a space of a single point; give a flag more than "
+                "one value (--grid dropout=0.1,0.3 or --range lr=loguniform:1e-4,1e-1)."
+            )
     return search
 
 
@@ -88,8 +102,9 @@ def space_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     """What differs between two space descriptions, one phrase per flag (empty when equal)."""
     changes = [f"flag {n!r} added" for n in new if n not in old]
     changes += [f"flag {n!r} removed" for n in old if n not in new]
-    changes += [f"flag {n!r} changed from {_show(old[n])} to {_show(new[n])}"
-                for n in old if n in new and old[n] != new[n]]
+    changes += [
+        f"flag {n!r} changed from {_show(old[n])} to {_show(new[n])}" for n in old if n in new and old[n] != new[n]
+    ]
     return changes
 
 
@@ -112,7 +127,9 @@ def distributions(space: Mapping[str, Any]) -> dict[str, Any]:
         elif isinstance(value, Range) and value.kind == "int":
             result[name] = d.IntDistribution(value.low, value.high)
         else:
-            options = value.options if isinstance(value, Range) else value if isinstance(value, (list, tuple)) else [value]
+            options = (
+                value.options if isinstance(value, Range) else value if isinstance(value, (list, tuple)) else [value]
+            )
             result[name] = d.CategoricalDistribution(list(dict.fromkeys(options)))
     return result
 
@@ -176,18 +193,30 @@ class Study:
         self._asked: dict[int, Any] = {}
 
     @classmethod
-    def create(cls, runs_dir: Path, tuning_id: str, search: str, space: Mapping[str, Any], direction: str,
-               seed: int | None, settings: Mapping[str, Any]) -> "Study":
+    def create(
+        cls,
+        runs_dir: Path,
+        tuning_id: str,
+        search: str,
+        space: Mapping[str, Any],
+        direction: str,
+        seed: int | None,
+        settings: Mapping[str, Any],
+    ) -> Study:
         optuna = _optuna()
         Path(runs_dir).mkdir(parents=True, exist_ok=True)
-        study = optuna.create_study(storage=_storage(runs_dir), study_name=tuning_id, sampler=_sampler(search, seed),
-                                    direction="minimize" if direction == "min" else "maximize")
+        study = optuna.create_study(
+            storage=_storage(runs_dir),
+            study_name=tuning_id,
+            sampler=_sampler(search, seed),
+            direction="minimize" if direction == "min" else "maximize",
+        )
         for key, value in {**settings, "search": search, "space": describe_space(space), "seed": seed}.items():
             study.set_user_attr(key, json.loads(json.dumps(value, default=str)))
         return cls(study, search, space)
 
     @classmethod
-    def load(cls, runs_dir: Path, tuning_id: str) -> "Study":
+    def load(cls, runs_dir: Path, tuning_id: str) -> Study:
         """The stored study ``tuning_id``; its running trials (left by a killed driver) are told failed.
 
         Raises:
@@ -200,8 +229,9 @@ class Study:
         if tuning_id not in known:
             raise TuningError(f"No tuning run {tuning_id!r} to resume in {path}; known: {known or 'none'}.")
         attrs = optuna.load_study(study_name=tuning_id, storage=storage).user_attrs
-        study = optuna.load_study(study_name=tuning_id, storage=storage,
-                                  sampler=_sampler(attrs["search"], attrs.get("seed")))
+        study = optuna.load_study(
+            study_name=tuning_id, storage=storage, sampler=_sampler(attrs["search"], attrs.get("seed"))
+        )
         for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
             study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
         return cls(study, attrs["search"], space_from_description(attrs["space"]))
@@ -213,7 +243,11 @@ class Study:
     def finished_params(self) -> list[dict[str, Any]]:
         """The flag values of every trial that completed or was pruned (a resume does not repeat them)."""
         states = self._states()
-        return [t.params for t in self.study.get_trials(deepcopy=False) if t.state in (states["completed"], states["stopped"])]
+        return [
+            t.params
+            for t in self.study.get_trials(deepcopy=False)
+            if t.state in (states["completed"], states["stopped"])
+        ]
 
     def ask(self, flags: Mapping[str, Any] | None = None) -> tuple[int, dict[str, Any]]:
         """The next trial: its number (from 1) and flag values (``flags`` when given, else the sampler's)."""
@@ -249,21 +283,38 @@ class Study:
             value = trial.value if trial.state == optuna.trial.TrialState.COMPLETE else None
             if value is not None and (best is None or (value < best if mode == "min" else value > best)):
                 best = value
-            history.append({"trial": trial.number + 1, "state": trial.state.name.lower(), "value": value,
-                            "best": best, "run_id": trial.user_attrs.get("run_id"), "params": trial.params})
+            history.append(
+                {
+                    "trial": trial.number + 1,
+                    "state": trial.state.name.lower(),
+                    "value": value,
+                    "best": best,
+                    "run_id": trial.user_attrs.get("run_id"),
+                    "params": trial.params,
+                }
+            )
         importances, note = {}, None
         complete = [t for t in self.study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.COMPLETE]
         if len(complete) >= 2:
             try:
                 evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
-                importances = {k: float(v) for k, v in
-                               optuna.importance.get_param_importances(self.study, evaluator=evaluator).items()}
+                importances = {
+                    k: float(v)
+                    for k, v in optuna.importance.get_param_importances(self.study, evaluator=evaluator).items()
+                }
             except (ValueError, RuntimeError) as error:
                 note = f"no importances: {error}"
         else:
             note = "importances need at least 2 completed trials"
-        return {"tuning_id": self.study.study_name, "search": self.search, "metric": self.settings.get("metric"),
-                "mode": mode, "history": history, "importances": importances, "importance_note": note}
+        return {
+            "tuning_id": self.study.study_name,
+            "search": self.search,
+            "metric": self.settings.get("metric"),
+            "mode": mode,
+            "history": history,
+            "importances": importances,
+            "importance_note": note,
+        }
 
     def write_summary(self, runs_dir: Path, mode: str) -> Path:
         """Writes ``summary()`` to ``<runs>/tunings/<tuning_id>.json`` (read by the UI's tuning page)."""

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Protocol
+from typing import Any, Protocol
 
 # Called with a trial and each epoch's metrics line as it arrives; returns why the
 # trial should stop early, or None to let it go on.

@@ -8,13 +8,14 @@ import secrets
 import signal
 import sys
 import threading
-from datetime import datetime, timezone
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
+from layerflow.errors import training_stack
 from layerflow.flags.declared import declared_flags
 from layerflow.flags.flags import Flag, _unknown_message
-from layerflow.errors import training_stack
 from layerflow.flags.parsing import FlagError, coerce
 from layerflow.runs.metric_goals import default_metric, metric_column, metric_mode
 from layerflow.runs.record import flatten_record, read_record
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
 
 
 def _new_tuning_id() -> str:
-    return f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{secrets.token_hex(2)}"
+    return f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{secrets.token_hex(2)}"
 
 
 def _typed_space(declared: Mapping[str, Flag | None] | None, script: Path, space: Mapping[str, Any]) -> dict[str, Any]:
@@ -45,13 +46,17 @@ def _typed_space(declared: Mapping[str, Flag | None] | None, script: Path, space
         if spec is None:
             typed[name] = value
         elif isinstance(value, Range) and value.kind == "choice":
-            typed[name] = Range("choice", options=tuple(coerce(name, v, spec.type, "tuning range") for v in value.options))
+            typed[name] = Range(
+                "choice", options=tuple(coerce(name, v, spec.type, "tuning range") for v in value.options)
+            )
         elif isinstance(value, Range):
             allowed = {float: ("uniform", "loguniform", "int"), int: ("int",)}.get(spec.type, ())
             if value.kind not in allowed:
                 expected = {int: "int:LOW,HIGH or choice:A,B", float: "a numeric range"}.get(spec.type, "choice:A,B")
-                raise FlagError(f"Flag {name!r} is a {spec.type.__name__}; the range {value!r} does not fit it "
-                                f"(expected {expected}).")
+                raise FlagError(
+                    f"Flag {name!r} is a {spec.type.__name__}; the range {value!r} does not fit it "
+                    f"(expected {expected})."
+                )
             typed[name] = value
         else:
             values = value if isinstance(value, (list, tuple)) else [value]
@@ -59,14 +64,26 @@ def _typed_space(declared: Mapping[str, Flag | None] | None, script: Path, space
     return typed
 
 
-def _typed_values(declared: Mapping[str, Flag | None] | None, script: Path, values: Mapping[str, Any]) -> dict[str, Any]:
+def _typed_values(
+    declared: Mapping[str, Flag | None] | None, script: Path, values: Mapping[str, Any]
+) -> dict[str, Any]:
     """One combination's values converted to the script's declared flag types."""
-    return {name: typed[0] for name, typed in _typed_space(declared, script, {k: [v] for k, v in values.items()}).items()}
+    return {
+        name: typed[0] for name, typed in _typed_space(declared, script, {k: [v] for k, v in values.items()}).items()
+    }
 
 
-def _transport(address: str | None, script: Path, runs_dir: Path, args: Sequence[str],
-               command_line_flags: Mapping[str, str], parallel: int, cpus: float, gpus: float,
-               requirements: str | os.PathLike[str] | None) -> Transport:
+def _transport(
+    address: str | None,
+    script: Path,
+    runs_dir: Path,
+    args: Sequence[str],
+    command_line_flags: Mapping[str, str],
+    parallel: int,
+    cpus: float,
+    gpus: float,
+    requirements: str | os.PathLike[str] | None,
+) -> Transport:
     if address is None:
         if requirements is not None or gpus:
             raise TuningError("--requirements and --gpus apply to trials on Ray; add --address (or --address local).")
@@ -75,8 +92,16 @@ def _transport(address: str | None, script: Path, runs_dir: Path, args: Sequence
         return LocalProcesses(script, runs_dir, args, command_line_flags, parallel)
     from layerflow.tuning.ray_trials import RayTrials
 
-    return RayTrials(address, script, runs_dir, args=args, command_line_flags=command_line_flags,
-                     cpus=cpus, gpus=gpus, requirements=requirements)
+    return RayTrials(
+        address,
+        script,
+        runs_dir,
+        args=args,
+        command_line_flags=command_line_flags,
+        cpus=cpus,
+        gpus=gpus,
+        requirements=requirements,
+    )
 
 
 def tuning_run(
@@ -163,12 +188,16 @@ def tuning_run(
         if flags is not None:
             changes = space_changes(settings["space"], describe_space(_as_space(flags)))
             if changes:
-                raise TuningError(f"Cannot resume tuning run {resume!r} with a changed search space: "
-                                  f"{'; '.join(changes)}. Resume it without --grid/--range, or start a new one.")
+                raise TuningError(
+                    f"Cannot resume tuning run {resume!r} with a changed search space: "
+                    f"{'; '.join(changes)}. Resume it without --grid/--range, or start a new one."
+                )
         for name, given in (("search", search), ("metric", metric), ("mode", mode)):
             if given is not None and given != settings.get(name):
-                raise TuningError(f"Cannot resume tuning run {resume!r} with {name}={given!r}; it was started "
-                                  f"with {name}={settings.get(name)!r}.")
+                raise TuningError(
+                    f"Cannot resume tuning run {resume!r} with {name}={given!r}; it was started "
+                    f"with {name}={settings.get(name)!r}."
+                )
         script = script if script is not None else settings["script"]
         search, metric, mode = settings["search"], settings.get("metric"), settings.get("mode")
         seed = settings.get("seed") if seed is None else seed
@@ -185,8 +214,10 @@ def tuning_run(
     if is_frame(flags):
         if search not in (None, "grid"):
             raise TuningError(f"A DataFrame of flags runs exactly its rows (a grid); search={search!r} does not apply.")
-        combos = [_typed_values(declared, script_path, row)
-                  for row in frame_combinations(flags, sample=sample, trials=trials, seed=seed)]
+        combos = [
+            _typed_values(declared, script_path, row)
+            for row in frame_combinations(flags, sample=sample, trials=trials, seed=seed)
+        ]
         tuned = set(flags.columns)
         space = {name: list(dict.fromkeys(c[name] for c in combos)) for name in flags.columns}
         search = "grid"
@@ -195,8 +226,10 @@ def tuning_run(
         combos, tuned = None, set(space)
         search = check_search(search, space)
     else:
-        raise TuningError(f"flags= takes a mapping of flag names to values ({{'dropout': [0.2, 0.4]}}) or a pandas "
-                          f"DataFrame with one row per combination; got a {type(flags).__name__}.")
+        raise TuningError(
+            f"flags= takes a mapping of flag names to values ({{'dropout': [0.2, 0.4]}}) or a pandas "
+            f"DataFrame with one row per combination; got a {type(flags).__name__}."
+        )
     overlap = set(fixed) & tuned
     if overlap:
         raise TuningError(f"Flags {sorted(overlap)} are both tuned and fixed; give each either way, not both.")
@@ -208,8 +241,10 @@ def tuning_run(
         if sample is not None:
             raise TuningError("--sample applies to a grid; a TPE search takes --trials.")
         if metric is None:
-            raise TuningError("A TPE search learns from a metric: name it, e.g. --metric val_accuracy "
-                              "(metric='val_accuracy'); --mode min|max if its name does not say.")
+            raise TuningError(
+                "A TPE search learns from a metric: name it, e.g. --metric val_accuracy "
+                "(metric='val_accuracy'); --mode min|max if its name does not say."
+            )
         trial_flags({k: v for k, v in space.items()}, trials=1, seed=0)  # the space's own checks
     elif combos is None:
         drawn = {k: (choice(v) if search == "random" and isinstance(v, list) else v) for k, v in space.items()}
@@ -222,23 +257,34 @@ def tuning_run(
     assert total is not None, "only a TPE search has no combinations, and it has checked that trials is given"
     direction = mode or (metric_mode(metric) if metric else "max")
 
-    transport = _transport(address, script_path, store.path, args, {}, parallel, cpus, gpus,
-                           requirements)
+    transport = _transport(address, script_path, store.path, args, {}, parallel, cpus, gpus, requirements)
     try:
         if stored is not None:
             assert resume is not None, "a stored study is only loaded to resume one"
             study, tuning_id = stored, resume
         else:
             tuning_id = _new_tuning_id()
-            study = Study.create(store.path, tuning_id, search, space, direction, seed,
-                                 {"script": str(script_path), "metric": metric, "mode": mode, "fixed": fixed})
+            study = Study.create(
+                store.path,
+                tuning_id,
+                search,
+                space,
+                direction,
+                seed,
+                {"script": str(script_path), "metric": metric, "mode": mode, "fixed": fixed},
+            )
     except BaseException:
         transport.close()
         raise
     pending = iter(combos or [])
-    earlier = [] if stored is None else [
-        Trial(t.number + 1, t.params, run_id=t.user_attrs.get("run_id"), status=t.state.name.lower())
-        for t in stored.study.get_trials(deepcopy=False)]
+    earlier = (
+        []
+        if stored is None
+        else [
+            Trial(t.number + 1, t.params, run_id=t.user_attrs.get("run_id"), status=t.state.name.lower())
+            for t in stored.study.get_trials(deepcopy=False)
+        ]
+    )
 
     def next_trial() -> Trial:
         given = next(pending, None)
@@ -252,9 +298,11 @@ def tuning_run(
     plan: list[Trial] = []
     if echo:
         where = f"Ray at {address}" if address else "local processes"
-        print(f"Tuning {tuning_id}{' (resumed)' if stored else ''}: {total} trials of {script_path.name} "
-              f"({search} search), {parallel} at a time on {where}"
-              + (f", {scheduler!r}" if scheduler else ""), file=sys.stderr)
+        print(
+            f"Tuning {tuning_id}{' (resumed)' if stored else ''}: {total} trials of {script_path.name} "
+            f"({search} search), {parallel} at a time on {where}" + (f", {scheduler!r}" if scheduler else ""),
+            file=sys.stderr,
+        )
     try:
         _run_all(plan, next_trial, told, total, transport, tuning_id, parallel, scheduler, echo)
     except KeyboardInterrupt:
@@ -272,8 +320,10 @@ def tuning_run(
     column = summary.attrs.get("metric")
     if metric is not None and (column not in summary.columns or summary[column].isna().all()) and len(summary):
         reported = sorted(c for c in summary.columns if c.startswith(("metric_", "eval_")) and summary[c].notna().any())
-        raise TuningError(f"No trial of tuning run {tuning_id} reported the metric {metric!r} ({column}); "
-                          f"they reported {reported or 'no metric'}. Name one of those with --metric.")
+        raise TuningError(
+            f"No trial of tuning run {tuning_id} reported the metric {metric!r} ({column}); "
+            f"they reported {reported or 'no metric'}. Name one of those with --metric."
+        )
     return summary
 
 
@@ -290,8 +340,9 @@ def _resumed(store: RunStore, resume: str) -> Study:
     return Study.load(store.path, resume)
 
 
-def _remaining(study: Study, search: str, space: Mapping[str, Any], trials: int | None, seed: int | None,
-               tuning_id: str) -> list[dict[str, Any]]:
+def _remaining(
+    study: Study, search: str, space: Mapping[str, Any], trials: int | None, seed: int | None, tuning_id: str
+) -> list[dict[str, Any]]:
     """The combinations a resumed grid or random search runs next (a grid skips those already finished)."""
     done = study.finished_params()
     if search == "random":
@@ -301,8 +352,10 @@ def _remaining(study: Study, search: str, space: Mapping[str, Any], trials: int 
     grid = trial_flags(space)
     left = [c for c in grid if c not in done]
     if not left:
-        raise TuningError(f"Tuning run {tuning_id!r} is finished: every one of its {len(grid)} grid combinations "
-                          f"has run. Start a new tuning run (or use --search tpe/random to keep searching).")
+        raise TuningError(
+            f"Tuning run {tuning_id!r} is finished: every one of its {len(grid)} grid combinations "
+            f"has run. Start a new tuning run (or use --search tpe/random to keep searching)."
+        )
     if trials is not None:
         left = left[:trials]
     return left
@@ -323,8 +376,13 @@ def _trial_value(store: RunStore, trial: Trial, metric: str | None) -> float | N
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
-def _scheduler(early_stopping: bool | Asha, metric: str | None, mode: str | None,
-               grace_epochs: int = 1, reduction_factor: float = 3) -> Asha | None:
+def _scheduler(
+    early_stopping: bool | Asha,
+    metric: str | None,
+    mode: str | None,
+    grace_epochs: int = 1,
+    reduction_factor: float = 3,
+) -> Asha | None:
     """The early-stopping rule of a tuning run (the one place that decides it, for lf.tuning_run and the CLI)."""
     if not isinstance(early_stopping, (bool, Asha)):
         raise TuningError(f"early_stopping={early_stopping!r}: expected True, False or an lf.tuning.Asha(...).")
@@ -332,11 +390,15 @@ def _scheduler(early_stopping: bool | Asha, metric: str | None, mode: str | None
         return None
     watched = early_stopping.metric if isinstance(early_stopping, Asha) else metric
     if watched is None:
-        raise TuningError("Early stopping (--early-stop, early_stopping=True) needs the metric to watch: "
-                          "--metric val_loss (metric='val_loss').")
+        raise TuningError(
+            "Early stopping (--early-stop, early_stopping=True) needs the metric to watch: "
+            "--metric val_loss (metric='val_loss')."
+        )
     if watched.startswith("eval_"):
-        raise TuningError(f"Early stopping watches a per-epoch metric; {watched!r} is only known at the end "
-                          f"(use e.g. {watched[len('eval_'):]!r} or 'val_{watched[len('eval_'):]}').")
+        raise TuningError(
+            f"Early stopping watches a per-epoch metric; {watched!r} is only known at the end "
+            f"(use e.g. {watched[len('eval_') :]!r} or 'val_{watched[len('eval_') :]}')."
+        )
     if isinstance(early_stopping, Asha):
         return early_stopping
     try:
@@ -345,8 +407,17 @@ def _scheduler(early_stopping: bool | Asha, metric: str | None, mode: str | None
         raise TuningError(str(error)) from None
 
 
-def _run_all(plan: list[Trial], next_trial: Callable[[], Trial], told: Callable[[Trial], None], total: int,
-             transport: Transport, tuning_id: str, parallel: int, scheduler: Asha | None, echo: bool) -> None:
+def _run_all(
+    plan: list[Trial],
+    next_trial: Callable[[], Trial],
+    told: Callable[[Trial], None],
+    total: int,
+    transport: Transport,
+    tuning_id: str,
+    parallel: int,
+    scheduler: Asha | None,
+    echo: bool,
+) -> None:
     cancelled = threading.Event()
     print_lock = threading.Lock()
 
@@ -375,8 +446,11 @@ def _run_all(plan: list[Trial], next_trial: Callable[[], Trial], told: Callable[
             with print_lock:
                 done = sum(t.status not in ("pending", "running") for t in plan)
                 flags = " ".join(f"{k}={_short(v)}" for k, v in trial.flags.items())
-                print(f"[{done}/{total}] trial {trial.number} {trial.status}  {flags}  ({trial.run_id})"
-                      + (f": {trial.error}" if trial.error and trial.status != "completed" else ""), file=sys.stderr)
+                print(
+                    f"[{done}/{total}] trial {trial.number} {trial.status}  {flags}  ({trial.run_id})"
+                    + (f": {trial.error}" if trial.error and trial.status != "completed" else ""),
+                    file=sys.stderr,
+                )
 
     # Ctrl-C must reach this loop as KeyboardInterrupt, also where SIGINT was inherited ignored.
     previous = None
@@ -389,8 +463,16 @@ def _run_all(plan: list[Trial], next_trial: Callable[[], Trial], told: Callable[
             signal.signal(signal.SIGINT, previous)
 
 
-def _run_trials(plan: list[Trial], next_trial: Callable[[], Trial], told: Callable[[Trial], None], total: int,
-                run_trial, transport: Transport, parallel: int, cancelled: threading.Event) -> None:
+def _run_trials(
+    plan: list[Trial],
+    next_trial: Callable[[], Trial],
+    told: Callable[[Trial], None],
+    total: int,
+    run_trial,
+    transport: Transport,
+    parallel: int,
+    cancelled: threading.Event,
+) -> None:
     """Asks the study for trials as slots free up (``parallel`` in flight) and tells it each one's end."""
     in_flight: dict[concurrent.futures.Future, Trial] = {}
     with concurrent.futures.ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="trial") as pool:
@@ -402,8 +484,9 @@ def _run_trials(plan: list[Trial], next_trial: Callable[[], Trial], told: Callab
                     in_flight[pool.submit(run_trial, trial)] = trial
                 if not in_flight:
                     return
-                done, _ = concurrent.futures.wait(in_flight, timeout=0.5,
-                                                  return_when=concurrent.futures.FIRST_COMPLETED)
+                done, _ = concurrent.futures.wait(
+                    in_flight, timeout=0.5, return_when=concurrent.futures.FIRST_COMPLETED
+                )
                 for future in done:
                     told(in_flight.pop(future))
         except KeyboardInterrupt:
@@ -423,8 +506,14 @@ def _short(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def _summary(plan: list[Trial], store: RunStore, metric: str | None, mode: str | None, tuning_id: str,
-             earlier: Sequence[Trial] = ()):
+def _summary(
+    plan: list[Trial],
+    store: RunStore,
+    metric: str | None,
+    mode: str | None,
+    tuning_id: str,
+    earlier: Sequence[Trial] = (),
+):
     import pandas as pd
 
     rows = []

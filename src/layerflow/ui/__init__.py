@@ -18,6 +18,7 @@ import time
 import types
 import webbrowser
 from dataclasses import dataclass
+from datetime import UTC
 from typing import Any
 
 from layerflow.errors import LayerflowError, MissingDependencyError
@@ -49,6 +50,7 @@ def create_app(runs_dir: str | os.PathLike[str] | None = None, token: str | None
     from layerflow.ui.app import create_app as make
 
     return make(None if runs_dir is None else os.fspath(runs_dir), token=token)
+
 
 DEFAULT_PORT = 8600
 
@@ -84,12 +86,18 @@ class UIServer:
 def _config(runs_dir, host, port, token):
     import uvicorn
 
-    return uvicorn.Config(create_app(runs_dir, token=token), host=host, port=port, log_level="warning",
-                          access_log=False, lifespan="off")
+    return uvicorn.Config(
+        create_app(runs_dir, token=token), host=host, port=port, log_level="warning", access_log=False, lifespan="off"
+    )
 
 
-def ui(runs_dir: str | os.PathLike[str] | None = None, port: int = DEFAULT_PORT, host: str = "127.0.0.1",
-       token: str | None = None, browse: bool = False) -> UIServer:
+def ui(
+    runs_dir: str | os.PathLike[str] | None = None,
+    port: int = DEFAULT_PORT,
+    host: str = "127.0.0.1",
+    token: str | None = None,
+    browse: bool = False,
+) -> UIServer:
     """Starts the UI in a background thread (for notebooks and scripts) and returns at once.
 
     Args:
@@ -129,8 +137,12 @@ def ui(runs_dir: str | os.PathLike[str] | None = None, port: int = DEFAULT_PORT,
     return UIServer(url=url, server=server, thread=thread)
 
 
-def serve_ui(runs_dir: str | os.PathLike[str] | None = None, port: int = DEFAULT_PORT, host: str = "127.0.0.1",
-             token: str | None = None) -> None:
+def serve_ui(
+    runs_dir: str | os.PathLike[str] | None = None,
+    port: int = DEFAULT_PORT,
+    host: str = "127.0.0.1",
+    token: str | None = None,
+) -> None:
     """Serves the UI in this process until Ctrl-C (what ``layerflow ui`` runs).
 
     Args:
@@ -148,8 +160,10 @@ def serve_ui(runs_dir: str | os.PathLike[str] | None = None, port: int = DEFAULT
     if not _port_free(host, port):
         raise UIError(f"Port {port} on {host} is taken; choose another with --port.")
     server = uvicorn.Server(_config(runs_dir, host, port, token))
-    print(f"layerflow ui: http://{host}:{port}/" + (f"?token={token}" if token else "") + "  (Ctrl-C stops it)",
-          file=sys.stderr)
+    print(
+        f"layerflow ui: http://{host}:{port}/" + (f"?token={token}" if token else "") + "  (Ctrl-C stops it)",
+        file=sys.stderr,
+    )
     server.run()
 
 
@@ -175,8 +189,9 @@ def _serving(url: str) -> str | None:
         return None
 
 
-def view_live(run_id: str, runs_dir: str | os.PathLike[str] | None = None, port: int = DEFAULT_PORT,
-              host: str = "127.0.0.1") -> str:
+def view_live(
+    run_id: str, runs_dir: str | os.PathLike[str] | None = None, port: int = DEFAULT_PORT, host: str = "127.0.0.1"
+) -> str:
     """Opens the live page of run ``run_id`` in the browser, starting a UI in the background if none serves this runs folder.
 
     The run need not exist yet: the page waits for it to start (``layerflow run --view``).
@@ -203,10 +218,13 @@ def view_live(run_id: str, runs_dir: str | os.PathLike[str] | None = None, port:
         if serving == folder:
             break
         if serving is None and _port_free(host, candidate):
-            subprocess.Popen([sys.executable, "-m", "layerflow.ui", "--runs-dir", folder, "--port", str(candidate),
-                              "--host", host], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                             stdin=subprocess.DEVNULL,
-                             start_new_session=True)
+            subprocess.Popen(
+                [sys.executable, "-m", "layerflow.ui", "--runs-dir", folder, "--port", str(candidate), "--host", host],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
             deadline = time.monotonic() + 30
             while _serving(base) != folder and time.monotonic() < deadline:
                 time.sleep(0.1)
@@ -232,11 +250,11 @@ def _main(argv: list[str] | None = None) -> None:
 
 def new_run_id() -> str:
     """A fresh run id (as the runs store makes them) for a run whose page opens before it starts."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from layerflow.runs.ids import format_run_id
 
-    return format_run_id(datetime.now(timezone.utc))
+    return format_run_id(datetime.now(UTC))
 
 
 class _CallableModule(types.ModuleType):

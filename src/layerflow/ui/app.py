@@ -43,8 +43,9 @@ def _templates() -> Jinja2Templates:
     import jinja2
 
     # The UI's pages, and under runs/ the templates it shares with `layerflow show/compare` (the charts).
-    loader = jinja2.ChoiceLoader([jinja2.FileSystemLoader(HERE / "templates"),
-                                  jinja2.PrefixLoader({"runs": jinja2.FileSystemLoader(SHARED)})])
+    loader = jinja2.ChoiceLoader(
+        [jinja2.FileSystemLoader(HERE / "templates"), jinja2.PrefixLoader({"runs": jinja2.FileSystemLoader(SHARED)})]
+    )
     env = jinja2.Environment(loader=loader, autoescape=True)
     templates = Jinja2Templates(env=env)
     env.filters["fmt"] = _fmt
@@ -82,6 +83,7 @@ def _size(n: float) -> str:
 # what they share lives on ``request.app.state``: ``store`` (the RunStore), ``table`` (the runs
 # table's SQLite mirror) and ``templates``. A new page is one more function and one more Route.
 
+
 def _store(request: Request) -> RunStore:
     return request.app.state.store
 
@@ -93,7 +95,8 @@ def _table(request: Request) -> RunTable:
 def page(request: Request, name: str, status_code: int = 200, **context: Any) -> Response:
     """The template ``name`` rendered with ``context`` (and the runs folder, which every page shows)."""
     return request.app.state.templates.TemplateResponse(
-        request, name, {"runs_dir": _store(request).path, **context}, status_code=status_code)
+        request, name, {"runs_dir": _store(request).path, **context}, status_code=status_code
+    )
 
 
 def not_found(request: Request, message: str) -> Response:
@@ -129,6 +132,7 @@ def _no_run(request: Request, ref: str) -> Response:
 
 # -- endpoints ------------------------------------------------------------------------------
 
+
 async def runs_page(request: Request) -> Response:
     """``/``: the runs table, sorted, filtered, paged and with tuning runs grouped as the query asks."""
     empty = store_missing(request)
@@ -144,20 +148,39 @@ async def runs_page(request: Request) -> Response:
     size = size if size in PAGE_SIZES else 50
     error = None
     try:
-        result = table.page(order=order, decreasing=desc, filter=filter_text, page=_int(q.get("page"), 1),
-                            size=size, group_tuning=group)
+        result = table.page(
+            order=order, decreasing=desc, filter=filter_text, page=_int(q.get("page"), 1), size=size, group_tuning=group
+        )
     except ValueError as problem:
         error = str(problem)
         result = table.page(size=size, group_tuning=group)
 
     def link(**changes: Any) -> str:
-        params = {"order": order or "", "desc": "1" if desc else "0", "filter": filter_text,
-                  "group": "1" if group else "0", "size": size, "page": result.page}
+        params = {
+            "order": order or "",
+            "desc": "1" if desc else "0",
+            "filter": filter_text,
+            "group": "1" if group else "0",
+            "size": size,
+            "page": result.page,
+        }
         params.update(changes)
         return "/?" + urlencode({k: v for k, v in params.items() if v not in ("", None)})
 
-    return page(request, "runs.html.j2", 400 if error else 200, table=result, order=order, desc=desc,
-                filter=filter_text, group=group, size=size, sizes=PAGE_SIZES, error=error, link=link)
+    return page(
+        request,
+        "runs.html.j2",
+        400 if error else 200,
+        table=result,
+        order=order,
+        desc=desc,
+        filter=filter_text,
+        group=group,
+        size=size,
+        sizes=PAGE_SIZES,
+        error=error,
+        link=link,
+    )
 
 
 async def run_page(request: Request) -> Response:
@@ -176,8 +199,9 @@ async def run_page(request: Request) -> Response:
     log = run_files.read_log(run_dir / f.OUTPUT_FILE, length=64 * 1024)
     sources = run_files.source_files(run_dir)
     script_name = Path(str(record.get("script") or "")).name
-    chosen = request.query_params.get("file") or (script_name if script_name in sources else
-                                                 (sources[0] if sources else None))
+    chosen = request.query_params.get("file") or (
+        script_name if script_name in sources else (sources[0] if sources else None)
+    )
     code = None
     if chosen:
         try:
@@ -187,12 +211,23 @@ async def run_page(request: Request) -> Response:
             code = f'<p class="problems">{_escape(str(problem))}</p>'
     model_files = run_files.folder_files(run_dir, f.MODEL_DIR)
     return page(
-        request, "run.html.j2", run=record, curves=run_files.curves(epochs), metrics_offset=metrics_offset,
-        metrics_partial=metrics_bytes != metrics_offset, log=log, sources=sources, chosen=chosen, code=code,
+        request,
+        "run.html.j2",
+        run=record,
+        curves=run_files.curves(epochs),
+        metrics_offset=metrics_offset,
+        metrics_partial=metrics_bytes != metrics_offset,
+        log=log,
+        sources=sources,
+        chosen=chosen,
+        code=code,
         summary=run_files.small_text(run_dir / f.SUMMARY_FILE),
-        plots=run_files.folder_files(run_dir, f.PLOTS_DIR), data=run_files.folder_files(run_dir, f.DATA_DIR),
-        model_files=model_files, live=record.get("status") == "running",
-        tab=request.query_params.get("tab", "summary"), system=run_files.system_curves(run_dir),
+        plots=run_files.folder_files(run_dir, f.PLOTS_DIR),
+        data=run_files.folder_files(run_dir, f.DATA_DIR),
+        model_files=model_files,
+        live=record.get("status") == "running",
+        tab=request.query_params.get("tab", "summary"),
+        system=run_files.system_curves(run_dir),
     )
 
 
@@ -235,7 +270,9 @@ async def events(request: Request) -> Response:
     if run_dir is None:
         return JSONResponse({"error": f"No run {request.path_params['run']!r}."}, status_code=404)
     offsets = parse_event_id(request.headers.get("last-event-id")) or (
-        _int(request.query_params.get("metrics"), 0), _int(request.query_params.get("log"), 0))
+        _int(request.query_params.get("metrics"), 0),
+        _int(request.query_params.get("log"), 0),
+    )
     return EventSourceResponse(run_events(run_dir, *offsets, request.is_disconnected), ping=15)
 
 
@@ -243,11 +280,21 @@ async def compare_page(request: Request) -> Response:
     """``/compare?runs=A&runs=B``: 2 to ``MAX_COMPARED`` runs side by side (flags, metrics, charts, source diffs)."""
     refs = [r for value in request.query_params.getlist("runs") for r in value.split(",") if r]
     if len(refs) < 2:
-        return page(request, "error.html.j2", 400, title="Choose runs",
-                    message="Select 2 or more runs in the runs table to compare them (?runs=ID&runs=ID).")
+        return page(
+            request,
+            "error.html.j2",
+            400,
+            title="Choose runs",
+            message="Select 2 or more runs in the runs table to compare them (?runs=ID&runs=ID).",
+        )
     if len(refs) > MAX_COMPARED:
-        return page(request, "error.html.j2", 400, title="Too many runs",
-                    message=f"{len(refs)} runs selected; compare at most {MAX_COMPARED} at once.")
+        return page(
+            request,
+            "error.html.j2",
+            400,
+            title="Too many runs",
+            message=f"{len(refs)} runs selected; compare at most {MAX_COMPARED} at once.",
+        )
     dirs = []
     for ref in refs:
         run_dir = find_run(request, ref)
@@ -276,11 +323,26 @@ async def tuning_page(request: Request) -> Response:
     scored = [t for t in trials if isinstance(t.get(metric), (int, float)) and t[metric] == t[metric]] if metric else []
     best = (min if mode == "min" else max)(scored, key=lambda t: t[metric])["id"] if scored and metric else None
     flag_columns = [k for k in keys if k.startswith("flag_") and len({repr(t.get(k)) for t in trials}) > 1]
-    columns = ["id", "status", *([TRIAL_COLUMN] if TRIAL_COLUMN in keys else []), "epochs",
-               *[k for k in keys if k.startswith(("flag_", "metric_", "eval_"))]]
-    return page(request, "tuning.html.j2", tuning_id=tuning_id, rows=trials, columns=columns, metric=metric,
-                mode=mode, best=best, flag_columns=flag_columns, metric_choices=metric_choices,
-                **tuning_charts(store.path, tuning_id))
+    columns = [
+        "id",
+        "status",
+        *([TRIAL_COLUMN] if TRIAL_COLUMN in keys else []),
+        "epochs",
+        *[k for k in keys if k.startswith(("flag_", "metric_", "eval_"))],
+    ]
+    return page(
+        request,
+        "tuning.html.j2",
+        tuning_id=tuning_id,
+        rows=trials,
+        columns=columns,
+        metric=metric,
+        mode=mode,
+        best=best,
+        flag_columns=flag_columns,
+        metric_choices=metric_choices,
+        **tuning_charts(store.path, tuning_id),
+    )
 
 
 async def health(request: Request) -> Response:
@@ -313,12 +375,21 @@ def compare_context(dirs: list[Path]) -> dict[str, Any]:
             a = _source_or_empty(base, name) if name in base_files else ""
             b = _source_or_empty(other, name) if name in other_files else ""
             if a != b:
-                lines = difflib.unified_diff(a.splitlines(), b.splitlines(), f"{base.name}/{name}",
-                                             f"{other.name}/{name}", lineterm="", n=3)
-                diffs.append({"name": name, "other": record["id"], "lines": [(_diff_class(line), line) for line in lines]})
+                lines = difflib.unified_diff(
+                    a.splitlines(), b.splitlines(), f"{base.name}/{name}", f"{other.name}/{name}", lineterm="", n=3
+                )
+                diffs.append(
+                    {"name": name, "other": record["id"], "lines": [(_diff_class(line), line) for line in lines]}
+                )
     runs = [{"label": r["id"][-4:], "data": data} for r, data in zip(records, series)]
-    return {"records": records, "runs": runs, "differing": differing, "flag_rows": flag_rows,
-            "value_rows": value_rows, "diffs": diffs}
+    return {
+        "records": records,
+        "runs": runs,
+        "differing": differing,
+        "flag_rows": flag_rows,
+        "value_rows": value_rows,
+        "diffs": diffs,
+    }
 
 
 ROUTES = [
@@ -339,8 +410,10 @@ def _token_refusal() -> Response:
     return HTMLResponse(
         "<!DOCTYPE html><title>Token needed</title><h1>401: token needed</h1><p>This layerflow UI was started "
         "with --token. Open it as <code>http://HOST:PORT/?token=YOUR_TOKEN</code> (or send "
-        "<code>Authorization: Bearer YOUR_TOKEN</code>).</p>", status_code=401,
-        headers={"WWW-Authenticate": "Bearer"})
+        "<code>Authorization: Bearer YOUR_TOKEN</code>).</p>",
+        status_code=401,
+        headers={"WWW-Authenticate": "Bearer"},
+    )
 
 
 def create_app(runs_dir: str | Path | None = None, token: str | None = None) -> Starlette:
@@ -360,8 +433,11 @@ def create_app(runs_dir: str | Path | None = None, token: str | None = None) -> 
         >>> uvicorn.run(create_app("runs"), host="127.0.0.1", port=8600)
     """
     store = RunStore(runs_dir)
-    middleware = ([Middleware(TokenGate, token=token, open_paths=("/health",), cookie=TOKEN_COOKIE,
-                              refusal=_token_refusal)] if token else [])
+    middleware = (
+        [Middleware(TokenGate, token=token, open_paths=("/health",), cookie=TOKEN_COOKIE, refusal=_token_refusal)]
+        if token
+        else []
+    )
     app = Starlette(routes=ROUTES, middleware=middleware, exception_handlers={404: on_404})
     app.state.store = store
     app.state.table = RunTable(store.path)

@@ -11,8 +11,9 @@ import asyncio
 import codecs
 import json
 import os
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
 from layerflow.runs import files as f
 from layerflow.runs.record import read_record
@@ -33,8 +34,9 @@ def parse_event_id(text: str | None) -> tuple[int, int] | None:
     return (metrics, log) if metrics >= 0 and log >= 0 else None
 
 
-async def run_events(run_dir: Path, metrics_offset: int, log_offset: int,
-                     is_disconnected) -> AsyncIterator[dict[str, Any]]:
+async def run_events(
+    run_dir: Path, metrics_offset: int, log_offset: int, is_disconnected
+) -> AsyncIterator[dict[str, Any]]:
     """Yields SSE events (``metrics``, ``output``, ``status``) until the run ends or the client leaves.
 
     Args:
@@ -53,7 +55,11 @@ async def run_events(run_dir: Path, metrics_offset: int, log_offset: int,
         if new_offset != metrics_offset:
             metrics_offset = new_offset
             if epochs:
-                yield {"event": "metrics", "id": f"{metrics_offset}:{log_offset}", "data": json.dumps(epochs, default=str)}
+                yield {
+                    "event": "metrics",
+                    "id": f"{metrics_offset}:{log_offset}",
+                    "data": json.dumps(epochs, default=str),
+                }
                 sent = True
         text, log_offset = _read_log(log_path, log_offset, decoder)
         if text:
@@ -71,9 +77,13 @@ async def run_events(run_dir: Path, metrics_offset: int, log_offset: int,
                 text, log_offset = _read_log(log_path, log_offset, decoder)
                 if text:
                     yield {"event": "output", "data": json.dumps(text)}
-                yield {"event": "status", "id": f"{metrics_offset}:{log_offset}",
-                       "data": json.dumps({k: record.get(k) for k in ("status", "end", "error", "metrics",
-                                                                           "evaluation")}, default=str)}
+                yield {
+                    "event": "status",
+                    "id": f"{metrics_offset}:{log_offset}",
+                    "data": json.dumps(
+                        {k: record.get(k) for k in ("status", "end", "error", "metrics", "evaluation")}, default=str
+                    ),
+                }
                 return
         if await is_disconnected():
             return

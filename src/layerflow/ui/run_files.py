@@ -75,8 +75,13 @@ def folder_files(run_dir: Path, name: str) -> list[dict[str, Any]]:
     for folder, _, names in os.walk(root):
         for file_name in sorted(names):
             path = Path(folder, file_name)
-            out.append({"path": path.relative_to(run_dir).as_posix(), "name": path.relative_to(root).as_posix(),
-                        "size": path.stat().st_size})
+            out.append(
+                {
+                    "path": path.relative_to(run_dir).as_posix(),
+                    "name": path.relative_to(root).as_posix(),
+                    "size": path.stat().st_size,
+                }
+            )
     return sorted(out, key=lambda item: item["path"])
 
 

@@ -97,7 +97,9 @@ class RunTable:
                 self._index.refresh()
                 self._folder_mtime, self._full_at = folder_mtime, now
                 with closing(self._read_index()) as db:
-                    stamps = {i: f"{stamp}/{status}" for i, stamp, status in db.execute("SELECT id, stamp, status FROM runs")}
+                    stamps = {
+                        i: f"{stamp}/{status}" for i, stamp, status in db.execute("SELECT id, stamp, status FROM runs")
+                    }
             else:
                 running = [i for i, stamp in self._stamps.items() if not stamp.endswith(FINISHED_STATUSES)]
                 self._index.update([self.runs_dir / i for i in running if (self.runs_dir / i).is_dir()])
@@ -105,16 +107,26 @@ class RunTable:
                 if running:
                     with closing(self._read_index()) as db:
                         marks = ",".join("?" * len(running))
-                        stamps.update({i: f"{stamp}/{status}" for i, stamp, status in
-                                       db.execute(f"SELECT id, stamp, status FROM runs WHERE id IN ({marks})", running)})
-            changed = [i for i, stamp in stamps.items()
-                       if self._stamps.get(i) != stamp or not stamp.endswith(FINISHED_STATUSES)]
+                        stamps.update(
+                            {
+                                i: f"{stamp}/{status}"
+                                for i, stamp, status in db.execute(
+                                    f"SELECT id, stamp, status FROM runs WHERE id IN ({marks})", running
+                                )
+                            }
+                        )
+            changed = [
+                i
+                for i, stamp in stamps.items()
+                if self._stamps.get(i) != stamp or not stamp.endswith(FINISHED_STATUSES)
+            ]
             rows = []
             with closing(self._read_index()) as db:
                 for chunk in range(0, len(changed), 500):
-                    ids = changed[chunk:chunk + 500]
-                    rows += db.execute(f"SELECT id, row FROM runs WHERE id IN ({','.join('?' * len(ids))})",
-                                       ids).fetchall()
+                    ids = changed[chunk : chunk + 500]
+                    rows += db.execute(
+                        f"SELECT id, row FROM runs WHERE id IN ({','.join('?' * len(ids))})", ids
+                    ).fetchall()
             self._apply(stamps, rows)
             self._refreshed_at = time.monotonic()
         finally:
@@ -133,7 +145,9 @@ class RunTable:
             row = json.loads(text)
             row[RUN_DIR_COLUMN] = str(self._folder / run_id)  # a column of `layerflow runs`, not of the index
             parsed.append((run_id, json.dumps(row), row))
-        new_columns = list(dict.fromkeys(k for _, _, row in parsed for k in row if k != "id" and k not in self._columns))
+        new_columns = list(
+            dict.fromkeys(k for _, _, row in parsed for k in row if k != "id" and k not in self._columns)
+        )
         gone = [i for i in self._stamps if i not in stamps]
         with self._lock:
             db = self._mirror
@@ -144,8 +158,10 @@ class RunTable:
             names = ", ".join(["id", "_stamp", "_row", *(column_sql(c) for c in columns)])
             marks = ", ".join("?" * (len(columns) + 3))
             if parsed:
-                db.executemany(f"INSERT OR REPLACE INTO runs ({names}) VALUES ({marks})",
-                               [(i, stamps[i], text, *(_sql_value(row.get(c)) for c in columns)) for i, text, row in parsed])
+                db.executemany(
+                    f"INSERT OR REPLACE INTO runs ({names}) VALUES ({marks})",
+                    [(i, stamps[i], text, *(_sql_value(row.get(c)) for c in columns)) for i, text, row in parsed],
+                )
             db.executemany("DELETE FROM runs WHERE id = ?", [(i,) for i in gone])
             db.execute("COMMIT")
             self._columns = columns
@@ -219,7 +235,9 @@ class RunTable:
             except Untranslatable:
                 return self._page_with_pandas(order, decreasing, filter, page, size, group_tuning)
             except SyntaxError as error:
-                raise TableError(f"Filter {filter!r} is not an expression ({error.msg}); e.g. flag_dropout > 0.2.") from None
+                raise TableError(
+                    f"Filter {filter!r} is not an expression ({error.msg}); e.g. flag_dropout > 0.2."
+                ) from None
         value = column_sql(order) if order else "id"
         direction = "DESC" if decreasing or order is None else "ASC"
         group = f"coalesce({column_sql(TUNING_COLUMN)}, id)" if group_tuning and TUNING_COLUMN in columns else "id"
@@ -229,22 +247,31 @@ class RunTable:
             pages = max(1, math.ceil(total / size))
             page = min(max(1, page), pages)
             if group == "id":
-                found = self._query(f"SELECT id, 1 FROM ({selected}) ORDER BY (o IS NULL), o {direction}, id DESC "
-                                    f"LIMIT ? OFFSET ?", [*params, size, (page - 1) * size])
+                found = self._query(
+                    f"SELECT id, 1 FROM ({selected}) ORDER BY (o IS NULL), o {direction}, id DESC LIMIT ? OFFSET ?",
+                    [*params, size, (page - 1) * size],
+                )
             else:
                 found = self._query(
                     f"SELECT id, n FROM (SELECT o, id, count(*) OVER (PARTITION BY g) AS n, "
                     f"row_number() OVER (PARTITION BY g ORDER BY (o IS NULL), o {direction}, id DESC) AS rank "
                     f"FROM ({selected})) WHERE rank = 1 ORDER BY (o IS NULL), o {direction}, id DESC LIMIT ? OFFSET ?",
-                    [*params, size, (page - 1) * size])
+                    [*params, size, (page - 1) * size],
+                )
         except sqlite3.OperationalError as error:
             raise TableError(f"Filter {filter!r} could not be applied ({error}).") from None
         ids = [run_id for run_id, _ in found]
         by_id = dict(self._query(f"SELECT id, _row FROM runs WHERE id IN ({','.join('?' * len(ids))})", ids))
         rows = [json.loads(by_id[run_id]) for run_id in ids]
         sizes = {str(r.get(TUNING_COLUMN)): n for r, (_, n) in zip(rows, found) if r.get(TUNING_COLUMN) is not None}
-        return Page(rows=rows, columns=self._shown(rows), total=total, page=page, pages=pages,
-                    group_sizes=sizes if group_tuning else {})
+        return Page(
+            rows=rows,
+            columns=self._shown(rows),
+            total=total,
+            page=page,
+            pages=pages,
+            group_sizes=sizes if group_tuning else {},
+        )
 
     def _page_with_pandas(self, order, decreasing, filter, page, size, group_tuning) -> Page:
         from layerflow.runs.ls_runs import ls_runs, select_runs
@@ -270,22 +297,22 @@ class RunTable:
             records = kept
         pages = max(1, math.ceil(len(records) / size))
         page = min(max(1, page), pages)
-        rows = records[(page - 1) * size: page * size]
-        return Page(rows=rows, columns=self._shown(rows), total=len(records), page=page, pages=pages,
-                    group_sizes=sizes)
+        rows = records[(page - 1) * size : page * size]
+        return Page(rows=rows, columns=self._shown(rows), total=len(records), page=page, pages=pages, group_sizes=sizes)
 
     def _shown(self, rows: list[dict[str, Any]]) -> list[str]:
         values = [c for c in self._columns if c.startswith(VALUE_PREFIXES) and any(r.get(c) is not None for r in rows)]
         tuning = [TUNING_COLUMN] if any(r.get(TUNING_COLUMN) is not None for r in rows) else []
-        return [*SHOWN_BASE, *tuning, *sorted(values, key=lambda c: (VALUE_PREFIXES.index(c[:c.index("_") + 1]), c))]
+        return [*SHOWN_BASE, *tuning, *sorted(values, key=lambda c: (VALUE_PREFIXES.index(c[: c.index("_") + 1]), c))]
 
     def tuning_trials(self, tuning_id: str) -> list[dict[str, Any]]:
         """The rows of one tuning run's trials (``prop_tuning_id == tuning_id``), by trial number."""
         if TUNING_COLUMN not in self.columns:
             return []
         trial_order = column_sql(TRIAL_COLUMN) + ", " if TRIAL_COLUMN in self._columns else ""
-        found = self._query(f"SELECT _row FROM runs WHERE {column_sql(TUNING_COLUMN)} = ? ORDER BY {trial_order}id",
-                            [tuning_id])
+        found = self._query(
+            f"SELECT _row FROM runs WHERE {column_sql(TUNING_COLUMN)} = ? ORDER BY {trial_order}id", [tuning_id]
+        )
         return [json.loads(row) for (row,) in found]
 
 

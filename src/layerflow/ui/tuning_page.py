@@ -39,11 +39,21 @@ def tuning_charts(runs_dir: Path, tuning_id: str) -> dict[str, Any]:
     importances = data.get("importances")
     if not isinstance(importances, dict):
         importances = {}
-    history = [{k: h.get(k) for k in ("trial", "value", "best", "state", "run_id")}
-               for h in data["history"] if isinstance(h, dict)]
-    return {"study": {
-        "metric": data.get("metric"), "mode": data.get("mode"), "search": data.get("search"), "history": history,
-        "importances": sorted(((str(k), float(v)) for k, v in importances.items() if isinstance(v, (int, float))),
-                              key=lambda item: -item[1]),
-        "importance_note": data.get("importance_note"),
-    }}
+    history = [
+        {k: h.get(k) for k in ("trial", "value", "best", "state", "run_id")}
+        for h in data["history"]
+        if isinstance(h, dict)
+    ]
+    return {
+        "study": {
+            "metric": data.get("metric"),
+            "mode": data.get("mode"),
+            "search": data.get("search"),
+            "history": history,
+            "importances": sorted(
+                ((str(k), float(v)) for k, v in importances.items() if isinstance(v, (int, float))),
+                key=lambda item: -item[1],
+            ),
+            "importance_note": data.get("importance_note"),
+        }
+    }
