@@ -34,6 +34,8 @@ TRAINING_PACKAGES = (
     "onnxmltools",
     "xgboost",
     "mmh3",
+    "psutil",
+    "optuna",
 )
 
 
