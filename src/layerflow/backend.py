@@ -12,8 +12,9 @@ import os
 import platform
 from typing import Any
 
-from layerflow.errors import (
+from layerflow.errors import (  # noqa: F401 - TRAINING_PACKAGES and training_stack are also imported from here
     TRAIN_INSTALL,
+    TRAINING_PACKAGES,
     InvalidValueError,
     MissingDependencyError,
     StateError,
