@@ -17,6 +17,7 @@ def test_keras_runs_on_torch_by_default():
     assert "cpu" in info["devices"] and isinstance(info["gpu"], bool)
 
 
+@pytest.mark.slow
 def test_jax_backend_is_selected_by_environment():
     code = "import layerflow as lf; i = lf.backend_info(); print(i['backend'], i['devices'])"
     done = subprocess.run(

@@ -8,6 +8,7 @@ import tracemalloc
 
 import numpy as np
 import pandas as pd
+import pytest
 
 import layerflow as lf
 
@@ -28,6 +29,7 @@ def fitted_spec(path):
     return lf.feature_spec(lf.data.csv_dataset(str(path)), label="y").numeric(*FEATURES).categorical_vocab("city").fit()
 
 
+@pytest.mark.slow
 def test_training_streams_batches_without_keeping_them(tmp_path):
     n = 200_000
     path = write_csv(tmp_path / "big.csv", n)
@@ -58,6 +60,7 @@ est.train("{data}")
 """
 
 
+@pytest.mark.slow
 def test_trees_are_the_same_inside_a_run_that_records_train_metrics(tmp_path, runs_dir, write_script):
     path = write_csv(tmp_path / "train.csv", 3_000, seed=1)
     spec = fitted_spec(path)

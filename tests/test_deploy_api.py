@@ -27,6 +27,7 @@ def saved_model(tmp_path_factory):
     return folder / "tiny.keras", model
 
 
+@pytest.mark.slow
 def test_export_run_writes_a_bundle_from_a_run_or_a_model_file(saved_model, runs_dir, write_script, tmp_path):
     path, model = saved_model
     script = write_script(f"""

@@ -17,6 +17,7 @@ from layerflow.cloud.train_workers import placement_problem
 
 ray = pytest.importorskip("ray")
 pytest.importorskip("ray.train.torch")
+pytestmark = pytest.mark.slow  # a Ray cluster and Ray Train worker groups
 
 
 @pytest.fixture(scope="module")

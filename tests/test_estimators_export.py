@@ -69,6 +69,7 @@ def test_bundle_predicts_what_the_estimator_predicts_on_raw_rows(frame, make, tm
     assert signature["class_labels"] == ["no", "yes"]
 
 
+@pytest.mark.slow
 def test_layerflow_export_of_a_tracked_run_with_an_estimator(runs_dir, write_script, tmp_path, frame):
     frame.to_csv(tmp_path / "data.csv", index=False)
     script = write_script(f"""

@@ -90,6 +90,7 @@ def test_a_model_dir_of_another_kind_config_or_spec_is_refused_and_untouched(tmp
     assert folder_digest(tmp_path / "m") == before
 
 
+@pytest.mark.slow
 def test_train_and_evaluate_with_early_stopping(tmp_path):
     frame = make_frame()
     est = E.DNNClassifier(label="y", hidden_units=[8], optimizer="Adam", seed=0)
@@ -143,6 +144,7 @@ def _epochs_done(model_dir: Path) -> int:
         return 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind, target", [("dnn", 5), ("trees", 80)])
 def test_a_run_killed_mid_training_resumes_to_the_same_model(tmp_path, kind, target):
     script = tmp_path / "train.py"
@@ -194,6 +196,7 @@ TRACKED_SCRIPT = """
 """
 
 
+@pytest.mark.slow
 def test_estimators_inside_a_tracked_run(runs_dir, write_script):
     script = write_script(TRACKED_SCRIPT)
     frame = make_frame(50).assign(y=lambda f: np.where(f.y == 1, "yes", "no"))

@@ -6,10 +6,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import layerflow as lf
 from tests.conftest import EXAMPLES
 
 
+@pytest.mark.slow
 def test_mlp_example_as_a_tracked_run_records_keras_training(runs_dir):
     record = lf.training_run(EXAMPLES / "fashion_mnist_mlp.py", flags={"epochs": 3, "subset": 4000}, echo=False)
     assert record["status"] == "completed", record.get("error")
@@ -29,6 +32,7 @@ def test_mlp_example_as_a_tracked_run_records_keras_training(runs_dir):
     assert record["flags"]["epochs"] == 3 and record["flags"]["dropout"] == 0.3
 
 
+@pytest.mark.slow
 def test_cnn_example_runs_plainly_with_command_line_flags(tmp_path):
     done = subprocess.run(
         [sys.executable, str(EXAMPLES / "fashion_mnist_cnn.py"), "--flag", "epochs=2", "--flag", "subset=3000"],
@@ -44,6 +48,7 @@ def test_cnn_example_runs_plainly_with_command_line_flags(tmp_path):
     assert not (tmp_path / "runs").exists()  # a plain run records nothing
 
 
+@pytest.mark.slow
 def test_tabular_examples_stream_and_use_feature_specs(runs_dir, tmp_path):
     record = lf.training_run(EXAMPLES / "breast_cancer_feature_spec.py", flags={"epochs": 5}, echo=False)
     assert record["status"] == "completed", record.get("error")

@@ -154,6 +154,7 @@ def test_a_subclassed_model_exports_once_called(tmp_path):
     np.testing.assert_allclose(onnx_predict(folder, x)[0], model.predict(x, verbose=0), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_cli_exports_the_model_a_run_saved(runs_dir, write_script, tmp_path):
     script = write_script("""
         import numpy as np
@@ -199,6 +200,7 @@ def test_cli_exports_the_model_a_run_saved(runs_dir, write_script, tmp_path):
     assert done.returncode == 2 and "not a saved Keras model" in done.stderr
 
 
+@pytest.mark.slow
 def test_a_model_trained_on_jax_exports_too(tmp_path):
     import os
     import subprocess

@@ -250,6 +250,7 @@ def test_cli_predict_takes_raw_rows(tmp_path, frame, spec):
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.slow
 def test_cli_exports_a_saved_estimator_folder(tmp_path, frame, spec):
     """`layerflow export FOLDER` loads a saved model folder through the loader its layerflow_model.json
     names, and exports it through export_parts() (the spec reloaded from JSON: raw dtypes by usage)."""

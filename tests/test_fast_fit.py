@@ -167,6 +167,7 @@ def test_callbacks_early_stopping_checkpoint_reduce_lr_csv(monkeypatch, tmp_path
     assert_weights_close(fast_model, slow_model)
 
 
+@pytest.mark.slow
 def test_layerflow_run_records_fast_training(runs_dir, write_script):
     from tests.conftest import layerflow_cli
 

@@ -359,6 +359,7 @@ def _run(case: Case, monkeypatch, switch: str):
     return fast_fit_status(model), history, evaluation, predictions, state
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_fast_path_matches_keras_or_falls_back_naming_the_cause(name, monkeypatch):
     case = CASES[name]

@@ -58,6 +58,7 @@ class SeesHooks(plain_keras.callbacks.Callback):
         self.seen.add(_keras_internals.running_model())
 
 
+@pytest.mark.slow
 def test_a_plain_keras_model_keeps_kerass_own_functions_after_importing_layerflow():
     layerflow_model = build(keras)
     train(layerflow_model)  # the fast path's hooks are installed by now
@@ -105,6 +106,7 @@ np.save(sys.argv[2], np.concatenate([w.ravel() for w in model.get_weights()]
 """
 
 
+@pytest.mark.slow
 def test_a_plain_keras_model_trains_bit_for_bit_as_without_layerflow(tmp_path):
     script = tmp_path / "plain.py"
     script.write_text(_PLAIN_SCRIPT)
@@ -183,6 +185,7 @@ def test_layerflow_keras_builds_enabled_models_of_every_kind():
     assert keras.layers.Dense is plain_keras.layers.Dense and keras.__version__ == plain_keras.__version__
 
 
+@pytest.mark.slow
 def test_a_tracked_run_records_a_plain_keras_model(runs_dir, write_script):
     script = write_script("""
         import numpy as np

@@ -9,6 +9,7 @@ import importlib.metadata
 import tomllib
 from pathlib import Path
 
+import pytest
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 
@@ -130,6 +131,7 @@ def test_no_private_keras_model_attributes_outside_the_one_module():
     assert not found, found
 
 
+@pytest.mark.slow
 def test_autolog_records_evaluate_through_public_callbacks(runs_dir, write_script):
     script = write_script("""
         import numpy as np

@@ -141,6 +141,7 @@ def cli(*args, runs_dir: Path, cwd: Path, timeout: int = 240):
     return layerflow_cli(*args, cwd=cwd, env={"LAYERFLOW_RUNS_DIR": str(runs_dir)}, timeout=timeout)
 
 
+@pytest.mark.slow
 def test_cloud_train_streams_the_output_and_files_the_run_here(ray_head, project, runs_dir, tmp_path):
     result = cli(
         "cloud",
@@ -181,6 +182,7 @@ def test_cloud_train_streams_the_output_and_files_the_run_here(ray_head, project
         assert unknown.returncode == 2 and message in unknown.stderr, (command, unknown.stderr)
 
 
+@pytest.mark.slow
 def test_detached_job_can_be_cancelled_and_collected(ray_head, project, runs_dir, tmp_path):
     result = cli(
         "cloud",
@@ -224,6 +226,7 @@ def test_detached_job_can_be_cancelled_and_collected(ray_head, project, runs_dir
     assert 2 <= record["epochs_completed"] < 100
 
 
+@pytest.mark.slow
 def test_tune_on_ray_stops_poor_trials_early(ray_head, project, runs_dir, tmp_path):
     result = cli(
         "tune",
@@ -251,6 +254,7 @@ def test_tune_on_ray_stops_poor_trials_early(ray_head, project, runs_dir, tmp_pa
     assert all(r["remote"]["job_id"] for r in records.values())
 
 
+@pytest.mark.slow
 def test_requirements_that_fail_to_install_fail_the_run_with_the_reason(ray_head, project, runs_dir, tmp_path):
     requirements = tmp_path / "requirements.txt"
     requirements.write_text("# pinned on purpose to a release that does not exist\nlayerflow-no-such-package==0.0.1\n")
@@ -285,6 +289,7 @@ def test_bad_addresses_fail_within_seconds_and_write_nothing(project, runs_dir, 
     assert not runs_dir.exists() or not any(runs_dir.iterdir())
 
 
+@pytest.mark.slow
 def test_tune_with_address_local_starts_and_stops_a_ray_cluster(project, runs_dir, tmp_path):
     result = cli(
         "tune",
@@ -305,6 +310,7 @@ def test_tune_with_address_local_starts_and_stops_a_ray_cluster(project, runs_di
     assert all(r["remote"]["address"].startswith("http://127.0.0.1") for r in records)
 
 
+@pytest.mark.slow
 def test_ctrl_c_during_tune_on_ray_stops_the_jobs_and_files_them_interrupted(ray_head, project, runs_dir, tmp_path):
     process = subprocess.Popen(
         [
@@ -347,6 +353,7 @@ def test_ctrl_c_during_tune_on_ray_stops_the_jobs_and_files_them_interrupted(ray
         assert 2 <= record["epochs_completed"] < 200
 
 
+@pytest.mark.slow
 def test_a_cluster_dying_mid_job_fails_the_run_and_keeps_its_log(ray_head, project, runs_dir, tmp_path):
     """Runs last: it kills the module's cluster."""
     process = subprocess.Popen(

@@ -202,6 +202,7 @@ SLOW_KERAS = """
 """
 
 
+@pytest.mark.slow
 def test_sigkill_mid_epoch_keeps_the_record(runs_dir, write_script, tmp_path):
     script = write_script(SLOW_KERAS)
     process = _runner(script, runs_dir)
@@ -242,6 +243,7 @@ def test_ctrl_c_marks_the_run_interrupted(runs_dir, write_script):
     assert "KeyboardInterrupt" in (Path(record["path"]) / "output.log").read_text()
 
 
+@pytest.mark.slow
 def test_references_ls_runs_and_index(runs_dir, write_script):
     script = write_script(SIMPLE)
     ids = [lf.training_run(script, flags={"lr": lr}, echo=False)["id"] for lr in (0.3, 0.1, 0.2)]
@@ -470,6 +472,7 @@ def test_files_written_in_the_working_directory_are_kept(runs_dir, write_script,
     assert "Files written" in html and "plots_here/curve.svg" in html and "huge.dat" in html
 
 
+@pytest.mark.slow
 def test_flags_from_a_file_and_named_profiles(runs_dir, write_script, tmp_path):
     from layerflow.errors import InvalidTypeError
 
@@ -530,6 +533,7 @@ SEEDED = """
 """
 
 
+@pytest.mark.slow
 def test_rerun_repeats_a_run_from_its_snapshot_and_checks_it(runs_dir, write_script, tmp_path):
     script = write_script(SEEDED)
     original = lf.training_run(script, flags={"units": 6}, echo=False)
@@ -555,6 +559,7 @@ def test_rerun_repeats_a_run_from_its_snapshot_and_checks_it(runs_dir, write_scr
         lf.rerun(original["id"])
 
 
+@pytest.mark.slow
 def test_a_huge_working_directory_is_not_watched(runs_dir, write_script, tmp_path):
     from layerflow.runs.outputs import MAX_WATCHED_FILES
 

@@ -22,6 +22,7 @@ def served(tmp_path_factory):
     process.wait(timeout=30)
 
 
+@pytest.mark.slow
 def test_every_documented_route_survives_fuzzing(served):
     schema = schemathesis.openapi.from_url(f"{served}/openapi.json")
     operations = [result.ok() for result in schema.get_all_operations()]

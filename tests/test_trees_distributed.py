@@ -41,6 +41,7 @@ def frame(rows: int = 3000, seed: int = 0) -> pd.DataFrame:
     return data
 
 
+@pytest.mark.slow
 def test_two_workers_match_one_process_and_rank_0_writes_model_dir(cluster, tmp_path):
     train, test = frame(3000, 0), frame(1000, 1)
     one = E.BoostedTreesClassifier(label="y", n_trees=5, max_depth=4, seed=1).train(train)
@@ -88,6 +89,7 @@ def _fail_on_rank_1(estimator, epoch):
     return {}, False
 
 
+@pytest.mark.slow
 def test_a_failing_worker_fails_the_training_with_its_traceback(cluster, tmp_path):
     estimator = E.BoostedTreesClassifier(label="y", n_trees=4, seed=1, model_dir=tmp_path / "m")
     with pytest.raises(DistributedTrainingError, match="rank 1 could not go on at round 2") as failure:
@@ -108,6 +110,7 @@ def _kill_rank_1_once(marker: str):
     return hook
 
 
+@pytest.mark.slow
 def test_a_killed_worker_resumes_from_the_last_round(cluster, tmp_path):
     train, test = frame(1000, 0), frame(300, 1)
     plain = E.BoostedTreesClassifier(label="y", n_trees=5, max_depth=3, seed=1).train(train, workers=2)

@@ -172,6 +172,7 @@ def test_grid_values_are_checked_against_the_scripts_flags_before_any_trial(runs
 # --- tuning runs ---------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_grid_runs_as_tracked_runs_in_parallel_and_a_failing_trial_leaves_the_rest(runs_dir, write_script):
     script = write_script(TRAIN)
     summary = lf.tuning_run(
@@ -199,6 +200,7 @@ def test_grid_runs_as_tracked_runs_in_parallel_and_a_failing_trial_leaves_the_re
     assert record["flags"]["units"] == 64 and "trained 0.1 64" in (Path(record["path"]) / "output.log").read_text()
 
 
+@pytest.mark.slow
 def test_asha_stops_poor_trials_and_records_them_as_stopped(runs_dir, write_script):
     script = write_script(TRAIN)
     summary = lf.tuning_run(
@@ -227,6 +229,7 @@ def test_random_search_over_ranges(runs_dir, write_script):
     assert summary.attrs["metric"] == "metric_val_accuracy"  # picked when none is named
 
 
+@pytest.mark.slow
 def test_ctrl_c_keeps_finished_trials_and_marks_running_ones_interrupted(runs_dir, write_script, tmp_path):
     script = write_script(TRAIN)
     process = subprocess.Popen(
@@ -268,6 +271,7 @@ def test_ctrl_c_keeps_finished_trials_and_marks_running_ones_interrupted(runs_di
     assert "2 trial(s) did not start (interrupted)" in output
 
 
+@pytest.mark.slow
 def test_tune_command_line(runs_dir, write_script, tmp_path):
     script = write_script(TRAIN)
     result = layerflow_cli(
@@ -346,6 +350,7 @@ def test_run_control_and_given_run_ids_check_their_input(runs_dir, write_script)
         new_run_folder(runs_dir, run_id)
 
 
+@pytest.mark.slow
 def test_a_dataframe_of_flags_runs_exactly_its_rows(runs_dir, write_script):
     import pandas as pd
 

@@ -20,6 +20,7 @@ def ray_head():
     head.stop()
 
 
+@pytest.mark.slow
 def test_tpe_search_on_ray_tells_every_job_to_the_study(ray_head, project, runs_dir, tmp_path):  # noqa: F811
     result = cli(
         "tune",

@@ -73,6 +73,7 @@ def test_tpe_search_tells_every_trial_to_the_stored_study(runs_dir, write_script
         assert sum(page["importances"].values()) == pytest.approx(1.0)
 
 
+@pytest.mark.slow
 def test_an_asha_stopped_trial_is_told_as_pruned(runs_dir, write_script):
     script = write_script(TRAIN)
     summary = lf.tuning_run(
@@ -129,6 +130,7 @@ def test_a_finished_grid_cannot_be_resumed_and_a_changed_space_is_named(runs_dir
     assert states(load(runs_dir, tuning_id)) == ["COMPLETE"] * 3
 
 
+@pytest.mark.slow
 def test_ctrl_c_keeps_the_study_consistent_and_resume_adds_trials(runs_dir, write_script, tmp_path):
     script = write_script(TRAIN)
     process = subprocess.Popen(

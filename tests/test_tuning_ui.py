@@ -30,6 +30,7 @@ def tuned(runs_dir, write_script):
     running.stop()
 
 
+@pytest.mark.slow
 def test_tuning_page_shows_history_and_importance_charts(tuned, page):  # noqa: F811
     server, summary, runs_dir = tuned
     tuning_id = summary.attrs["tuning_id"]

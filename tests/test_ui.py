@@ -102,6 +102,7 @@ def page(browser, tmp_path):
     context.close()
 
 
+@pytest.mark.slow
 def test_runs_table_lists_runs_sorts_filters_and_groups_tuning(server, store, page):
     page.goto(server + "/")
     listed = page.locator("#runs-table tbody tr").evaluate_all("rows => rows.map(r => r.dataset.run)")
@@ -401,6 +402,7 @@ KERAS_SCRIPT = """
 """
 
 
+@pytest.mark.slow
 @needs_chromium
 def test_live_run_chart_gains_points_while_it_trains(tmp_path, page):
     project, runs_dir = tmp_path / "live", tmp_path / "runs"

@@ -9,6 +9,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 from layerflow.runs.pty_tee import CleanLog
 
 SCRIPT = """
@@ -22,6 +24,7 @@ SCRIPT = """
 """
 
 
+@pytest.mark.slow
 def test_progress_bar_on_the_terminal_and_a_clean_log(tmp_path):
     (tmp_path / "train.py").write_text(textwrap.dedent(SCRIPT))
     master, slave = pty.openpty()

@@ -90,6 +90,7 @@ def test_web_page_predicts_like_python(tmp_path):
     np.testing.assert_allclose(outputs["output"], model.predict(x, verbose=0), atol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed (apt-get install chromium)")
 def test_cli_builds_the_page_from_a_run(tmp_path, runs_dir, write_script):
     script = write_script("""
