@@ -72,7 +72,8 @@ SCRIPT = textwrap.dedent("""
             custom.fit(x, np.zeros((256, 2), "float32"), verbose=0)
         except DistributedFitError as error:
             print(f"refused custom: {error}")
-        print(f"rank {dist.get_rank()} done")
+        print(f"rank {dist.get_rank()} done", flush=True)
+        dist.barrier()  # both ranks have said so before rank 1 fails (its failure stops rank 0)
         if dist.get_rank() == 1:
             raise RuntimeError("worker one breaks after training")
 """)

@@ -17,6 +17,7 @@ import numpy as np
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
 from layerflow.deploy.repository import BadInput, LoadedModel, ModelNotFound, ModelRepository
+from layerflow.errors import LayerflowError
 
 SERVICE = "inference.GRPCInferenceService"
 _F = descriptor_pb2.FieldDescriptorProto
@@ -148,7 +149,9 @@ _V2_TYPES = {
 }
 
 
-class RpcError(Exception):
+class RpcError(LayerflowError, RuntimeError):
+    """A request the gRPC service refuses: ``code`` is the gRPC status it answers with."""
+
     def __init__(self, code: str, message: str):
         super().__init__(message)
         self.code, self.message = code, message
