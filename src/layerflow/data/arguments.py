@@ -26,9 +26,7 @@ def positive_int(name: str, value: Any) -> int:
         >>> positive_int("batch_size", 32)
         32
     """
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise DatasetArgumentError(f"{name}={value!r} must be a positive integer.")
-    return int(value)
+    return _integer_at_least(name, value, 1, "a positive integer")
 
 
 def non_negative_int(name: str, value: Any) -> int:
@@ -45,6 +43,10 @@ def non_negative_int(name: str, value: Any) -> int:
         >>> non_negative_int("count", 0)
         0
     """
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-        raise DatasetArgumentError(f"{name}={value!r} must be a non-negative integer.")
+    return _integer_at_least(name, value, 0, "a non-negative integer")
+
+
+def _integer_at_least(name: str, value: Any, lowest: int, expected: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lowest:
+        raise DatasetArgumentError(f"{name}={value!r} must be {expected}.")
     return int(value)

@@ -143,8 +143,7 @@ def _record_saves(keras: Any) -> None:
         _copy_saved(filepath)
         return result
 
-    save._layerflow_recording = True  # type: ignore[attr-defined]
-    save.__wrapped__ = original_save  # type: ignore[attr-defined]
+    _mark_recording(save, original_save)
     save.__doc__ = original_save.__doc__
     model_class.save = save
 
@@ -161,11 +160,11 @@ def save_history_plot(run_dir: Path) -> Path | None:
     return path
 
 
-def _mark_recording(init: Any, original_init: Any) -> None:
-    """Marks the patched ``CallbackList.__init__`` (a ``def`` has no declared attributes for mypy;
-    ``install`` reads ``_layerflow_recording`` back with getattr)."""
-    init._layerflow_recording = True
-    init.__wrapped__ = original_init
+def _mark_recording(patched: Any, original: Any) -> None:
+    """Marks a patched Keras function (``CallbackList.__init__``, ``Model.save``): a ``def`` has no
+    declared attributes for mypy; ``install`` reads ``_layerflow_recording`` back with getattr."""
+    patched._layerflow_recording = True
+    patched.__wrapped__ = original
 
 
 def install(keras: Any) -> None:
